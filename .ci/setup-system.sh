@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the system programs the test tiers drive (Debian/Ubuntu, as root).
+# Idempotent: only missing packages are installed.
+set -euo pipefail
+
+packages=(
+  postgresql postgresql-client  # API tests on PostgreSQL, Postman on PostgreSQL, benchmark
+  nginx-light                   # the ingress-style /flask/ rewrite in front of uWSGI
+  docker.io debootstrap docker-registry  # image build, local base image, local registry
+  prometheus                    # promtool: alert rules check and unit tests
+  wrk                           # load benchmark
+  curl ca-certificates procps psmisc
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+  echo "setup-system: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Services are started by the scripts that need them, not by the package scripts.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+else
+  echo "setup-system: all system packages present"
+fi

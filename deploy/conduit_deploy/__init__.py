@@ -1,0 +1,1 @@
+"""Conduit delivery tool: version, pack, render, cluster, deploy and smoke commands."""
