@@ -1,0 +1,89 @@
+"""Registration, login and the current user."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g
+from sqlalchemy import or_, select
+
+from ..auth import check_password, create_token, current_user, hash_password
+from ..errors import APIError
+from ..extensions import db
+from ..models import User
+from ..schemas import LoginSchema, RegisterSchema, UserUpdateSchema, load_body
+
+blueprint = Blueprint("users", __name__)
+
+
+def user_response(user: User, token: str | None = None) -> dict:
+    return {
+        "user": {
+            "email": user.email,
+            "token": token or create_token(user.id),
+            "username": user.username,
+            "bio": user.bio,
+            "image": user.image,
+        }
+    }
+
+
+def _ensure_unique(username: str | None, email: str | None, exclude_id: int | None = None):
+    """422 naming each field already taken by another user."""
+    clauses = []
+    if username is not None:
+        clauses.append(User.username == username)
+    if email is not None:
+        clauses.append(User.email == email)
+    if not clauses:
+        return
+    query = select(User.username, User.email).where(or_(*clauses))
+    if exclude_id is not None:
+        query = query.where(User.id != exclude_id)
+    errors: dict[str, list[str]] = {}
+    for taken_username, taken_email in db.session.execute(query):
+        if username is not None and taken_username == username:
+            errors["username"] = ["has already been taken"]
+        if email is not None and taken_email == email:
+            errors["email"] = ["has already been taken"]
+    if errors:
+        raise APIError(422, errors)
+
+
+@blueprint.post("/users")
+def register():
+    data = load_body("user", RegisterSchema())
+    _ensure_unique(data["username"], data["email"])
+    user = User(
+        username=data["username"],
+        email=data["email"],
+        password_hash=hash_password(data["password"]),
+    )
+    db.session.add(user)
+    db.session.commit()
+    return user_response(user), 201
+
+
+@blueprint.post("/users/login")
+def login():
+    data = load_body("user", LoginSchema())
+    user = db.session.execute(select(User).where(User.email == data["email"])).scalar()
+    if not check_password(data["password"], user.password_hash if user else None):
+        raise APIError(401, {"email or password": ["is invalid"]})
+    return user_response(user)
+
+
+@blueprint.get("/user")
+def get_current_user():
+    return user_response(current_user(), g.get("token"))
+
+
+@blueprint.put("/user")
+def update_current_user():
+    user = current_user()
+    data = load_body("user", UserUpdateSchema())
+    _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
+    if "password" in data:
+        user.password_hash = hash_password(data.pop("password"))
+    for field, value in data.items():
+        setattr(user, field, value)
+    db.session.commit()
+    return user_response(user)

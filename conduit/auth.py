@@ -1,0 +1,107 @@
+"""Token authentication: `Authorization: Token <jwt>`.
+
+The token carries the user id; views that only need the id (lists, flags) never touch
+the users table for it, and `current_user()` loads the row once per request when a view
+needs it.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+
+import bcrypt
+import jwt
+from flask import current_app, g, request
+
+from .errors import unauthorized
+from .extensions import db
+from .models import User
+
+ALGORITHM = "HS256"
+SCHEMES = ("token", "bearer")  # the spec says Token; Bearer is what other clients send
+
+
+def hash_password(password: str) -> str:
+    rounds = current_app.config["BCRYPT_LOG_ROUNDS"]
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+
+
+def check_password(password: str, password_hash: str | None) -> bool:
+    if password_hash is None:
+        # Spend the same time as a real check, so response time does not reveal which
+        # emails are registered.
+        bcrypt.checkpw(password.encode(), _dummy_hash())
+        return False
+    return bcrypt.checkpw(password.encode(), password_hash.encode())
+
+
+@functools.cache
+def _dummy_hash_for(rounds: int) -> bytes:
+    return bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds))
+
+
+def _dummy_hash() -> bytes:
+    return _dummy_hash_for(current_app.config["BCRYPT_LOG_ROUNDS"])
+
+
+def create_token(user_id: int) -> str:
+    now = datetime.now(UTC)
+    lifetime = timedelta(seconds=current_app.config["JWT_ACCESS_TOKEN_EXPIRES"])
+    claims = {"sub": str(user_id), "iat": now, "exp": now + lifetime}
+    return jwt.encode(claims, current_app.config["JWT_SECRET"], algorithm=ALGORITHM)
+
+
+def _token_from_request() -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() not in SCHEMES or not token.strip():
+        raise unauthorized("Authorization header must be 'Token <jwt>'")
+    return token.strip()
+
+
+def _decode(token: str) -> int:
+    try:
+        claims = jwt.decode(
+            token,
+            current_app.config["JWT_SECRET"],
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("token has expired") from None
+    except jwt.InvalidTokenError:
+        raise unauthorized("token is invalid") from None
+    try:
+        user_id = int(claims["sub"])
+    except (TypeError, ValueError):
+        raise unauthorized("token is invalid") from None
+    return user_id
+
+
+def viewer_id() -> int | None:
+    """The id of the authenticated user, None when anonymous; 401 for a bad token."""
+    if "viewer_id" not in g:
+        token = _token_from_request()
+        g.viewer_id = None if token is None else _decode(token)
+        g.token = token
+    return g.viewer_id
+
+
+def required_viewer_id() -> int:
+    user_id = viewer_id()
+    if user_id is None:
+        raise unauthorized("authentication required")
+    return user_id
+
+
+def current_user() -> User:
+    """The authenticated user's row; 401 if the token's user no longer exists."""
+    if "current_user" not in g:
+        user = db.session.get(User, required_viewer_id())
+        if user is None:
+            raise unauthorized("user no longer exists")
+        g.current_user = user
+    return g.current_user

@@ -1,0 +1,135 @@
+"""Request validation with marshmallow.
+
+Every body is `{"<envelope>": {...}}`; `load_body()` checks the envelope and the fields
+and raises 422 with one message per field. Strings are rejected when they hold NUL
+characters, which PostgreSQL cannot store.
+"""
+
+from __future__ import annotations
+
+from flask import request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from .errors import unprocessable
+
+USERNAME_PATTERN = r"^[\w.-]+$"
+MAX_TAGS = 20
+
+
+class Text(fields.String):
+    """A string without NUL characters; leading/trailing whitespace is kept as sent."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("must not contain NUL characters")
+        return text
+
+
+def not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("can't be blank")
+
+
+def password_rules(value: str) -> None:
+    if len(value) < 8:
+        raise ValidationError("must be at least 8 characters")
+    # bcrypt only reads the first 72 bytes; refuse rather than silently truncate.
+    if len(value.encode()) > 72:
+        raise ValidationError("must be at most 72 bytes")
+
+
+def username_field(**kwargs) -> Text:
+    # Usernames appear in URLs (/profiles/<username>), so keep them URL-safe.
+    return Text(
+        validate=[
+            validate.Length(min=1, max=64),
+            validate.Regexp(USERNAME_PATTERN, error="may only contain letters, digits, _ . and -"),
+        ],
+        **kwargs,
+    )
+
+
+def email_field(**kwargs) -> Text:
+    return Text(validate=[validate.Length(max=254), validate.Email()], **kwargs)
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # clients send whole objects back; ignore fields we don't own
+
+
+class RegisterSchema(StrictSchema):
+    username = username_field(required=True)
+    email = email_field(required=True)
+    password = Text(required=True, validate=password_rules)
+
+
+class LoginSchema(StrictSchema):
+    email = Text(required=True, validate=validate.Length(min=1, max=254))
+    password = Text(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class UserUpdateSchema(StrictSchema):
+    username = username_field()
+    email = email_field()
+    password = Text(validate=password_rules)
+    bio = Text(allow_none=True, validate=validate.Length(max=10_000))
+    image = Text(allow_none=True, validate=validate.Length(max=2048))
+
+    @validates_schema
+    def at_least_one(self, data, **kwargs):
+        if not data:
+            raise ValidationError("at least one field is required")
+
+
+def tag_list_field(**kwargs) -> fields.List:
+    return fields.List(
+        Text(validate=[validate.Length(min=1, max=64), not_blank]),
+        validate=validate.Length(max=MAX_TAGS),
+        **kwargs,
+    )
+
+
+class ArticleCreateSchema(StrictSchema):
+    title = Text(required=True, validate=[validate.Length(max=255), not_blank])
+    description = Text(required=True, validate=[validate.Length(max=1000), not_blank])
+    body = Text(required=True, validate=not_blank)
+    tagList = tag_list_field(load_default=list)
+
+
+class ArticleUpdateSchema(StrictSchema):
+    title = Text(validate=[validate.Length(max=255), not_blank])
+    description = Text(validate=[validate.Length(max=1000), not_blank])
+    body = Text(validate=not_blank)
+    tagList = tag_list_field()
+
+    @validates_schema
+    def at_least_one(self, data, **kwargs):
+        if not data:
+            raise ValidationError("at least one field is required")
+
+
+class CommentSchema(StrictSchema):
+    body = Text(required=True, validate=[validate.Length(max=10_000), not_blank])
+
+
+def load_body(envelope: str, schema: Schema) -> dict:
+    """Parse the JSON body, check its envelope and validate the fields inside it."""
+    if not request.is_json:
+        raise unprocessable("body", "expected a JSON body (Content-Type: application/json)")
+    data = request.get_json()  # malformed JSON -> 400 -> rendered as 422
+    if not isinstance(data, dict) or envelope not in data:
+        raise unprocessable(envelope, f'expected a JSON object with a "{envelope}" object')
+    payload = data[envelope]
+    if not isinstance(payload, dict):
+        raise unprocessable(envelope, "must be a JSON object")
+    return schema.load(payload)
+
+
+def dedupe(tags: list[str]) -> list[str]:
+    """Tags without surrounding blanks, first occurrence kept, order kept."""
+    seen: dict[str, None] = {}
+    for tag in tags:
+        seen.setdefault(tag.strip(), None)
+    return list(seen)

@@ -1,0 +1,74 @@
+"""Alembic environment for Flask-Migrate: `flask db upgrade`, `flask db migrate`."""
+
+import logging
+import zlib
+from logging.config import fileConfig
+
+from alembic import context
+from flask import current_app
+from sqlalchemy import text
+
+config = context.config
+fileConfig(config.config_file_name)
+logger = logging.getLogger("alembic.env")
+
+migrate_ext = current_app.extensions["migrate"]
+engine = migrate_ext.db.engine
+config.set_main_option(
+    "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+)
+target_metadata = migrate_ext.db.metadata
+
+# One key for every process that migrates this schema (a 32-bit value fits bigint).
+MIGRATION_LOCK_KEY = zlib.crc32(b"conduit:alembic-upgrade")
+
+
+def skip_empty_autogenerate(context, revision, directives):
+    """`flask db migrate` with no model changes writes no empty revision."""
+    if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+        directives[:] = []
+        logger.info("No changes in schema detected.")
+
+
+def run_migrations_offline():
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online():
+    configure_args = dict(migrate_ext.configure_args)
+    configure_args.setdefault("process_revision_directives", skip_empty_autogenerate)
+    configure_args.setdefault("compare_type", True)
+
+    with engine.connect() as connection:
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            # Several replicas' init containers upgrade at once: the first takes the lock
+            # and migrates, the others wait here and then find the schema at head. The
+            # lock is taken before Alembic reads the current revision.
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
+        try:
+            context.configure(
+                connection=connection, target_metadata=target_metadata, **configure_args
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if postgres:
+                connection.rollback()
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+                connection.commit()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
