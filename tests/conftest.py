@@ -1,0 +1,146 @@
+"""Fixtures for every tier: an app on a fresh database per test, a client, users.
+
+The database backend is SQLite unless CONDUIT_TEST_BACKEND=postgres (set by
+`flask test --postgres`), which runs the same tests against TEST_DATABASE_URL.
+The schema is built by the migrations, not by create_all(), so every run also
+exercises them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, event, text
+
+from conduit import create_app
+from conduit.extensions import db
+
+BACKEND = os.environ.get("CONDUIT_TEST_BACKEND", "sqlite")
+TEST_SECRET = "test-" + secrets.token_hex(24)
+
+
+def app_env(database_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "CONDUIT_ENV": "testing",
+        "CONDUIT_SECRET": TEST_SECRET,
+        "DATABASE_URL": database_url,
+        "BCRYPT_LOG_ROUNDS": "4",  # the minimum: hashing speed is not under test
+        **extra,
+    }
+
+
+def reset_postgres_schema(url: str) -> None:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    if BACKEND == "postgres":
+        url = os.environ.get("TEST_DATABASE_URL")
+        if not url:
+            pytest.fail("CONDUIT_TEST_BACKEND=postgres needs TEST_DATABASE_URL")
+        reset_postgres_schema(url)
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'conduit.sqlite'}"
+    migrated = create_app(env=app_env(url))
+    with migrated.app_context():
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    app = create_app(env=app_env(database_url))
+    yield app
+    with app.app_context():
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as connection:
+            if db.engine.dialect.name == "postgresql":
+                connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    connection.execute(text(f"DELETE FROM {table}"))
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclass
+class User:
+    username: str
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.token}"}
+
+
+@pytest.fixture
+def register(client: FlaskClient):
+    """register("alice") -> User with a valid token."""
+
+    def register(username: str, password: str = "correct horse battery") -> User:
+        email = f"{username}@example.com"
+        response = client.post(
+            "/api/users",
+            json={"user": {"username": username, "email": email, "password": password}},
+        )
+        assert response.status_code == 201, response.get_json()
+        return User(username, email, password, response.get_json()["user"]["token"])
+
+    return register
+
+
+@pytest.fixture
+def create_article(client: FlaskClient):
+    """create_article(user, title=..., tags=[...]) -> the article JSON."""
+
+    def create_article(user: User, title: str = "A title", tags=(), **fields) -> dict:
+        article = {"title": title, "description": "about it", "body": "the body", **fields}
+        if tags:
+            article["tagList"] = list(tags)
+        response = client.post("/api/articles", json={"article": article}, headers=user.headers)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["article"]
+
+    return create_article
+
+
+@pytest.fixture
+def count_statements(app: Flask):
+    """with count_statements() as statements: ... -> statements holds the SQL run."""
+
+    @contextmanager
+    def counting() -> Iterator[list[str]]:
+        statements: list[str] = []
+
+        def record(conn, cursor, statement, parameters, context, executemany):
+            statements.append(statement)
+
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            yield statements
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+    return counting
