@@ -1,0 +1,226 @@
+"""The Deploy stage: ingress controller, then the rendered stages in order, then the
+ingress address and the smoke test. A failed app rollout or smoke test rolls the app
+back to its previous revision and fails the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cloud import CloudSession, export_kubeconfig
+from .errors import CommandFailed, RolloutFailed, SmokeFailed
+from .runner import Runner, log, tail
+from .waiting import Clock, poll
+
+MONITORING_CRD = "servicemonitors.monitoring.coreos.com"
+URL_VARIABLE = "DYNAMIC_ENVIRONMENT_URL"
+# Where the ingress serves the API (it rewrites /flask/(.*) to /$1).
+PATH_PREFIX = "/flask/"
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    rollout_timeout: float = 300  # migrations run in the app's init container
+    controller_timeout: float = 300
+    address_timeout: float = 600  # a new GCE load balancer takes a few minutes
+    address_interval: float = 10
+    env_file: Path = Path("deploy.env")
+
+
+def apply_command(source: Path | str) -> list[str]:
+    return ["kubectl", "apply", "--filename", str(source)]
+
+
+def rollout_status_command(kind: str, name: str, namespace: str, timeout: float) -> list[str]:
+    return [
+        "kubectl",
+        "rollout",
+        "status",
+        f"{kind}/{name}",
+        "--namespace",
+        namespace,
+        f"--timeout={timeout:g}s",
+    ]
+
+
+def rollout_undo_command(deployment: str, namespace: str) -> list[str]:
+    return ["kubectl", "rollout", "undo", f"deployment/{deployment}", "--namespace", namespace]
+
+
+def crd_exists_command(name: str) -> list[str]:
+    return ["kubectl", "get", "crd", name, "--ignore-not-found", "--output", "name"]
+
+
+def ingress_address_command(ingress: str, namespace: str) -> list[str]:
+    # GCE load balancers report an IP; others (AWS) a hostname: take whichever is set.
+    path = "{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}"
+    return ["kubectl", "get", "ingress", ingress, "--namespace", namespace, f"--output=jsonpath={path}"]
+
+
+def service_url(address: str) -> str:
+    return f"http://{address}{PATH_PREFIX}"
+
+
+class Deployer:
+    """One deploy of one rendered environment."""
+
+    def __init__(
+        self,
+        environment: str,
+        image: str,
+        rendered: Any,
+        runner: Runner,
+        options: DeployOptions,
+        smoke: Callable[[str], Any],
+        clock: Clock | None = None,
+    ):
+        self.environment = environment
+        self.image = image
+        self.rendered = rendered
+        self.runner = runner
+        self.options = options
+        self.smoke = smoke
+        self.clock = clock
+
+    def run(self, session: CloudSession) -> str:
+        r = self.rendered
+        log(f"==> deploy: {self.image} to {self.environment} ({session.cluster_name})")
+        export_kubeconfig(session, self.runner)
+
+        log(f"==> deploy: ingress-nginx controller from {r.ingress_controller_manifest_url}")
+        self.runner.run(apply_command(r.ingress_controller_manifest_url))
+        self.runner.run(
+            rollout_status_command(
+                "deployment",
+                r.ingress_controller_deployment,
+                r.ingress_controller_namespace,
+                self.options.controller_timeout,
+            )
+        )
+
+        for stage, path in r.stages:
+            log(f"==> deploy: {stage} ({path})")
+            self.runner.run(apply_command(path))
+            if stage == "database":
+                self.runner.run(
+                    rollout_status_command(
+                        "statefulset", r.database_statefulset, r.namespace, self.options.rollout_timeout
+                    )
+                )
+            elif stage == "app":
+                self._wait_for_app()
+
+        self._apply_monitoring()
+        url = self._wait_for_address()
+        self._write_env_file(url)
+        self._smoke(url)
+        log(f"==> deploy: {self.image} is live in {self.environment} at {url}")
+        return url
+
+    def _wait_for_app(self) -> None:
+        r = self.rendered
+        log(
+            f"==> deploy: waiting for deployment/{r.app_deployment} "
+            f"(migrations, then readiness; at most {self.options.rollout_timeout:g}s)"
+        )
+        try:
+            self.runner.run(
+                rollout_status_command(
+                    "deployment", r.app_deployment, r.namespace, self.options.rollout_timeout
+                )
+            )
+        except CommandFailed as error:
+            self._roll_back(f"the rollout of {self.image} did not finish: {error}")
+
+    def _apply_monitoring(self) -> None:
+        monitoring = self.rendered.monitoring_file
+        if monitoring is None:
+            return
+        if self.runner.dry_run:
+            self.runner.note(f"only if {MONITORING_CRD} exists (prometheus-operator):")
+            self.runner.run(crd_exists_command(MONITORING_CRD))
+            self.runner.run(apply_command(monitoring))
+            return
+        found = self.runner.run(crd_exists_command(MONITORING_CRD), capture=True, check=False)
+        if found.ok and found.stdout.strip():
+            log(f"==> deploy: monitoring ({monitoring})")
+            self.runner.run(apply_command(monitoring))
+        else:
+            log(
+                f"==> deploy: monitoring skipped: the cluster has no {MONITORING_CRD} "
+                "(install prometheus-operator to scrape the app)"
+            )
+
+    def _wait_for_address(self) -> str:
+        r = self.rendered
+        command = ingress_address_command(r.ingress_name, r.namespace)
+        log(f"==> deploy: waiting for the address of ingress/{r.ingress_name}")
+        if self.runner.dry_run:
+            self.runner.note(
+                f"repeated every {self.options.address_interval:g}s until it prints an address, "
+                f"for at most {self.options.address_timeout:g}s:"
+            )
+            self.runner.run(command)
+            return service_url("<ingress-address>")
+
+        def attempt() -> tuple[str | None, str]:
+            result = self.runner.run(command, capture=True, check=False)
+            address = result.stdout.strip() if result.ok else ""
+            if address:
+                return address, f"address {address}"
+            return None, "no address yet" if result.ok else tail(result.stderr, 1)
+
+        address = poll(
+            attempt,
+            what=f"ingress {r.ingress_name}",
+            timeout=self.options.address_timeout,
+            interval=self.options.address_interval,
+            clock=self.clock,
+        )
+        url = service_url(address)
+        log(f"==> deploy: {self.environment} is served at {url}")
+        return url
+
+    def _write_env_file(self, url: str) -> None:
+        """GitLab reads the environment URL from this dotenv report."""
+        line = f"{URL_VARIABLE}={url}\n"
+        if self.runner.dry_run:
+            self.runner.note(f"write {self.options.env_file}: {line.strip()}")
+            return
+        self.options.env_file.parent.mkdir(parents=True, exist_ok=True)
+        self.options.env_file.write_text(line, encoding="utf-8")
+
+    def _smoke(self, url: str) -> None:
+        if self.runner.dry_run:
+            self.runner.note(f"conduit-deploy smoke {url.rstrip('/')}")
+            return
+        log(f"==> deploy: smoke test of {url}")
+        try:
+            self.smoke(url.rstrip("/"))
+        except SmokeFailed as error:
+            self._roll_back(str(error))
+
+    def _roll_back(self, reason: str) -> None:
+        """Undo the app to its previous revision, wait for that, and fail the job."""
+        r = self.rendered
+        log(f"==> deploy: FAILED: {reason}")
+        log(f"==> deploy: rolling deployment/{r.app_deployment} back to its previous revision")
+        undo = self.runner.run(
+            rollout_undo_command(r.app_deployment, r.namespace), capture=True, check=False
+        )
+        if not undo.ok:
+            # The very first revision has nothing to go back to.
+            raise RolloutFailed(
+                f"{reason}; rollback impossible: {tail(undo.stderr or undo.stdout, 1)}"
+            )
+        settled = self.runner.run(
+            rollout_status_command(
+                "deployment", r.app_deployment, r.namespace, self.options.rollout_timeout
+            ),
+            check=False,
+        )
+        state = "rolled back" if settled.ok else "rollback started but did not finish in time"
+        raise RolloutFailed(f"{reason}; deployment/{r.app_deployment} {state}")

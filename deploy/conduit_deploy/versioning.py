@@ -1,0 +1,121 @@
+"""The version and target environment of a build: the one place this is decided.
+
+In GitLab CI the version is CI_COMMIT_TAG when set, else CI_COMMIT_SHORT_SHA. Outside
+CI it comes from git: the tag on HEAD, else the short commit hash. Only tags of the
+form vX.Y.Z go to prod; the default branch goes to dev; everything else goes nowhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .runner import Runner
+
+PROD_TAG = re.compile(r"^v\d+\.\d+\.\d+$")
+# Docker's tag grammar: what the version must satisfy to name an image.
+_DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Pipelines that never deploy, whatever branch they run on.
+_NON_DEPLOYING_SOURCES = frozenset({"merge_request_event", "schedule"})
+
+DEV, PROD, NONE = "dev", "prod", "none"
+ENVIRONMENTS = (DEV, PROD)
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What is being built, from which commit, and where it may be deployed."""
+
+    version: str
+    environment: str  # dev | prod | none
+    revision: str  # the full commit hash
+    default_branch: bool  # also tag the image `latest`
+    in_ci: bool
+
+    def image(self, repository: str) -> str:
+        return f"{repository}:{self.version}"
+
+
+def target_environment(
+    *, tag: str | None, branch: str | None, default_branch: str | None, source: str | None
+) -> str:
+    """Where a pipeline for this ref deploys (mirrors the rules in .gitlab-ci.yml)."""
+    if source in _NON_DEPLOYING_SOURCES:
+        return NONE
+    if tag:
+        return PROD if PROD_TAG.match(tag) else NONE
+    if branch and default_branch and branch == default_branch:
+        return DEV
+    return NONE
+
+
+def in_ci(environ: Mapping[str, str]) -> bool:
+    """GitLab always sets CI_COMMIT_SHORT_SHA; a tag alone also counts as CI input."""
+    return bool(environ.get("CI_COMMIT_SHORT_SHA") or environ.get("CI_COMMIT_TAG"))
+
+
+def check_version(version: str) -> str:
+    if not _DOCKER_TAG.match(version):
+        raise ConfigError(
+            f"version {version!r} cannot be an image tag (letters, digits, '_', '.', '-'; "
+            "at most 128 characters)"
+        )
+    return version
+
+
+def build_info(environ: Mapping[str, str], runner: Runner) -> BuildInfo:
+    """The BuildInfo from CI variables, or from git outside CI."""
+    if in_ci(environ):
+        tag = environ.get("CI_COMMIT_TAG") or None
+        branch = environ.get("CI_COMMIT_BRANCH") or None
+        default = environ.get("CI_DEFAULT_BRANCH") or None
+        version = tag or environ["CI_COMMIT_SHORT_SHA"]
+        revision = environ.get("CI_COMMIT_SHA") or _git(runner, "rev-parse", "HEAD")
+        return BuildInfo(
+            version=check_version(version),
+            environment=target_environment(
+                tag=tag,
+                branch=branch,
+                default_branch=default,
+                source=environ.get("CI_PIPELINE_SOURCE") or None,
+            ),
+            revision=revision,
+            default_branch=bool(branch and branch == default and not tag),
+            in_ci=True,
+        )
+
+    tag = _git(runner, "describe", "--tags", "--exact-match", "HEAD", required=False)
+    version = tag or _git(runner, "rev-parse", "--short", "HEAD")
+    return BuildInfo(
+        version=check_version(version),
+        # Outside CI the default branch is unknown: only a release tag names a target.
+        environment=PROD if tag and PROD_TAG.match(tag) else NONE,
+        revision=_git(runner, "rev-parse", "HEAD"),
+        default_branch=False,
+        in_ci=False,
+    )
+
+
+def _git(runner: Runner, *args: str, required: bool = True) -> str:
+    result = runner.run(
+        ["git", *args], capture=True, check=False, dry_run_safe=True, quiet=True
+    )
+    if result.ok and result.stdout.strip():
+        return result.stdout.strip()
+    if required:
+        raise ConfigError(
+            f"cannot tell the version: `git {' '.join(args)}` failed outside CI "
+            "(run inside the git checkout, or set CI_COMMIT_SHORT_SHA)"
+        )
+    return ""
+
+
+def dotenv(info: BuildInfo, repository: str) -> str:
+    """The `version` command's output, in GitLab's dotenv report format."""
+    return (
+        f"CONDUIT_VERSION={info.version}\n"
+        f"CONDUIT_ENVIRONMENT={info.environment}\n"
+        f"CONDUIT_IMAGE={info.image(repository)}\n"
+    )
