@@ -32,9 +32,8 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import jinja2.meta
 import yaml
-
-from .errors import DeployError
 
 # The ingress-nginx controller, installed from its upstream release manifest (the
 # "cloud" provider: a LoadBalancer Service). controller-v1.15.1 is the project's final
@@ -87,7 +86,7 @@ _IMAGE = re.compile(
 KUBECTL_TIMEOUT_SECONDS = 120
 
 
-class RenderError(DeployError):
+class RenderError(Exception):
     """The manifests cannot be rendered; the message says why on one line."""
 
 
@@ -267,20 +266,27 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
 def render_kops(template_path: Path, context: Mapping[str, Any]) -> str:
     """Render the kops template; a variable it uses but context lacks is an error."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_path.parent)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # YAML, not HTML; strings are quoted with |tojson
     )
     try:
-        text = env.get_template(template_path.name).render(**context)
-    except jinja2.UndefinedError as exc:
-        missing = re.search(r"'([^']+)' is undefined", str(exc))
-        name = missing.group(1) if missing else str(exc)
-        raise RenderError(
-            f"kops template {template_path.name}: variable {name!r} is not set "
-            f"(add it to k8s/kops/values/<environment>.yaml)"
-        ) from exc
+        source = template_path.read_text()
+        # Name every missing variable up front: a filter such as |tojson would otherwise
+        # receive the undefined value and fail with an unrelated TypeError.
+        needed = jinja2.meta.find_undeclared_variables(env.parse(source))
+        missing = sorted(needed - set(context))
+        if missing:
+            raise RenderError(
+                f"kops template {template_path.name}: "
+                f"variable{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)} "
+                f"not set (add to k8s/kops/values/<environment>.yaml)"
+            )
+        text = env.from_string(source).render(**context)
+    except OSError as exc:
+        raise RenderError(f"cannot read {template_path}: {exc.strerror}") from exc
+    except jinja2.UndefinedError as exc:  # e.g. a missing key of a mapping value
+        raise RenderError(f"kops template {template_path.name}: {one_line(str(exc))}") from exc
     except jinja2.TemplateError as exc:
         raise RenderError(f"kops template {template_path.name}: {one_line(str(exc))}") from exc
     try:
@@ -458,10 +464,11 @@ def write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def one_line(text: str) -> str:
-    """The first meaningful line of a program's error output."""
-    for line in text.strip().splitlines():
-        line = line.strip()
-        if line:
-            return line.removeprefix("error: ").removeprefix("Error: ")
-    return "no output"
+def one_line(text: str, limit: int = 600) -> str:
+    """A program's error output on one line; kustomize puts the root cause last."""
+    flat = " ".join(text.split())
+    for prefix in ("error: ", "Error: "):
+        flat = flat.removeprefix(prefix)
+    if not flat:
+        return "no output"
+    return flat if len(flat) <= limit else "..." + flat[-limit:]
