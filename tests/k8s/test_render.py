@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy.engine import make_url
-
 from conduit_deploy import render as render_module
 from conduit_deploy.render import (
     INGRESS_CONTROLLER_MANIFEST_URL,
@@ -19,11 +17,19 @@ from conduit_deploy.render import (
     render,
     render_kops,
 )
+from sqlalchemy.engine import make_url
+
 from tests.k8s.conftest import K8S, SAMPLE_IMAGE, SAMPLE_VERSION, load_all, sample_values
 
 
 def test_stages_come_in_apply_order(env):
-    assert [name for name, _ in env.rendered.stages] == ["namespace", "secrets", "database", "app", "ingress"]
+    assert [name for name, _ in env.rendered.stages] == [
+        "namespace",
+        "secrets",
+        "database",
+        "app",
+        "ingress",
+    ]
     for _, path in env.rendered.stages:
         assert path.is_file()
 
@@ -33,7 +39,9 @@ def test_each_stage_holds_its_objects(env):
     assert kinds["namespace"] == ["Namespace", "NetworkPolicy"]
     assert kinds["secrets"] == ["Secret", "Secret"]
     assert {"StatefulSet", "Service", "NetworkPolicy"} <= set(kinds["database"])
-    assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"} <= set(kinds["app"])
+    assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"} <= set(
+        kinds["app"]
+    )
     assert kinds["ingress"] == ["Ingress"]
 
 
@@ -51,9 +59,13 @@ def test_ingress_controller_is_a_pinned_upstream_release(env):
     rendered = env.rendered
     assert rendered.ingress_controller_manifest_url == INGRESS_CONTROLLER_MANIFEST_URL
     assert "/controller-v" in rendered.ingress_controller_manifest_url
-    assert rendered.ingress_controller_manifest_url.endswith("/deploy/static/provider/cloud/deploy.yaml")
+    assert rendered.ingress_controller_manifest_url.endswith(
+        "/deploy/static/provider/cloud/deploy.yaml"
+    )
     assert (rendered.ingress_controller_namespace, rendered.ingress_controller_deployment) == (
-        "ingress-nginx", "ingress-nginx-controller")
+        "ingress-nginx",
+        "ingress-nginx-controller",
+    )
 
 
 def test_secrets_file_is_readable_by_its_owner_only(env):
@@ -73,13 +85,18 @@ def test_secret_file_stays_private_when_it_existed_before(tmp_path):
 def test_release_image_and_version_reach_the_api_pods_only(env):
     deployment = env.one("Deployment")
     template = deployment["spec"]["template"]
-    assert {c["image"] for c in template["spec"]["initContainers"] + template["spec"]["containers"]} == {SAMPLE_IMAGE}
+    assert {
+        c["image"] for c in template["spec"]["initContainers"] + template["spec"]["containers"]
+    } == {SAMPLE_IMAGE}
     assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == SAMPLE_VERSION
     assert template["metadata"]["labels"]["app.kubernetes.io/version"] == SAMPLE_VERSION
     # The selector is immutable: a version in it would make the next release fail to apply.
     assert "app.kubernetes.io/version" not in deployment["spec"]["selector"]["matchLabels"]
     # A version label on PostgreSQL's template would restart the database on every release.
-    assert "app.kubernetes.io/version" not in env.one("StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    assert (
+        "app.kubernetes.io/version"
+        not in env.one("StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    )
     config = env.one("ConfigMap")
     assert config["data"]["CONDUIT_VERSION"] == SAMPLE_VERSION
 
@@ -89,9 +106,15 @@ def test_database_url_points_at_the_postgres_service(env):
     url = make_url(base64.b64decode(secret["data"]["DATABASE_URL"]).decode())
     service = env.one("Service", "postgres")
     assert url.drivername == "postgresql+psycopg"
-    assert (url.host, url.port) == (service["metadata"]["name"], service["spec"]["ports"][0]["port"])
+    assert (url.host, url.port) == (
+        service["metadata"]["name"],
+        service["spec"]["ports"][0]["port"],
+    )
     assert (url.username, url.password) == (env.values.db_user, env.values.db_password)
-    postgres_env = {e["name"]: e for e in env.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    postgres_env = {
+        e["name"]: e
+        for e in env.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert url.database == postgres_env["POSTGRES_DB"]["value"]
 
 
@@ -153,7 +176,9 @@ def test_unusable_value_is_refused_with_the_reason(tmp_path, field, value, messa
 def test_image_digest_is_kept(tmp_path):
     digest = "sha256:" + "a" * 64
     rendered = render(sample_values("dev", image=f"{SAMPLE_IMAGE}@{digest}"), tmp_path)
-    deployment = next(o for o in load_all(dict(rendered.stages)["app"]) if o["kind"] == "Deployment")
+    deployment = next(
+        o for o in load_all(dict(rendered.stages)["app"]) if o["kind"] == "Deployment"
+    )
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith("@" + digest)
 
 
@@ -194,7 +219,8 @@ def test_kustomize_failure_is_one_clear_line(repo_copy, tmp_path):
         render(sample_values("dev"), tmp_path / "out")
     message = str(raised.value)
     assert "\n" not in message
-    assert "kubectl kustomize" in message and "app-replicas.yaml" in message
+    assert "kubectl kustomize" in message
+    assert "app-replicas.yaml" in message
 
 
 def test_missing_kops_value_names_the_variable(repo_copy, tmp_path):
@@ -209,11 +235,14 @@ def test_missing_kops_value_names_the_variable(repo_copy, tmp_path):
 def test_object_without_a_stage_is_refused(repo_copy, tmp_path):
     base = repo_copy / "k8s" / "base"
     (base / "stray.yaml").write_text(
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: stray\n")
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: stray\n"
+    )
     kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
     kustomization["resources"].append("stray.yaml")
     (base / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    with pytest.raises(RenderError, match="ServiceAccount/stray has no known app.kubernetes.io/component"):
+    with pytest.raises(
+        RenderError, match=r"ServiceAccount/stray has no known app\.kubernetes\.io/component"
+    ):
         render(sample_values("dev"), tmp_path / "out")
 
 
@@ -222,9 +251,13 @@ def test_monitoring_is_rendered_when_present(repo_copy, tmp_path):
     monitoring = repo_copy / "k8s" / "monitoring"
     monitoring.mkdir()
     (monitoring / "dashboard.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: conduit-dashboard\n  namespace: conduit\n"
-        "data:\n  conduit.json: '{}'\n")
+        "apiVersion: v1\nkind: ConfigMap\n"
+        "metadata:\n  name: conduit-dashboard\n  namespace: conduit\n"
+        "data:\n  conduit.json: '{}'\n"
+    )
     (monitoring / "kustomization.yaml").write_text("resources:\n  - dashboard.yaml\n")
     rendered = render(sample_values("dev"), tmp_path / "with")
     assert rendered.monitoring_file is not None
-    assert [o["metadata"]["name"] for o in load_all(rendered.monitoring_file)] == ["conduit-dashboard"]
+    assert [o["metadata"]["name"] for o in load_all(rendered.monitoring_file)] == [
+        "conduit-dashboard"
+    ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 
 import kubernetes_validate
-from kubernetes_validate.utils import all_versions
 import pytest
+from kubernetes_validate.utils import all_versions
 
 from tests.k8s.conftest import RenderedEnv, load_all
 
@@ -39,7 +39,9 @@ def schema_errors(objects: list[dict], version: str) -> list[str]:
             errors.append(f"{where}: {path}: {exc.message}")
         except kubernetes_validate.SchemaNotFoundError:
             if is_builtin(obj):
-                errors.append(f"{where}: no schema in Kubernetes {version} (removed or misspelt apiVersion?)")
+                errors.append(
+                    f"{where}: no schema in Kubernetes {version} (removed or misspelt apiVersion?)"
+                )
     return errors
 
 
@@ -81,7 +83,9 @@ def test_checker_rejects_a_removed_api_version(rendered_envs):
 def test_checker_rejects_an_unknown_field(rendered_envs):
     env = rendered_envs["dev"]
     deployment = copy.deepcopy(env.one("Deployment"))
-    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/x"
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = (
+        "/x"
+    )
     [error] = schema_errors([deployment], kubernetes_version(env))
     assert "paht" in error
 
@@ -95,6 +99,10 @@ def test_checker_rejects_a_wrong_type(rendered_envs):
 
 def test_checker_lets_custom_resources_through_to_their_own_tests(rendered_envs):
     env = rendered_envs["dev"]
-    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-               "metadata": {"name": "conduit"}, "spec": {}}
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "conduit"},
+        "spec": {},
+    }
     assert schema_errors([monitor], kubernetes_version(env)) == []
