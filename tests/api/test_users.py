@@ -1,0 +1,224 @@
+"""Registration, login and the current user."""
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from tests.conftest import TEST_SECRET
+
+
+def register_body(**overrides):
+    user = {"username": "alice", "email": "alice@example.com", "password": "correct horse"}
+    user.update(overrides)
+    return {"user": user}
+
+
+def test_register_returns_the_user_with_a_token(client):
+    """Registration answers 201 with every User field; bio and image are null."""
+    response = client.post("/api/users", json=register_body())
+    assert response.status_code == 201
+    user = response.get_json()["user"]
+    assert user["username"] == "alice"
+    assert user["email"] == "alice@example.com"
+    assert user["bio"] is None
+    assert user["image"] is None
+    assert user["token"].count(".") == 2
+    assert "password" not in user
+
+
+@pytest.mark.parametrize("field", ["username", "email"])
+def test_register_rejects_a_taken_username_or_email(client, register, field):
+    """A second account with the same username or email is a 422 naming the field."""
+    register("alice")
+    body = register_body(username="other", email="other@example.com")
+    body["user"][field] = "alice" if field == "username" else "alice@example.com"
+    response = client.post("/api/users", json=body)
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {field: ["has already been taken"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"username": None}, "username"),
+        ({"email": "not-an-email"}, "email"),
+        ({"password": "short"}, "password"),
+        ({"password": "x" * 73}, "password"),
+        ({"username": "has space"}, "username"),
+        ({"username": 42}, "username"),
+        ({"email": ["a@b.c"]}, "email"),
+        ({"username": "nul\x00byte"}, "username"),
+        ({"username": "x" * 65}, "username"),
+    ],
+)
+def test_register_validates_fields(client, change, field):
+    """Invalid or wrong-typed fields are a 422 that names the field."""
+    body = register_body()
+    body["user"].update(change)
+    body["user"] = {k: v for k, v in body["user"].items() if v is not None}
+    response = client.post("/api/users", json=body)
+    assert response.status_code == 422
+    assert field in response.get_json()["errors"]
+
+
+def test_register_missing_fields_are_all_reported(client):
+    response = client.post("/api/users", json={"user": {}})
+    assert response.status_code == 422
+    assert set(response.get_json()["errors"]) == {"username", "email", "password"}
+
+
+def test_login_returns_a_working_token(client, register):
+    user = register("alice")
+    response = client.post(
+        "/api/users/login", json={"user": {"email": user.email, "password": user.password}}
+    )
+    assert response.status_code == 200
+    token = response.get_json()["user"]["token"]
+    me = client.get("/api/user", headers={"Authorization": f"Token {token}"})
+    assert me.status_code == 200
+    assert me.get_json()["user"]["username"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"email": "alice@example.com", "password": "wrong password"},
+        {"email": "nobody@example.com", "password": "correct horse battery"},
+    ],
+)
+def test_login_with_wrong_credentials_is_401(client, register, credentials):
+    register("alice")
+    response = client.post("/api/users/login", json={"user": credentials})
+    assert response.status_code == 401
+    assert response.get_json() == {"errors": {"email or password": ["is invalid"]}}
+
+
+def test_current_user_echoes_the_token(client, register):
+    user = register("alice")
+    response = client.get("/api/user", headers=user.headers)
+    assert response.status_code == 200
+    assert response.get_json()["user"]["token"] == user.token
+
+
+def test_update_user_changes_only_the_given_fields(client, register):
+    user = register("alice")
+    response = client.put(
+        "/api/user",
+        json={"user": {"bio": "I write", "image": "https://example.com/a.png"}},
+        headers=user.headers,
+    )
+    assert response.status_code == 200
+    body = response.get_json()["user"]
+    assert body["bio"] == "I write"
+    assert body["image"] == "https://example.com/a.png"
+    assert body["username"] == "alice"
+    cleared = client.put("/api/user", json={"user": {"bio": None}}, headers=user.headers)
+    assert cleared.get_json()["user"]["bio"] is None
+
+
+def test_update_password_changes_the_login(client, register):
+    user = register("alice")
+    client.put("/api/user", json={"user": {"password": "a new password"}}, headers=user.headers)
+    old = client.post(
+        "/api/users/login", json={"user": {"email": user.email, "password": user.password}}
+    )
+    new = client.post(
+        "/api/users/login", json={"user": {"email": user.email, "password": "a new password"}}
+    )
+    assert old.status_code == 401
+    assert new.status_code == 200
+
+
+def test_update_to_a_taken_username_is_422_and_changes_nothing(client, register):
+    alice = register("alice")
+    register("bob")
+    response = client.put(
+        "/api/user", json={"user": {"username": "bob", "bio": "new bio"}}, headers=alice.headers
+    )
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {"username": ["has already been taken"]}
+    me = client.get("/api/user", headers=alice.headers).get_json()["user"]
+    assert (me["username"], me["bio"]) == ("alice", None)
+
+
+def test_update_keeping_own_username_is_allowed(client, register):
+    alice = register("alice")
+    response = client.put("/api/user", json={"user": {"username": "alice"}}, headers=alice.headers)
+    assert response.status_code == 200
+
+
+def test_update_with_no_fields_is_422(client, register):
+    alice = register("alice")
+    response = client.put("/api/user", json={"user": {}}, headers=alice.headers)
+    assert response.status_code == 422
+
+
+def _token(secret=TEST_SECRET, **claims):
+    now = datetime.now(UTC)
+    payload = {"sub": "1", "iat": now, "exp": now + timedelta(hours=1), **claims}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Token",
+        "Token ",
+        "Basic dXNlcjpwYXNz",
+        "Token not.a.jwt",
+        f"Token {_token(secret='another-secret-of-sufficient-length!!')}",
+        f"Token {_token(exp=datetime.now(UTC) - timedelta(seconds=5))}",
+        f"Token {_token(sub='not-a-number')}",
+        "Token " + jwt.encode({"sub": "1"}, TEST_SECRET, algorithm="HS256"),  # no expiry
+    ],
+    ids=["no-token", "blank", "basic", "garbage", "wrong-key", "expired", "bad-sub", "no-exp"],
+)
+def test_bad_tokens_are_401(client, register, header):
+    """Missing, malformed, expired or wrongly signed tokens: 401 with a JSON reason."""
+    register("alice")
+    response = client.get("/api/user", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Token"
+    assert "token" in response.get_json()["errors"]
+
+
+def test_token_of_a_deleted_user_is_401(app, client, register):
+    from conduit.extensions import db
+    from conduit.models import User
+
+    alice = register("alice")
+    with app.app_context():
+        db.session.execute(db.delete(User))
+        db.session.commit()
+    assert client.get("/api/user", headers=alice.headers).status_code == 401
+
+
+def test_bearer_scheme_is_accepted(client, register):
+    alice = register("alice")
+    response = client.get("/api/user", headers={"Authorization": f"Bearer {alice.token}"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/user"),
+        ("put", "/api/user"),
+        ("get", "/api/articles/feed"),
+        ("post", "/api/articles"),
+        ("put", "/api/articles/some-slug"),
+        ("delete", "/api/articles/some-slug"),
+        ("post", "/api/articles/some-slug/favorite"),
+        ("delete", "/api/articles/some-slug/favorite"),
+        ("post", "/api/articles/some-slug/comments"),
+        ("delete", "/api/articles/some-slug/comments/1"),
+        ("post", "/api/profiles/someone/follow"),
+        ("delete", "/api/profiles/someone/follow"),
+    ],
+)
+def test_login_required(client, method, path):
+    """Every endpoint that acts as a user answers 401 without a token."""
+    response = getattr(client, method)(path, json={})
+    assert response.status_code == 401
+    assert response.is_json
