@@ -27,6 +27,10 @@ def create_app(settings: Mapping | None = None, env: Mapping[str, str] | None = 
 
     register_logging(app)
     register_extensions(app)
+    if app.config["SQL_STATEMENTS_HEADER"]:
+        from . import sqlcount
+
+        sqlcount.init_app(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
@@ -70,6 +74,9 @@ def register_error_handlers(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     """Commands that need the app; `flask test` and `flask lint` are entry points."""
+    from .seed import seed_command
+
+    app.cli.add_command(seed_command)
 
 
 @event.listens_for(Engine, "connect")
