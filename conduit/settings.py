@@ -60,6 +60,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
 def _development_secret(instance_path: Path) -> str:
     """A random key kept in the instance folder: stable across restarts, unique per checkout."""
     path = instance_path / "dev-secret-key"
@@ -119,6 +128,8 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "MIGRATIONS_DIR": env.get("CONDUIT_MIGRATIONS_DIR", "migrations"),
         "TAGS_CACHE_SECONDS": _int(env, "TAGS_CACHE_SECONDS", 0),
+        # X-SQL-Statements on every response (conduit/sqlcount.py): for the benchmark.
+        "SQL_STATEMENTS_HEADER": _flag(env, "CONDUIT_SQL_STATEMENTS_HEADER"),
         "CONDUIT_VERSION": env.get("CONDUIT_VERSION", "dev"),
         "CONDUIT_REVISION": env.get("CONDUIT_REVISION", "unknown"),
     }
