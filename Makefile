@@ -12,14 +12,14 @@ PORT ?= 5000
 
 export FLASK_APP := conduit
 
-.PHONY: help install run test test-python test-postgres test-postman test-image lint bench clean
+.PHONY: help install run test test-python test-postgres test-postman test-image lint lock bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+# requirements.lock pins the whole tree (regenerate with `make lock`).
 $(VENV)/.installed: pyproject.toml requirements.lock deploy/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip==25.3
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]' -e ./deploy
 	touch $@
 
@@ -52,6 +52,11 @@ lint: install ## ruff: exits non-zero on findings
 
 bench: install ## Load benchmark on PostgreSQL under uWSGI; writes bench/results/
 	bench/run.sh
+
+lock: ## Re-pin every dependency into requirements.lock (pip-tools)
+	$(BIN)/pip install --quiet pip-tools==7.6.2
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.lock pyproject.toml deploy/pyproject.toml
 
 clean: ## Remove the virtualenv, caches and local databases
 	rm -rf $(VENV) node_modules build reports instance .pytest_cache .ruff_cache .coverage coverage.xml
