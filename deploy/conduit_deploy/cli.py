@@ -30,7 +30,7 @@ from .pack import plan_pack, run_pack
 from .release import check_environment, check_target, default_out_dir, render_environment
 from .runner import Runner, log
 from .smoke import SmokeOptions, run_smoke
-from .versioning import ENVIRONMENTS, build_info, dotenv
+from .versioning import ENVIRONMENTS, build_info, dotenv, revision
 from .waiting import Clock
 
 PROG = "conduit-deploy"
@@ -67,7 +67,11 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
     runner = ctx.runner_factory(args.dry_run)
     info = build_info(ctx.environ, runner)
     plan = plan_pack(
-        settings, info, push=not args.no_push, source_url=ctx.environ.get("CI_PROJECT_URL") or None
+        settings,
+        info,
+        revision=revision(ctx.environ, runner),
+        push=not args.no_push,
+        source_url=ctx.environ.get("CI_PROJECT_URL") or None,
     )
     run_pack(plan, settings, runner)
     return 0

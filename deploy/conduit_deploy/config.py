@@ -129,7 +129,7 @@ def read_gcp_credentials(value: str) -> tuple[str, dict]:
     Returns the JSON text and its parsed form. Messages never quote the content.
     """
     text = value.strip()
-    if not text.startswith("{"):
+    if not text.startswith(("{", "[")):
         path = Path(text)
         try:
             text = path.read_text(encoding="utf-8")

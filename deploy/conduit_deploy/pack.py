@@ -39,7 +39,9 @@ def registry_host(repository: str) -> str:
     return DEFAULT_REGISTRY
 
 
-def plan_pack(settings: Settings, info: BuildInfo, *, push: bool, source_url: str | None) -> PackPlan:
+def plan_pack(
+    settings: Settings, info: BuildInfo, *, revision: str, push: bool, source_url: str | None
+) -> PackPlan:
     repository = settings.require("image_repository")
     tags = [f"{repository}:{info.version}"]
     if info.default_branch:
@@ -47,7 +49,7 @@ def plan_pack(settings: Settings, info: BuildInfo, *, push: bool, source_url: st
     build_args = []
     if settings.base_image:
         build_args.append(("BASE_IMAGE", settings.base_image))
-    build_args += [("VERSION", info.version), ("REVISION", info.revision)]
+    build_args += [("VERSION", info.version), ("REVISION", revision)]
     if source_url:
         build_args.append(("SOURCE", source_url))
     # Pull credentials are optional for a --no-push build (a merge request from a fork

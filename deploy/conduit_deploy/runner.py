@@ -36,6 +36,37 @@ class Result:
         return self.returncode == 0
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One resolved call, as handed to the executor (tests record these)."""
+
+    args: tuple[str, ...]
+    binary: str
+    stdin: str | None
+    capture: bool
+    env: Mapping[str, str] | None  # the full environment, or None to inherit
+    timeout: float | None
+    exported: Mapping[str, str]  # what export() added to the environment
+
+
+def execute(call: Invocation) -> Result:
+    """Run the program for real: no shell, output streamed unless captured."""
+    shown = format_command(call.args)
+    try:
+        completed = subprocess.run(  # noqa: S603 - argument list, no shell
+            [call.binary, *call.args[1:]],
+            input=call.stdin,
+            text=True,
+            capture_output=call.capture,
+            env=call.env,
+            timeout=call.timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as expired:
+        raise CommandFailed(shown, None, f"no result after {call.timeout:g} s") from expired
+    return Result(call.args, completed.returncode, completed.stdout or "", completed.stderr or "")
+
+
 def format_command(args: Sequence[str]) -> str:
     """The command as a line one could paste into a POSIX shell."""
     return shlex.join(args)
@@ -66,8 +97,10 @@ class Runner:
         which: Callable[[str], str | None] = shutil.which,
         echo: Callable[[str], None] = log,
         plan: Callable[[str], None] | None = None,
+        executor: Callable[[Invocation], Result] = execute,
     ):
         self.dry_run = dry_run
+        self._execute = executor
         self._which = which
         self._echo = echo
         # In a dry run the commands are the product, so they go to stdout.
@@ -124,20 +157,9 @@ class Runner:
         if binary is None:
             raise ProgramNotFound(args[0])
         env = {**os.environ, **self.exported} if self.exported else None
-        try:
-            completed = subprocess.run(  # noqa: S603 - argument list, no shell
-                [binary, *args[1:]],
-                input=stdin,
-                text=True,
-                capture_output=capture,
-                env=env,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as expired:
-            raise CommandFailed(shown, None, f"no result after {timeout:g} s") from expired
-        stdout, stderr = completed.stdout or "", completed.stderr or ""
-        result = Result(args, completed.returncode, stdout, stderr)
+        result = self._execute(
+            Invocation(args, binary, stdin, capture, env, timeout, dict(self.exported))
+        )
         if check and not result.ok:
-            raise CommandFailed(shown, result.returncode, tail(stderr or stdout))
+            raise CommandFailed(shown, result.returncode, tail(result.stderr or result.stdout))
         return result

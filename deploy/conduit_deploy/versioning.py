@@ -30,7 +30,6 @@ class BuildInfo:
 
     version: str
     environment: str  # dev | prod | none
-    revision: str  # the full commit hash
     default_branch: bool  # also tag the image `latest`
     in_ci: bool
 
@@ -72,7 +71,6 @@ def build_info(environ: Mapping[str, str], runner: Runner) -> BuildInfo:
         branch = environ.get("CI_COMMIT_BRANCH") or None
         default = environ.get("CI_DEFAULT_BRANCH") or None
         version = tag or environ["CI_COMMIT_SHORT_SHA"]
-        revision = environ.get("CI_COMMIT_SHA") or _git(runner, "rev-parse", "HEAD")
         return BuildInfo(
             version=check_version(version),
             environment=target_environment(
@@ -81,7 +79,6 @@ def build_info(environ: Mapping[str, str], runner: Runner) -> BuildInfo:
                 default_branch=default,
                 source=environ.get("CI_PIPELINE_SOURCE") or None,
             ),
-            revision=revision,
             default_branch=bool(branch and branch == default and not tag),
             in_ci=True,
         )
@@ -92,10 +89,14 @@ def build_info(environ: Mapping[str, str], runner: Runner) -> BuildInfo:
         version=check_version(version),
         # Outside CI the default branch is unknown: only a release tag names a target.
         environment=PROD if tag and PROD_TAG.match(tag) else NONE,
-        revision=_git(runner, "rev-parse", "HEAD"),
         default_branch=False,
         in_ci=False,
     )
+
+
+def revision(environ: Mapping[str, str], runner: Runner) -> str:
+    """The full commit hash being built (the image's OCI revision label)."""
+    return environ.get("CI_COMMIT_SHA") or _git(runner, "rev-parse", "HEAD")
 
 
 def _git(runner: Runner, *args: str, required: bool = True) -> str:

@@ -1,0 +1,159 @@
+"""Fixtures for the deploy tool: a recording runner, CI environments, a fake render."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conduit_deploy.runner import Invocation, Result, Runner
+from conduit_deploy.waiting import Clock
+
+REGISTRY_PASSWORD = "s3cret-registry-token"
+GCP_KEY = {
+    "type": "service_account",
+    "project_id": "conduit-dev-123",
+    "client_email": "deployer@conduit-dev-123.iam.gserviceaccount.com",
+    "private_key": "-----BEGIN PRIVATE KEY-----\nnot-a-real-key\n-----END PRIVATE KEY-----\n",
+}
+DB_PASSWORD = "db-password-0123456789"
+CONDUIT_SECRET = "conduit-secret-0123456789abcdef0123456789"
+
+
+def ci_environ(**overrides: str | None) -> dict[str, str]:
+    """Variables as GitLab sets them for a push to the default branch, plus the
+    project's CI/CD variables. overrides=None removes a variable."""
+    environ = {
+        "CI": "true",
+        "CI_PIPELINE_SOURCE": "push",
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_COMMIT_BRANCH": "main",
+        "CI_COMMIT_SHA": "0123456789abcdef0123456789abcdef01234567",
+        "CI_COMMIT_SHORT_SHA": "01234567",
+        "CI_PROJECT_URL": "https://gitlab.example.com/team/conduit",
+        "DOCKER_REGISTRY_USER": "team",
+        "DOCKER_REGISTRY_PASSWORD": base64.b64encode(REGISTRY_PASSWORD.encode()).decode(),
+        "K8S_CLUSTER_NAME": "dev.conduit.k8s.local",
+        "KOPS_STATE_STORE": "gs://conduit-kops-state",
+        "GCP_CREDENTIAL_FILE": json.dumps(GCP_KEY),
+        "DB_USER": "conduit",
+        "DB_PASSWORD": DB_PASSWORD,
+        "CONDUIT_SECRET": CONDUIT_SECRET,
+    }
+    for name, value in overrides.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+    return environ
+
+
+def tag_environ(tag: str, **overrides: str | None) -> dict[str, str]:
+    """A tag pipeline: GitLab sets CI_COMMIT_TAG and no CI_COMMIT_BRANCH."""
+    return ci_environ(CI_COMMIT_TAG=tag, CI_COMMIT_BRANCH=None, **overrides)
+
+
+@dataclass
+class Recorder:
+    """A Runner whose executor records each call and answers from a script.
+
+    respond(args) returns a Result, or None for success with no output.
+    """
+
+    respond: Callable[[tuple[str, ...]], Result | None] = lambda args: None
+    calls: list[Invocation] = field(default_factory=list)
+    echoed: list[str] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)
+
+    def runner(self, dry_run: bool = False) -> Runner:
+        return Runner(
+            dry_run=dry_run,
+            which=lambda name: f"/usr/bin/{name}",
+            echo=self.echoed.append,
+            plan=self.planned.append,
+            executor=self._execute,
+        )
+
+    def _execute(self, call: Invocation) -> Result:
+        self.calls.append(call)
+        return self.respond(call.args) or Result(call.args, 0)
+
+    @property
+    def commands(self) -> list[tuple[str, ...]]:
+        return [call.args for call in self.calls]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+class FakeClock(Clock):
+    """Time that moves only when the code under test sleeps."""
+
+    def __init__(self):
+        self.current = 1000.0
+        self.sleeps: list[float] = []
+        super().__init__(now=lambda: self.current, sleep=self._sleep)
+
+    def _sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.current += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@dataclass
+class FakeRendered:
+    kops_file: Path
+    stages: list[tuple[str, Path]]
+    monitoring_file: Path | None
+    namespace: str = "conduit"
+    database_statefulset: str = "postgres"
+    app_deployment: str = "conduit"
+    ingress_name: str = "conduit"
+    ingress_controller_manifest_url: str = (
+        "https://example.invalid/ingress-nginx/controller-v1.15.1/deploy.yaml"
+    )
+    ingress_controller_namespace: str = "ingress-nginx"
+    ingress_controller_deployment: str = "ingress-nginx-controller"
+
+
+STAGE_NAMES = ("namespace", "secrets", "database", "app", "ingress")
+
+
+@dataclass
+class FakeRender:
+    """Stands in for conduit_deploy.render.render: writes placeholder files and
+    remembers the values it was given."""
+
+    monitoring: bool = True
+    received: list = field(default_factory=list)
+
+    def __call__(self, values, out_dir: Path) -> FakeRendered:
+        self.received.append(values)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        kops = out_dir / "kops.yaml"
+        kops.write_text("kind: Cluster\n")
+        stages = []
+        for index, name in enumerate(STAGE_NAMES, start=1):
+            path = out_dir / f"{index:02d}-{name}.yaml"
+            path.write_text(f"# {name}\n")
+            stages.append((name, path))
+        monitoring = None
+        if self.monitoring:
+            monitoring = out_dir / "monitoring.yaml"
+            monitoring.write_text("kind: ServiceMonitor\n")
+        return FakeRendered(kops, stages, monitoring)
+
+
+@pytest.fixture
+def fake_render() -> FakeRender:
+    return FakeRender()
