@@ -424,6 +424,13 @@ def build_overlay(overlay: Path, values: RenderValues, namespace: str) -> list[d
         (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
         output = kustomize_build(work)
     objects = [doc for doc in yaml.safe_load_all(output) if doc]
+    for obj in objects:
+        if obj.get("kind") == "Secret":
+            # kustomize wraps long base64 values at 76 columns; the API ignores the
+            # line breaks, but one line per value is what people and greps expect.
+            obj["data"] = {
+                key: "".join(value.split()) for key, value in obj.get("data", {}).items()
+            }
     if not objects:
         raise RenderError(f"kustomize overlay {overlay} rendered no objects")
     return objects
