@@ -35,7 +35,7 @@ run: install ## Apply migrations and serve the API on http://127.0.0.1:5000 (SQL
 
 test: test-python test-postgres test-postman test-image ## Run every test tier (needs PostgreSQL, nginx, Docker: see README)
 
-test-python: install ## Unit, API, deploy-tool, manifest and monitoring tests on SQLite
+test-python: install node_modules/.installed ## Unit, API, deploy-tool, manifest and monitoring tests on SQLite
 	$(BIN)/flask test
 
 test-postgres: install ## API and migration tests against PostgreSQL at TEST_DATABASE_URL
