@@ -121,7 +121,7 @@ class Rendered:
     stages: list[tuple[str, Path]]
     monitoring_file: Path | None
     namespace: str
-    database_statefulset: str
+    database_statefulset: str  # "" when the environment uses a managed database
     app_deployment: str
     ingress_name: str
     ingress_controller_manifest_url: str = INGRESS_CONTROLLER_MANIFEST_URL
@@ -183,7 +183,8 @@ def render(values: RenderValues, out_dir: Path) -> Rendered:
         stages=stages,
         monitoring_file=monitoring_file,
         namespace=namespace,
-        database_statefulset=single_name(objects, "StatefulSet", "database"),
+        # "" when the overlay uses a managed database instead (k8s/README.md).
+        database_statefulset=single_name(objects, "StatefulSet", "database", required=False),
         app_deployment=single_name(objects, "Deployment", "api"),
         ingress_name=single_name(objects, "Ingress", "ingress"),
     )
@@ -460,13 +461,17 @@ def split_stages(objects: Iterable[dict]) -> dict[str, list[dict]]:
     return stages
 
 
-def single_name(objects: Iterable[dict], kind: str, component: str) -> str:
+def single_name(
+    objects: Iterable[dict], kind: str, component: str, *, required: bool = True
+) -> str:
     names = [
         o["metadata"]["name"]
         for o in objects
         if o.get("kind") == kind
         and (o["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == component
     ]
+    if not names and not required:
+        return ""
     if len(names) != 1:
         raise RenderError(
             f"expected exactly one {kind} with {COMPONENT_LABEL}={component}, found {len(names)}"

@@ -7,6 +7,7 @@ that finds them outside the Secret stage has found a leak.
 from __future__ import annotations
 
 import secrets
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -72,6 +73,15 @@ def rendered_envs(tmp_path_factory) -> dict[str, RenderedEnv]:
             environment, values, result, objects, load_all(result.kops_file)
         )
     return envs
+
+
+@pytest.fixture
+def repo_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of k8s/ that a test may change; render() reads it via CONDUIT_REPO_ROOT."""
+    root = tmp_path / "repo"
+    shutil.copytree(K8S, root / "k8s", ignore=shutil.ignore_patterns("monitoring"))
+    monkeypatch.setenv("CONDUIT_REPO_ROOT", str(root))
+    return root
 
 
 @pytest.fixture(params=ENVIRONMENTS)

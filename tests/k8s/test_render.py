@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import stat
 from dataclasses import fields, replace
-from pathlib import Path
 
 import pytest
 import yaml
@@ -202,15 +200,6 @@ def test_every_kops_variable_is_required(environment):
         partial = {k: v for k, v in context.items() if k != name}
         with pytest.raises(RenderError, match=f"variable '{name}' not set"):
             render_kops(template, partial)
-
-
-@pytest.fixture
-def repo_copy(tmp_path, monkeypatch) -> Path:
-    """A copy of k8s/ that a test may break; render() reads it via CONDUIT_REPO_ROOT."""
-    root = tmp_path / "repo"
-    shutil.copytree(K8S, root / "k8s", ignore=shutil.ignore_patterns("monitoring"))
-    monkeypatch.setenv("CONDUIT_REPO_ROOT", str(root))
-    return root
 
 
 def test_kustomize_failure_is_one_clear_line(repo_copy, tmp_path):
