@@ -26,7 +26,10 @@ _SECRET_ASSIGNMENT = re.compile(
 )
 # Kubernetes fields whose value names a Secret object rather than holding one.
 _REFERENCE_KEYS = {"secretname", "secretkeyref", "secretref"}
-_PLACEHOLDER = re.compile(r"^[{$<%(]|^\*+$|^(null|none|true|false|~)$", re.IGNORECASE)
+# Templates, variables, masks and code (os.environ[...], values.password) are not literals.
+_PLACEHOLDER = re.compile(
+    r"^[{$<%(]|^\*+$|^(null|none|true|false|~)$|^[A-Za-z_]\w*[.\[(]", re.IGNORECASE
+)
 _SCANNED_DIRS = ("k8s", "deploy")
 
 
@@ -111,6 +114,7 @@ def test_scanner_finds_planted_literals(text):
         "DATABASE_URL: postgresql://$DB_USER:$DB_PASSWORD@db/conduit",
         "            key: POSTGRES_PASSWORD",
         "  secretName: conduit-tls",
+        'db_password=os.environ["DB_PASSWORD"]',
     ],
 )
 def test_scanner_ignores_templates_and_references(text):
