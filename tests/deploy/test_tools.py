@@ -1,0 +1,103 @@
+"""install-tools: the kops binary is installed only when its SHA-256 matches."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from conduit_deploy import tools
+from conduit_deploy.cli import Context, main
+from conduit_deploy.errors import ConfigError, DeployError
+
+BINARY = b"#!/bin/sh\necho 'Client version: 1.35.0'\n"
+DIGEST = hashlib.sha256(BINARY).hexdigest()
+
+
+@pytest.fixture
+def release(tmp_path):
+    """A release folder served on 127.0.0.1, laid out like the upstream downloads."""
+    root = tmp_path / "releases"
+    folder = root / "v9.9.9"
+    folder.mkdir(parents=True)
+    (folder / "kops-linux-amd64").write_bytes(BINARY)
+    (folder / "kops-linux-amd64.sha256").write_text(DIGEST + "\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v{{version}}/kops-linux-{{arch}}", folder
+    server.shutdown()
+    server.server_close()
+
+
+def install(dest, template, recorder, **kwargs):
+    return tools.install_kops(
+        dest, recorder.runner(), version="9.9.9", url_template=template, arch="amd64", **kwargs
+    )
+
+
+def test_installs_when_the_published_checksum_matches(tmp_path, release, recorder, capsys):
+    template, _ = release
+    target = install(tmp_path / "bin", template, recorder)
+    assert target.read_bytes() == BINARY
+    assert os.access(target, os.X_OK)
+    assert f"checked against {template.format(version='9.9.9', arch='amd64')}.sha256" in capsys.readouterr().err
+
+
+def test_a_pinned_digest_wins_and_a_mismatch_installs_nothing(tmp_path, release, recorder):
+    template, _ = release
+    wrong = "0" * 64
+    with pytest.raises(DeployError, match=f"does not match the pinned digest: sha256 {DIGEST}, expected {wrong}"):
+        install(tmp_path / "bin", template, recorder, sha256=wrong)
+    assert not (tmp_path / "bin" / "kops").exists()
+    assert list((tmp_path / "bin").glob("*")) == []
+
+
+def test_a_tampered_binary_is_refused(tmp_path, release, recorder):
+    template, folder = release
+    (folder / "kops-linux-amd64").write_bytes(BINARY + b"# extra\n")
+    with pytest.raises(DeployError, match="does not match"):
+        install(tmp_path / "bin", template, recorder)
+    assert not (tmp_path / "bin" / "kops").exists()
+
+
+def test_an_unreadable_checksum_is_refused(tmp_path, release, recorder):
+    template, folder = release
+    (folder / "kops-linux-amd64.sha256").write_text("<html>not found</html>")
+    with pytest.raises(ConfigError, match="not a SHA-256 digest"):
+        install(tmp_path / "bin", template, recorder)
+
+
+def test_a_missing_release_is_a_clear_error(tmp_path, release, recorder):
+    template, _ = release
+    with pytest.raises(DeployError, match="cannot download .*/v0.0.1/kops-linux-amd64.sha256"):
+        tools.install_kops(tmp_path, recorder.runner(), version="0.0.1", url_template=template, arch="amd64")
+
+
+def test_the_recorded_digest_is_used_for_known_releases(monkeypatch, tmp_path, release, recorder):
+    template, folder = release
+    (folder / "kops-linux-amd64.sha256").unlink()  # not consulted
+    monkeypatch.setitem(tools.KNOWN_DIGESTS, ("9.9.9", "amd64"), DIGEST)
+    assert install(tmp_path / "bin", template, recorder).read_bytes() == BINARY
+
+
+def test_dry_run_downloads_nothing(tmp_path, recorder, capsys):
+    code = main(["install-tools", "--dest", str(tmp_path), "--dry-run"], Context(runner_factory=recorder.runner))
+    assert code == 0
+    assert list(Path(tmp_path).iterdir()) == []
+    assert recorder.planned == [
+        f"# download https://github.com/kubernetes/kops/releases/download/v{tools.KOPS_VERSION}"
+        f"/kops-linux-{tools.machine_arch()}, check its SHA-256, install as {tmp_path / 'kops'}"
+    ]
