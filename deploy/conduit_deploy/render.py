@@ -10,9 +10,10 @@ Sources (all in the repository's k8s/ directory):
 
 For the Kubernetes objects, render() writes a throw-away kustomization that uses the
 overlay as a resource and adds what only deploy time knows: the image of the release,
-its version label and the two Secrets (generated with a content hash, so a changed
-secret rolls the pods that use it). ``kubectl kustomize`` builds it, and the objects
-are split into the files the deploy tool applies one after another.
+its version label (the pods read CONDUIT_VERSION from it) and the two Secrets
+(generated with a content hash, so a changed secret rolls the pods that use it).
+``kubectl kustomize`` builds it, and the objects are split into the files the deploy
+tool applies one after another.
 
 Nothing here talks to a cluster and nothing imports the app.
 """
@@ -62,7 +63,6 @@ PART_OF = {"app.kubernetes.io/part-of": "conduit"}
 # Names the manifests in k8s/base use for what render() generates.
 APP_SECRET = "conduit-app"  # noqa: S105 - an object name, not a secret
 DATABASE_SECRET = "postgres-credentials"  # noqa: S105 - an object name
-APP_CONFIG = "conduit-config"
 APP_IMAGE_PLACEHOLDER = "conduit"
 # The app reaches PostgreSQL through the headless Service of k8s/base.
 DATABASE_HOST = "postgres"
@@ -367,14 +367,6 @@ def build_overlay(overlay: Path, values: RenderValues, namespace: str) -> list[d
             # kustomize accepts a base outside the kustomization root only as a relative path.
             "resources": [os.path.relpath(overlay.resolve(), work)],
             "images": [split_image(values.image)],
-            "configMapGenerator": [
-                {
-                    "name": APP_CONFIG,
-                    "namespace": namespace,
-                    "behavior": "merge",
-                    "literals": [f"CONDUIT_VERSION={values.version}"],
-                }
-            ],
             "secretGenerator": [
                 {
                     "name": APP_SECRET,

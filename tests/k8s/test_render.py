@@ -95,8 +95,23 @@ def test_release_image_and_version_reach_the_api_pods_only(env):
         "app.kubernetes.io/version"
         not in env.one("StatefulSet")["spec"]["template"]["metadata"]["labels"]
     )
-    config = env.one("ConfigMap")
-    assert config["data"]["CONDUIT_VERSION"] == SAMPLE_VERSION
+    # The app reads its version from that label.
+    for container in template["spec"]["initContainers"] + template["spec"]["containers"]:
+        [variable] = [v for v in container["env"] if v["name"] == "CONDUIT_VERSION"]
+        field = variable["valueFrom"]["fieldRef"]["fieldPath"]
+        assert field == "metadata.labels['app.kubernetes.io/version']"
+
+
+def test_a_new_release_reuses_the_config_map(tmp_path):
+    """Only settings changes make a new ConfigMap; a release changes image and label."""
+    first = render(sample_values("dev"), tmp_path / "a")
+    second = render(sample_values("dev", version="1.5.0", image=SAMPLE_IMAGE + "x"), tmp_path / "b")
+
+    def config_names(rendered):
+        app = load_all(dict(rendered.stages)["app"])
+        return [o["metadata"]["name"] for o in app if o["kind"] == "ConfigMap"]
+
+    assert config_names(first) == config_names(second)
 
 
 def test_database_url_points_at_the_postgres_service(env):
