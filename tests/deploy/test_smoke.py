@@ -1,0 +1,91 @@
+"""smoke: each kind of mismatch is reported readably and fails; the article is cleaned up."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from conduit_deploy.errors import SmokeFailed
+from conduit_deploy.smoke import Report, SmokeOptions, run_smoke
+
+from .fake_api import Faults, State, serve
+
+
+@pytest.fixture
+def api():
+    state = State()
+    server, url = serve(state)
+    yield state, url
+    server.shutdown()
+    server.server_close()
+
+
+def smoke(url, clock=None, **options):
+    lines: list[str] = []
+    defaults = {"ready_interval": 0.01, "ready_timeout": 2.0}
+    try:
+        passed = run_smoke(url, SmokeOptions(**{**defaults, **options}), report=Report(out=lines.append), clock=clock)
+    except SmokeFailed as error:
+        return lines, error
+    return lines, passed
+
+
+def test_a_healthy_api_passes_every_step(api):
+    state, url = api
+    lines, passed = smoke(url)
+    assert passed == 7
+    assert [line.split()[0] for line in lines[1:-1]] == ["ok"] * 7
+    assert lines[-1] == f"smoke: all 7 checks passed against {url}"
+    assert state.articles == {}
+
+
+def test_the_service_may_take_a_moment_to_become_ready(api):
+    state, url = api
+    state.faults = Faults(ready_after=3)
+    _, passed = smoke(url)
+    assert passed == 7 and state.ready_calls == 4
+
+
+@pytest.mark.parametrize(
+    ("faults", "step", "detail"),
+    [
+        (Faults(create_status=500), "create an article", "POST /api/articles -> 500, expected 201 or 200"),
+        (Faults(favorites_count="0"), "create an article", "favoritesCount: expected 0, got '0'"),
+        (Faults(tags_reversed=True), "create an article",
+         "tagList: expected ['conduit-deploy', 'smoke-test'], got ['smoke-test', 'conduit-deploy']"),
+        (Faults(hide_from_list=True), "find it in the article list", "is not in GET /api/articles?author="),
+        (Faults(keep_after_delete=True), "check it is gone", "-> 200, expected 404"),
+    ],
+)  # fmt: skip
+def test_each_mismatch_fails_with_a_readable_line(api, faults, step, detail):
+    state, url = api
+    state.faults = faults
+    lines, error = smoke(url)
+    assert isinstance(error, SmokeFailed)
+    failed = [line for line in lines if line.startswith("  FAIL")]
+    assert len(failed) == 1
+    assert failed[0].startswith(f"  FAIL  {step}: ")
+    assert detail in failed[0]
+    assert str(error).startswith(f"smoke test failed at '{step}' against {url}: ")
+
+
+def test_a_failed_check_still_deletes_the_article(api):
+    state, url = api
+    state.faults = Faults(hide_from_list=True)
+    lines, _ = smoke(url)
+    assert state.deletes == ["article-1"]
+    assert lines[-1] == "  (cleaned up article article-1)"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_nothing_listening_fails_after_the_ready_timeout():
+    url = f"http://127.0.0.1:{free_port()}"
+    lines, error = smoke(url, ready_timeout=0.3, ready_interval=0.1, connect_retries=1)
+    assert isinstance(error, SmokeFailed)
+    assert "service ready: not ready within 0.3s: GET /readyz: ConnectionError" in lines[-1]

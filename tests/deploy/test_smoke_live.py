@@ -1,0 +1,125 @@
+"""`conduit-deploy smoke` against the real API: served by Flask on 127.0.0.1, then
+behind nginx routed like the cluster's Ingress (/flask/... rewritten to /...)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import require_program
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer 200 within {timeout}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def api_url(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("live-api")
+    env = {
+        **os.environ,
+        "CONDUIT_ENV": "development",
+        "DATABASE_URL": f"sqlite:///{folder / 'conduit.sqlite'}",
+        "BCRYPT_LOG_ROUNDS": "4",
+        "FLASK_APP": "conduit",
+    }
+    flask = [sys.executable, "-m", "flask", "--app", "conduit"]
+    subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+    port = free_port()
+    log = (folder / "server.log").open("w")
+    server = subprocess.Popen(
+        [*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz", server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(server)
+        log.close()
+
+
+def smoke(base_url: str, *options: str) -> subprocess.CompletedProcess:
+    script = BIN / "conduit-deploy"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "conduit_deploy.cli"]
+    return subprocess.run(
+        [*command, "smoke", base_url, *options], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def assert_passed(result: subprocess.CompletedProcess, base_url: str) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"smoke: testing {base_url}"
+    assert [line.split()[0] for line in lines[1:-1]] == ["ok"] * 7
+    assert lines[-1] == f"smoke: all 7 checks passed against {base_url}"
+
+
+def test_smoke_passes_against_the_api(api_url):
+    assert_passed(smoke(api_url), api_url)
+
+
+def test_smoke_passes_through_the_ingress_prefix(api_url, tmp_path):
+    nginx = require_program("nginx")
+    from tests.k8s.nginx_conf import load_ingresses, render_conf
+
+    port = free_port()
+    upstream = api_url.removeprefix("http://")
+    (tmp_path / "logs").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render_conf(load_ingresses(ROOT / "k8s" / "base"), f"127.0.0.1:{port}", upstream, tmp_path))
+    server = subprocess.Popen(
+        [nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "nginx.err").open("w"),
+    )  # fmt: skip
+    try:
+        base_url = f"http://127.0.0.1:{port}/flask"
+        wait_for(f"{base_url}/healthz", server)
+        assert_passed(smoke(base_url), base_url)
+    finally:
+        stop(server)
+
+
+def test_smoke_fails_readably_when_the_prefix_is_wrong(api_url):
+    result = smoke(f"{api_url}/not-mounted-here", "--ready-timeout", "1")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1].startswith(
+        "  FAIL  service ready: not ready within 1s: GET /readyz -> 404, expected 200"
+    )
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("conduit-deploy: error: smoke test failed at 'service ready'")
