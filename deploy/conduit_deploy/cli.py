@@ -223,8 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[environment, dry_run],
         help="create or update the kops cluster of ENV and wait until it validates",
     )
-    cluster.add_argument("--validate-timeout", type=_seconds, default=ClusterOptions.validate_timeout)
-    cluster.add_argument("--validate-interval", type=_seconds, default=ClusterOptions.validate_interval)
+    cluster.add_argument(
+        "--validate-timeout", type=_seconds, default=ClusterOptions.validate_timeout
+    )
+    cluster.add_argument(
+        "--validate-interval", type=_seconds, default=ClusterOptions.validate_interval
+    )
     cluster.add_argument(
         "--no-rolling-update",
         dest="rolling_update",
@@ -240,9 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument("--rollout-timeout", type=_seconds, default=DeployOptions.rollout_timeout)
     deploy.add_argument("--address-timeout", type=_seconds, default=DeployOptions.address_timeout)
-    deploy.add_argument(
-        "--smoke-ready-timeout", type=_seconds, default=SmokeOptions.ready_timeout
-    )
+    deploy.add_argument("--smoke-ready-timeout", type=_seconds, default=SmokeOptions.ready_timeout)
     deploy.add_argument(
         "--env-file",
         type=Path,

@@ -116,7 +116,7 @@ def decode_registry_password(value: str) -> str:
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise ConfigError(
             "DOCKER_REGISTRY_PASSWORD is not valid base64 "
-            "(store the output of `printf %s \"$PASSWORD\" | base64 -w0`)"
+            '(store the output of `printf %s "$PASSWORD" | base64 -w0`)'
         ) from None
     if not password.strip():
         raise ConfigError("DOCKER_REGISTRY_PASSWORD decodes to an empty password")
@@ -205,7 +205,9 @@ def load_settings(
         password = attempt(decode_registry_password, environ["DOCKER_REGISTRY_PASSWORD"])
 
     credentials_text, credentials = None, None
-    if GCP_CREDENTIAL_FILE.lookup(environ) and (GCP_CREDENTIAL_FILE in needs or GCP_PROJECT in needs):
+    if GCP_CREDENTIAL_FILE.lookup(environ) and (
+        GCP_CREDENTIAL_FILE in needs or GCP_PROJECT in needs
+    ):
         parsed = attempt(read_gcp_credentials, environ["GCP_CREDENTIAL_FILE"])
         if parsed:
             credentials_text, credentials = parsed

@@ -57,7 +57,15 @@ def crd_exists_command(name: str) -> list[str]:
 def ingress_address_command(ingress: str, namespace: str) -> list[str]:
     # GCE load balancers report an IP; others (AWS) a hostname: take whichever is set.
     path = "{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}"
-    return ["kubectl", "get", "ingress", ingress, "--namespace", namespace, f"--output=jsonpath={path}"]
+    return [
+        "kubectl",
+        "get",
+        "ingress",
+        ingress,
+        "--namespace",
+        namespace,
+        f"--output=jsonpath={path}",
+    ]
 
 
 def service_url(address: str) -> str:
@@ -107,7 +115,10 @@ class Deployer:
             if stage == "database":
                 self.runner.run(
                     rollout_status_command(
-                        "statefulset", r.database_statefulset, r.namespace, self.options.rollout_timeout
+                        "statefulset",
+                        r.database_statefulset,
+                        r.namespace,
+                        self.options.rollout_timeout,
                     )
                 )
             elif stage == "app":

@@ -243,7 +243,9 @@ def run_smoke(
         report.fail(f"{step}: {error}")
         if slug and not deleted:
             _clean_up(client, slug, report)
-        raise SmokeFailed(f"smoke test failed at '{step}' against {client.base_url}: {error}")
+        raise SmokeFailed(
+            f"smoke test failed at '{step}' against {client.base_url}: {error}"
+        ) from None
     report.out(f"smoke: all {report.passed} checks passed against {client.base_url}")
     return report.passed
 

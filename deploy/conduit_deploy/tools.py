@@ -96,7 +96,7 @@ def install_kops(
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
-        os.chmod(temporary, 0o755)
+        os.chmod(temporary, 0o755)  # noqa: S103 - a program on PATH: everyone may run it
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

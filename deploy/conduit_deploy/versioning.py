@@ -100,9 +100,7 @@ def revision(environ: Mapping[str, str], runner: Runner) -> str:
 
 
 def _git(runner: Runner, *args: str, required: bool = True) -> str:
-    result = runner.run(
-        ["git", *args], capture=True, check=False, dry_run_safe=True, quiet=True
-    )
+    result = runner.run(["git", *args], capture=True, check=False, dry_run_safe=True, quiet=True)
     if result.ok and result.stdout.strip():
         return result.stdout.strip()
     if required:

@@ -59,7 +59,12 @@ def serve(state: State) -> tuple[ThreadingHTTPServer, str]:
                 "tagList": tags[::-1] if state.faults.tags_reversed else tags,
                 "favorited": False,
                 "favoritesCount": state.faults.favorites_count,
-                "author": {"username": article["author"], "bio": None, "image": None, "following": False},
+                "author": {
+                    "username": article["author"],
+                    "bio": None,
+                    "image": None,
+                    "following": False,
+                },
             }
 
         def do_GET(self):
@@ -88,14 +93,20 @@ def serve(state: State) -> tuple[ThreadingHTTPServer, str]:
                 user = body["user"]
                 token = f"token-{len(state.users)}"
                 state.users[token] = user["username"]
-                return self.reply(201, {"user": {**user, "token": token, "bio": None, "image": None}})
+                return self.reply(
+                    201, {"user": {**user, "token": token, "bio": None, "image": None}}
+                )
             if self.path == "/api/articles":
                 author = self.user()
                 if author is None:
                     return self.reply(401, {"errors": {"token": ["missing"]}})
                 if state.faults.create_status != 201:
                     return self.reply(state.faults.create_status, {"errors": {"server": ["boom"]}})
-                article = {**body["article"], "slug": f"article-{len(state.articles) + 1}", "author": author}
+                article = {
+                    **body["article"],
+                    "slug": f"article-{len(state.articles) + 1}",
+                    "author": author,
+                }
                 state.articles[article["slug"]] = article
                 return self.reply(201, {"article": self.view(article)})
             return self.reply(404)

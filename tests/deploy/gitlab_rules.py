@@ -25,9 +25,18 @@ _TOKEN = re.compile(
 )
 
 KEYWORDS = {
-    "stages", "workflow", "variables", "default", "include", "image", "services",
-    "cache", "before_script", "after_script", "spec",
-}  # fmt: skip
+    "stages",
+    "workflow",
+    "variables",
+    "default",
+    "include",
+    "image",
+    "services",
+    "cache",
+    "before_script",
+    "after_script",
+    "spec",
+}
 
 
 class ExpressionError(ValueError):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conduit_deploy.cli import Context, main
 
 from .conftest import ci_environ
@@ -24,7 +23,13 @@ def conduit_deploy(*args: str, environ: dict[str, str] | None = None, cwd: Path 
     command = [str(script)] if script.exists() else [sys.executable, "-m", "conduit_deploy.cli"]
     env = {"PATH": os.environ["PATH"], **(environ or {})}
     return subprocess.run(
-        [*command, *args], env=env, cwd=cwd or ROOT, capture_output=True, text=True, timeout=120, check=False
+        [*command, *args],
+        env=env,
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -40,7 +45,10 @@ def test_render_writes_every_stage_with_the_real_templates(tmp_path, capsys):
     assert kops[0]["spec"]["project"] == "conduit-dev-123"
     app = list(yaml.safe_load_all((tmp_path / "04-app.yaml").read_text()))
     images = {
-        c["image"] for o in app if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
+        c["image"]
+        for o in app
+        if o["kind"] == "Deployment"
+        for c in o["spec"]["template"]["spec"]["containers"]
     }
     assert images == {"docker.io/team/conduit:01234567"}
     for stage in ("namespace", "secrets", "database", "app", "ingress"):
@@ -64,7 +72,9 @@ def test_missing_variables_exit_1_with_one_line_and_no_traceback():
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("conduit-deploy: error: `deploy dev` needs CI variables that are not set: ")
+    assert result.stderr.startswith(
+        "conduit-deploy: error: `deploy dev` needs CI variables that are not set: "
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -106,6 +116,8 @@ def test_version_from_git_outside_ci(tmp_path):
         "CONDUIT_VERSION=v0.4.0\nCONDUIT_ENVIRONMENT=prod\nCONDUIT_IMAGE=docker.io/team/conduit:v0.4.0\n"
     )
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "two"], check=True)
-    short = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    short = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     untagged = conduit_deploy("version", "--tag-only", cwd=tmp_path)
     assert untagged.stdout == f"{short}\n"

@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from conduit_deploy.cli import Context, main
 from conduit_deploy.cluster import summarise_validation
 from conduit_deploy.runner import Result
@@ -50,10 +49,14 @@ def test_render_receives_the_values_of_this_build(run_cluster, fake_render):
     run_cluster("dev")
     values = fake_render.received[0]
     assert (values.environment, values.image, values.version) == (
-        "dev", "docker.io/team/conduit:01234567", "01234567",
+        "dev",
+        "docker.io/team/conduit:01234567",
+        "01234567",
     )
     assert (values.cluster_name, values.kops_state_store, values.gcp_project) == (
-        CLUSTER, "gs://conduit-kops-state", "conduit-dev-123",
+        CLUSTER,
+        "gs://conduit-kops-state",
+        "conduit-dev-123",
     )
 
 
@@ -86,21 +89,35 @@ def test_validation_is_polled_with_a_line_per_attempt(run_cluster, recorder, clo
     answers = iter(
         [
             Result((), 1, "", "Error: unexpected error during validation: dial tcp: i/o timeout"),
-            Result((), 2, json.dumps({"failures": [
-                {"type": "Machine", "name": "nodes-b-x1", "message": "machine has not yet joined"},
-                {"type": "Pod", "name": "kube-system/coredns", "message": "not ready"},
-            ]})),
+            Result(
+                (),
+                2,
+                json.dumps(
+                    {
+                        "failures": [
+                            {
+                                "type": "Machine",
+                                "name": "nodes-b-x1",
+                                "message": "machine has not yet joined",
+                            },
+                            {"type": "Pod", "name": "kube-system/coredns", "message": "not ready"},
+                        ]
+                    }
+                ),
+            ),
             Result((), 0, json.dumps({"failures": []})),
         ]
-    )  # fmt: skip
+    )
 
     recorder.respond = lambda args: next(answers) if args[1] == "validate" else None
     code, _, err = run_cluster("dev", "--validate-interval", "30")
     assert code == 0
     progress = [line.strip() for line in err.splitlines() if "attempt" in line]
     assert progress == [
-        f"validate {CLUSTER}: attempt 1 (0s): Error: unexpected error during validation: dial tcp: i/o timeout",
-        f"validate {CLUSTER}: attempt 2 (30s): 2 failure(s); first: Machine nodes-b-x1: machine has not yet joined",
+        f"validate {CLUSTER}: attempt 1 (0s): "
+        "Error: unexpected error during validation: dial tcp: i/o timeout",
+        f"validate {CLUSTER}: attempt 2 (30s): "
+        "2 failure(s); first: Machine nodes-b-x1: machine has not yet joined",
         f"validate {CLUSTER}: attempt 3 (60s): cluster is valid",
     ]
     assert clock.sleeps == [30, 30]
@@ -128,7 +145,9 @@ def test_no_rolling_update_flag(run_cluster, recorder):
 
 def test_a_failed_kops_command_stops_the_job(run_cluster, recorder):
     recorder.respond = lambda args: (
-        Result(args, 1, "", "error reading cluster: permission denied") if args[1] == "update" else None
+        Result(args, 1, "", "error reading cluster: permission denied")
+        if args[1] == "update"
+        else None
     )
     code, _, err = run_cluster("dev")
     assert code == 1
@@ -156,7 +175,9 @@ def test_dry_run_prints_the_plan(run_cluster, recorder, tmp_path):
 def test_unknown_environment(run_cluster, recorder):
     code, _, err = run_cluster("staging")
     assert (code, recorder.calls) == (1, [])
-    assert err == "conduit-deploy: error: unknown environment 'staging' (expected one of: dev, prod)\n"
+    assert (
+        err == "conduit-deploy: error: unknown environment 'staging' (expected one of: dev, prod)\n"
+    )
 
 
 def test_a_branch_pipeline_cannot_touch_prod(run_cluster, recorder):
@@ -166,13 +187,24 @@ def test_a_branch_pipeline_cannot_touch_prod(run_cluster, recorder):
 
 
 def test_a_release_tag_pipeline_may_touch_prod(run_cluster, recorder):
-    code, _, _ = run_cluster("prod", environ=tag_environ("v1.2.3", K8S_CLUSTER_NAME="prod.k8s.local"))
+    code, _, _ = run_cluster(
+        "prod", environ=tag_environ("v1.2.3", K8S_CLUSTER_NAME="prod.k8s.local")
+    )
     assert code == 0
-    assert recorder.commands[1] == ("kops", "update", "cluster", "--name", "prod.k8s.local", "--yes")
+    assert recorder.commands[1] == (
+        "kops",
+        "update",
+        "cluster",
+        "--name",
+        "prod.k8s.local",
+        "--yes",
+    )
 
 
 def test_missing_variables_fail_before_rendering(run_cluster, recorder, fake_render):
-    code, _, err = run_cluster("dev", environ=ci_environ(KOPS_STATE_STORE=None, GCP_CREDENTIAL_FILE=None))
+    code, _, err = run_cluster(
+        "dev", environ=ci_environ(KOPS_STATE_STORE=None, GCP_CREDENTIAL_FILE=None)
+    )
     assert (code, recorder.calls, fake_render.received) == (1, [], [])
     assert "KOPS_STATE_STORE, GCP_PROJECT (or GCP_CREDENTIAL_FILE), GCP_CREDENTIAL_FILE" in err
 

@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-
 from conduit_deploy import config
 from conduit_deploy.errors import ConfigError, MissingVariables
 
@@ -70,7 +69,9 @@ def test_base64_with_a_trailing_newline_is_accepted():
     assert settings.registry_password == REGISTRY_PASSWORD
 
 
-@pytest.mark.parametrize("value", ["not base64!", "abc", "////", base64.b64encode(b"\xff\xfe").decode()])
+@pytest.mark.parametrize(
+    "value", ["not base64!", "abc", "////", base64.b64encode(b"\xff\xfe").decode()]
+)
 def test_malformed_base64_password_is_a_clear_error(value):
     with pytest.raises(ConfigError) as caught:
         config.load_settings(
@@ -126,7 +127,9 @@ def test_render_needs_only_a_project_not_the_key():
 )
 def test_unusable_gcp_key_is_a_clear_error(value, expected):
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        config.load_settings(ci_environ(GCP_CREDENTIAL_FILE=value), "deploy dev", config.DEPLOY_NEEDS)
+        config.load_settings(
+            ci_environ(GCP_CREDENTIAL_FILE=value), "deploy dev", config.DEPLOY_NEEDS
+        )
 
 
 def test_gcp_key_without_project_needs_gcp_project():
@@ -156,7 +159,9 @@ def test_image_repository_can_be_configured():
     assert settings.image_repository == "registry.gitlab.com/team/conduit"
 
 
-@pytest.mark.parametrize("repository", ["docker.io/Team/conduit", "team/conduit:1.0", "team//conduit"])
+@pytest.mark.parametrize(
+    "repository", ["docker.io/Team/conduit", "team/conduit:1.0", "team//conduit"]
+)
 def test_invalid_image_repository_is_refused(repository):
     environ = ci_environ(CONDUIT_IMAGE_REPOSITORY=repository)
     with pytest.raises(ConfigError, match="not a valid repository"):
@@ -164,8 +169,11 @@ def test_invalid_image_repository_is_refused(repository):
 
 
 def test_pack_without_push_needs_no_registry_credentials():
-    environ = ci_environ(DOCKER_REGISTRY_PASSWORD=None, DOCKER_REGISTRY_USER=None,
-                         CONDUIT_IMAGE_REPOSITORY="docker.io/team/conduit")
+    environ = ci_environ(
+        DOCKER_REGISTRY_PASSWORD=None,
+        DOCKER_REGISTRY_USER=None,
+        CONDUIT_IMAGE_REPOSITORY="docker.io/team/conduit",
+    )
     settings = config.load_settings(environ, "pack", config.PACK_NO_PUSH_NEEDS)
     assert settings.registry_password is None
     with pytest.raises(MissingVariables) as caught:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-
 from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
@@ -31,18 +30,22 @@ class Cluster:
 
     def respond(self, args):
         if args[:3] == ("kubectl", "get", "crd"):
-            found = "customresourcedefinition.apiextensions.k8s.io/servicemonitors.monitoring.coreos.com"
+            found = "customresourcedefinition.apiextensions.k8s.io/" + args[3]
             return Result(args, 0, found + "\n" if self.crd else "")
         if args[:3] == ("kubectl", "get", "ingress"):
             return Result(args, 0, self.addresses.pop(0) if self.addresses else ADDRESS)
         if args[:4] == ("kubectl", "rollout", "status", "deployment/conduit"):
             settled = self.undo_settles if self.undone else self.app_rollout_ok
             if not settled:
-                return Result(args, 1, "", 'error: deployment "conduit" exceeded its progress deadline')
+                return Result(
+                    args, 1, "", 'error: deployment "conduit" exceeded its progress deadline'
+                )
         if args[:3] == ("kubectl", "rollout", "undo"):
             self.undone = self.undo_ok
             if not self.undo_ok:
-                return Result(args, 1, "", 'error: no rollout history found for deployment "conduit"')
+                return Result(
+                    args, 1, "", 'error: no rollout history found for deployment "conduit"'
+                )
         return None
 
 
@@ -80,7 +83,14 @@ def run_deploy(recorder, fake_render, clock, capsys, tmp_path, cluster, smoke):
             clock=clock,
         )
         code = main(
-            ["deploy", *argv, "--out", str(tmp_path / "out"), "--env-file", str(tmp_path / "deploy.env")],
+            [
+                "deploy",
+                *argv,
+                "--out",
+                str(tmp_path / "out"),
+                "--env-file",
+                str(tmp_path / "deploy.env"),
+            ],
             ctx,
         )
         out, err = capsys.readouterr()
@@ -100,20 +110,73 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
     ingress = "{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}"
     assert recorder.commands == [
         ("kops", "export", "kubecfg", "--name", CLUSTER, "--admin=2h"),
-        ("kubectl", "apply", "--filename", "https://example.invalid/ingress-nginx/controller-v1.15.1/deploy.yaml"),
-        ("kubectl", "rollout", "status", "deployment/ingress-nginx-controller", "--namespace", "ingress-nginx", "--timeout=300s"),
+        (
+            "kubectl",
+            "apply",
+            "--filename",
+            "https://example.invalid/ingress-nginx/controller-v1.15.1/deploy.yaml",
+        ),
+        (
+            "kubectl",
+            "rollout",
+            "status",
+            "deployment/ingress-nginx-controller",
+            "--namespace",
+            "ingress-nginx",
+            "--timeout=300s",
+        ),
         ("kubectl", "apply", "--filename", stage(tmp_path, "namespace")),
         ("kubectl", "apply", "--filename", stage(tmp_path, "secrets")),
         ("kubectl", "apply", "--filename", stage(tmp_path, "database")),
-        ("kubectl", "rollout", "status", "statefulset/postgres", "--namespace", "conduit", "--timeout=300s"),
+        (
+            "kubectl",
+            "rollout",
+            "status",
+            "statefulset/postgres",
+            "--namespace",
+            "conduit",
+            "--timeout=300s",
+        ),
         ("kubectl", "apply", "--filename", stage(tmp_path, "app")),
-        ("kubectl", "rollout", "status", "deployment/conduit", "--namespace", "conduit", "--timeout=300s"),
+        (
+            "kubectl",
+            "rollout",
+            "status",
+            "deployment/conduit",
+            "--namespace",
+            "conduit",
+            "--timeout=300s",
+        ),
         ("kubectl", "apply", "--filename", stage(tmp_path, "ingress")),
-        ("kubectl", "get", "crd", "servicemonitors.monitoring.coreos.com", "--ignore-not-found", "--output", "name"),
+        (
+            "kubectl",
+            "get",
+            "crd",
+            "servicemonitors.monitoring.coreos.com",
+            "--ignore-not-found",
+            "--output",
+            "name",
+        ),
         ("kubectl", "apply", "--filename", str(tmp_path / "out" / "monitoring.yaml")),
-        ("kubectl", "get", "ingress", "conduit", "--namespace", "conduit", f"--output=jsonpath={ingress}"),
-        ("kubectl", "get", "ingress", "conduit", "--namespace", "conduit", f"--output=jsonpath={ingress}"),
-    ]  # fmt: skip
+        (
+            "kubectl",
+            "get",
+            "ingress",
+            "conduit",
+            "--namespace",
+            "conduit",
+            f"--output=jsonpath={ingress}",
+        ),
+        (
+            "kubectl",
+            "get",
+            "ingress",
+            "conduit",
+            "--namespace",
+            "conduit",
+            f"--output=jsonpath={ingress}",
+        ),
+    ]
     assert smoke.urls == [f"http://{ADDRESS}/flask"]
     assert (tmp_path / "deploy.env").read_text() == f"DYNAMIC_ENVIRONMENT_URL={URL}\n"
     assert f"==> deploy: dev is served at {URL}" in err
@@ -121,27 +184,56 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
     assert f"ingress conduit: attempt 2 (10s): address {ADDRESS}" in err
 
 
-def test_monitoring_is_skipped_without_the_prometheus_operator(run_deploy, recorder, cluster, tmp_path):
+def test_monitoring_is_skipped_without_the_prometheus_operator(
+    run_deploy, recorder, cluster, tmp_path
+):
     cluster.crd = False
     code, _, err = run_deploy("dev")
     assert code == 0
-    assert ("kubectl", "apply", "--filename", str(tmp_path / "out" / "monitoring.yaml")) not in recorder.commands
+    assert (
+        "kubectl",
+        "apply",
+        "--filename",
+        str(tmp_path / "out" / "monitoring.yaml"),
+    ) not in recorder.commands
     assert "monitoring skipped: the cluster has no servicemonitors.monitoring.coreos.com" in err
 
 
-def test_a_failed_app_rollout_is_rolled_back_and_fails(run_deploy, recorder, cluster, smoke, tmp_path):
+def test_a_failed_app_rollout_is_rolled_back_and_fails(
+    run_deploy, recorder, cluster, smoke, tmp_path
+):
     cluster.app_rollout_ok = False
     code, _, err = run_deploy("dev")
     assert code == 1
-    after_app = recorder.commands[recorder.commands.index(("kubectl", "apply", "--filename", stage(tmp_path, "app"))) + 1 :]
+    after_app = recorder.commands[
+        recorder.commands.index(("kubectl", "apply", "--filename", stage(tmp_path, "app"))) + 1 :
+    ]
     assert after_app == [
-        ("kubectl", "rollout", "status", "deployment/conduit", "--namespace", "conduit", "--timeout=300s"),
+        (
+            "kubectl",
+            "rollout",
+            "status",
+            "deployment/conduit",
+            "--namespace",
+            "conduit",
+            "--timeout=300s",
+        ),
         ("kubectl", "rollout", "undo", "deployment/conduit", "--namespace", "conduit"),
-        ("kubectl", "rollout", "status", "deployment/conduit", "--namespace", "conduit", "--timeout=300s"),
-    ]  # fmt: skip
+        (
+            "kubectl",
+            "rollout",
+            "status",
+            "deployment/conduit",
+            "--namespace",
+            "conduit",
+            "--timeout=300s",
+        ),
+    ]
     assert smoke.urls == []
     last = err.strip().splitlines()[-1]
-    assert last.startswith("conduit-deploy: error: the rollout of docker.io/team/conduit:01234567 did not finish")
+    assert last.startswith(
+        "conduit-deploy: error: the rollout of docker.io/team/conduit:01234567 did not finish"
+    )
     assert "exceeded its progress deadline" in last
     assert last.endswith("; deployment/conduit rolled back")
 
@@ -160,11 +252,19 @@ def test_a_failed_smoke_test_rolls_back_and_fails(run_deploy, recorder, smoke):
     assert code == 1
     assert recorder.commands[-2:] == [
         ("kubectl", "rollout", "undo", "deployment/conduit", "--namespace", "conduit"),
-        ("kubectl", "rollout", "status", "deployment/conduit", "--namespace", "conduit", "--timeout=300s"),
+        (
+            "kubectl",
+            "rollout",
+            "status",
+            "deployment/conduit",
+            "--namespace",
+            "conduit",
+            "--timeout=300s",
+        ),
     ]
     assert err.strip().splitlines()[-1] == (
-        "conduit-deploy: error: smoke test failed at 'create an article': POST /api/articles -> 500; "
-        "deployment/conduit rolled back"
+        "conduit-deploy: error: smoke test failed at 'create an article': "
+        "POST /api/articles -> 500; deployment/conduit rolled back"
     )
 
 

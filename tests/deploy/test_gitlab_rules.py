@@ -15,7 +15,11 @@ from .gitlab_rules import ExpressionError, decide, evaluate
         ("$CI_COMMIT_TAG", {}, False),
         ('$CI_PIPELINE_SOURCE == "schedule"', {"CI_PIPELINE_SOURCE": "schedule"}, True),
         ('$CI_PIPELINE_SOURCE != "schedule"', {"CI_PIPELINE_SOURCE": "push"}, True),
-        ("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", {"CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main"}, True),
+        (
+            "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
+            {"CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main"},
+            True,
+        ),
         ("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", {"CI_DEFAULT_BRANCH": "main"}, False),
         ("$UNSET == null", {}, True),
         (r"$CI_COMMIT_TAG =~ /^v\d+\.\d+\.\d+$/", {"CI_COMMIT_TAG": "v1.2.3"}, True),
@@ -25,7 +29,7 @@ from .gitlab_rules import ExpressionError, decide, evaluate
         ('$A == "1" || $B == "1" && $C == "1"', {"A": "1"}, True),
         ('($A == "1" || $B == "1") && $C == "1"', {"A": "1"}, False),
     ],
-)  # fmt: skip
+)
 def test_expressions(expression, variables, expected):
     assert evaluate(expression, variables) is expected
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conduit_deploy.cli import Context, main
 from conduit_deploy.pack import registry_host
 from conduit_deploy.runner import Result
@@ -26,19 +25,29 @@ def test_default_branch_pushes_the_short_sha_and_latest(recorder, capsys):
         ("docker", "login", "--username", "team", "--password-stdin", "docker.io"),
         ("docker", "pull", "docker.io/team/conduit:latest"),
         (
-            "docker", "build", "--file", "docker/Dockerfile",
-            "--cache-from", "docker.io/team/conduit:latest",
-            "--build-arg", "BUILDKIT_INLINE_CACHE=1",
-            "--build-arg", "VERSION=01234567",
-            "--build-arg", f"REVISION={REVISION}",
-            "--build-arg", "SOURCE=https://gitlab.example.com/team/conduit",
-            "--tag", "docker.io/team/conduit:01234567",
-            "--tag", "docker.io/team/conduit:latest",
+            "docker",
+            "build",
+            "--file",
+            "docker/Dockerfile",
+            "--cache-from",
+            "docker.io/team/conduit:latest",
+            "--build-arg",
+            "BUILDKIT_INLINE_CACHE=1",
+            "--build-arg",
+            "VERSION=01234567",
+            "--build-arg",
+            f"REVISION={REVISION}",
+            "--build-arg",
+            "SOURCE=https://gitlab.example.com/team/conduit",
+            "--tag",
+            "docker.io/team/conduit:01234567",
+            "--tag",
+            "docker.io/team/conduit:latest",
             ".",
         ),
         ("docker", "push", "docker.io/team/conduit:01234567"),
         ("docker", "push", "docker.io/team/conduit:latest"),
-    ]  # fmt: skip
+    ]
 
 
 def test_the_password_goes_on_stdin_and_nowhere_else(recorder, capsys):
@@ -91,7 +100,10 @@ def test_a_missing_previous_image_builds_without_cache(recorder, capsys):
 def test_base_image_is_passed_when_set(recorder, capsys):
     pack(["--no-push"], ci_environ(BASE_IMAGE="localhost:5000/debian-python:12"), recorder, capsys)
     build = next(c for c in recorder.commands if c[1] == "build")
-    assert build[build.index("BUILDKIT_INLINE_CACHE=1") + 2] == "BASE_IMAGE=localhost:5000/debian-python:12"
+    assert (
+        build[build.index("BUILDKIT_INLINE_CACHE=1") + 2]
+        == "BASE_IMAGE=localhost:5000/debian-python:12"
+    )
 
 
 def test_a_failed_push_fails_the_job_with_its_exit_code(recorder, capsys):
@@ -122,7 +134,7 @@ def test_missing_credentials_fail_before_any_command(recorder, capsys):
 
 
 def test_dry_run_prints_the_exact_commands_and_runs_none(recorder, capsys):
-    code, out, _ = pack(["--dry-run"], ci_environ(), recorder, capsys)
+    code, _, _ = pack(["--dry-run"], ci_environ(), recorder, capsys)
     assert code == 0
     assert recorder.calls == []
     assert recorder.planned[0] == (

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conduit_deploy import config as deploy_config
+
 from tests.support import in_ci
 
 from . import gitlab_rules
@@ -46,8 +46,11 @@ SCENARIOS = {
         {**ALWAYS, "pack": "on_success"},
     ),
     "merge request": (
-        {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "7",
-         "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature"},
+        {
+            "CI_PIPELINE_SOURCE": "merge_request_event",
+            "CI_MERGE_REQUEST_IID": "7",
+            "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature",
+        },
         {**ALWAYS, "pack:check": "on_success"},
     ),
     "schedule": (
@@ -70,7 +73,7 @@ SCENARIOS = {
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "feature"},
         None,
     ),
-}  # fmt: skip
+}
 COMMON = {"CI_DEFAULT_BRANCH": "main"}
 
 
@@ -81,10 +84,20 @@ def pipeline() -> dict:
 
 def test_validates_against_gitlabs_schema():
     result = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.gitlab-ci",
-         "--data-transform", "gitlab-ci", str(PIPELINE)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.gitlab-ci",
+            "--data-transform",
+            "gitlab-ci",
+            str(PIPELINE),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -96,7 +109,7 @@ def test_jobs_per_pipeline_by_rule_evaluation(pipeline, scenario):
 
 @pytest.mark.parametrize("scenario", [name for name, (_, jobs) in SCENARIOS.items() if jobs])
 def test_needs_only_name_jobs_of_the_same_pipeline(pipeline, scenario):
-    variables, expected = SCENARIOS[scenario]
+    _, expected = SCENARIOS[scenario]
     jobs = gitlab_rules.jobs(pipeline)
     for name in expected:
         for need in jobs[name].get("needs", []):
@@ -202,11 +215,16 @@ def test_pack_jobs(pipeline):
 def test_test_job_reports(pipeline):
     test = pipeline["test"]
     reports = test["artifacts"]["reports"]
-    assert reports["coverage_report"] == {"coverage_format": "cobertura", "path": "reports/coverage.xml"}
+    assert reports["coverage_report"] == {
+        "coverage_format": "cobertura",
+        "path": "reports/coverage.xml",
+    }
     assert set(reports["junit"]) == {"reports/junit.xml", "reports/junit-postgres.xml"}
     assert test["artifacts"]["when"] == "always"
-    assert any("--junitxml=reports/junit.xml" in line and "--cov-report=xml:reports/coverage.xml" in line
-               for line in test["script"])  # fmt: skip
+    assert any(
+        "--junitxml=reports/junit.xml" in line and "--cov-report=xml:reports/coverage.xml" in line
+        for line in test["script"]
+    )
 
 
 def test_lint_reports_code_quality_without_blocking(pipeline):

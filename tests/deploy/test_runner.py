@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conduit_deploy.errors import CommandFailed, ProgramNotFound
 from conduit_deploy.runner import Runner
 
@@ -32,7 +31,8 @@ def test_a_failure_carries_the_exit_code_and_the_last_error_lines(lines):
 
 def test_check_false_returns_the_failure(lines):
     result = make(lines).run(["false"], check=False)
-    assert not result.ok and result.returncode == 1
+    assert not result.ok
+    assert result.returncode == 1
 
 
 def test_a_missing_program_is_named(lines):
@@ -41,7 +41,7 @@ def test_a_missing_program_is_named(lines):
 
 
 def test_a_command_past_its_timeout_fails(lines):
-    with pytest.raises(CommandFailed, match="timed out: no result after 0.2 s"):
+    with pytest.raises(CommandFailed, match=r"timed out: no result after 0\.2 s"):
         make(lines).run(["sleep", "5"], timeout=0.2)
 
 
@@ -65,7 +65,8 @@ def test_a_dry_run_prints_the_commands_and_runs_nothing(lines, tmp_path):
     runner = make(lines, dry_run=True)
     runner.export("KOPS_STATE_STORE", "gs://bucket")
     result = runner.run(["touch", str(marker)])
-    assert result.ok and not marker.exists()
+    assert result.ok
+    assert not marker.exists()
     assert lines["plan"] == ["export KOPS_STATE_STORE=gs://bucket", f"touch {marker}"]
     assert lines["echo"] == []
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.smoke import Report, SmokeOptions, run_smoke
 
@@ -25,7 +24,12 @@ def smoke(url, clock=None, **options):
     lines: list[str] = []
     defaults = {"ready_interval": 0.01, "ready_timeout": 2.0}
     try:
-        passed = run_smoke(url, SmokeOptions(**{**defaults, **options}), report=Report(out=lines.append), clock=clock)
+        passed = run_smoke(
+            url,
+            SmokeOptions(**{**defaults, **options}),
+            report=Report(out=lines.append),
+            clock=clock,
+        )
     except SmokeFailed as error:
         return lines, error
     return lines, passed
@@ -44,20 +48,33 @@ def test_the_service_may_take_a_moment_to_become_ready(api):
     state, url = api
     state.faults = Faults(ready_after=3)
     _, passed = smoke(url)
-    assert passed == 7 and state.ready_calls == 4
+    assert passed == 7
+    assert state.ready_calls == 4
 
 
 @pytest.mark.parametrize(
     ("faults", "step", "detail"),
     [
-        (Faults(create_status=500), "create an article", "POST /api/articles -> 500, expected 201 or 200"),
+        (
+            Faults(create_status=500),
+            "create an article",
+            "POST /api/articles -> 500, expected 201 or 200",
+        ),
         (Faults(favorites_count="0"), "create an article", "favoritesCount: expected 0, got '0'"),
-        (Faults(tags_reversed=True), "create an article",
-         "tagList: expected ['conduit-deploy', 'smoke-test'], got ['smoke-test', 'conduit-deploy']"),
-        (Faults(hide_from_list=True), "find it in the article list", "is not in GET /api/articles?author="),
+        (
+            Faults(tags_reversed=True),
+            "create an article",
+            "tagList: expected ['conduit-deploy', 'smoke-test'], "
+            "got ['smoke-test', 'conduit-deploy']",
+        ),
+        (
+            Faults(hide_from_list=True),
+            "find it in the article list",
+            "is not in GET /api/articles?author=",
+        ),
         (Faults(keep_after_delete=True), "check it is gone", "-> 200, expected 404"),
     ],
-)  # fmt: skip
+)
 def test_each_mismatch_fails_with_a_readable_line(api, faults, step, detail):
     state, url = api
     state.faults = faults

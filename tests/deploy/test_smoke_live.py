@@ -64,8 +64,11 @@ def api_url(tmp_path_factory):
     log = (folder / "server.log").open("w")
     server = subprocess.Popen(
         [*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/healthz", server)
         yield f"http://127.0.0.1:{port}"
@@ -78,7 +81,11 @@ def smoke(base_url: str, *options: str) -> subprocess.CompletedProcess:
     script = BIN / "conduit-deploy"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "conduit_deploy.cli"]
     return subprocess.run(
-        [*command, "smoke", base_url, *options], capture_output=True, text=True, timeout=120, check=False
+        [*command, "smoke", base_url, *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -102,11 +109,14 @@ def test_smoke_passes_through_the_ingress_prefix(api_url, tmp_path):
     upstream = api_url.removeprefix("http://")
     (tmp_path / "logs").mkdir()
     conf = tmp_path / "nginx.conf"
-    conf.write_text(render_conf(load_ingresses(ROOT / "k8s" / "base"), f"127.0.0.1:{port}", upstream, tmp_path))
+    conf.write_text(
+        render_conf(load_ingresses(ROOT / "k8s" / "base"), f"127.0.0.1:{port}", upstream, tmp_path)
+    )
     server = subprocess.Popen(
         [nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "nginx.err").open("w"),
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "nginx.err").open("w"),
+    )
     try:
         base_url = f"http://127.0.0.1:{port}/flask"
         wait_for(f"{base_url}/healthz", server)

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conduit_deploy import tools
 from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import ConfigError, DeployError
@@ -53,13 +52,18 @@ def test_installs_when_the_published_checksum_matches(tmp_path, release, recorde
     target = install(tmp_path / "bin", template, recorder)
     assert target.read_bytes() == BINARY
     assert os.access(target, os.X_OK)
-    assert f"checked against {template.format(version='9.9.9', arch='amd64')}.sha256" in capsys.readouterr().err
+    assert (
+        f"checked against {template.format(version='9.9.9', arch='amd64')}.sha256"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_pinned_digest_wins_and_a_mismatch_installs_nothing(tmp_path, release, recorder):
     template, _ = release
     wrong = "0" * 64
-    with pytest.raises(DeployError, match=f"does not match the pinned digest: sha256 {DIGEST}, expected {wrong}"):
+    with pytest.raises(
+        DeployError, match=f"does not match the pinned digest: sha256 {DIGEST}, expected {wrong}"
+    ):
         install(tmp_path / "bin", template, recorder, sha256=wrong)
     assert not (tmp_path / "bin" / "kops").exists()
     assert list((tmp_path / "bin").glob("*")) == []
@@ -82,8 +86,10 @@ def test_an_unreadable_checksum_is_refused(tmp_path, release, recorder):
 
 def test_a_missing_release_is_a_clear_error(tmp_path, release, recorder):
     template, _ = release
-    with pytest.raises(DeployError, match="cannot download .*/v0.0.1/kops-linux-amd64.sha256"):
-        tools.install_kops(tmp_path, recorder.runner(), version="0.0.1", url_template=template, arch="amd64")
+    with pytest.raises(DeployError, match=r"cannot download .*/v0\.0\.1/kops-linux-amd64\.sha256"):
+        tools.install_kops(
+            tmp_path, recorder.runner(), version="0.0.1", url_template=template, arch="amd64"
+        )
 
 
 def test_the_recorded_digest_is_used_for_known_releases(monkeypatch, tmp_path, release, recorder):
@@ -94,7 +100,10 @@ def test_the_recorded_digest_is_used_for_known_releases(monkeypatch, tmp_path, r
 
 
 def test_dry_run_downloads_nothing(tmp_path, recorder, capsys):
-    code = main(["install-tools", "--dest", str(tmp_path), "--dry-run"], Context(runner_factory=recorder.runner))
+    code = main(
+        ["install-tools", "--dest", str(tmp_path), "--dry-run"],
+        Context(runner_factory=recorder.runner),
+    )
     assert code == 0
     assert list(Path(tmp_path).iterdir()) == []
     assert recorder.planned == [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import ConfigError
 from conduit_deploy.runner import Result
@@ -30,8 +29,7 @@ from .conftest import ci_environ, tag_environ
 )
 def test_target_environment(tag, branch, source, expected):
     assert (
-        target_environment(tag=tag, branch=branch, default_branch="main", source=source)
-        == expected
+        target_environment(tag=tag, branch=branch, default_branch="main", source=source) == expected
     )
 
 
