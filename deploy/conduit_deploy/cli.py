@@ -275,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args, ctx or Context())
+        code = args.handler(args, ctx or Context())
+        if getattr(args, "dry_run", False):
+            log("==> dry run: the commands were printed on stdout; nothing was run")
+        return code
     except DeployError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr, flush=True)
         return error.exit_code

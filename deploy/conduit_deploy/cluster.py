@@ -113,4 +113,5 @@ def run_cluster(
         runner.run(rolling_update_command(name))
     else:
         log("==> cluster: rolling update skipped (--no-rolling-update)")
-    log(f"==> cluster: {name} is ready for {environment}")
+    if not runner.dry_run:
+        log(f"==> cluster: {name} is ready for {environment}")

@@ -128,7 +128,8 @@ class Deployer:
         url = self._wait_for_address()
         self._write_env_file(url)
         self._smoke(url)
-        log(f"==> deploy: {self.image} is live in {self.environment} at {url}")
+        if not self.runner.dry_run:
+            log(f"==> deploy: {self.image} is live in {self.environment} at {url}")
         return url
 
     def _wait_for_app(self) -> None:
