@@ -110,9 +110,14 @@ class Deployer:
         )
 
         for stage, path in r.stages:
+            if not Path(path).read_text(encoding="utf-8").strip():
+                # e.g. the database stage of an environment using a managed database;
+                # `kubectl apply` refuses a file without objects.
+                log(f"==> deploy: {stage}: nothing to apply ({path} has no objects)")
+                continue
             log(f"==> deploy: {stage} ({path})")
             self.runner.run(apply_command(path))
-            if stage == "database":
+            if stage == "database" and r.database_statefulset:
                 self.runner.run(
                     rollout_status_command(
                         "statefulset",

@@ -134,6 +134,7 @@ class FakeRender:
     remembers the values it was given."""
 
     monitoring: bool = True
+    managed_database: bool = False  # render then writes no database objects
     received: list = field(default_factory=list)
 
     def __call__(self, values, out_dir: Path) -> FakeRendered:
@@ -144,13 +145,17 @@ class FakeRender:
         stages = []
         for index, name in enumerate(STAGE_NAMES, start=1):
             path = out_dir / f"{index:02d}-{name}.yaml"
-            path.write_text(f"# {name}\n")
+            empty = name == "database" and self.managed_database
+            path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
             stages.append((name, path))
         monitoring = None
         if self.monitoring:
             monitoring = out_dir / "monitoring.yaml"
             monitoring.write_text("kind: ServiceMonitor\n")
-        return FakeRendered(kops, stages, monitoring)
+        rendered = FakeRendered(kops, stages, monitoring)
+        if self.managed_database:
+            rendered.database_statefulset = ""
+        return rendered
 
 
 @pytest.fixture

@@ -339,3 +339,14 @@ def test_dry_run_prints_every_step(run_deploy, recorder, smoke, tmp_path):
         f"# write {tmp_path / 'deploy.env'}: DYNAMIC_ENVIRONMENT_URL=http://<ingress-address>/flask/",
         "# conduit-deploy smoke http://<ingress-address>/flask",
     ]
+
+
+def test_an_environment_with_a_managed_database_has_no_database_stage(
+    run_deploy, recorder, fake_render, tmp_path
+):
+    fake_render.managed_database = True
+    code, _, err = run_deploy("dev")
+    assert code == 0
+    assert ("kubectl", "apply", "--filename", stage(tmp_path, "database")) not in recorder.commands
+    assert not [c for c in recorder.commands if "statefulset/postgres" in c]
+    assert f"database: nothing to apply ({stage(tmp_path, 'database')} has no objects)" in err
