@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from .extensions import cors, db, migrate
 from .jsonprovider import OrjsonProvider
+from .observability import configure_logging, register_observability
 from .settings import load_settings
 
 
@@ -27,6 +26,7 @@ def create_app(settings: Mapping | None = None, env: Mapping[str, str] | None = 
 
     register_logging(app)
     register_extensions(app)
+    register_observability(app)
     if app.config["SQL_STATEMENTS_HEADER"]:
         from . import sqlcount
 
@@ -38,12 +38,8 @@ def create_app(settings: Mapping | None = None, env: Mapping[str, str] | None = 
 
 
 def register_logging(app: Flask) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            stream=sys.stdout,
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+    """JSON lines on stdout for every logger (see conduit/observability/logs.py)."""
+    configure_logging(app.config.get("LOG_LEVEL", "INFO"))
 
 
 def register_extensions(app: Flask) -> None:
