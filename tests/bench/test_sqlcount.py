@@ -58,7 +58,7 @@ def test_the_header_counts_what_the_app_sends_to_the_database(
     assert response.status_code == 200
     assert len(response.get_json()["articles"]) == 3
     assert response.headers[HEADER] == str(len(statements))
-    assert int(response.headers[HEADER]) >= 2
+    assert int(response.headers[HEADER]) >= 1
 
     assert counting_client.get("/healthz").headers[HEADER] == "0"
     # Errors are reported too: the lookup of a missing article is one statement.
