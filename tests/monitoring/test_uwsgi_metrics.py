@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
-from tests.monitoring.conftest import request_totals, series
+from tests.monitoring.conftest import exposed_names, request_totals, series
+from tests.monitoring.test_dashboard import metric_names, substituted
+from tests.monitoring.test_dashboard import queries as dashboard_queries
 
 # (method, path, JSON body, route label, expected status, how many)
 BURST = [
@@ -84,6 +86,15 @@ def test_totals_equal_the_requests_sent_per_route_method_and_status(uwsgi_factor
     # The scrapes themselves are not counted.
     assert not [key for key in request_totals(found) if key[0] == "/metrics"]
     assert request_totals(server.scrape()) == sent + server.startup_requests
+
+
+def test_dashboard_queries_name_metrics_the_production_server_exposes(uwsgi_factory):
+    server = uwsgi_factory(processes=2, threads=4)
+    send_burst(server.url, BURST[:4])  # /api/articles touches the database
+    exposed = exposed_names(server.get("/metrics").text)
+    for title, expr in dashboard_queries():
+        unknown = metric_names(substituted(expr)) - exposed
+        assert not unknown, f"{title}: {sorted(unknown)} not exposed under uWSGI"
 
 
 def test_totals_survive_recycled_and_killed_workers(uwsgi_factory):
