@@ -55,16 +55,15 @@ def configured_directory() -> str | None:
 
 
 def check_directory(path: str) -> None:
-    """Fail at start-up, with the fix, instead of on the first request."""
+    """Fail at start-up, with the fix, instead of exposing metrics nobody writes."""
     if values.ValueClass is values.MutexValue:
         raise MultiprocessConfigError(
             f"{ENV_VAR} is set but prometheus_client was imported before it was: "
             "set it in the environment of the process (docker/uwsgi.ini does)"
         )
-    if not os.path.isdir(path):
-        raise MultiprocessConfigError(
-            f"{ENV_VAR}={path} is not a directory (uWSGI's master creates it on start)"
-        )
+    # uWSGI's master creates it; a process started otherwise with the variable set
+    # (`flask db upgrade` in the same environment) must not fail for want of it.
+    os.makedirs(path, mode=0o700, exist_ok=True)
 
 
 def prepare_directory(path: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -164,3 +165,23 @@ def test_multiprocess_mode_refuses_a_process_that_imported_the_client_too_early(
     # This test process imported prometheus_client without PROMETHEUS_MULTIPROC_DIR.
     with pytest.raises(multiprocess.MultiprocessConfigError, match="imported before"):
         multiprocess.check_directory(str(tmp_path))
+
+
+def test_a_command_run_with_the_variable_set_creates_the_directory(tmp_path, database_url):
+    # e.g. `flask db upgrade` in an environment that sets PROMETHEUS_MULTIPROC_DIR
+    directory = tmp_path / "not-yet"
+    script = (
+        "import sys; from conduit import create_app; from tests.conftest import app_env; "
+        "create_app(env=app_env(sys.argv[1]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, database_url],
+        env={**os.environ, multiprocess.ENV_VAR: str(directory)},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert directory.is_dir()
