@@ -1,0 +1,56 @@
+"""CPU time spent by a process tree, read from /proc.
+
+Requests per second depend on everything else the machine runs; CPU time per request
+of the app's processes and of PostgreSQL does much less, so it is reported too. A
+process tree's time is the root's own, what it collected from children that exited
+(uWSGI recycles workers; PostgreSQL ends a backend per closed connection) and that of
+its live children.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def parse_stat(text: str) -> tuple[int, int, int]:
+    """(parent pid, own CPU ticks, CPU ticks of waited-for children) from /proc/PID/stat."""
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = text.rsplit(")", 1)[1].split()
+    ppid = int(fields[1])
+    utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
+    return ppid, utime + stime, cutime + cstime
+
+
+def _stats() -> dict[int, tuple[int, int, int]]:
+    stats = {}
+    for path in PROC.glob("[0-9]*/stat"):
+        try:
+            stats[int(path.parent.name)] = parse_stat(path.read_text())
+        except (OSError, ValueError, IndexError):
+            continue  # the process exited while we read
+    return stats
+
+
+def tree_seconds(root: int) -> float:
+    """CPU seconds used so far by `root`, its exited children and its live children."""
+    stats = _stats()
+    if root not in stats:
+        raise ProcessLookupError(root)
+    _, own, reaped = stats[root]
+    ticks = own + reaped
+    ticks += sum(own + reaped for ppid, own, reaped in stats.values() if ppid == root)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    return sorted(child for child, (ppid, _, _) in _stats().items() if ppid == pid)
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return parse_stat((PROC / str(pid) / "stat").read_text())[0]
+    except (OSError, ValueError, IndexError):
+        return None

@@ -1,0 +1,672 @@
+"""The load benchmark of the served API (`make bench`, via bench/run.sh).
+
+One run: a fresh PostgreSQL database, migrated and seeded with `flask seed`; the app
+under uWSGI with docker/uwsgi.ini and the production settings of the Deployment
+(k8s/base/kustomization.yaml); then, per scenario, a short warm-up and a bounded wrk
+load against 127.0.0.1, with /healthz first as the ceiling of the stack. SQL statements
+per request come from the app itself (X-SQL-Statements, switched on for this server
+only). Results go to bench/results/ (results.md, results.json); wrk's full reports, the
+server log and optional py-spy profiles to build/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench import BenchError, cpu, pyspy, report, wrk
+from bench.report import Goal, ScenarioResult
+from conduit.settings import ConfigError, load_settings, normalise_database_url
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DEFAULT_DATABASE_URL = "postgresql+psycopg://conduit:conduit@127.0.0.1:5432/conduit_bench"
+CONFIGMAP = REPO / "k8s" / "base" / "kustomization.yaml"
+DATASET = {
+    "users": 200,
+    "articles": 2000,
+    "tags": 50,
+    "follows": 1000,
+    "favorites": 5000,
+    "comments": 4000,
+    "seed": 1,
+}
+SEED_PASSWORD = "benchmark-password"  # noqa: S105 - of the seeded users, on a throwaway database
+
+LIST_GOAL = Goal(min_share=0.20, max_p99_ms=50, constant_statements=True)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    path: str
+    goal: Goal | None = None
+    method: str = "GET"
+    script: str = "get.lua"
+    auth: bool = False
+    warm_up: bool = True
+    page_probe: bool = False  # also probe with limit=1: statements must not grow
+
+
+@dataclass(frozen=True)
+class Fixtures:
+    """What the scenarios read, chosen from the seeded data by fixed rules."""
+
+    email: str  # the user who follows the most authors: the feed's reader
+    feed_size: int
+    tag: str  # the most used tag
+    slug: str  # an article at the 99th percentile of comments: a busy one
+    comments: int
+
+
+def scenarios(f: Fixtures) -> list[Scenario]:
+    return [
+        Scenario("healthz", "Ceiling: /healthz", "/healthz"),
+        Scenario(
+            "articles",
+            "Article list, anonymous",
+            "/api/articles?limit=20",
+            Goal(min_share=0.20, max_p99_ms=50, max_statements=4, constant_statements=True),
+            page_probe=True,
+        ),
+        Scenario(
+            "articles_auth",
+            "Article list, authenticated",
+            "/api/articles?limit=20",
+            LIST_GOAL,
+            auth=True,
+            page_probe=True,
+        ),
+        Scenario(
+            "articles_tag",
+            f"Article list by tag ({f.tag})",
+            f"/api/articles?tag={f.tag}&limit=20",
+            LIST_GOAL,
+            page_probe=True,
+        ),
+        Scenario(
+            "feed",
+            f"Feed ({f.feed_size} articles)",
+            "/api/articles/feed?limit=20",
+            LIST_GOAL,
+            auth=True,
+            page_probe=True,
+        ),
+        Scenario("article", "Single article", f"/api/articles/{f.slug}", Goal(min_share=0.40)),
+        Scenario(
+            "comments",
+            f"Comments of an article ({f.comments})",
+            f"/api/articles/{f.slug}/comments",
+            Goal(min_share=0.40),
+        ),
+        Scenario("tags", "Tags", "/api/tags", Goal(min_share=0.60)),
+        Scenario(
+            "login",
+            "Login (bcrypt)",
+            "/api/users/login",
+            method="POST",
+            script="login.lua",
+            warm_up=False,
+        ),
+        Scenario(
+            "create",
+            "Article create",
+            "/api/articles",
+            method="POST",
+            script="create_article.lua",
+            auth=True,
+            warm_up=False,
+        ),
+    ]
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+def deployment_settings(path: Path = CONFIGMAP) -> dict[str, str]:
+    """The app settings the Kubernetes Deployment gets (its ConfigMap literals)."""
+    try:
+        kustomization = yaml.safe_load(path.read_text())
+        (config,) = [
+            c for c in kustomization["configMapGenerator"] if c["name"] == "conduit-config"
+        ]
+        return dict(literal.split("=", 1) for literal in config["literals"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise BenchError(f"cannot read the production settings from {path}: {error}") from None
+
+
+def server_env(database_url: str, port: int, logs: Path) -> dict[str, str]:
+    """Production settings, then the caller's own overrides, then what the run needs."""
+    env = {**deployment_settings(), **os.environ}
+    env.pop("PORT", None)
+    # Metrics files of our own: the master empties this directory when it starts, so
+    # sharing the default with another server on this machine would break both.
+    if "PROMETHEUS_MULTIPROC_DIR" not in env:
+        metrics = logs.resolve() / "metrics"
+        metrics.mkdir(parents=True, exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    env.update(
+        CONDUIT_ENV="production",
+        CONDUIT_SECRET=secrets.token_urlsafe(48),
+        DATABASE_URL=database_url,
+        PORT=str(port),
+        FLASK_APP="conduit",
+        CONDUIT_SQL_STATEMENTS_HEADER="1",
+    )
+    return env
+
+
+# --- database ------------------------------------------------------------------------
+
+
+def fresh_database(url: str) -> None:
+    """Drop and recreate the benchmark database, so every run starts from the same data."""
+    target = make_url(url)
+    if not target.database:
+        raise BenchError(f"the database URL names no database: {url}")
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            name = connection.dialect.identifier_preparer.quote(target.database)
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            connection.execute(text(f"CREATE DATABASE {name}"))
+    except Exception as error:
+        raise BenchError(f"cannot recreate the database {target.database}: {error}") from None
+    finally:
+        admin.dispose()
+
+
+def flask(args: list[str], env: dict[str, str], log: Path) -> str:
+    completed = subprocess.run(  # noqa: S603 - our own command line
+        [str(BIN / "flask"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    log.write_text(completed.stdout + completed.stderr)
+    if completed.returncode != 0:
+        raise BenchError(f"flask {' '.join(args)} failed: {completed.stderr.strip()[-400:]}")
+    return completed.stdout
+
+
+def choose_fixtures(url: str) -> tuple[Fixtures, str, int | None]:
+    """The scenarios' user, tag and article; the server's version and main process."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as db:
+            email, feed_size = db.execute(
+                text(
+                    "SELECT u.email, (SELECT count(*) FROM articles a JOIN follows f2"
+                    "   ON f2.followed_id = a.author_id WHERE f2.follower_id = u.id)"
+                    " FROM users u JOIN follows f ON f.follower_id = u.id"
+                    " GROUP BY u.id ORDER BY count(*) DESC, u.id LIMIT 1"
+                )
+            ).one()
+            tag = db.execute(
+                text(
+                    "SELECT t.name FROM tags t JOIN article_tags at ON at.tag_id = t.id"
+                    " GROUP BY t.id ORDER BY count(*) DESC, t.id LIMIT 1"
+                )
+            ).scalar_one()
+            slug, comments = db.execute(
+                text(
+                    "WITH counted AS (SELECT a.id, a.slug, count(c.id) AS n FROM articles a"
+                    "   LEFT JOIN comments c ON c.article_id = a.id GROUP BY a.id)"
+                    " SELECT slug, n FROM counted WHERE n = (SELECT percentile_disc(0.99)"
+                    "   WITHIN GROUP (ORDER BY n) FROM counted) ORDER BY id LIMIT 1"
+                )
+            ).one()
+            version = db.execute(text("SHOW server_version")).scalar_one()
+            backend = db.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+            # Fresh statistics, as autovacuum would have them on a live database.
+            db.execute(text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+    return Fixtures(email, feed_size, tag, slug, comments), version.split()[0], _postmaster(backend)
+
+
+def _postmaster(backend_pid: int) -> int | None:
+    """The local PostgreSQL server's main process, whose tree runs every backend; None
+    when the server is not on this machine (its CPU time is then not reported)."""
+    parent = cpu.parent_of(backend_pid)
+    try:
+        if parent and Path(f"/proc/{parent}/comm").read_text().strip() == "postgres":
+            return parent
+    except OSError:
+        pass
+    return None
+
+
+# --- server --------------------------------------------------------------------------
+
+
+class Server:
+    """uWSGI with docker/uwsgi.ini, as the image runs it, on 127.0.0.1:port."""
+
+    def __init__(self, ini: Path, env: dict[str, str], port: int, log: Path):
+        self.ini, self.env, self.port, self.log = ini, env, port, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(  # noqa: S603 - our own command line
+                [str(BIN / "uwsgi"), "--ini", str(self.ini)],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(f"uWSGI exited {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if self.request("GET", "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise BenchError(f"uWSGI did not become ready in 60 s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # graceful in docker/uwsgi.ini
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def request(
+        self, method: str, path: str, headers: dict | None = None, body: dict | None = None
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            payload = None if body is None else json.dumps(body)
+            all_headers = dict(headers or {})
+            if payload is not None:
+                all_headers["Content-Type"] = "application/json"
+            connection.request(method, path, body=payload, headers=all_headers)
+            response = connection.getresponse()
+            return response.status, response.headers, response.read()
+        finally:
+            connection.close()
+
+    def keeps_connections_alive(self) -> bool:
+        """Whether a second request can reuse the connection of the first."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            for _ in range(2):
+                connection.request("GET", "/healthz")
+                response = connection.getresponse()
+                response.read()
+                if response.will_close:
+                    return False
+            return True
+        except (http.client.HTTPException, OSError):
+            return False
+        finally:
+            connection.close()
+
+    def workers(self) -> list[int]:
+        assert self.process is not None
+        return cpu.children(self.process.pid)
+
+    def worker_rss_mib(self) -> list[float]:
+        sizes = []
+        for pid in self.workers():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+            if match:
+                sizes.append(int(match.group(1)) / 1024)
+        return sizes
+
+
+# --- one scenario --------------------------------------------------------------------
+
+
+def statements(headers: http.client.HTTPMessage) -> int | None:
+    value = headers.get("X-SQL-Statements")
+    return None if value is None else int(value)
+
+
+def probe(server: Server, scenario: Scenario, headers: dict, body: dict | None) -> dict:
+    """One request as the load sends it: it must succeed; its statement count is kept."""
+    status, response_headers, content = server.request(
+        scenario.method, scenario.path, headers, body
+    )
+    if not 200 <= status < 300:
+        raise BenchError(
+            f"{scenario.name}: {scenario.method} {scenario.path} answered {status}: "
+            f"{content[:300]!r}"
+        )
+    found = {"sql_statements": statements(response_headers)}
+    if scenario.page_probe:
+        small = scenario.path.replace("limit=20", "limit=1")
+        status, response_headers, _ = server.request("GET", small, headers)
+        found["sql_statements_page_of_1"] = statements(response_headers)
+    return found
+
+
+def _probe_body(name: str, context: dict) -> dict | None:
+    """The body of the probe request: what the scenario's Lua script sends."""
+    if name == "login":
+        return {"user": {"email": context["email"], "password": SEED_PASSWORD}}
+    if name == "create":
+        title = f"Benchmark probe {context['nonce']}"
+        article = {"title": title, "description": "probe", "body": "probe", "tagList": []}
+        return {"article": article}
+    return None
+
+
+def run_scenario(
+    server: Server,
+    scenario: Scenario,
+    load: wrk.Load,
+    warm_up_s: int,
+    context: dict,
+    logs: Path,
+    profiler: pyspy.Profiler | None,
+) -> ScenarioResult:
+    url = f"http://127.0.0.1:{server.port}{scenario.path}"
+    headers = {"Authorization": f"Token {context['token']}"} if scenario.auth else {}
+    found = probe(server, scenario, headers, _probe_body(scenario.name, context))
+    env = {
+        "BENCH_EMAIL": context["email"],
+        "BENCH_PASSWORD": SEED_PASSWORD,
+        "BENCH_NONCE": context["nonce"],
+    }
+    binary = context["wrk"]
+    if scenario.warm_up and warm_up_s:
+        wrk.run(binary, url, scenario.script, _with_duration(load, warm_up_s), headers, env)
+    running = profiler.start(scenario.name, load.duration_s) if profiler else None
+    app_cpu = cpu.tree_seconds(server.process.pid)
+    db_cpu = cpu.tree_seconds(context["postmaster"]) if context["postmaster"] else None
+    result, output = wrk.run(binary, url, scenario.script, load, headers, env)
+    app_cpu = cpu.tree_seconds(server.process.pid) - app_cpu
+    if db_cpu is not None:
+        db_cpu = cpu.tree_seconds(context["postmaster"]) - db_cpu
+    if running:
+        profiler.finish(running)
+    per_request = 1000 / max(result.requests, 1)
+    (logs / f"wrk-{scenario.name}.txt").write_text(output)
+    return ScenarioResult(
+        name=scenario.name,
+        title=scenario.title,
+        method=scenario.method,
+        path=scenario.path,
+        requests=result.requests,
+        requests_per_s=result.requests_per_s,
+        latency_ms=result.latency_ms,
+        non_2xx=result.non_2xx,
+        socket_errors=result.socket_errors,
+        goal=scenario.goal,
+        app_cpu_ms=app_cpu * per_request,
+        db_cpu_ms=None if db_cpu is None else db_cpu * per_request,
+        **found,
+    )
+
+
+def _with_duration(load: wrk.Load, seconds: int) -> wrk.Load:
+    return wrk.Load(load.threads, load.connections, seconds, load.timeout_s)
+
+
+# --- the run -------------------------------------------------------------------------
+
+
+def version_of(command: list[str], pattern: str) -> str:
+    try:
+        output = subprocess.run(  # noqa: S603 - our own command line
+            command, capture_output=True, text=True, timeout=10, check=False
+        )
+    except OSError:
+        return "unknown"
+    match = re.search(pattern, output.stdout + output.stderr)
+    return match.group(1) if match else "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def revision() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(  # noqa: S603 - our own command line
+            ["git", *args],  # noqa: S607 - git from PATH, like a developer runs it
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    # Only changes that can move the figures make the run "dirty".
+    changed = git("status", "--porcelain", "--", "conduit", "migrations", "docker", "bench")
+    return head + ("+changes" if changed else "")
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "8770")))
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per scenario")
+    parser.add_argument(
+        "--warm-up", type=int, default=2, help="seconds of warm-up per read scenario"
+    )
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SCENARIO",
+        help="run these scenarios only (the ceiling always runs)",
+    )
+    parser.add_argument(
+        "--profile",
+        nargs="+",
+        metavar="SCENARIO",
+        default=[],
+        help="record the workers with py-spy during these scenarios",
+    )
+    parser.add_argument(
+        "--profile-format", choices=("flamegraph", "raw", "speedscope"), default="flamegraph"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=REPO / "bench" / "results",
+        help="where results.md and results.json go",
+    )
+    parser.add_argument("--logs", type=Path, default=REPO / "build" / "bench")
+    parser.add_argument(
+        "--uwsgi-ini",
+        type=Path,
+        default=REPO / "docker" / "uwsgi.ini",
+        help="the uWSGI configuration (to measure a proposed change; results name it)",
+    )
+    args = parser.parse_args(argv)
+    for name in ("duration", "connections", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.warm_up < 0:
+        parser.error("--warm-up must not be negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise BenchError("wrk is not installed (apt-get install wrk)")
+    if not (BIN / "uwsgi").exists():
+        raise BenchError(f"uWSGI is not installed in {BIN} (make install)")
+    database_url = normalise_database_url(args.database_url)
+    if not database_url.startswith("postgresql"):
+        raise BenchError(
+            "the benchmark runs on PostgreSQL: --database-url must be postgresql://..."
+        )
+    args.logs.mkdir(parents=True, exist_ok=True)
+    load = wrk.Load(args.threads, args.connections, args.duration)
+    env = server_env(database_url, args.port, args.logs)
+    try:
+        settings = load_settings(args.logs, env)
+    except ConfigError as error:
+        raise BenchError(f"invalid server settings: {error}") from None
+    engine_options = settings["SQLALCHEMY_ENGINE_OPTIONS"]
+
+    started = time.monotonic()
+    print(f"bench: recreating {make_url(database_url).database}, migrating, seeding", flush=True)
+    fresh_database(database_url)
+    flask(["db", "upgrade"], env, args.logs / "migrate.log")
+    seed_args = [item for key, value in DATASET.items() for item in (f"--{key}", str(value))]
+    print(
+        "bench: "
+        + flask(
+            ["seed", *seed_args, "--password", SEED_PASSWORD], env, args.logs / "seed.log"
+        ).splitlines()[0],
+        flush=True,
+    )
+    fixtures, postgres_version, postmaster = choose_fixtures(database_url)
+
+    chosen = scenarios(fixtures)
+    if args.only:
+        unknown = set(args.only) - {s.name for s in chosen}
+        if unknown:
+            raise BenchError(f"unknown scenarios: {', '.join(sorted(unknown))}")
+        chosen = [s for s in chosen if s.name == "healthz" or s.name in args.only]
+    profiler = pyspy.Profiler(BIN, args.logs, args.profile_format) if args.profile else None
+
+    server = Server(args.uwsgi_ini, env, args.port, args.logs / "uwsgi.log")
+    results: list[ScenarioResult] = []
+    try:
+        server.start()
+        if profiler:
+            profiler.attach(server.process.pid, set(args.profile))
+        keep_alive = server.keeps_connections_alive()
+        status, _, content = server.request(
+            "POST",
+            "/api/users/login",
+            body={"user": {"email": fixtures.email, "password": SEED_PASSWORD}},
+        )
+        if status != 200:
+            raise BenchError(f"cannot log in as {fixtures.email}: {status} {content[:200]!r}")
+        context = {
+            "token": json.loads(content)["user"]["token"],
+            "email": fixtures.email,
+            "nonce": secrets.token_hex(4),
+            "wrk": binary,
+            "postmaster": postmaster,
+        }
+        for scenario in chosen:
+            print(f"bench: {scenario.name}: {scenario.method} {scenario.path}", flush=True)
+            results.append(
+                run_scenario(server, scenario, load, args.warm_up, context, args.logs, profiler)
+            )
+        rss = server.worker_rss_mib()
+        processes = len(server.workers())
+    finally:
+        server.stop()
+
+    ceiling = results[0].requests_per_s
+    for result in results:
+        report.judge(result, ceiling, keep_alive)
+    run = {
+        "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "revision": revision(),
+        "elapsed_s": round(time.monotonic() - started),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
+            "python": platform.python_version(),
+            "uwsgi": version_of([str(BIN / "uwsgi"), "--version"], r"^(\S+)"),
+            "postgresql": postgres_version,
+            "wrk": version_of([binary, "-v"], r"wrk (?:debian/)?([\d.]+)"),
+        },
+        "server": {
+            "config": _shown(args.uwsgi_ini),
+            "processes": processes,
+            "threads": int(env.get("UWSGI_THREADS", "4")),
+            "keep_alive": keep_alive,
+            "bcrypt_log_rounds": settings["BCRYPT_LOG_ROUNDS"],
+            "db_pool_size": engine_options.get("pool_size"),
+            "db_max_overflow": engine_options.get("max_overflow"),
+            "tags_cache_seconds": settings["TAGS_CACHE_SECONDS"],
+            "sql_statements_header": True,
+        },
+        "load": {
+            "tool": "wrk",
+            "threads": load.threads,
+            "connections": load.connections,
+            "duration_s": load.duration_s,
+            "warmup_s": args.warm_up,
+        },
+        "dataset": (
+            f"`flask seed` {' '.join(seed_args)}; feed of {fixtures.email} "
+            f"({fixtures.feed_size} articles), article {fixtures.slug} "
+            f"({fixtures.comments} comments, 99th percentile)"
+        ),
+        "worker_rss_mib": [round(mib, 1) for mib in rss],
+    }
+    report.write(args.results, run, results)
+    print()
+    print(report.table(results))
+    print(f"\nbench: {run['elapsed_s']} s; results in {args.results}, logs in {args.logs}")
+    if profiler:
+        profiler.summarise()
+    broken = [r.name for r in results if r.goal and r.goal.no_errors and r.failed]
+    if broken:
+        print(f"bench: errors under load in {', '.join(broken)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

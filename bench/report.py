@@ -1,0 +1,191 @@
+"""Goals, verdicts and the results files (results.json, results.md).
+
+Pure functions of the measured figures, so they are unit-tested (tests/bench).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What a scenario must reach; None means no bound of that kind."""
+
+    min_share: float | None = None  # of the /healthz ceiling, 0..1
+    max_p99_ms: float | None = None
+    max_statements: int | None = None
+    constant_statements: bool = False  # the same for a page of 1 and of 20
+    no_errors: bool = True
+
+    def describe(self) -> str:
+        parts = []
+        if self.min_share is not None:
+            parts.append(f"≥{self.min_share:.0%} of ceiling")
+        if self.max_p99_ms is not None:
+            parts.append(f"p99 <{self.max_p99_ms:g} ms")
+        if self.max_statements is not None:
+            parts.append(f"≤{self.max_statements} SQL")
+        if self.constant_statements:
+            parts.append("SQL constant in page size")
+        return ", ".join(parts) or "no errors"
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    title: str
+    method: str
+    path: str
+    requests: int
+    requests_per_s: float
+    latency_ms: dict[str, float]
+    non_2xx: int
+    socket_errors: dict[str, int]  # connect, read, write, timeout
+    sql_statements: int | None  # from X-SQL-Statements on a probe request
+    sql_statements_page_of_1: int | None = None  # lists: the same probe with limit=1
+    app_cpu_ms: float | None = None  # CPU time of the uWSGI processes per request
+    db_cpu_ms: float | None = None  # CPU time of PostgreSQL per request (when local)
+    share_of_ceiling: float | None = None
+    goal: Goal | None = None
+    misses: list[str] = field(default_factory=list)
+
+    failed: int = 0  # non-2xx and socket errors that are failures (see judge())
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.goal is None else not self.misses
+
+
+def failures(result: ScenarioResult, keep_alive: bool) -> int:
+    """Failed requests. Without keep-alive the server closes every connection after its
+    response, which wrk counts as a read error: those are not failures."""
+    errors = result.socket_errors
+    return (
+        result.non_2xx
+        + errors["connect"]
+        + errors["write"]
+        + errors["timeout"]
+        + (errors["read"] if keep_alive else 0)
+    )
+
+
+def judge(result: ScenarioResult, ceiling_rps: float, keep_alive: bool) -> None:
+    """Fill in the share of the ceiling, the failures and what misses the goal."""
+    result.share_of_ceiling = result.requests_per_s / ceiling_rps if ceiling_rps else None
+    result.failed = failures(result, keep_alive)
+    goal = result.goal
+    if goal is None:
+        return
+    misses = []
+    share = result.share_of_ceiling or 0.0
+    if goal.min_share is not None and share < goal.min_share:
+        misses.append(f"{share:.0%} of ceiling < {goal.min_share:.0%}")
+    if goal.max_p99_ms is not None and result.latency_ms["p99"] >= goal.max_p99_ms:
+        misses.append(f"p99 {result.latency_ms['p99']:.1f} ms ≥ {goal.max_p99_ms:g} ms")
+    if goal.max_statements is not None and (
+        result.sql_statements is None or result.sql_statements > goal.max_statements
+    ):
+        misses.append(f"{result.sql_statements} SQL statements > {goal.max_statements}")
+    if goal.constant_statements and result.sql_statements != result.sql_statements_page_of_1:
+        misses.append(
+            f"SQL statements grow with the page ({result.sql_statements_page_of_1} for 1, "
+            f"{result.sql_statements} for 20)"
+        )
+    if goal.no_errors and result.failed:
+        misses.append(f"{result.failed} failed requests")
+    result.misses = misses
+
+
+def to_json(run: dict, results: list[ScenarioResult]) -> str:
+    scenarios = []
+    for result in results:
+        entry = asdict(result)
+        entry["goal"] = None if result.goal is None else asdict(result.goal)
+        entry["met"] = result.met
+        scenarios.append(entry)
+    return json.dumps({**run, "scenarios": scenarios}, indent=2, ensure_ascii=False) + "\n"
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _statements(result: ScenarioResult) -> str:
+    if result.sql_statements is None:
+        return "-"
+    if result.sql_statements_page_of_1 not in (None, result.sql_statements):
+        return f"{result.sql_statements} ({result.sql_statements_page_of_1} for 1)"
+    return str(result.sql_statements)
+
+
+def _verdict(result: ScenarioResult) -> str:
+    if result.met is None:
+        return "-"
+    return "yes" if result.met else "**no**: " + "; ".join(result.misses)
+
+
+def table(results: list[ScenarioResult]) -> str:
+    rows = [
+        "| Scenario | Requests/s | % of ceiling | p50 ms | p99 ms | Errors | SQL/request "
+        "| CPU ms/request app + db | Goal | Met |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
+    for r in results:
+        share = None if r.share_of_ceiling is None else 100 * r.share_of_ceiling
+        rows.append(
+            f"| {r.title} (`{r.method} {r.path}`) | {_number(r.requests_per_s)} "
+            f"| {_number(share)} % | {_number(r.latency_ms['p50'], 1)} "
+            f"| {_number(r.latency_ms['p99'], 1)} | {r.failed} "
+            f"| {_statements(r)} | {_number(r.app_cpu_ms, 2)} + {_number(r.db_cpu_ms, 2)} "
+            f"| {r.goal.describe() if r.goal else '-'} | {_verdict(r)} |"
+        )
+    return "\n".join(rows)
+
+
+def markdown(run: dict, results: list[ScenarioResult]) -> str:
+    machine, server, load = run["machine"], run["server"], run["load"]
+    rss = ", ".join(f"{mib:.0f}" for mib in run["worker_rss_mib"]) or "-"
+    missed = [r.title for r in results if r.met is False]
+    lines = [
+        "# Load benchmark results",
+        "",
+        f"Run {run['finished_at']} at revision `{run['revision']}` by `make bench`.",
+        "",
+        f"- Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), "
+        f"Python {machine['python']}, uWSGI {machine['uwsgi']}, "
+        f"PostgreSQL {machine['postgresql']}, wrk {machine['wrk']}.",
+        f"- Server: uWSGI with {server['config']}, {server['processes']} processes x "
+        f"{server['threads']} threads, HTTP keep-alive "
+        f"{'on' if server['keep_alive'] else 'off (a new connection per request)'}, "
+        f"bcrypt cost {server['bcrypt_log_rounds']}, database pool "
+        f"{server['db_pool_size']}+{server['db_max_overflow']} per process, "
+        f"tags cache {server['tags_cache_seconds']} s.",
+        f"- Load: wrk, {load['threads']} threads, {load['connections']} connections, "
+        f"{load['duration_s']} s per scenario after a {load['warmup_s']} s warm-up, "
+        "all on this machine (client, server and database share the CPUs).",
+        f"- Data: {run['dataset']}.",
+        f"- Worker RSS at the end: {rss} MiB.",
+        "",
+        table(results),
+        "",
+        "Errors: non-2xx replies plus failed connections"
+        + (
+            "."
+            if server["keep_alive"]
+            else " (uWSGI closes each connection after its reply, which wrk counts as a"
+            " read error: those are not counted)."
+        ),
+        "",
+        "Goals: " + ("all met." if not missed else "not met for " + ", ".join(missed) + "."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(directory: Path, run: dict, results: list[ScenarioResult]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(to_json(run, results))
+    (directory / "results.md").write_text(markdown(run, results))

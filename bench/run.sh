@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The load benchmark, end to end (`make bench`): starts the local PostgreSQL, then
+# bench/driver.py recreates the conduit_bench database, seeds it, serves the app with
+# uWSGI (docker/uwsgi.ini, production settings) on 127.0.0.1 and drives wrk against it.
+# Results: bench/results/results.{md,json}; logs: build/bench/. About 4 minutes.
+#
+#   bench/run.sh                          # the full run
+#   bench/run.sh --only articles tags     # some scenarios (the /healthz ceiling always runs)
+#   bench/run.sh --profile articles --profile-format raw   # py-spy on the workers
+#   BENCH_DATABASE_URL=postgresql://... bench/run.sh       # another server: not started here
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${BIN:-$PWD/.venv/bin}
+[ -x "$BIN/python" ] || { echo "bench: $BIN/python is missing (run make install)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+
+if [ -z "${BENCH_DATABASE_URL:-}" ]; then
+  .ci/start-postgres.sh >/dev/null
+fi
+exec "$BIN/python" -m bench.driver "$@"

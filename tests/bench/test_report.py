@@ -1,0 +1,112 @@
+"""Verdicts and the results files of the benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import report
+from bench.report import Goal, ScenarioResult
+
+NO_SOCKET_ERRORS = {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+
+
+def result(name="articles", rps=1000.0, p99=20.0, statements=1, page_of_1=1, goal=None, **kw):
+    return ScenarioResult(
+        name=name,
+        title=name.title(),
+        method="GET",
+        path=f"/api/{name}",
+        requests=int(rps * 15),
+        requests_per_s=rps,
+        latency_ms={"mean": 5.0, "p50": 4.0, "p90": 9.0, "p99": p99, "max": 80.0},
+        non_2xx=kw.pop("non_2xx", 0),
+        socket_errors=kw.pop("socket_errors", dict(NO_SOCKET_ERRORS)),
+        sql_statements=statements,
+        sql_statements_page_of_1=page_of_1,
+        goal=goal,
+        **kw,
+    )
+
+
+LIST = Goal(min_share=0.20, max_p99_ms=50, max_statements=4, constant_statements=True)
+
+
+def test_a_scenario_that_reaches_every_bound_meets_its_goal():
+    r = result(rps=1000, p99=49.9, statements=4, page_of_1=4, goal=LIST)
+    report.judge(r, ceiling_rps=5000, keep_alive=True)
+    assert r.share_of_ceiling == pytest.approx(0.2)
+    assert (r.met, r.misses) == (True, [])
+
+
+@pytest.mark.parametrize(
+    ("changes", "miss"),
+    [
+        ({"rps": 999}, "20% of ceiling < 20%"),
+        ({"p99": 50.0}, "p99 50.0 ms"),
+        ({"statements": 5, "page_of_1": 5}, "5 SQL statements > 4"),
+        ({"statements": 3, "page_of_1": 2}, "grow with the page"),
+        ({"non_2xx": 1}, "1 failed requests"),
+    ],
+)
+def test_each_bound_missed_is_named(changes, miss):
+    r = result(**{"goal": LIST, **changes})
+    report.judge(r, ceiling_rps=5000, keep_alive=True)
+    assert r.met is False
+    assert any(miss in m for m in r.misses), r.misses
+
+
+def test_closed_connections_are_failures_only_when_keep_alive_is_on():
+    closed = {**NO_SOCKET_ERRORS, "read": 15000}
+    r = result(goal=Goal(), socket_errors=closed)
+    report.judge(r, ceiling_rps=5000, keep_alive=False)
+    assert (r.failed, r.met) == (0, True)
+    report.judge(r, ceiling_rps=5000, keep_alive=True)
+    assert (r.failed, r.met) == (15000, False)
+    timeouts = result(goal=Goal(), socket_errors={**closed, "timeout": 2})
+    report.judge(timeouts, ceiling_rps=5000, keep_alive=False)
+    assert timeouts.failed == 2
+
+
+def test_a_scenario_without_a_goal_has_no_verdict():
+    r = result(name="login", rps=8, p99=3000, goal=None)
+    report.judge(r, ceiling_rps=5000, keep_alive=False)
+    assert r.met is None
+
+
+RUN = {
+    "finished_at": "2026-11-25 16:00 UTC",
+    "revision": "abc1234",
+    "machine": {"cpus": 2, "cpu_model": "Test CPU", "python": "3.11.7", "uwsgi": "2.0.31",
+                "postgresql": "15.18", "wrk": "4.1.0"},
+    "server": {"config": "docker/uwsgi.ini", "processes": 2, "threads": 4, "keep_alive": False,
+               "bcrypt_log_rounds": 12, "db_pool_size": 4, "db_max_overflow": 4,
+               "tags_cache_seconds": 0},
+    "load": {"threads": 2, "connections": 16, "duration_s": 15, "warmup_s": 2},
+    "dataset": "seeded",
+    "worker_rss_mib": [61.4, 60.1],
+}  # fmt: skip
+
+
+def test_the_results_files_hold_the_table_and_the_machine(tmp_path):
+    ceiling = result(name="healthz", rps=4000, statements=0, page_of_1=None)
+    missed = result(rps=100, goal=LIST, app_cpu_ms=1.234, db_cpu_ms=0.5)
+    for r in (ceiling, missed):
+        report.judge(r, ceiling_rps=4000, keep_alive=False)
+    report.write(tmp_path, RUN, [ceiling, missed])
+
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["machine"]["cpus"] == 2
+    assert [s["name"] for s in data["scenarios"]] == ["healthz", "articles"]
+    assert data["scenarios"][1]["met"] is False
+    assert data["scenarios"][1]["share_of_ceiling"] == pytest.approx(0.025)
+
+    markdown = (tmp_path / "results.md").read_text()
+    assert "2 CPUs (Test CPU), Python 3.11.7, uWSGI 2.0.31, PostgreSQL 15.18" in markdown
+    assert "HTTP keep-alive off" in markdown
+    assert "| 4,000 | 100 % |" in markdown
+    assert "| 100 | 2 % |" in markdown
+    assert "1.23 + 0.50" in markdown
+    assert "Goals: not met for Articles." in markdown
+    assert "61, 60 MiB" in markdown

@@ -1,0 +1,76 @@
+"""The benchmark's helpers: /proc parsing, profiles, the production settings it uses."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bench import BenchError, cpu, driver, pyspy
+
+
+def test_proc_stat_fields_are_read_after_the_command_name():
+    # A process name may hold spaces and parentheses.
+    line = "4242 (conduit uWSGI (worker) 1) S 4200 " + " ".join(["0"] * 9) + " 70 30 5 6 0 0"
+    assert cpu.parse_stat(line) == (4200, 100, 11)
+
+
+def test_the_cpu_time_of_this_process_is_found_and_grows():
+    before = cpu.tree_seconds(os.getpid())
+    sum(i * i for i in range(2_000_000))
+    assert cpu.tree_seconds(os.getpid()) > before
+    assert cpu.parent_of(os.getpid()) == os.getppid()
+
+
+def test_a_missing_process_is_an_error():
+    with pytest.raises(ProcessLookupError):
+        cpu.tree_seconds(2**22 + 1)  # above the kernel's pid limit
+
+
+def test_profile_summary_groups_lines_of_a_function_and_skips_process_frames():
+    raw = "\n".join(
+        [
+            'process 1:"uWSGI worker 1";app (a.py:10);query (q.py:5) 6',
+            'process 2:"uWSGI worker 2";app (a.py:12);render (r.py:7) 3',
+            'process 2:"uWSGI worker 2";app (a.py:12) 1',
+            "garbage line",
+        ]
+    )
+    summary = {name: (inclusive, leaf) for name, inclusive, leaf in pyspy.summarise_collapsed(raw)}
+    assert summary["app (a.py)"] == (1.0, 0.1)
+    assert summary["query (q.py)"] == (0.6, 0.6)
+    assert summary["render (r.py)"] == (0.3, 0.3)
+    assert not any(name.startswith("process") for name in summary)
+
+
+def test_the_server_gets_the_deployments_settings_and_the_callers_overrides(monkeypatch, tmp_path):
+    settings = driver.deployment_settings()
+    assert settings["CONDUIT_ENV"] == "production"
+    monkeypatch.setenv("TAGS_CACHE_SECONDS", "7")
+    monkeypatch.setenv("CONDUIT_ENV", "development")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    env = driver.server_env("postgresql+psycopg://u:p@127.0.0.1/db", 9999, tmp_path)
+    assert env["TAGS_CACHE_SECONDS"] == "7"
+    assert env["CONDUIT_ENV"] == "production"  # whatever the caller's shell says
+    assert env["PORT"] == "9999"
+    assert env["CONDUIT_SQL_STATEMENTS_HEADER"] == "1"
+    assert len(env["CONDUIT_SECRET"]) >= 32
+    assert (tmp_path / "metrics").is_dir()
+    for name, value in settings.items():
+        if name not in {"PORT", "CONDUIT_ENV"} and name not in os.environ:
+            assert env[name] == value
+
+
+def test_unreadable_production_settings_stop_the_run(tmp_path):
+    broken = tmp_path / "kustomization.yaml"
+    broken.write_text("configMapGenerator: []\n")
+    with pytest.raises(BenchError, match="cannot read the production settings"):
+        driver.deployment_settings(broken)
+
+
+@pytest.mark.parametrize("args", [["--duration", "0"], ["--connections", "0"], ["--warm-up", "-1"]])
+def test_nonsense_load_options_are_refused(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        driver.parse_args(args)
+    assert exit_info.value.code == 2
+    assert "must" in capsys.readouterr().err
