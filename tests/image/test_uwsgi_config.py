@@ -1,0 +1,235 @@
+"""docker/uwsgi.ini as the image runs it: the behaviour an operator relies on.
+
+Each test starts uWSGI from the repository with the production settings on a migrated
+SQLite database; only what the environment may change (port, worker counts, bcrypt
+cost) differs. The image tier (docker/test-image.sh) repeats the graceful stop inside
+a container; these run without Docker, in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import require_program
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+# The developer's shell must not change what the server does.
+CLEARED = ("PORT", "DATABASE_URL", "CONDUIT_ENV", "PROMETHEUS_MULTIPROC_DIR")
+CLEARED_PREFIX = "UWSGI_"
+
+
+def uwsgi_binary() -> str:
+    beside = BIN / "uwsgi"
+    return str(beside) if beside.is_file() else require_program("uwsgi")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith(CLEARED_PREFIX)
+    }
+    env.update(
+        FLASK_APP="conduit",
+        CONDUIT_ENV="production",
+        CONDUIT_SECRET=secrets.token_urlsafe(48),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'conduit.sqlite'}",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        BCRYPT_LOG_ROUNDS="4",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path  # stdout
+    errors: Path  # stderr
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def launch(tmp_path: Path, env: dict[str, str]) -> Server:
+    """Start uWSGI with docker/uwsgi.ini on a free port (not waiting for it)."""
+    port = free_port()
+    env = {**env, "PORT": str(port)}
+    log, errors = tmp_path / f"uwsgi-{port}.log", tmp_path / f"uwsgi-{port}.err"
+    with log.open("wb") as out, errors.open("wb") as err:
+        process = subprocess.Popen(
+            [uwsgi_binary(), "--ini", str(ROOT / "docker" / "uwsgi.ini")],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=err,
+        )
+    return Server(f"http://127.0.0.1:{port}", process, log, errors)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator:
+    """start(**env) -> a migrated, ready server; every one is stopped afterwards."""
+    servers: list[Server] = []
+    migrated = False
+
+    def start(**extra: str) -> Server:
+        nonlocal migrated
+        env = production_env(tmp_path, **extra)
+        if not migrated:
+            subprocess.run(
+                [sys.executable, "-m", "flask", "db", "upgrade"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            migrated = True
+        server = launch(tmp_path, env)
+        servers.append(server)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(server.url + "/readyz", timeout=2).status_code == 200:
+                    return server
+            except requests.ConnectionError:
+                pass
+            assert server.process.poll() is None, f"uWSGI exited:\n{server.output()}"
+            assert time.monotonic() < deadline, f"not ready in 60 s:\n{server.output()}"
+            time.sleep(0.1)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def register(url: str, name: str) -> requests.Response:
+    user = {"username": name, "email": f"{name}@example.com", "password": "a long password"}
+    return requests.post(f"{url}/api/users", json={"user": user}, timeout=60)
+
+
+def test_sigterm_finishes_the_request_in_flight_then_exits_0(start):
+    # A bcrypt cost of 2^15 makes registration take seconds: a slow request of the API.
+    server = start(BCRYPT_LOG_ROUNDS="15")
+    answer: dict = {}
+
+    def slow_request():
+        started = time.monotonic()
+        answer["response"] = register(server.url, "inflight")
+        answer["finished"] = time.monotonic() - started
+
+    client = threading.Thread(target=slow_request)
+    client.start()
+    time.sleep(0.5)
+    server.process.send_signal(signal.SIGTERM)
+    sent_term = 0.5
+    exit_code = server.process.wait(timeout=40)
+    client.join(timeout=40)
+
+    response = answer["response"]
+    assert response.status_code == 201, response.text
+    assert response.json()["user"]["username"] == "inflight"
+    assert answer["finished"] > sent_term + 0.5, "the request was not in flight at SIGTERM"
+    assert exit_code == 0, server.output()
+    assert "graceful shutdown" in server.output()
+
+
+def test_sigterm_when_idle_exits_0_promptly(start):
+    server = start()
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 5
+
+
+def test_production_without_a_secret_exits_instead_of_serving(tmp_path):
+    env = production_env(tmp_path)
+    del env["CONDUIT_SECRET"]
+    server = launch(tmp_path, env)
+    try:
+        exit_code = server.process.wait(timeout=60)
+    finally:
+        server.stop()
+    assert exit_code != 0
+    assert "CONDUIT_SECRET" in server.output()
+
+
+def test_worker_counts_come_from_the_environment(start):
+    default = start()
+    assert re.findall(r"spawned uWSGI worker \d+ \(pid: \d+, cores: (\d+)\)", default.output()) == [
+        "4",
+        "4",
+    ]
+    tuned = start(UWSGI_PROCESSES="3", UWSGI_THREADS="2")
+    assert re.findall(r"spawned uWSGI worker \d+ \(pid: \d+, cores: (\d+)\)", tuned.output()) == [
+        "2",
+        "2",
+        "2",
+    ]
+
+
+def test_a_large_token_header_gets_an_answer(start):
+    # 16 KiB: past uWSGI's default 4 KiB buffer, which would drop the request unanswered.
+    server = start()
+    response = requests.get(
+        f"{server.url}/api/user", headers={"Authorization": "Token " + "x" * 16384}, timeout=10
+    )
+    assert response.status_code == 401
+    assert "errors" in response.json()
+
+
+def test_responses_tell_clients_not_to_reuse_the_connection(start):
+    # uWSGI closes the connection after each response; a client that kept it for the
+    # next request would sometimes have that request reset.
+    server = start()
+    with requests.Session() as session:
+        for _ in range(200):
+            response = session.get(f"{server.url}/api/tags", timeout=10)
+            assert response.status_code == 200
+            assert response.headers["Connection"] == "close"
+
+
+def test_logs_go_to_stdout(start):
+    server = start()
+    requests.get(f"{server.url}/api/tags", timeout=10)
+    assert server.stop() == 0
+    stdout = server.output()
+    assert "spawned uWSGI worker" in stdout  # uWSGI's own
+    assert '"route": "/api/tags"' in stdout or '"route":"/api/tags"' in stdout  # the app's
+    assert "goodbye to uWSGI" in stdout
+    # uWSGI names its configuration file on stderr before its logging is set up.
+    stray = [
+        line
+        for line in server.errors.read_text().splitlines()
+        if not line.startswith("[uWSGI] getting INI configuration")
+    ]
+    assert stray == []
