@@ -166,19 +166,49 @@ def _article_select(postgresql: bool, has_viewer: bool, include_body: bool) -> S
 # reused statement also keeps its cache key (SQLAlchemy's compiled-SQL lookup).
 
 
+def _count_statement(shape: tuple, conditions: list) -> Select:
+    """The number of articles matching the filters."""
+    tag, author, favorited, feed = shape
+    # A link row stands for one article (primary key) that exists (foreign key): when
+    # the tag alone filters, count its links and leave the articles table alone.
+    if tag and not (author or favorited or feed):
+        return (
+            select(func.count())
+            .select_from(ArticleTag)
+            .join(Tag, Tag.id == ArticleTag.tag_id)
+            .where(Tag.name == bindparam("tag", type_=String))
+        )
+    # It reads `articles` on its own: never correlated with a query it is part of.
+    return select(func.count()).select_from(Article).where(*conditions).correlate(None)
+
+
+def _page_bounds(statement: Select) -> Select:
+    # Written into the SQL rather than sent as parameters: with `LIMIT $1` PostgreSQL
+    # plans every execution afresh (a generic plan cannot know the page is small), with
+    # `LIMIT 20` it plans once per prepared statement and reuses the plan.
+    return statement.limit(bindparam("limit", type_=Integer, literal_execute=True)).offset(
+        bindparam("offset", type_=Integer, literal_execute=True)
+    )
+
+
 @functools.cache
 def _page_statements(postgresql: bool, has_viewer: bool, shape: tuple) -> tuple[Select, Select]:
     """(a page with the total as a column, the total alone) for these filters."""
     conditions = _conditions(*shape)
-    count = select(func.count()).select_from(Article).where(*conditions)
-    page = (
-        _article_select(postgresql, has_viewer, include_body=False)
-        .add_columns(count.scalar_subquery().label("total"))
-        .where(*conditions)
-        .order_by(Article.created_at.desc(), Article.id.desc())
-        .limit(bindparam("limit", type_=Integer))
-        .offset(bindparam("offset", type_=Integer))
+    newest_first = (Article.created_at.desc(), Article.id.desc())
+    count = _count_statement(shape, conditions)
+    page = _article_select(postgresql, has_viewer, include_body=False).add_columns(
+        count.scalar_subquery().label("total")
     )
+    if not conditions:
+        # Newest first is a walk of ix_articles_created_at_id that stops after the page.
+        page = _page_bounds(page.order_by(*newest_first))
+    else:
+        # A deferred join: the page's ids first, which the filters and the indexes find
+        # without reading article rows, then rows, counts and tags for those ids only
+        # (rather than for every match before the sort keeps a page of them).
+        page_ids = _page_bounds(select(Article.id).where(*conditions).order_by(*newest_first))
+        page = page.where(Article.id.in_(page_ids.correlate(None))).order_by(*newest_first)
     return page, count
 
 
