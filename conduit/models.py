@@ -85,9 +85,7 @@ class ArticleTag(db.Model):
     article_id: Mapped[int] = mapped_column(
         ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
     )
-    tag_id: Mapped[int] = mapped_column(
-        ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True
-    )
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
 
     # ?tag= looks up by tag: the article ids come from the index alone (index-only scan).
     __table_args__ = (Index("ix_article_tags_tag_id_article_id", "tag_id", "article_id"),)
