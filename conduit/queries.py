@@ -291,7 +291,7 @@ def get_profile(username: str, viewer_id: int | None) -> dict | None:
     return None if row is None else profile_dict(row.username, row.bio, row.image, row.f)
 
 
-def _comment_select(has_viewer: bool) -> Select:
+def _comment_columns(has_viewer: bool) -> Select:
     return select(
         Comment.id,
         Comment.body,
@@ -301,25 +301,34 @@ def _comment_select(has_viewer: bool) -> Select:
         User.bio,
         User.image,
         _following(has_viewer, Comment.author_id).label("following"),
-    ).join(User, User.id == Comment.author_id)
+    )
 
 
 @functools.cache
 def _comments_statement(has_viewer: bool) -> Select:
+    """The comments of the article at :slug, newest first. Outer joins from the article
+    tell "no comments" (one row of NULLs) from "no article" (no row) in one statement."""
     return (
-        _comment_select(has_viewer)
-        .where(Comment.article_id == bindparam("article_id", type_=Integer))
+        _comment_columns(has_viewer)
+        .select_from(Article)
+        .outerjoin(Comment, Comment.article_id == Article.id)
+        .outerjoin(User, User.id == Comment.author_id)
+        .where(Article.slug == bindparam("slug", type_=String))
         .order_by(Comment.created_at.desc(), Comment.id.desc())
     )
 
 
 @functools.cache
 def _comment_statement(has_viewer: bool) -> Select:
-    return _comment_select(has_viewer).where(Comment.id == bindparam("id", type_=Integer))
+    return (
+        _comment_columns(has_viewer)
+        .join(User, User.id == Comment.author_id)
+        .where(Comment.id == bindparam("id", type_=Integer))
+    )
 
 
 def _comment_dict(row) -> dict:
-    comment_id, body, created, updated, username, bio, image, following = row  # _comment_select
+    comment_id, body, created, updated, username, bio, image, following = row  # _comment_columns
     return {
         "id": comment_id,
         "createdAt": isoformat(created),
@@ -329,13 +338,15 @@ def _comment_dict(row) -> dict:
     }
 
 
-def list_comments(article_id: int, viewer_id: int | None) -> list[dict]:
-    """All comments of an article, newest first, in one statement."""
+def list_comments(slug: str, viewer_id: int | None) -> list[dict] | None:
+    """All comments of the article at `slug`, newest first, in one statement; None when
+    there is no such article."""
     rows = _read(
-        _comments_statement(viewer_id is not None),
-        {"article_id": article_id, **_viewer_params(viewer_id)},
-    )
-    return [_comment_dict(row) for row in rows]
+        _comments_statement(viewer_id is not None), {"slug": slug, **_viewer_params(viewer_id)}
+    ).all()
+    if not rows:
+        return None
+    return [_comment_dict(row) for row in rows if row.id is not None]
 
 
 def get_comment(comment_id: int, viewer_id: int | None) -> dict:

@@ -28,7 +28,10 @@ def _article_id(slug: str) -> int:
 @blueprint.get("/articles/<slug>/comments")
 def comments(slug: str):
     viewer = viewer_id()
-    return {"comments": list_comments(_article_id(slug), viewer)}
+    found = list_comments(params.path_key(slug, "article"), viewer)
+    if found is None:
+        raise not_found("article")
+    return {"comments": found}
 
 
 @blueprint.post("/articles/<slug>/comments")
