@@ -33,6 +33,7 @@ KNOWN_DEFAULT_SECRETS = frozenset(
     }
 )
 MIN_SECRET_LENGTH = 32
+PRODUCTION_TAGS_CACHE_SECONDS = 5
 
 
 class ConfigError(RuntimeError):
@@ -127,7 +128,14 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "MIGRATIONS_DIR": env.get("CONDUIT_MIGRATIONS_DIR", "migrations"),
-        "TAGS_CACHE_SECONDS": _int(env, "TAGS_CACHE_SECONDS", 0),
+        # GET /api/tags from a per-process cache for this many seconds (conduit/api/tags.py).
+        # On in production, where the tag cloud may lag a write by that much; off where
+        # tests and developers expect to see their writes at once.
+        "TAGS_CACHE_SECONDS": _int(
+            env,
+            "TAGS_CACHE_SECONDS",
+            PRODUCTION_TAGS_CACHE_SECONDS if environment == "production" else 0,
+        ),
         # X-SQL-Statements on every response (conduit/sqlcount.py): for the benchmark.
         "SQL_STATEMENTS_HEADER": _flag(env, "CONDUIT_SQL_STATEMENTS_HEADER"),
         "CONDUIT_VERSION": env.get("CONDUIT_VERSION", "dev"),

@@ -10,9 +10,9 @@ from ..queries import all_tags
 
 blueprint = Blueprint("tags", __name__)
 
-# Per-process cache, off by default (TAGS_CACHE_SECONDS=0). When on, a tag that was
-# just added or removed shows up here at most that many seconds late; nothing else
-# reads this cache.
+# Per-process cache for TAGS_CACHE_SECONDS (5 in production, 0 = off elsewhere). A tag
+# just added or removed, or a change in how often one is used, shows up here at most
+# that many seconds late; nothing else reads this cache, so no write ever depends on it.
 _cache: dict[str, tuple[float, list[str]]] = {}
 
 
