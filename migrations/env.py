@@ -1,6 +1,7 @@
 """Alembic environment for Flask-Migrate: `flask db upgrade`, `flask db migrate`."""
 
 import logging
+import time
 import zlib
 from logging.config import fileConfig
 
@@ -21,6 +22,27 @@ target_metadata = migrate_ext.db.metadata
 
 # One key for every process that migrates this schema (a 32-bit value fits bigint).
 MIGRATION_LOCK_KEY = zlib.crc32(b"conduit:alembic-upgrade")
+
+
+def acquire_migration_lock(connection) -> None:
+    """Wait for the advisory lock that serialises upgrades, polling outside transactions.
+
+    A waiter blocked in pg_advisory_lock() would hold a snapshot for as long as it waits,
+    and CREATE INDEX CONCURRENTLY in the migrating process waits for every older
+    snapshot to end: the two would deadlock. pg_try_advisory_lock() returns at once.
+    """
+    announced = False
+    while True:
+        acquired = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+        ).scalar()
+        connection.commit()
+        if acquired:
+            return
+        if not announced:
+            logger.info("Another process is migrating this database; waiting for it.")
+            announced = True
+        time.sleep(0.5)
 
 
 def skip_empty_autogenerate(context, revision, directives):
@@ -51,8 +73,7 @@ def run_migrations_online():
             # Several replicas' init containers upgrade at once: the first takes the lock
             # and migrates, the others wait here and then find the schema at head. The
             # lock is taken before Alembic reads the current revision.
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            connection.commit()
+            acquire_migration_lock(connection)
         try:
             context.configure(
                 connection=connection, target_metadata=target_metadata, **configure_args

@@ -4,7 +4,7 @@ migrations/env.py serialises them with a PostgreSQL advisory lock: exactly one a
 the migrations, the others wait for it and then find the schema at head. The test
 holds that lock itself while the three processes start, so they are sure to reach it
 at the same time (without the gate they would mostly just run one after another),
-and sees all three queue on it before letting them go.
+and sees all three wait for it before letting them go.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -58,14 +59,30 @@ def upgrade_process(database_url: str) -> subprocess.Popen:
     )
 
 
-def waiting_for_lock(connection) -> int:
-    row = connection.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        " AND classid = 0 AND objid = %s AND objsubid = 1"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        (MIGRATION_LOCK_KEY,),
-    ).fetchone()
-    return row[0]
+WAITING = "Another process is migrating this database; waiting for it."
+
+
+class Runner:
+    """A `flask db upgrade` process whose output is collected while it runs."""
+
+    def __init__(self, database_url: str):
+        self.process = upgrade_process(database_url)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def waiting(self) -> bool:
+        return any(WAITING in line for line in self.lines)
+
+    def finish(self) -> str:
+        self.process.wait(timeout=120)
+        self.reader.join(timeout=10)
+        return "".join(self.lines)
 
 
 def test_concurrent_upgrades_apply_each_migration_once(fresh_database):
@@ -74,23 +91,22 @@ def test_concurrent_upgrades_apply_each_migration_once(fresh_database):
 
     with connect(fresh_database, autocommit=True) as gate:
         gate.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        runners = [upgrade_process(fresh_database) for _ in range(RUNNERS)]
+        runners = [Runner(fresh_database) for _ in range(RUNNERS)]
         try:
             deadline = time.monotonic() + 60
-            while waiting_for_lock(gate) < RUNNERS:
-                early = [r for r in runners if r.poll() is not None]
+            while not all(r.waiting for r in runners):
+                early = [r for r in runners if r.process.poll() is not None]
                 assert not early, (
-                    "an upgrade finished while the migration lock was held: "
-                    + early[0].communicate()[0]
+                    "an upgrade finished while the migration lock was held: " + early[0].finish()
                 )
-                assert time.monotonic() < deadline, "the upgrades never queued on the lock"
+                assert time.monotonic() < deadline, "the upgrades never waited for the lock"
                 time.sleep(0.1)
         finally:
             gate.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
-            outputs = [r.communicate(timeout=120)[0] for r in runners]
+            outputs = [r.finish() for r in runners]
 
     for runner, output in zip(runners, outputs, strict=True):
-        assert runner.returncode == 0, output
+        assert runner.process.returncode == 0, output
 
     applied = [m.group(2) for output in outputs for m in APPLIED.finditer(output)]
     assert sorted(applied) == sorted(revisions), "\n---\n".join(outputs)
