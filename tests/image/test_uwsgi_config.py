@@ -117,13 +117,19 @@ def start(tmp_path: Path) -> Iterator:
             migrated = True
         server = launch(tmp_path, env)
         servers.append(server)
+        workers = int(env.get("UWSGI_PROCESSES", "2"))
         deadline = time.monotonic() + 60
         while True:
+            # Ready means every worker has loaded the app (lazy-apps loads it per worker
+            # after the first one may already answer): a SIGTERM that arrives while a
+            # worker is still importing the app is a different case from these tests'.
+            loaded = server.output().count("WSGI app 0 (mountpoint='') ready")
             try:
-                if requests.get(server.url + "/readyz", timeout=2).status_code == 200:
-                    return server
+                answered = requests.get(server.url + "/readyz", timeout=2).status_code == 200
             except requests.ConnectionError:
-                pass
+                answered = False
+            if answered and loaded >= workers:
+                return server
             assert server.process.poll() is None, f"uWSGI exited:\n{server.output()}"
             assert time.monotonic() < deadline, f"not ready in 60 s:\n{server.output()}"
             time.sleep(0.1)
