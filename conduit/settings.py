@@ -70,6 +70,15 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
+def _log_level(env: Mapping[str, str]) -> str:
+    level = env.get("LOG_LEVEL", "INFO").strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(
+            f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}"
+        )
+    return level
+
+
 def _development_secret(instance_path: Path) -> str:
     """A random key kept in the instance folder: stable across restarts, unique per checkout."""
     path = instance_path / "dev-secret-key"
@@ -138,6 +147,7 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         ),
         # X-SQL-Statements on every response (conduit/sqlcount.py): for the benchmark.
         "SQL_STATEMENTS_HEADER": _flag(env, "CONDUIT_SQL_STATEMENTS_HEADER"),
+        "LOG_LEVEL": _log_level(env),
         "CONDUIT_VERSION": env.get("CONDUIT_VERSION", "dev"),
         "CONDUIT_REVISION": env.get("CONDUIT_REVISION", "unknown"),
     }

@@ -106,3 +106,11 @@ def test_cors_allows_configured_origins(database_url):
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://front.example"
     other = client.get("/api/tags", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_log_level_from_environment(tmp_path):
+    env = {"CONDUIT_ENV": "production", "CONDUIT_SECRET": GOOD_SECRET}
+    assert load_settings(tmp_path, env)["LOG_LEVEL"] == "INFO"
+    assert load_settings(tmp_path, {**env, "LOG_LEVEL": "warning"})["LOG_LEVEL"] == "WARNING"
+    with pytest.raises(ConfigError, match="LOG_LEVEL"):
+        load_settings(tmp_path, {**env, "LOG_LEVEL": "loud"})
