@@ -480,7 +480,8 @@ def revision() -> str:
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     # Only changes that can move the figures make the run "dirty".
-    changed = git("status", "--porcelain", "--", "conduit", "migrations", "docker", "bench")
+    paths = ["conduit", "migrations", "docker", "bench", ":!bench/results"]
+    changed = git("status", "--porcelain", "--", *paths)
     return head + ("+changes" if changed else "")
 
 
@@ -561,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     engine_options = settings["SQLALCHEMY_ENGINE_OPTIONS"]
 
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     print(f"bench: recreating {make_url(database_url).database}, migrating, seeding", flush=True)
     fresh_database(database_url)
     flask(["db", "upgrade"], env, args.logs / "migrate.log")
@@ -627,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
             "uwsgi": version_of([str(BIN / "uwsgi"), "--version"], r"^(\S+)"),
             "postgresql": postgres_version,
             "wrk": version_of([binary, "-v"], r"wrk (?:debian/)?([\d.]+)"),
+            # Anything else running shares the CPUs with the run and moves every figure.
+            "load_average_before": round(load_before, 1),
+            "load_average_after": round(os.getloadavg()[0], 1),
         },
         "server": {
             "config": _shown(args.uwsgi_ini),

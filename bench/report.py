@@ -156,7 +156,9 @@ def markdown(run: dict, results: list[ScenarioResult]) -> str:
         "",
         f"- Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), "
         f"Python {machine['python']}, uWSGI {machine['uwsgi']}, "
-        f"PostgreSQL {machine['postgresql']}, wrk {machine['wrk']}.",
+        f"PostgreSQL {machine['postgresql']}, wrk {machine['wrk']}; load average "
+        f"{machine['load_average_before']} before the run, {machine['load_average_after']} "
+        "after (above 0 means other work shared the CPUs).",
         f"- Server: uWSGI with {server['config']}, {server['processes']} processes x "
         f"{server['threads']} threads, HTTP keep-alive "
         f"{'on' if server['keep_alive'] else 'off (a new connection per request)'}, "

@@ -79,7 +79,8 @@ RUN = {
     "finished_at": "2026-11-25 16:00 UTC",
     "revision": "abc1234",
     "machine": {"cpus": 2, "cpu_model": "Test CPU", "python": "3.11.7", "uwsgi": "2.0.31",
-                "postgresql": "15.18", "wrk": "4.1.0"},
+                "postgresql": "15.18", "wrk": "4.1.0", "load_average_before": 0.4,
+                "load_average_after": 2.1},
     "server": {"config": "docker/uwsgi.ini", "processes": 2, "threads": 4, "keep_alive": False,
                "bcrypt_log_rounds": 12, "db_pool_size": 4, "db_max_overflow": 4,
                "tags_cache_seconds": 0},
@@ -105,6 +106,7 @@ def test_the_results_files_hold_the_table_and_the_machine(tmp_path):
     markdown = (tmp_path / "results.md").read_text()
     assert "2 CPUs (Test CPU), Python 3.11.7, uWSGI 2.0.31, PostgreSQL 15.18" in markdown
     assert "HTTP keep-alive off" in markdown
+    assert "load average 0.4 before the run, 2.1 after" in markdown
     assert "| 4,000 | 100 % |" in markdown
     assert "| 100 | 2 % |" in markdown
     assert "1.23 + 0.50" in markdown
