@@ -121,6 +121,11 @@ def _statements(result: ScenarioResult) -> str:
     return str(result.sql_statements)
 
 
+def _failures(result: ScenarioResult) -> str:
+    socket = result.failed - result.non_2xx
+    return f"{result.non_2xx} (+{socket} socket errors)" if socket else str(result.non_2xx)
+
+
 def _verdict(result: ScenarioResult) -> str:
     if result.met is None:
         return "-"
@@ -129,7 +134,7 @@ def _verdict(result: ScenarioResult) -> str:
 
 def table(results: list[ScenarioResult]) -> str:
     rows = [
-        "| Scenario | Requests/s | % of ceiling | p50 ms | p99 ms | Errors | SQL/request "
+        "| Scenario | Requests/s | % of ceiling | p50 ms | p99 ms | Non-2xx | SQL/request "
         "| CPU ms/request app + db | Goal | Met |",
         "|---|--:|--:|--:|--:|--:|--:|--:|---|---|",
     ]
@@ -138,7 +143,7 @@ def table(results: list[ScenarioResult]) -> str:
         rows.append(
             f"| {r.title} (`{r.method} {r.path}`) | {_number(r.requests_per_s)} "
             f"| {_number(share)} % | {_number(r.latency_ms['p50'], 1)} "
-            f"| {_number(r.latency_ms['p99'], 1)} | {r.failed} "
+            f"| {_number(r.latency_ms['p99'], 1)} | {_failures(r)} "
             f"| {_statements(r)} | {_number(r.app_cpu_ms, 2)} + {_number(r.db_cpu_ms, 2)} "
             f"| {r.goal.describe() if r.goal else '-'} | {_verdict(r)} |"
         )
@@ -173,12 +178,13 @@ def markdown(run: dict, results: list[ScenarioResult]) -> str:
         "",
         table(results),
         "",
-        "Errors: non-2xx replies plus failed connections"
+        "Non-2xx: replies with a status of 400 or more, as wrk counts them (the API never "
+        "redirects), and failed connections or timeouts if any"
         + (
             "."
             if server["keep_alive"]
-            else " (uWSGI closes each connection after its reply, which wrk counts as a"
-            " read error: those are not counted)."
+            else "; without keep-alive the server closes every connection after its reply, "
+            "and a read error on such a closed connection is not a failure."
         ),
         "",
         "Goals: " + ("all met." if not missed else "not met for " + ", ".join(missed) + "."),

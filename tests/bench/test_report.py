@@ -92,7 +92,8 @@ RUN = {
 
 def test_the_results_files_hold_the_table_and_the_machine(tmp_path):
     ceiling = result(name="healthz", rps=4000, statements=0, page_of_1=None)
-    missed = result(rps=100, goal=LIST, app_cpu_ms=1.234, db_cpu_ms=0.5)
+    timeouts = {**NO_SOCKET_ERRORS, "timeout": 3}
+    missed = result(rps=100, goal=LIST, app_cpu_ms=1.234, db_cpu_ms=0.5, socket_errors=timeouts)
     for r in (ceiling, missed):
         report.judge(r, ceiling_rps=4000, keep_alive=False)
     report.write(tmp_path, RUN, [ceiling, missed])
@@ -110,5 +111,6 @@ def test_the_results_files_hold_the_table_and_the_machine(tmp_path):
     assert "| 4,000 | 100 % |" in markdown
     assert "| 100 | 2 % |" in markdown
     assert "1.23 + 0.50" in markdown
+    assert "| 0 (+3 socket errors) |" in markdown
     assert "Goals: not met for Articles." in markdown
     assert "61, 60 MiB" in markdown
