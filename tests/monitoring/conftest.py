@@ -114,7 +114,8 @@ class UwsgiServer:
             try:
                 self.process.wait(timeout=40)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                # The master and every worker: no orphaned worker outlives the test.
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
 
@@ -146,6 +147,7 @@ def start_uwsgi(
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, see stop()
         )
     server = UwsgiServer(f"http://127.0.0.1:{port}", process, log_path, metrics_dir)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
