@@ -436,6 +436,7 @@ def run_scenario(
         goal=scenario.goal,
         app_cpu_ms=app_cpu * per_request,
         db_cpu_ms=None if db_cpu is None else db_cpu * per_request,
+        client_cpu_ms=result.cpu_s * per_request,
         **found,
     )
 
@@ -615,9 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
 
-    ceiling = results[0].requests_per_s
+    ceiling = results[0]
     for result in results:
-        report.judge(result, ceiling, keep_alive)
+        report.judge(result, ceiling.requests_per_s, keep_alive, report.cpu_per_request(ceiling))
     run = {
         "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "revision": revision(),

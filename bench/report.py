@@ -48,6 +48,8 @@ class ScenarioResult:
     sql_statements_page_of_1: int | None = None  # lists: the same probe with limit=1
     app_cpu_ms: float | None = None  # CPU time of the uWSGI processes per request
     db_cpu_ms: float | None = None  # CPU time of PostgreSQL per request (when local)
+    client_cpu_ms: float | None = None  # CPU time of wrk per request
+    cpu_share_of_ceiling: float | None = None  # see judge()
     share_of_ceiling: float | None = None
     goal: Goal | None = None
     misses: list[str] = field(default_factory=list)
@@ -72,9 +74,27 @@ def failures(result: ScenarioResult, keep_alive: bool) -> int:
     )
 
 
-def judge(result: ScenarioResult, ceiling_rps: float, keep_alive: bool) -> None:
-    """Fill in the share of the ceiling, the failures and what misses the goal."""
+def cpu_per_request(result: ScenarioResult) -> float | None:
+    parts = (result.app_cpu_ms, result.db_cpu_ms, result.client_cpu_ms)
+    return None if None in parts else sum(parts)
+
+
+def judge(
+    result: ScenarioResult,
+    ceiling_rps: float,
+    keep_alive: bool,
+    ceiling_cpu_ms: float | None = None,
+) -> None:
+    """Fill in the shares of the ceiling, the failures and what misses the goal.
+
+    The share by CPU compares the CPU time a request costs (app, database and load
+    generator together) with a /healthz request's: what the share of requests/s would
+    be on a machine that runs nothing else, whatever else ran on this one.
+    """
     result.share_of_ceiling = result.requests_per_s / ceiling_rps if ceiling_rps else None
+    spent = cpu_per_request(result)
+    if ceiling_cpu_ms and spent:
+        result.cpu_share_of_ceiling = ceiling_cpu_ms / spent
     result.failed = failures(result, keep_alive)
     goal = result.goal
     if goal is None:
@@ -134,17 +154,19 @@ def _verdict(result: ScenarioResult) -> str:
 
 def table(results: list[ScenarioResult]) -> str:
     rows = [
-        "| Scenario | Requests/s | % of ceiling | p50 ms | p99 ms | Non-2xx | SQL/request "
-        "| CPU ms/request app + db | Goal | Met |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|---|---|",
+        "| Scenario | Requests/s | % of ceiling | by CPU | p50 ms | p99 ms | Non-2xx "
+        "| SQL/request | CPU ms/request app + db + wrk | Goal | Met |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
     ]
     for r in results:
         share = None if r.share_of_ceiling is None else 100 * r.share_of_ceiling
+        by_cpu = None if r.cpu_share_of_ceiling is None else 100 * r.cpu_share_of_ceiling
         rows.append(
             f"| {r.title} (`{r.method} {r.path}`) | {_number(r.requests_per_s)} "
-            f"| {_number(share)} % | {_number(r.latency_ms['p50'], 1)} "
+            f"| {_number(share)} % | {_number(by_cpu)} % | {_number(r.latency_ms['p50'], 1)} "
             f"| {_number(r.latency_ms['p99'], 1)} | {_failures(r)} "
             f"| {_statements(r)} | {_number(r.app_cpu_ms, 2)} + {_number(r.db_cpu_ms, 2)} "
+            f"+ {_number(r.client_cpu_ms, 2)} "
             f"| {r.goal.describe() if r.goal else '-'} | {_verdict(r)} |"
         )
     return "\n".join(rows)
@@ -186,6 +208,11 @@ def markdown(run: dict, results: list[ScenarioResult]) -> str:
             else "; without keep-alive the server closes every connection after its reply, "
             "and a read error on such a closed connection is not a failure."
         ),
+        "",
+        "% of ceiling: requests/s against /healthz's in the same run, as the goals are "
+        "judged. By CPU: /healthz's CPU time per request (app, PostgreSQL and wrk) against "
+        "the scenario's, which is what the share would be on a machine running nothing "
+        "else; when the two differ much, other work was competing for the CPUs.",
         "",
         "Goals: " + ("all met." if not missed else "not met for " + ", ".join(missed) + "."),
         "",

@@ -7,8 +7,10 @@ so a change in wrk's text layout cannot silently change a figure.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import resource
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ class WrkResult:
     non_2xx: int  # wrk counts replies with a status of 400 or more; the API never redirects
     socket_errors: dict[str, int]  # connect, read, write, timeout
     latency_ms: dict[str, float]  # mean, p50, p90, p99, max
+    cpu_s: float = 0.0  # CPU time wrk itself used (user + system)
 
     @property
     def requests_per_s(self) -> float:
@@ -88,6 +91,7 @@ def run(
     env: dict[str, str] | None = None,
 ) -> tuple[WrkResult, str]:
     """Run one load; returns the parsed result and wrk's full output."""
+    before = _children_cpu_s()
     completed = subprocess.run(  # noqa: S603 - our own command line
         command(wrk, url, script, load, headers),
         capture_output=True,
@@ -99,4 +103,10 @@ def run(
     output = completed.stdout + completed.stderr
     if completed.returncode != 0:
         raise WrkError(f"wrk exited {completed.returncode}: {output.strip()[-300:]}")
-    return parse(output), output
+    return dataclasses.replace(parse(output), cpu_s=_children_cpu_s() - before), output
+
+
+def _children_cpu_s() -> float:
+    """CPU time of the finished child processes (wrk, once it has been waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

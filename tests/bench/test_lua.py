@@ -83,4 +83,5 @@ def test_error_replies_are_counted(server):
     result, output = wrk.run(require_program("wrk"), f"{url}/missing", "get.lua", LOAD)
     assert result.requests > 0
     assert result.non_2xx == result.requests
+    assert result.cpu_s > 0  # wrk's own CPU time, measured around the run
     assert "Latency Distribution" in output  # --latency: wrk's own report is kept too

@@ -93,9 +93,11 @@ RUN = {
 def test_the_results_files_hold_the_table_and_the_machine(tmp_path):
     ceiling = result(name="healthz", rps=4000, statements=0, page_of_1=None)
     timeouts = {**NO_SOCKET_ERRORS, "timeout": 3}
-    missed = result(rps=100, goal=LIST, app_cpu_ms=1.234, db_cpu_ms=0.5, socket_errors=timeouts)
+    missed = result(rps=100, goal=LIST, socket_errors=timeouts)
+    missed.app_cpu_ms, missed.db_cpu_ms, missed.client_cpu_ms = 1.234, 0.5, 0.266
+    ceiling.app_cpu_ms, ceiling.db_cpu_ms, ceiling.client_cpu_ms = 0.2, 0.0, 0.2
     for r in (ceiling, missed):
-        report.judge(r, ceiling_rps=4000, keep_alive=False)
+        report.judge(r, ceiling_rps=4000, keep_alive=False, ceiling_cpu_ms=0.4)
     report.write(tmp_path, RUN, [ceiling, missed])
 
     data = json.loads((tmp_path / "results.json").read_text())
@@ -109,8 +111,8 @@ def test_the_results_files_hold_the_table_and_the_machine(tmp_path):
     assert "HTTP keep-alive off" in markdown
     assert "load average 0.4 before the run, 2.1 after" in markdown
     assert "| 4,000 | 100 % |" in markdown
-    assert "| 100 | 2 % |" in markdown
-    assert "1.23 + 0.50" in markdown
+    assert "| 100 | 2 % | 20 % |" in markdown  # 0.4 ms against 2 ms of CPU a request
+    assert "1.23 + 0.50 + 0.27" in markdown
     assert "| 0 (+3 socket errors) |" in markdown
     assert "Goals: not met for Articles." in markdown
     assert "61, 60 MiB" in markdown
