@@ -20,6 +20,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -448,6 +449,13 @@ def _with_duration(load: wrk.Load, seconds: int) -> wrk.Load:
 # --- the run -------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick), for the server to take."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def version_of(command: list[str], pattern: str) -> str:
     try:
         output = subprocess.run(  # noqa: S603 - our own command line
@@ -496,7 +504,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "8770")))
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("BENCH_PORT", "0")),
+        help="the server's port on 127.0.0.1 (default: a free one)",
+    )
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per scenario")
     parser.add_argument(
         "--warm-up", type=int, default=2, help="seconds of warm-up per read scenario"
@@ -554,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             "the benchmark runs on PostgreSQL: --database-url must be postgresql://..."
         )
     args.logs.mkdir(parents=True, exist_ok=True)
+    args.port = args.port or free_port()
     load = wrk.Load(args.threads, args.connections, args.duration)
     env = server_env(database_url, args.port, args.logs)
     try:
