@@ -2,7 +2,7 @@
 # The load benchmark, end to end (`make bench`): starts the local PostgreSQL, then
 # bench/driver.py recreates the conduit_bench database, seeds it, serves the app with
 # uWSGI (docker/uwsgi.ini, production settings) on 127.0.0.1 and drives wrk against it.
-# Results: bench/results/results.{md,json}; logs: build/bench/. About 4 minutes.
+# Results: bench/results/results.{md,json}; logs: build/bench/. About 3 minutes.
 #
 #   bench/run.sh                          # the full run
 #   bench/run.sh --only articles tags     # some scenarios (the /healthz ceiling always runs)
