@@ -10,7 +10,9 @@ from flask import current_app
 from sqlalchemy import text
 
 config = context.config
-fileConfig(config.config_file_name)
+# The app has configured JSON logging already; alembic.ini's handlers are for bare runs.
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name)
 logger = logging.getLogger("alembic.env")
 
 migrate_ext = current_app.extensions["migrate"]
