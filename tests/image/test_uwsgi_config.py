@@ -125,8 +125,8 @@ def start(tmp_path: Path) -> Iterator:
             # worker is still importing the app is a different case from these tests'.
             loaded = server.output().count("WSGI app 0 (mountpoint='') ready")
             try:
-                answered = requests.get(server.url + "/readyz", timeout=2).status_code == 200
-            except requests.ConnectionError:
+                answered = requests.get(server.url + "/readyz", timeout=5).status_code == 200
+            except requests.RequestException:  # not listening yet, or busy loading the app
                 answered = False
             if answered and loaded >= workers:
                 return server
