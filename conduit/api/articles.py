@@ -82,7 +82,8 @@ def _owned_article(slug: str) -> Article:
     return article
 
 
-def _article_id(slug: str) -> int:
+def article_id_or_404(slug: str) -> int:
+    """The id of the article at `slug` (comments and favorites need no more of it)."""
     article_id = db.session.execute(
         select(Article.id).where(Article.slug == params.path_key(slug, "article"))
     ).scalar()
@@ -148,7 +149,7 @@ def delete_article(slug: str):
 @blueprint.post("/articles/<slug>/favorite")
 def favorite(slug: str):
     user = current_user()
-    article_id = _article_id(slug)
+    article_id = article_id_or_404(slug)
     insert_ignoring_duplicates(Favorite, [{"user_id": user.id, "article_id": article_id}])
     response = _article_response(slug, user.id)
     db.session.commit()
@@ -158,7 +159,7 @@ def favorite(slug: str):
 @blueprint.delete("/articles/<slug>/favorite")
 def unfavorite(slug: str):
     user = current_user()
-    article_id = _article_id(slug)
+    article_id = article_id_or_404(slug)
     db.session.execute(
         delete(Favorite).where(Favorite.user_id == user.id, Favorite.article_id == article_id)
     )

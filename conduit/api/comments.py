@@ -8,21 +8,13 @@ from sqlalchemy import delete, select
 from ..auth import current_user, viewer_id
 from ..errors import forbidden, not_found
 from ..extensions import db
-from ..models import Article, Comment, utcnow
+from ..models import Comment, utcnow
 from ..queries import get_comment, list_comments
 from ..schemas import CommentSchema, load_body
 from . import params
+from .articles import article_id_or_404
 
 blueprint = Blueprint("comments", __name__)
-
-
-def _article_id(slug: str) -> int:
-    article_id = db.session.execute(
-        select(Article.id).where(Article.slug == params.path_key(slug, "article"))
-    ).scalar()
-    if article_id is None:
-        raise not_found("article")
-    return article_id
 
 
 @blueprint.get("/articles/<slug>/comments")
@@ -37,7 +29,7 @@ def comments(slug: str):
 @blueprint.post("/articles/<slug>/comments")
 def add_comment(slug: str):
     user = current_user()
-    article_id = _article_id(slug)
+    article_id = article_id_or_404(slug)
     data = load_body("comment", CommentSchema())
     now = utcnow()
     comment = Comment(
@@ -53,7 +45,7 @@ def add_comment(slug: str):
 @blueprint.delete("/articles/<slug>/comments/<comment_id>")
 def delete_comment(slug: str, comment_id: str):
     user = current_user()
-    article_id = _article_id(slug)
+    article_id = article_id_or_404(slug)
     number = params.path_id(comment_id, "comment")
     author_id = db.session.execute(
         select(Comment.author_id).where(Comment.id == number, Comment.article_id == article_id)
