@@ -2,6 +2,9 @@
 
 import os
 import shutil
+import socket
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +26,16 @@ def require_program(name: str) -> str:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def uwsgi_binary() -> str:
+    """The uWSGI of this virtualenv (`make install` builds it), else the one on PATH."""
+    beside = Path(sys.executable).parent / "uwsgi"
+    return str(beside) if beside.is_file() else require_program("uwsgi")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.smoke import Report, SmokeOptions, run_smoke
+
+from tests.support import free_port
 
 from .fake_api import Faults, State, serve
 
@@ -93,12 +93,6 @@ def test_a_failed_check_still_deletes_the_article(api):
     lines, _ = smoke(url)
     assert state.deletes == ["article-1"]
     assert lines[-1] == "  (cleaned up article article-1)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_nothing_listening_fails_after_the_ready_timeout():

@@ -4,7 +4,6 @@ behind nginx routed like the cluster's Ingress (/flask/... rewritten to /...).""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import require_program
+from tests.support import free_port, require_program
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:

@@ -12,7 +12,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,24 +23,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import require_program
+from tests.support import free_port, uwsgi_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # The developer's shell must not change what the server does.
 CLEARED = ("PORT", "DATABASE_URL", "CONDUIT_ENV", "PROMETHEUS_MULTIPROC_DIR")
 CLEARED_PREFIX = "UWSGI_"
-
-
-def uwsgi_binary() -> str:
-    beside = BIN / "uwsgi"
-    return str(beside) if beside.is_file() else require_program("uwsgi")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ import pytest
 
 from tests.k8s import nginx_conf
 from tests.k8s.conftest import K8S
-from tests.support import require_program
+from tests.support import free_port, require_program
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -48,12 +48,6 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # keep pytest output clean
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, prefix: Path, timeout: float = 10) -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import require_program
+from tests.support import free_port, uwsgi_binary
 
 REPO = Path(__file__).resolve().parents[2]
 UWSGI_INI = REPO / "docker" / "uwsgi.ini"
@@ -32,17 +31,6 @@ BIN = Path(sys.executable).parent
 START_TIMEOUT_SECONDS = 60
 # Variables of the developer's shell that would change what the server does.
 _INHERITED_OUT = ("PROMETHEUS_MULTIPROC_DIR", "PORT", "DATABASE_URL", "CONDUIT_ENV")
-
-
-def uwsgi_binary() -> str:
-    beside = BIN / "uwsgi"
-    return str(beside) if beside.is_file() else require_program("uwsgi")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def server_env(database_url: str, **extra: str) -> dict[str, str]:
