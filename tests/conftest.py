@@ -18,10 +18,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, text
 
 from conduit import create_app
 from conduit.extensions import db
+from tests.support import engine_events
 
 BACKEND = os.environ.get("CONDUIT_TEST_BACKEND", "sqlite")
 TEST_SECRET = "test-" + secrets.token_hex(24)
@@ -135,12 +136,7 @@ def count_statements(app: Flask):
         def record(conn, cursor, statement, parameters, context, executemany):
             statements.append(statement)
 
-        with app.app_context():
-            engine = db.engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
+        with engine_events(app, "before_cursor_execute", record):
             yield statements
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
 
     return counting

@@ -4,6 +4,8 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,19 @@ def uwsgi_binary() -> str:
     """The uWSGI of this virtualenv (`make install` builds it), else the one on PATH."""
     beside = Path(sys.executable).parent / "uwsgi"
     return str(beside) if beside.is_file() else require_program("uwsgi")
+
+
+@contextmanager
+def engine_events(app, name: str, handler: Callable) -> Iterator[None]:
+    """Attach `handler` to the app's SQLAlchemy engine event `name` for the block."""
+    from sqlalchemy import event
+
+    from conduit.extensions import db  # here: the deploy tool's tests never load the app
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, name, handler)
+    try:
+        yield
+    finally:
+        event.remove(engine, name, handler)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
 
-from conduit.extensions import db
+from tests.support import engine_events
 
 
 @contextmanager
@@ -18,13 +17,8 @@ def isolation_levels(app):
     def record(conn, *_args):
         levels.append(conn.get_execution_options().get("isolation_level", "default"))
 
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with engine_events(app, "before_cursor_execute", record):
         yield levels
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

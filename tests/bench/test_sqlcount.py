@@ -5,12 +5,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
 
 from conduit import create_app
 from conduit.extensions import db
 from conduit.settings import ConfigError
 from tests.conftest import app_env
+from tests.support import engine_events
 
 HEADER = "X-SQL-Statements"
 
@@ -31,13 +31,8 @@ def statements_sent(app):
     def record(_conn, _cursor, statement, *_args):
         sent.append(statement)
 
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "after_cursor_execute", record)
-    try:
+    with engine_events(app, "after_cursor_execute", record):
         yield sent
-    finally:
-        event.remove(engine, "after_cursor_execute", record)
 
 
 def test_the_header_is_off_by_default(client):
