@@ -11,7 +11,7 @@ import logging
 
 from flask import Flask, jsonify
 from marshmallow import ValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     def database_error(error: DBAPIError):
-        if error.connection_invalidated or error.__class__.__name__ == "OperationalError":
+        if error.connection_invalidated or isinstance(error, OperationalError):
             log.error("database unavailable: %s", error.orig)
             return _render(
                 503, {"database": ["temporarily unavailable, please retry"]}, {"Retry-After": "1"}
