@@ -35,8 +35,6 @@ MAX_LINE = 400
 # yargs (in newman and gitlab-ci-local) refuses older Node releases.
 MIN_NODE_MAJOR = 20
 
-nox.options.default_venv_backend = "none"  # tiers run in the virtualenv `make test` made
-nox.options.error_on_external_run = False
 
 
 def in_ci() -> bool:
@@ -96,12 +94,13 @@ PREREQUISITES = "`make prerequisites` installs it"
 NODE = Need("Node", _node_version, "`make test` installs Node from PyPI into .venv")
 NODE_TOOLS = program("newman", "`make test` installs it with npm ci", where=NODE_BIN)
 ROOT_USER = Need("root", _root, "run as root")
-DOCKER = Need("the Docker engine", _docker_engine, f"{PREREQUISITES}, .ci/start-dockerd.sh starts it")
+DOCKER = Need(
+    "the Docker engine", _docker_engine, f"{PREREQUISITES}, .ci/start-dockerd.sh starts it"
+)
 DEBOOTSTRAP = program("debootstrap", PREREQUISITES)
 DATABASE = variable(
     "TEST_DATABASE_URL",
-    "a UTF8 PostgreSQL: `make prerequisites`, `.ci/start-postgres.sh`, then "
-    "TEST_DATABASE_URL=postgresql+psycopg://conduit:conduit@127.0.0.1:5432/conduit_test",
+    "`make prerequisites`, then `.ci/start-postgres.sh` starts a UTF8 server and prints it",
 )
 
 
@@ -122,10 +121,18 @@ def run(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> 
     log = LOGS / f"{session.name}.log"
     session.log(f"{' '.join(args)}  (full output: {log.relative_to(ROOT)})")
     environment = {**os.environ, "PATH": _path(), **(env or {})}
-    with log.open("a", encoding="utf-8") as kept, subprocess.Popen(
-        args, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace",
-    ) as process:
+    with (
+        log.open("a", encoding="utf-8") as kept,
+        subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as process,
+    ):
         assert process.stdout is not None
         for line in process.stdout:
             kept.write(line)
@@ -160,7 +167,10 @@ def lint(session: nox.Session) -> None:
     reports = os.environ.get("REPORTS")
     extra = []
     if reports:
-        extra = ["--output-format=gitlab", f"--output-file={ROOT / reports / 'gl-code-quality.json'}"]
+        extra = [
+            "--output-format=gitlab",
+            f"--output-file={ROOT / reports / 'gl-code-quality.json'}",
+        ]
         (ROOT / reports).mkdir(parents=True, exist_ok=True)
     run(session, str(BIN / "flask"), "lint", *extra)
 
@@ -184,7 +194,9 @@ def postgres(session: nox.Session) -> None:
 def postman(session: nox.Session) -> None:
     """The official RealWorld Postman suite against uWSGI (SQLite, and PostgreSQL if set)."""
     start(session)
-    require(session, program("uwsgi", "`make test` installs it into .venv", where=BIN), NODE, NODE_TOOLS)
+    require(
+        session, program("uwsgi", "`make test` installs it into .venv", where=BIN), NODE, NODE_TOOLS
+    )
     run(session, "tests/postman/run.sh")
 
 

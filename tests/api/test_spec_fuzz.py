@@ -1,8 +1,9 @@
 """Property-based requests generated from the official OpenAPI spec.
 
-Schemathesis derives valid and invalid requests for every operation of
-the official OpenAPI spec (a pinned upstream input, tests/upstream.toml) (wrong types, missing fields, odd strings, huge
-numbers, unusual path values) and sends them through the WSGI app. Whatever they
+Schemathesis derives valid and invalid requests (wrong types, missing fields, odd
+strings, huge numbers, unusual path values) for every operation of the official
+OpenAPI spec, a pinned upstream input (tests/upstream.toml), and sends them through
+the WSGI app. Whatever they
 hold, the API must never answer 5xx and every response must be JSON as declared.
 """
 
