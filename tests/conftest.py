@@ -19,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from conduit import create_app
 from conduit.extensions import db
@@ -37,17 +38,30 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return not any(arg == collection_path or collection_path in arg.parents for arg in named)
 
 
-def prepare_postgres(url: str) -> None:
-    """An empty public schema on a UTF8 server, or one line saying why not."""
+def check_utf8(url: str) -> None:
+    """Stop the run in one line unless the server stores text as UTF8.
+
+    Asked through psycopg itself: on a SQL_ASCII server text arrives as bytes, which
+    SQLAlchemy cannot even connect with.
+    """
+    import psycopg
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo) as connection:
+        encoding = connection.execute("SHOW server_encoding").fetchone()[0]
+    if isinstance(encoding, bytes):
+        encoding = encoding.decode("ascii")
+    if encoding != "UTF8":
+        pytest.exit(
+            f"TEST_DATABASE_URL's server stores text as {encoding}; the tests need UTF8 "
+            "(.ci/start-postgres.sh creates a UTF8 cluster)",
+            returncode=1,
+        )
+
+
+def reset_postgres_schema(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as connection:
-        encoding = connection.execute(text("SHOW server_encoding")).scalar_one()
-        if encoding != "UTF8":
-            pytest.exit(
-                f"TEST_DATABASE_URL's server encodes text as {encoding}; the tests need "
-                "UTF8 (.ci/start-postgres.sh creates a UTF8 cluster)",
-                returncode=1,
-            )
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
@@ -59,7 +73,8 @@ def database_url(tmp_path_factory) -> str:
         url = os.environ.get("TEST_DATABASE_URL")
         if not url:
             pytest.fail("CONDUIT_TEST_BACKEND=postgres needs TEST_DATABASE_URL")
-        prepare_postgres(url)
+        check_utf8(url)
+        reset_postgres_schema(url)
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'conduit.sqlite'}"
     migrated = create_app(env=app_env(url))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 # One signing secret per run, shared by the app under test and the tests that sign tokens.
 TEST_SECRET = "test-" + secrets.token_hex(24)
 
