@@ -11,8 +11,9 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
-# Test tiers to run (names from `make tiers`); empty runs them all.
+# Test tiers to run (names from `make tiers`), or tags of tiers; both empty run them all.
 TIERS ?=
+TAGS ?=
 
 export FLASK_APP := conduit
 # The virtualenv's programs first: its node (from PyPI) runs npm and the Node tools.
@@ -60,8 +61,8 @@ run: $(VENV)/.runtime ## Apply migrations and serve the API on http://$HOST:$POR
 	$(call say,serving on http://$(HOST):$(PORT)/api (Ctrl-C stops))
 	CONDUIT_ENV=development $(BIN)/flask run --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.test node_modules/.installed ## Run the test tiers (TIERS="python postgres" picks some)
-	$(BIN)/nox --no-color --noxfile noxfile.py $(if $(strip $(TIERS)),--sessions $(TIERS))
+test: $(VENV)/.test node_modules/.installed ## Run the test tiers (TIERS="python postgres" or TAGS=no-docker picks some)
+	$(BIN)/nox --no-color --noxfile noxfile.py $(if $(strip $(TIERS)),--sessions $(TIERS)) $(if $(strip $(TAGS)),--tags $(TAGS))
 
 test-%: ## Run one tier, e.g. make test-postman
 	$(MAKE) test TIERS=$*

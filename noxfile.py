@@ -10,6 +10,9 @@ ends with one line per tier: success, skipped or failed. Each tier's full output
 in build/test-logs/<tier>.log; the terminal gets every line, cut at MAX_LINE characters
 (a crashing Node tool prints its minified source as a single line).
 
+Tiers tagged `no-docker` run where no Docker engine can (the GitLab test job:
+`make test TAGS=no-docker`); the others build or run containers.
+
 REPORTS=<folder> makes the pytest tiers write JUnit XML there (and the python tier a
 Cobertura coverage report, the lint tier GitLab's code-quality JSON).
 """
@@ -34,6 +37,7 @@ NODE_BIN = ROOT / "node_modules" / ".bin"
 MAX_LINE = 400
 # yargs (in newman and gitlab-ci-local) refuses older Node releases.
 MIN_NODE_MAJOR = 20
+NO_DOCKER = ["no-docker"]
 
 
 
@@ -160,7 +164,7 @@ def start(session: nox.Session) -> None:
     (LOGS / f"{session.name}.log").unlink(missing_ok=True)
 
 
-@nox.session(python=False)
+@nox.session(python=False, tags=NO_DOCKER)
 def lint(session: nox.Session) -> None:
     """ruff's linter and format check."""
     start(session)
@@ -175,14 +179,14 @@ def lint(session: nox.Session) -> None:
     run(session, str(BIN / "flask"), "lint", *extra)
 
 
-@nox.session(python=False)
+@nox.session(python=False, tags=NO_DOCKER)
 def python(session: nox.Session) -> None:
     """Unit, API, deploy-tool, manifest and monitoring tests on SQLite."""
     start(session)
     run(session, str(BIN / "flask"), "test", *pytest_args(session, coverage=True))
 
 
-@nox.session(python=False)
+@nox.session(python=False, tags=NO_DOCKER)
 def postgres(session: nox.Session) -> None:
     """The API and migration tests again, on PostgreSQL."""
     start(session)
@@ -190,7 +194,7 @@ def postgres(session: nox.Session) -> None:
     run(session, str(BIN / "flask"), "test", "--postgres", *pytest_args(session))
 
 
-@nox.session(python=False)
+@nox.session(python=False, tags=NO_DOCKER)
 def postman(session: nox.Session) -> None:
     """The official RealWorld Postman suite against uWSGI (SQLite, and PostgreSQL if set)."""
     start(session)

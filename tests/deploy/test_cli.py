@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conduit_deploy.cli import Context, main
 
-from .conftest import ci_environ
+from .support import ci_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 from conduit_deploy import config
 from conduit_deploy.errors import ConfigError, MissingVariables
 
-from .conftest import CONDUIT_SECRET, GCP_KEY, REGISTRY_PASSWORD, ci_environ
+from .support import CONDUIT_SECRET, GCP_KEY, REGISTRY_PASSWORD, ci_environ
 
 
 def test_every_missing_variable_is_named_in_one_message():
