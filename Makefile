@@ -18,6 +18,7 @@ TAGS ?=
 export FLASK_APP := conduit
 # The virtualenv's programs first: its node (from PyPI) runs npm and the Node tools.
 export PATH := $(BIN):$(PATH)
+NPM ?= npm
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock
 say = @echo "make: $(1)"
 
@@ -48,8 +49,8 @@ install: $(VENV)/.test ## Create .venv with everything the tests and tools need
 
 # npm can crash and still exit 0, so the stamp needs the tools' programs to exist.
 node_modules/.installed: $(VENV)/.test package.json package-lock.json
-	$(call say,installing the Node tools of package.json with Node $$(node --version) from $(VENV))
-	npm ci --no-audit --no-fund --loglevel=error
+	$(call say,installing the Node tools of package.json (newman$(,) gitlab-ci-local) with npm ci)
+	$(NPM) ci --no-audit --no-fund --loglevel=error
 	for tool in newman gitlab-ci-local; do \
 	  test -x node_modules/.bin/$$tool || { echo "make: npm ci did not install $$tool" >&2; exit 1; }; \
 	done

@@ -40,7 +40,6 @@ MIN_NODE_MAJOR = 20
 NO_DOCKER = ["no-docker"]
 
 
-
 def in_ci() -> bool:
     # Same rule as tests.support.in_ci; the runner must not import the test package.
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -67,8 +66,8 @@ def variable(name: str, how: str) -> Need:
     return Need(name, lambda: None if os.environ.get(name) else "is not set", how)
 
 
-def _node_version() -> str | None:
-    node = shutil.which("node", path=_path())
+def node_problem(node: str | None) -> str | None:
+    """Why this Node cannot run the tools, or None when it can."""
     if not node:
         return "is not installed"
     version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
@@ -95,7 +94,11 @@ def _path() -> str:
 
 
 PREREQUISITES = "`make prerequisites` installs it"
-NODE = Need("Node", _node_version, "`make test` installs Node from PyPI into .venv")
+NODE = Need(
+    "Node",
+    lambda: node_problem(shutil.which("node", path=_path())),
+    "`make test` installs Node from PyPI into .venv",
+)
 NODE_TOOLS = program("newman", "`make test` installs it with npm ci", where=NODE_BIN)
 ROOT_USER = Need("root", _root, "run as root")
 DOCKER = Need(
@@ -140,8 +143,10 @@ def run(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> 
         assert process.stdout is not None
         for line in process.stdout:
             kept.write(line)
-            if len(line) > MAX_LINE:
-                line = f"{line[:MAX_LINE]} [... {len(line) - MAX_LINE} characters cut, see {log}]\n"
+            text = line.rstrip("\n")
+            if len(text) > MAX_LINE:
+                cut = len(text) - MAX_LINE
+                line = f"{text[:MAX_LINE]} [... {cut} characters cut, see {log}]\n"
             sys.stdout.write(line)
             sys.stdout.flush()
     if process.returncode:
