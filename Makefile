@@ -22,7 +22,7 @@ NPM ?= npm
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock
 say = @echo "make: $(1)"
 
-.PHONY: help prerequisites install run test tiers lint lock bench clean
+.PHONY: help prerequisites install run test tiers lock bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -70,9 +70,6 @@ test-%: ## Run one tier, e.g. make test-postman
 
 tiers: $(VENV)/.test ## List the test tiers
 	@$(BIN)/nox --noxfile noxfile.py --list
-
-lint: $(VENV)/.test ## ruff: exits non-zero on findings
-	$(BIN)/flask lint
 
 bench: $(VENV)/.test ## Load benchmark on PostgreSQL under uWSGI; writes bench/results/
 	bench/run.sh

@@ -23,6 +23,7 @@ from tests.freshmachine.support import (
     HERE,
     HOME,
     IMAGE,
+    USER_ID,
     Machine,
     Served,
     report,
@@ -56,6 +57,9 @@ def bare_clone(tmp_path_factory) -> Path:
     """The committed state of this repository, as a user would clone it."""
     target = tmp_path_factory.mktemp("freshmachine-repo") / "conduit.git"
     _build("git", "clone", "--quiet", "--bare", "--no-local", str(ROOT), str(target), timeout=120)
+    # Owned by the machine's user, as a clone from their Git server would be (git refuses
+    # to read a repository another user owns).
+    _build("chown", "-R", f"{USER_ID}:{USER_ID}", str(target), timeout=60)
     return target
 
 

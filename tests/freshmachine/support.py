@@ -17,6 +17,7 @@ IMAGE = "conduit-freshmachine:bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MEASUREMENTS = ROOT / "build" / "freshmachine" / "measurements.json"
 HOME = "/home/newcomer"
+USER_ID = 1000  # newcomer's, fixed in the Dockerfile
 
 
 @dataclass
