@@ -30,6 +30,13 @@ from tests.freshmachine.support import (
 )
 from tests.support import ROOT, free_port
 
+MEASURED: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if MEASURED:
+        report(MEASURED, terminalreporter)
+
 
 def _build(*args: str, timeout: float) -> None:
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
@@ -64,7 +71,7 @@ def bare_clone(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def machine(machine_image: str, bare_clone: Path, request) -> Iterator[Machine]:
+def machine(machine_image: str, bare_clone: Path) -> Iterator[Machine]:
     realworld = upstream.path("realworld", "openapi.yml").parent
     name = f"conduit-freshmachine-{secrets.token_hex(4)}"
     subprocess.run(
@@ -87,7 +94,7 @@ def machine(machine_image: str, bare_clone: Path, request) -> Iterator[Machine]:
         yield machine
     finally:
         subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
-        report(machine.measurements, request.config)
+        MEASURED.update(machine.measurements)
 
 
 @pytest.fixture(scope="module")

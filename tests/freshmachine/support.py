@@ -7,8 +7,6 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from tests.support import ROOT
 
 HERE = Path(__file__).parent
@@ -52,11 +50,10 @@ class Served:
     log: str
 
 
-def report(measurements: dict[str, float], config: pytest.Config) -> None:
-    if not measurements:
-        return
+def report(measurements: dict[str, float], terminal) -> None:
+    """Keep the figures in MEASUREMENTS and show them at the end of the run."""
     MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
     MEASUREMENTS.write_text(json.dumps(measurements, indent=2) + "\n")
-    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    terminal.section("fresh machine: measured")
     for key, value in measurements.items():
-        terminal.write_line(f"freshmachine: {key} = {value:g}")
+        terminal.write_line(f"{key}: {value:g}")
