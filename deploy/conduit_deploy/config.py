@@ -270,7 +270,7 @@ GCP_CREDENTIAL_FILE = Variable(
 )
 GCP_PROJECT = Variable(
     "GCP_PROJECT",
-    "optional: the GCP project id, when it is not the key's `project_id`",
+    "the GCP project id; unset: the `project_id` of `GCP_CREDENTIAL_FILE`",
     gcp_project,
     needed_by=RENDERING,
     fallback=GCP_CREDENTIAL_FILE.name,
@@ -293,8 +293,8 @@ DOCKER_REGISTRY_PASSWORD = Variable(
 )
 CONDUIT_IMAGE_REPOSITORY = Variable(
     "CONDUIT_IMAGE_REPOSITORY",
-    "optional image repository; default `docker.io/$DOCKER_REGISTRY_USER/conduit`, "
-    f"or `{LOCAL_REPOSITORY}` for `version` and `pack --no-push` without a registry",
+    "image repository; unset: `docker.io/$DOCKER_REGISTRY_USER/conduit`, or the local "
+    f"name `{LOCAL_REPOSITORY}` when no registry is needed (`version`, `pack --no-push`)",
     images.check_repository,
     needed_by=(PACK, *RENDERING),
     read_by=(VERSION, PACK_NO_PUSH),

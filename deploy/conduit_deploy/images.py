@@ -38,7 +38,14 @@ class ImageReference:
 def parse(reference: str) -> ImageReference:
     """Split a reference; ValueError when it does not follow the grammar."""
     match = _REFERENCE.match(reference)
-    if not match or len(match["repository"]) > 255:
+    # Docker reads a first component as a host only when it looks like one (normalize.go,
+    # splitDockerDomain); otherwise it is a path component and must be lower case.
+    first, _, rest = match["repository"].partition("/") if match else ("", "", "")
+    if (
+        not match
+        or len(match["repository"]) > 255
+        or (rest and registry_host(match["repository"]) is None and not PATH_COMPONENT.match(first))
+    ):
         raise ValueError(f"is not an image reference ([host/]path[:tag][@digest]): {reference!r}")
     return ImageReference(match["repository"], match["tag"], match["digest"])
 
