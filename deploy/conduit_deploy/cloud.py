@@ -1,10 +1,5 @@
-"""Credentials for kops and kubectl, kept in a private temporary folder.
-
-kops reads its state from GCS and drives GCE through Application Default
-Credentials, so GOOGLE_APPLICATION_CREDENTIALS pointing at the service-account key is
-all it needs: no gcloud in the job image. kubectl uses the admin certificate that
-`kops export kubecfg --admin` writes; it expires on its own (ADMIN_CREDENTIAL_TTL).
-"""
+"""Credentials for kops and kubectl, kept in a private temporary folder for one command
+(deploy/README.md, "Credentials")."""
 
 from __future__ import annotations
 

@@ -337,11 +337,6 @@ VARIABLES: tuple[Variable[Any], ...] = (
 )
 
 
-def needs(command: str) -> tuple[Variable[Any], ...]:
-    """The variables `command` refuses to start without."""
-    return tuple(variable for variable in VARIABLES if command in variable.needed_by)
-
-
 # --- settings -------------------------------------------------------------------------
 
 

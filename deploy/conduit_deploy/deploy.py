@@ -1,7 +1,5 @@
-"""The Deploy stage: ingress controller, then the rendered stages in order, then the
-ingress address and the smoke test. A failed app rollout or smoke test rolls the app
-back to its previous revision and fails the job.
-"""
+"""The Deploy stage, in the order deploy/README.md describes; this module decides the
+commands and when to roll back."""
 
 from __future__ import annotations
 
