@@ -115,6 +115,17 @@ def path(group: str, name: str) -> Path:
     return resolve(pin)
 
 
+def require(group: str, name: str) -> Path:
+    """For tests: the file, or a one-line test failure (not a traceback)."""
+    import pytest  # only tests call this; the CLI runs without pytest
+
+    try:
+        return path(group, name)
+    except UpstreamError as exc:
+        message = str(exc)
+    pytest.fail(message, pytrace=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] != "fetch":

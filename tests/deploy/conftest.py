@@ -10,6 +10,8 @@ import pytest
 from conduit_deploy.runner import Invocation, Result, Runner
 from conduit_deploy.waiting import Clock
 
+from .support import FakeClock
+
 
 @dataclass
 class Recorder:
@@ -23,13 +25,14 @@ class Recorder:
     echoed: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)
 
-    def runner(self, dry_run: bool = False) -> Runner:
+    def runner(self, dry_run: bool = False, clock: Clock | None = None) -> Runner:
         return Runner(
             dry_run=dry_run,
             which=lambda name: f"/usr/bin/{name}",
             echo=self.echoed.append,
             plan=self.planned.append,
             executor=self._execute,
+            clock=clock,
         )
 
     def _execute(self, call: Invocation) -> Result:
@@ -44,19 +47,6 @@ class Recorder:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
-
-
-class FakeClock(Clock):
-    """Time that moves only when the code under test sleeps."""
-
-    def __init__(self):
-        self.current = 1000.0
-        self.sleeps: list[float] = []
-        super().__init__(now=lambda: self.current, sleep=self._sleep)
-
-    def _sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.current += seconds
 
 
 @pytest.fixture
@@ -92,7 +82,7 @@ class FakeRender:
     managed_database: bool = False  # render then writes no database objects
     received: list = field(default_factory=list)
 
-    def __call__(self, values, out_dir: Path) -> FakeRendered:
+    def __call__(self, values, out_dir: Path, runner: Runner) -> FakeRendered:
         self.received.append(values)
         out_dir.mkdir(parents=True, exist_ok=True)
         kops = out_dir / "kops.yaml"

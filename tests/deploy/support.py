@@ -1,9 +1,12 @@
-"""CI environments for the deploy tool's tests: GitLab's variables and the project's."""
+"""Helpers for the deploy tool's tests: CI environments (GitLab's variables and the
+project's) and a clock that moves only when the code under test sleeps."""
 
 from __future__ import annotations
 
 import base64
 import json
+
+from conduit_deploy.waiting import Clock
 
 REGISTRY_PASSWORD = "s3cret-registry-token"
 GCP_KEY = {
@@ -47,3 +50,16 @@ def ci_environ(**overrides: str | None) -> dict[str, str]:
 def tag_environ(tag: str, **overrides: str | None) -> dict[str, str]:
     """A tag pipeline: GitLab sets CI_COMMIT_TAG and no CI_COMMIT_BRANCH."""
     return ci_environ(CI_COMMIT_TAG=tag, CI_COMMIT_BRANCH=None, **overrides)
+
+
+class FakeClock(Clock):
+    """Time that moves only when the code under test sleeps."""
+
+    def __init__(self):
+        self.current = 1000.0
+        self.sleeps: list[float] = []
+        super().__init__(now=lambda: self.current, sleep=self._sleep)
+
+    def _sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.current += seconds
