@@ -39,7 +39,7 @@ $(VENV)/.runtime: pyproject.toml requirements.lock
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime deploy/pyproject.toml
-	$(call say,adding the test tools$(,) uWSGI$(,) Node and the deploy tool to $(VENV) (first run: about a minute))
+	$(call say,adding the test tools$(,) uWSGI$(,) Node and the deploy tool to $(VENV) (first run: a few minutes))
 	$(PIP) --editable '.[server,test,bench]' --editable './deploy[ci]'
 	touch $@
 

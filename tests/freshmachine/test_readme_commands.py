@@ -19,7 +19,8 @@ from tests.support import ROOT
 SUMMARY_LINE = re.compile(r"^nox > \* (?P<tier>[\w-]+): (?P<status>\w+)(?: \((?P<why>.*)\))?", re.M)
 # Tiers that need what this machine lacks: PostgreSQL, root and the Docker engine.
 SKIPPED_HERE = {"postgres", "image", "freshmachine"}
-MAKE_TEST_TIMEOUT_SECONDS = 720
+# A guard against a hung run, not a speed goal (measured: see tests/README.md).
+MAKE_TEST_TIMEOUT_SECONDS = 1500
 
 
 def test_the_machine_has_only_what_a_new_user_has(machine: Machine):
