@@ -33,7 +33,7 @@ prerequisites: ## Install the system programs every test tier needs (Debian/Ubun
 # requirements.lock pins the whole tree (regenerate with `make lock`). The stamps record
 # what is installed: serving needs the runtime dependencies alone; tests add the rest.
 $(VENV)/.runtime: pyproject.toml requirements.lock
-	$(call say,creating $(VENV) with the runtime dependencies (first run: about 20 s))
+	$(call say,creating $(VENV) with the runtime dependencies (first run: about half a minute))
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --editable .
 	touch $@
