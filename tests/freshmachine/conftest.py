@@ -73,23 +73,15 @@ def bare_clone(tmp_path_factory) -> Path:
 
 
 def cache_volumes() -> list[str]:
-    """docker run options that mount the download caches, or none for a cold run."""
+    """docker run options that mount the download cache, or none for a cold run."""
     folder = os.environ.get("FRESHMACHINE_CACHE", DEFAULT_CACHE)
-    MEASURED["download caches kept between runs (1 = yes)"] = 1 if folder else 0
+    MEASURED["npm cache kept between runs (1 = yes)"] = 1 if folder else 0
     if not folder:
         return []
-    options = []
-    for tool, variable in (("pip", "PIP_CACHE_DIR"), ("npm", "npm_config_cache")):
-        path = Path(folder) / tool
-        path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, USER_ID, USER_ID)
-        options += [
-            "--volume",
-            f"{path}:/srv/cache/{tool}",
-            "--env",
-            f"{variable}=/srv/cache/{tool}",
-        ]
-    return options
+    path = Path(folder) / "npm"
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, USER_ID, USER_ID)
+    return ["--volume", f"{path}:/srv/cache/npm", "--env", "npm_config_cache=/srv/cache/npm"]
 
 
 @pytest.fixture(scope="module")
