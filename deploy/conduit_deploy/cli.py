@@ -23,6 +23,7 @@ from .errors import DeployError
 from .pack import plan_pack, run_pack
 from .release import (
     RenderFunction,
+    check_cluster_name,
     check_environment,
     check_target,
     default_out_dir,
@@ -100,6 +101,7 @@ def _prepare(args: argparse.Namespace, ctx: Context, command: str) -> Prepared:
     info = build_info(ctx.environ, runner)
     if command != config.RENDER:
         check_target(info, environment)
+    check_cluster_name(environment, settings)
     out_dir = args.out or default_out_dir(environment)
     rendered = render_environment(settings, info, environment, out_dir, ctx.render, runner)
     return Prepared(environment, settings, runner, info, rendered)
@@ -263,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = commands.add_parser(
         "cluster",
         parents=[environment, dry_run],
-        help="create or update the kops cluster of ENV and wait until it validates",
+        help="create, update or upgrade the kops cluster of ENV and wait until it validates",
     )
     _add_seconds(
         cluster,
@@ -278,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-rolling-update",
         dest="rolling_update",
         action="store_false",
-        help="do not replace nodes whose spec changed",
+        help="on an update, leave nodes whose spec changed for later "
+        "(an upgrade always rolls them: kops reconcile cluster)",
     )
     cluster.set_defaults(handler=cmd_cluster)
 

@@ -250,6 +250,14 @@ K8S_CLUSTER_NAME = Variable(
     # The seed pipeline spelled it K8S_CLUSTER_NAEM; projects that still set that keep working.
     alternatives=("K8S_CLUSTER_NAEM",),
 )
+K8S_CLUSTER_NAME_CONFIRMED = Variable(
+    "K8S_CLUSTER_NAME_CONFIRMED",
+    "optional: the exact cluster name, to use a cluster whose name does not start with "
+    "its environment (`dev.`, `prod.`); never lets one environment use the other's cluster",
+    dns_name,
+    read_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+)
 KOPS_STATE_STORE = Variable(
     "KOPS_STATE_STORE",
     "kops state bucket, `gs://…` (one bucket can hold both clusters)",
@@ -324,6 +332,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
     DB_PASSWORD,
     CONDUIT_SECRET,
     K8S_CLUSTER_NAME,
+    K8S_CLUSTER_NAME_CONFIRMED,
     KOPS_STATE_STORE,
     KOPS_FEATURE_FLAGS,
     GCP_CREDENTIAL_FILE,

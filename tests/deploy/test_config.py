@@ -251,7 +251,13 @@ def test_a_fallback_is_read_wherever_the_variable_it_stands_in_for_is():
 
 def test_per_environment_variables_are_the_ones_that_differ_between_dev_and_prod():
     per_environment = {v.name for v in config.VARIABLES if v.scope is config.Scope.ENVIRONMENT}
-    assert per_environment == {"DB_USER", "DB_PASSWORD", "CONDUIT_SECRET", "K8S_CLUSTER_NAME"}
+    assert per_environment == {
+        "DB_USER",
+        "DB_PASSWORD",
+        "CONDUIT_SECRET",
+        "K8S_CLUSTER_NAME",
+        "K8S_CLUSTER_NAME_CONFIRMED",
+    }
 
 
 def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
