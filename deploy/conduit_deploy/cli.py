@@ -23,7 +23,6 @@ from .errors import DeployError
 from .pack import plan_pack, run_pack
 from .release import (
     RenderFunction,
-    check_cluster_name,
     check_environment,
     check_target,
     default_out_dir,
@@ -96,12 +95,11 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
 def _prepare(args: argparse.Namespace, ctx: Context, command: str) -> Prepared:
     """Checks shared by render, cluster and deploy, all before any command runs."""
     environment = check_environment(args.environment)
-    settings = config.load_settings(ctx.environ, command, f"{command} {environment}")
     runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
     if command != config.RENDER:
-        check_target(info, environment)
-    check_cluster_name(environment, settings)
+        check_target(info, environment)  # the pipeline's reason comes before the variables'
+    settings = config.load_settings(ctx.environ, command, environment)
     out_dir = args.out or default_out_dir(environment)
     rendered = render_environment(settings, info, environment, out_dir, ctx.render, runner)
     return Prepared(environment, settings, runner, info, rendered)
@@ -226,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Build, render, provision and deploy Conduit (see deploy/README.md).",
+        epilog="Times are in seconds. `conduit-deploy variables` lists the CI variables "
+        "each command needs.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

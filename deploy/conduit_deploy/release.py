@@ -42,31 +42,6 @@ def check_target(info: BuildInfo, environment: str) -> None:
         )
 
 
-def check_cluster_name(environment: str, settings: Settings) -> None:
-    """A cluster belongs to the environment its name starts with (`dev.…`, `prod.…`).
-
-    A name that starts with another environment is always refused, so a variable
-    without the right environment scope can never send prod's spec to the dev cluster.
-    A name that starts with none is allowed only when K8S_CLUSTER_NAME_CONFIRMED repeats it.
-    """
-    name = settings.require(config.K8S_CLUSTER_NAME)
-    if name.startswith(f"{environment}."):
-        return
-    owner = next((env for env in ENVIRONMENTS if name.startswith(f"{env}.")), None)
-    if owner is not None:
-        raise ConfigError(
-            f"K8S_CLUSTER_NAME {name!r} is the {owner} cluster, not {environment}'s: give the "
-            f"variable one value per environment scope ({', '.join(ENVIRONMENTS)})"
-        )
-    if settings.get(config.K8S_CLUSTER_NAME_CONFIRMED) == name:
-        return
-    raise ConfigError(
-        f"K8S_CLUSTER_NAME {name!r} does not start with '{environment}.', so nothing shows it "
-        f"is the {environment} cluster: name it {environment}.<domain>, or set "
-        f"K8S_CLUSTER_NAME_CONFIRMED={name} in the {environment} scope"
-    )
-
-
 def default_out_dir(environment: str) -> Path:
     return Path("build", environment)
 

@@ -361,8 +361,10 @@ def test_prod_never_goes_to_the_dev_cluster(run_cluster, recorder, fake_render):
     code, _, err = run_cluster("prod", environ=environ)
     assert (code, recorder.calls, fake_render.received) == (1, [], [])
     assert err == (
-        f"conduit-deploy: error: K8S_CLUSTER_NAME '{CLUSTER}' is the dev cluster, not prod's: "
-        "give the variable one value per environment scope (dev, prod)\n"
+        "conduit-deploy: error: `cluster prod` cannot start; CI variables invalid: "
+        f"K8S_CLUSTER_NAME '{CLUSTER}' is the dev cluster, not prod's: give the variable one "
+        "value per environment scope (dev, prod) "
+        "(set them in Settings > CI/CD > Variables, or export them)\n"
     )
 
 
