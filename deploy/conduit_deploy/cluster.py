@@ -61,12 +61,15 @@ def replace_command(kops_file: Path) -> list[str]:
 
 
 def update_command(cluster: str, *, prune: bool = False) -> list[str]:
+    # The stage exports its own short-lived admin kubeconfig (cloud.export_kubeconfig);
+    # kops update would otherwise write one of its own over it (docs/cli/kops_update_cluster.md).
     return [
         "kops",
         "update",
         "cluster",
         "--name",
         cluster,
+        "--create-kube-config=false",
         *(["--prune"] if prune else []),
         "--yes",
     ]

@@ -102,10 +102,19 @@ def test_an_existing_cluster_on_the_same_version_is_updated_then_rolled_and_prun
     assert recorder.commands == [
         *queries(),  # the kubeconfig is exported before anything changes
         ("kops", "replace", "--filename", spec_file(tmp_path), "--force"),
-        ("kops", "update", "cluster", "--name", CLUSTER, "--yes"),
+        ("kops", "update", "cluster", "--name", CLUSTER, "--create-kube-config=false", "--yes"),
         VALIDATE,
         ("kops", "rolling-update", "cluster", "--name", CLUSTER, "--yes"),
-        ("kops", "update", "cluster", "--name", CLUSTER, "--prune", "--yes"),
+        (
+            "kops",
+            "update",
+            "cluster",
+            "--name",
+            CLUSTER,
+            "--create-kube-config=false",
+            "--prune",
+            "--yes",
+        ),
     ]
     assert f"==> cluster: update {CLUSTER}" in err
 
@@ -119,7 +128,7 @@ def test_a_missing_cluster_is_created_without_touching_an_api_server(
     assert recorder.commands == [
         ("kops", "get", "cluster", "--name", CLUSTER, "--output", "yaml"),
         ("kops", "replace", "--filename", spec_file(tmp_path), "--force"),
-        ("kops", "update", "cluster", "--name", CLUSTER, "--yes"),
+        ("kops", "update", "cluster", "--name", CLUSTER, "--create-kube-config=false", "--yes"),
         ("kops", "export", "kubecfg", "--name", CLUSTER, "--admin=2h"),
         VALIDATE,
     ]
@@ -144,7 +153,15 @@ def test_a_new_kubernetes_version_is_reconciled_not_updated(run_cluster, recorde
 def test_without_an_api_server_the_state_stores_version_decides(run_cluster, recorder, kops):
     kops.running = None
     run_cluster("dev")
-    assert ("kops", "update", "cluster", "--name", CLUSTER, "--yes") in recorder.commands
+    assert (
+        "kops",
+        "update",
+        "cluster",
+        "--name",
+        CLUSTER,
+        "--create-kube-config=false",
+        "--yes",
+    ) in recorder.commands
     recorder.calls.clear()
     kops.stored = "1.34.9"
     run_cluster("dev")
@@ -197,15 +214,15 @@ def test_the_dry_run_shows_every_path_in_order(run_cluster, recorder, tmp_path):
         "kubectl version --output=json --request-timeout=30s",
         f"# create, when {CLUSTER} is not in the state store:",
         f"#   kops replace --filename {spec} --force",
-        f"#   kops update cluster --name {CLUSTER} --yes",
+        f"#   kops update cluster --name {CLUSTER} --create-kube-config=false --yes",
         f"#   kops export kubecfg --name {CLUSTER} --admin=2h",
         *validate,
         "# update, when it runs Kubernetes 1.35.5:",
         f"#   kops replace --filename {spec} --force",
-        f"#   kops update cluster --name {CLUSTER} --yes",
+        f"#   kops update cluster --name {CLUSTER} --create-kube-config=false --yes",
         *validate,
         f"#   kops rolling-update cluster --name {CLUSTER} --yes",
-        f"#   kops update cluster --name {CLUSTER} --prune --yes",
+        f"#   kops update cluster --name {CLUSTER} --create-kube-config=false --prune --yes",
         "# upgrade, when it runs another version than 1.35.5:",
         f"#   kops replace --filename {spec} --force",
         f"#   kops reconcile cluster --name {CLUSTER} --yes",
