@@ -14,7 +14,7 @@ from conduit_deploy.cli import Context, build_parser, main
 from conduit_deploy.errors import RenderError
 from conduit_deploy.runner import Runner
 
-from .conftest import ci_environ
+from .support import ci_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 

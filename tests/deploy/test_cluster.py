@@ -23,7 +23,7 @@ from conduit_deploy.cluster import (
 from conduit_deploy.errors import ConfigError
 from conduit_deploy.runner import Result
 
-from .conftest import GCP_KEY, ci_environ, tag_environ
+from .support import GCP_KEY, ci_environ, tag_environ
 
 CLUSTER = "dev.conduit.k8s.local"
 SPEC_VERSION = "1.35.5"  # what FakeRender writes into kops.yaml
