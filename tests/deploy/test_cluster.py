@@ -92,6 +92,9 @@ def queries(name=CLUSTER):
 
 
 VALIDATE = ("kops", "validate", "cluster", "--name", CLUSTER, "--output", "json")
+UPDATE = ("kops", "update", "cluster", "--name", CLUSTER, "--create-kube-config=false", "--yes")
+PRUNE = (*UPDATE[:-1], "--prune", "--yes")
+RECONCILE = ("kops", "reconcile", "cluster", "--name", CLUSTER, "--yes")
 
 
 def test_an_existing_cluster_on_the_same_version_is_updated_then_rolled_and_pruned(
@@ -102,19 +105,10 @@ def test_an_existing_cluster_on_the_same_version_is_updated_then_rolled_and_prun
     assert recorder.commands == [
         *queries(),  # the kubeconfig is exported before anything changes
         ("kops", "replace", "--filename", spec_file(tmp_path), "--force"),
-        ("kops", "update", "cluster", "--name", CLUSTER, "--create-kube-config=false", "--yes"),
+        UPDATE,
         VALIDATE,
         ("kops", "rolling-update", "cluster", "--name", CLUSTER, "--yes"),
-        (
-            "kops",
-            "update",
-            "cluster",
-            "--name",
-            CLUSTER,
-            "--create-kube-config=false",
-            "--prune",
-            "--yes",
-        ),
+        PRUNE,
     ]
     assert f"==> cluster: update {CLUSTER}" in err
 
@@ -128,7 +122,7 @@ def test_a_missing_cluster_is_created_without_touching_an_api_server(
     assert recorder.commands == [
         ("kops", "get", "cluster", "--name", CLUSTER, "--output", "yaml"),
         ("kops", "replace", "--filename", spec_file(tmp_path), "--force"),
-        ("kops", "update", "cluster", "--name", CLUSTER, "--create-kube-config=false", "--yes"),
+        UPDATE,
         ("kops", "export", "kubecfg", "--name", CLUSTER, "--admin=2h"),
         VALIDATE,
     ]
@@ -144,7 +138,7 @@ def test_a_new_kubernetes_version_is_reconciled_not_updated(run_cluster, recorde
     assert recorder.commands == [
         *queries(),
         ("kops", "replace", "--filename", spec_file(tmp_path), "--force"),
-        ("kops", "reconcile", "cluster", "--name", CLUSTER, "--yes"),
+        RECONCILE,
         VALIDATE,
     ]
     assert f"==> cluster: upgrade {CLUSTER}" in err
@@ -153,19 +147,11 @@ def test_a_new_kubernetes_version_is_reconciled_not_updated(run_cluster, recorde
 def test_without_an_api_server_the_state_stores_version_decides(run_cluster, recorder, kops):
     kops.running = None
     run_cluster("dev")
-    assert (
-        "kops",
-        "update",
-        "cluster",
-        "--name",
-        CLUSTER,
-        "--create-kube-config=false",
-        "--yes",
-    ) in recorder.commands
+    assert UPDATE in recorder.commands
     recorder.calls.clear()
     kops.stored = "1.34.9"
     run_cluster("dev")
-    assert ("kops", "reconcile", "cluster", "--name", CLUSTER, "--yes") in recorder.commands
+    assert RECONCILE in recorder.commands
 
 
 def test_a_downgrade_is_refused_before_anything_changes(run_cluster, recorder, kops):
