@@ -61,13 +61,21 @@ class Digest:
     source: str
 
 
+def digest_source(url: str, version: str, arch: str, pinned: str | None) -> str:
+    """Where the digest to check against comes from (decided without any download)."""
+    if pinned:
+        return "the pinned digest"
+    if (version, arch) in RECORDED_DIGESTS:
+        return "the digest recorded in conduit_deploy.tools"
+    return f"{url}.sha256 (integrity only)"
+
+
 def expected_digest(url: str, version: str, arch: str, pinned: str | None) -> Digest:
+    source = digest_source(url, version, arch, pinned)
     if pinned:
         digest = pinned
-        source = "the pinned digest"
     elif (version, arch) in RECORDED_DIGESTS:
         digest = RECORDED_DIGESTS[(version, arch)]
-        source = "the digest recorded in conduit_deploy.tools"
     else:
         log(
             f"    no digest recorded for kops {version} ({arch}) and none given (KOPS_SHA256): "
@@ -75,7 +83,6 @@ def expected_digest(url: str, version: str, arch: str, pinned: str | None) -> Di
         )
         text = _fetch(url + ".sha256").decode("ascii", "replace").split()
         digest = text[0].lower() if text else ""
-        source = f"{url}.sha256 (integrity only)"
     try:
         return Digest(config.sha256(digest), source)
     except ValueError:
@@ -95,7 +102,8 @@ def install_kops(
     url = (url_template or KOPS_URL).format(version=version, arch=arch)
     target = dest / "kops"
     return runner.step(
-        f"download {url}, check its SHA-256, install as {target}",
+        f"download {url}, check its SHA-256 against "
+        f"{digest_source(url, version, arch, sha256)}, install as {target}",
         lambda: _download(url, target, version, arch, sha256),
         planned=target,
     )

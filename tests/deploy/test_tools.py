@@ -112,7 +112,8 @@ def test_dry_run_downloads_nothing(tmp_path, recorder, capsys):
     assert list(Path(tmp_path).iterdir()) == []
     assert recorder.planned == [
         f"# download https://github.com/kubernetes/kops/releases/download/v{tools.KOPS_VERSION}"
-        f"/kops-linux-{tools.machine_arch()}, check its SHA-256, install as {tmp_path / 'kops'}"
+        f"/kops-linux-{tools.machine_arch()}, check its SHA-256 against the digest recorded in "
+        f"conduit_deploy.tools, install as {tmp_path / 'kops'}"
     ]
 
 
