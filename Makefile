@@ -12,7 +12,7 @@ PORT ?= 5000
 
 export FLASK_APP := conduit
 
-.PHONY: help install run test test-python test-postgres test-postman test-image lint lock bench clean
+.PHONY: help install run test test-python test-postgres test-postman test-image lint lock bench rehearse clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ lint: install ## ruff: exits non-zero on findings
 
 bench: install ## Load benchmark on PostgreSQL under uWSGI; writes bench/results/
 	bench/run.sh
+
+rehearse: install node_modules/.installed ## Run .gitlab-ci.yml's jobs here in local stand-in images (Docker, root; ci/rehearsal/README.md)
+	$(BIN)/python ci/rehearsal/rehearse.py
+	$(BIN)/python -m pytest ci/rehearsal -q
 
 lock: ## Re-pin every dependency into requirements.lock (pip-tools)
 	$(BIN)/pip install --quiet pip-tools==7.6.2

@@ -37,6 +37,7 @@ build() { # RECIPE TAG
   echo "rehearsal image: $2 <- images/$1 ($((SECONDS - started)) s)"
 }
 
+"$root/.ci/start-dockerd.sh"
 "$root/docker/build-base-image.sh" "$debootstrap_base"
 docker_build "$here/images/base" "$base" "$debootstrap_base"
 for recipe in python-slim postgres docker-cli docker-dind wait-for-it; do

@@ -108,23 +108,33 @@ def source_files(source: Path) -> list[str]:
     return [name for name in listed.split("\0") if name and (source / name).exists()]
 
 
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy what a push of `source` would hold into `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target.parent / f".{target.name}.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in source_files(source):
+            tar.add(source / name, arcname=name, recursive=False)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="tar")
+    archive.unlink()
+
+
 def prepare_checkout(source: Path, checkout: Path) -> None:
     """A one-commit repository holding the tree to rehearse.
 
     gitlab-ci-local's state (its cache, e.g. .cache/pip) lives in .gitlab-ci-local and
     is kept between runs, as a runner keeps its cache.
     """
-    checkout.mkdir(parents=True, exist_ok=True)
-    for entry in checkout.iterdir():
-        if entry.name != ".gitlab-ci-local":
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    archive = checkout.parent / "source.tar"
-    with tarfile.open(archive, "w") as tar:
-        for name in source_files(source):
-            tar.add(source / name, arcname=name, recursive=False)
-    with tarfile.open(archive) as tar:
-        tar.extractall(checkout, filter="tar")
-    archive.unlink()
+    if checkout.exists():
+        for entry in checkout.iterdir():
+            if entry.name == ".gitlab-ci-local":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    copy_tree(source, checkout)
     git = [
         "git",
         "-C",
@@ -147,7 +157,7 @@ def realworld_dir() -> Path:
     if configured:
         return Path(configured).resolve()
     # Fills build/upstream/realworld from the pinned URLs, checked by SHA-256.
-    fetched = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+    fetched = subprocess.run(
         [sys.executable, "-m", "tests.upstream", "fetch", "realworld"],
         cwd=ROOT,
         capture_output=True,
