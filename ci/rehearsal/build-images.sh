@@ -4,7 +4,10 @@
 # second run take seconds: an image is rebuilt only when its recipe under images/
 # (or the debootstrap base) changed. What each stand-in differs in: README.md.
 #
-#   ci/rehearsal/build-images.sh        prints "NAME <- recipe" for each image
+#   ci/rehearsal/build-images.sh [RECIPE ...]   default: every stand-in
+#
+# The recipe `engine` (a Docker engine of its own, for build_cache.py) is built only
+# when named.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -19,6 +22,7 @@ declare -A standins=(
   [docker-cli]=docker:28.3.2-cli
   [docker-dind]=docker:28.3.2-dind
   [wait-for-it]=pipeline-rehearsal/wait-for-it:bookworm
+  [engine]=pipeline-rehearsal/engine:bookworm
 )
 
 # The legacy builder: it uses local images as they are and never asks a registry.
@@ -40,6 +44,9 @@ build() { # RECIPE TAG
 "$root/.ci/start-dockerd.sh"
 "$root/docker/build-base-image.sh" "$debootstrap_base"
 docker_build "$here/images/base" "$base" "$debootstrap_base"
-for recipe in python-slim postgres docker-cli docker-dind wait-for-it; do
+recipes=("$@")
+((${#recipes[@]})) || recipes=(python-slim postgres docker-cli docker-dind wait-for-it)
+for recipe in "${recipes[@]}"; do
+  [ -n "${standins[$recipe]:-}" ] || { echo "build-images: no recipe $recipe" >&2; exit 2; }
   build "$recipe" "${standins[$recipe]}"
 done

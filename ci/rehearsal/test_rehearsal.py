@@ -31,7 +31,7 @@ def copy_of_this_repository(target: Path) -> Path:
 
 
 def rehearse_copy(source: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - this interpreter and the rehearsal script
+    return subprocess.run(
         [
             sys.executable,
             str(HERE / "rehearse.py"),
