@@ -302,8 +302,12 @@ def test_deploy_jobs(jobs, environment):
         assert job["environment"]["name"] == environment
         assert job["interruptible"] is False
     assert cluster["environment"]["action"] == "prepare"
-    assert cluster["script"] == ['conduit-deploy cluster "$TARGET_ENVIRONMENT"']
-    assert deploy["script"] == ['conduit-deploy deploy "$TARGET_ENVIRONMENT" --env-file deploy.env']
+    dry_run = "${CONDUIT_DEPLOY_DRY_RUN:+--dry-run}"
+    assert cluster["script"] == [f'conduit-deploy cluster "$TARGET_ENVIRONMENT" {dry_run}']
+    assert deploy["script"] == [
+        f'conduit-deploy deploy "$TARGET_ENVIRONMENT" --env-file deploy.env {dry_run}'
+    ]
+    assert cluster["before_script"][-1].endswith(f"install-tools --dest /usr/local/bin {dry_run}")
     assert deploy["environment"]["url"] == "$DYNAMIC_ENVIRONMENT_URL"
     assert deploy["artifacts"] == {"when": "always", "reports": {"dotenv": "deploy.env"}}
     assert [need["job"] for need in deploy["needs"]] == ["pack", f"cluster:{environment}"]
