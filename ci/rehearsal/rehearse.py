@@ -9,7 +9,8 @@ runner's config.toml would say it (README.md beside this file has the details):
   copy of the RealWorld inputs (REALWORLD_DIR), because GitHub is out of reach here;
 - pipelines are simulated by the variables GitLab sets for each kind of pipeline.
 
-    python ci/rehearsal/rehearse.py [--pipeline merge_request] [--job NAME ...] [--source DIR]
+    python ci/rehearsal/rehearse.py                     # the default plan below
+    python ci/rehearsal/rehearse.py [--pipeline KIND] --job NAME [--job NAME ...]
 
 Prints one line per job (result and duration) and exits non-zero when a job failed that
 is not allowed to fail.
@@ -55,7 +56,12 @@ PIPELINES: dict[str, dict[str, str | None]] = {
         "CI_COMMIT_TAG": None,
     },
 }
-DEFAULT_JOBS = {"merge_request": ["test", "lint", "pack:check"]}
+# A merge request's jobs, then the default branch's cluster and deploy jobs (dry run);
+# pack would push, and a runner here has no registry to push to.
+DEFAULT_PLAN = {
+    "merge_request": ["test", "lint", "pack:check"],
+    "default_branch": ["cluster:dev", "deploy:dev"],
+}
 
 # Variables a project would set in its settings, with values that reach no cloud. The
 # cluster and deploy jobs run with the deploy tool's dry run switched on.
@@ -233,7 +239,12 @@ def run_job(checkout: Path, job: str, options: list[str], log_dir: Path) -> JobR
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pipeline", choices=sorted(PIPELINES), default="merge_request")
+    parser.add_argument(
+        "--pipeline",
+        choices=sorted(PIPELINES),
+        default="merge_request",
+        help="the kind of pipeline the --job jobs run in",
+    )
     parser.add_argument("--job", action="append", dest="jobs", help="a job to run (repeatable)")
     parser.add_argument("--source", type=Path, default=ROOT, help="the working tree to rehearse")
     parser.add_argument("--work", type=Path, default=WORK, help="checkout and logs go here")
@@ -252,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-images", action="store_true", help="use the stand-ins as built")
     args = parser.parse_args(argv)
 
-    jobs = args.jobs or DEFAULT_JOBS.get(args.pipeline)
-    if not jobs:
-        parser.error(f"name the jobs to rehearse for the {args.pipeline} pipeline (--job)")
+    plan = {args.pipeline: args.jobs} if args.jobs else DEFAULT_PLAN
     if not GITLAB_CI_LOCAL.exists():
         print("rehearsal: gitlab-ci-local is missing (npm ci installs it)", file=sys.stderr)
         return 2
@@ -264,27 +273,21 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = args.work / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     prepare_checkout(args.source.resolve(), checkout)
-    options = runner_options(
-        args.pipeline,
-        realworld=None if args.no_realworld else realworld_dir(),
-        extra=dict(item.split("=", 1) for item in args.variable),
-    )
+    realworld = None if args.no_realworld else realworld_dir()
+    extra = dict(item.split("=", 1) for item in args.variable)
 
     results = []
-    for job in jobs:
-        result = run_job(checkout, job, options, log_dir)
-        print(result.line(), flush=True)
-        results.append(result)
+    for pipeline, jobs in plan.items():
+        print(f"rehearsal: {pipeline} pipeline", flush=True)
+        options = runner_options(pipeline, realworld=realworld, extra=extra)
+        for job in jobs:
+            result = run_job(checkout, job, options, log_dir)
+            print(result.line(), flush=True)
+            results.append(result)
     failed = [r.name for r in results if r.blocks]
-    total = sum(r.seconds for r in results)
-    verdict = (
-        f"{len(failed)} of {len(results)} jobs failed ({', '.join(failed)})"
-        if failed
-        else "every job passed"
-    )
-    print(
-        f"rehearsal: {args.pipeline} pipeline, {verdict}, {total / 60:.1f} min; logs in {log_dir}"
-    )
+    total = sum(r.seconds for r in results) / 60
+    verdict = f"{len(failed)} failed ({', '.join(failed)})" if failed else "none failed"
+    print(f"rehearsal: {len(results)} jobs, {verdict}, {total:.1f} min; logs in {log_dir}")
     return 1 if failed else 0
 
 

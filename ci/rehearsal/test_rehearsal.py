@@ -80,6 +80,8 @@ def test_the_test_job_on_debians_node_fails(tmp_path):
     assert job_line(result.stdout, "test").startswith("failed "), result.stdout + result.stderr
     log = (source.parent / "work" / "logs" / "test.log").read_text()
     assert "v18." in log
+    # npm ci worked; the Node tool itself is what fails.
+    assert "$ node_modules/.bin/gitlab-ci-local --list" in log
 
 
 def test_the_test_job_without_the_realworld_spec_fails(tmp_path):
