@@ -111,8 +111,9 @@ class Measurement:
 
     def empty_engine(self) -> None:
         """Remove every image built on this measurement's base, and the pulled ones."""
+        mine = f"label={LABEL}={self.nonce}"
         listed = subprocess.run(
-            ["docker", "images", "--all", "--quiet", "--filter", f"label={LABEL}={self.nonce}"],
+            ["docker", "images", "--all", "--quiet", "--no-trunc", "--filter", mine],
             capture_output=True,
             text=True,
             check=True,
@@ -123,7 +124,7 @@ class Measurement:
             text=True,
             check=True,
         ).stdout.strip()
-        doomed = [image for image in dict.fromkeys(listed) if not base_id.endswith(image)]
+        doomed = [image for image in dict.fromkeys(listed) if image != base_id]
         if doomed:
             self.docker("rmi", "--force", *doomed, check=False)
 
