@@ -99,3 +99,29 @@ def test_the_test_job_without_the_realworld_spec_fails(tmp_path):
 def test_a_job_that_may_fail_does_not_fail_the_rehearsal(status):
     assert not rehearse.JobResult("lint", status, 1.0).blocks
     assert rehearse.JobResult("lint", "failed", 1.0).blocks
+
+
+def docker_run(image: str, *command: str, env: dict[str, str] | None = None):
+    options = [item for name, value in (env or {}).items() for item in ("--env", f"{name}={value}")]
+    return subprocess.run(
+        ["docker", "run", "--rm", *options, image, *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_apk_stand_in_refuses_a_package_it_does_not_provide():
+    known = docker_run("docker:28.3.2-cli", "apk", "add", "--no-cache", "python3")
+    assert known.returncode == 0, known.stderr
+    unknown = docker_run("docker:28.3.2-cli", "apk", "add", "--no-cache", "curl")
+    assert unknown.returncode != 0
+    assert "unable to select packages: curl" in unknown.stderr
+
+
+def test_the_postgres_stand_in_refuses_to_start_without_a_password():
+    # As the official image does: no POSTGRES_PASSWORD, no server.
+    result = docker_run("postgres:15.13-bookworm", env={"POSTGRES_USER": "conduit"})
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr
