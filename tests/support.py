@@ -4,6 +4,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,28 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_until(
+    ready: Callable[[], object],
+    what: str,
+    timeout: float = 30.0,
+    detail: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll `ready()` until it is truthy; else fail the test naming `what`, plus `detail()`.
+
+    `ready` may raise OSError (nothing listens yet): that counts as not ready.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:g} s{detail()}", pytrace=False)
+        time.sleep(0.05)
 
 
 def uwsgi_binary() -> str:
