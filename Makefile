@@ -42,7 +42,7 @@ test-postgres: install ## API and migration tests against PostgreSQL at TEST_DAT
 	$(BIN)/flask test --postgres
 
 test-postman: install node_modules/.installed ## Official Postman suite against uWSGI, on SQLite and PostgreSQL
-	tests/postman/run.sh
+	$(BIN)/flask test tests/postman -m postman
 
 test-image: install node_modules/.installed ## Build the image and prove it end to end with Docker, nginx and a registry
 	docker/test-image.sh
