@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -52,3 +55,77 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+class PostgresServer:
+    """A PostgreSQL server of the test's own, in a folder, on a loopback port.
+
+    The image tier stops and restarts it under load, which must never happen to a
+    server other work shares. Runs as the `postgres` user when the tests run as root
+    (the server refuses root).
+    """
+
+    def __init__(self, folder: Path, port: int):
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=_major)
+        if not bins:
+            message = "PostgreSQL server binaries are not installed (apt-get install postgresql)"
+            if in_ci():
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
+        self.bin = bins[-1].parent
+        self.folder, self.port = folder, port
+        self.data = folder / "data"
+        self.password = secrets.token_hex(16)
+        self.url = f"postgresql+psycopg://conduit:{self.password}@127.0.0.1:{port}/conduit"
+
+    def _run(self, *argv: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        result = subprocess.run(
+            [*prefix, *argv], capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode:
+            log = self.folder / "server.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{Path(argv[0]).name} failed: {result.stderr[-2000:]}{tail}")
+
+    def create(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        password_file = self.folder / "password"
+        password_file.write_text("postgres-" + self.password)
+        if os.geteuid() == 0:
+            shutil.chown(password_file, "postgres", "postgres")
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8",
+            "--locale=C.UTF-8", "--auth=scram-sha-256", f"--pwfile={password_file}",
+        )  # fmt: skip
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.folder}'\n"
+            )
+        self.start()
+        admin = f"postgresql://postgres:postgres-{self.password}@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("CREATE ROLE conduit LOGIN PASSWORD {}").format(sql.Literal(self.password))
+            )
+            connection.execute("CREATE DATABASE conduit OWNER conduit")
+
+    def start(self) -> None:
+        log = self.folder / "server.log"
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast` drops every connection, as a crash or a failover does to the app."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _major(initdb: Path) -> int:
+    return int(initdb.parent.parent.name) if initdb.parent.parent.name.isdigit() else 0
