@@ -197,8 +197,10 @@ def image(docker: Docker, base_image: str, run_id: str, deploy_tool) -> Iterator
         f"{base_image} ({base_size / 1e6:.0f} MB)"
     )
     yield built
-    # The tag goes; --no-prune keeps the layers as the next build's cache.
-    docker("rmi", "--no-prune", ref, check=False)
+    # The run's containers go first (they hold the image), then the tag; --no-prune
+    # keeps the layers as the next build's cache.
+    docker.remove_run_containers()
+    docker("rmi", "--no-prune", ref)
 
 
 @pytest.fixture(scope="session")
@@ -268,9 +270,10 @@ def server(serve_image: Callable[..., Server], docker: Docker) -> Iterator[Serve
     """The server container the serving tests share (uWSGI, the image's CMD)."""
     server = serve_image("server")
     yield server
-    top = docker("top", server.container.name, "-eo", "rss,args", check=False)
+    # docker top needs the pid column to map processes to the container.
+    top = docker("top", server.container.name, "-eo", "pid,rss,args", check=False)
     for line in top.splitlines()[1:]:
-        rss, args = line.split(maxsplit=1)
+        _pid, rss, args = line.split(maxsplit=2)
         if "worker" in args:
             METRICS.append(f"RSS of {args} after the tier's traffic: {int(rss) // 1024} MiB")
 
