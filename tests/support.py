@@ -3,6 +3,7 @@
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +59,16 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"{what} within {timeout:g} s{detail()}", pytrace=False)
         time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> int:
+    """SIGTERM, as Kubernetes and `docker stop` send it; SIGKILL after `timeout` s."""
+    process.terminate()
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def uwsgi_binary() -> str:

@@ -31,7 +31,7 @@ from tests.image.docker import Container, Docker, DockerError
 from tests.image.migrations import Upgrade, gated_upgrades
 from tests.image.pg import PostgresServer, scratch_database, shared_server_url
 from tests.k8s import nginx_conf
-from tests.support import free_port, in_ci, require_program, wait_until
+from tests.support import free_port, in_ci, require_program, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_PREFIX = os.environ.get("TEST_RUN_PREFIX", "conduit-test")
@@ -311,5 +311,4 @@ def registry(workdir: Path) -> Iterator[str]:
         )  # fmt: skip
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)

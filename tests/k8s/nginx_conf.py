@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import free_port, require_program, wait_until
+from tests.support import free_port, require_program, stop_process, wait_until
 
 ANNOTATION = "nginx.ingress.kubernetes.io/"
 DEFAULT_BODY_SIZE = "1m"  # ingress-nginx's proxy-body-size default
@@ -235,9 +235,4 @@ def serve(ingress: Path | list[dict], upstream: str, prefix: Path) -> Iterator[s
         wait_until(listening, f"nginx did not listen on 127.0.0.1:{port}", 15, log_tail)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ import pytest
 import requests
 
 from tests.image.pg import scratch_database, shared_server_url
-from tests.support import free_port, uwsgi_binary, wait_until
+from tests.support import free_port, stop_process, uwsgi_binary, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_LINES = 30
@@ -74,12 +73,7 @@ def serve_api(tmp_path: Path) -> Iterator[Callable[[str], str]]:
 
     yield serve
     for process in processes:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=40)  # above uwsgi.ini's 25 s of mercy
 
 
 @pytest.fixture
