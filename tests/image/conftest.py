@@ -238,7 +238,10 @@ def serve_image(docker: Docker, image: Image, app_settings, migrations, run_id):
     Every container started is removed at the end of the session.
     """
     if any(upgrade.returncode for upgrade in migrations):
-        pytest.fail("the migration containers failed (see test_migrations)", pytrace=False)
+        pytest.fail(
+            "the migration containers failed (see the test of the three migration containers)",
+            pytrace=False,
+        )
     counter = iter(range(1000))
 
     def serve(role: str, image_ref: str | None = None, **env: str) -> Server:

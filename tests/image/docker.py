@@ -96,5 +96,12 @@ class Container:
                 return status
             time.sleep(1)
 
+    def stop(self, timeout: float) -> None:
+        """`docker stop`: SIGTERM, then SIGKILL after `timeout` seconds."""
+        self.docker("stop", "--time", str(int(timeout)), self.name, timeout=timeout + 30)
+
+    def signal(self, name: str) -> None:
+        self.docker("kill", "--signal", name, self.name)
+
     def remove(self) -> None:
         self.docker("rm", "--force", self.name, check=False)
