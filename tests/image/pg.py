@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from tests.support import in_ci
+from tests.support import in_ci, require_program
 
 
 def libpq_url(url: str) -> str:
@@ -79,7 +79,7 @@ class PostgresServer:
         self.url = f"postgresql+psycopg://conduit:{self.password}@127.0.0.1:{port}/conduit"
 
     def _run(self, *argv: str) -> None:
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        prefix = [require_program("runuser"), "-u", "postgres", "--"] if os.geteuid() == 0 else []
         result = subprocess.run(
             [*prefix, *argv], capture_output=True, text=True, timeout=120, check=False
         )
