@@ -45,23 +45,25 @@ class Docker:
     def inspect(self, name: str, template: str) -> str:
         return self("inspect", "--format", template, name)
 
+    def _run_options(self, *options: str) -> list[str]:
+        # Every container of the run: labelled for the clean-up, on the host's network
+        # so that it reaches the loopback services the fixtures start.
+        return ["run", "--label", self.label, "--network", "host", *options]
+
     def start(
         self, image: str, name: str, *command: str, options: tuple[str, ...] = ()
     ) -> Container:
-        """A detached container of the run on the host's network (loopback services)."""
-        self("run", "--detach", "--name", name, "--label", self.label, "--network", "host",
-             *options, image, *command)  # fmt: skip
+        """A detached container of the run."""
+        self(*self._run_options("--detach", "--name", name, *options), image, *command)
         return Container(self, name)
 
     def run_once(self, image: str, *command: str, options: tuple[str, ...] = ()) -> str:
         """`docker run --rm` to completion; its output."""
-        return self("run", "--rm", "--label", self.label, "--network", "host",
-                    *options, image, *command)  # fmt: skip
+        return self(*self._run_options("--rm", *options), image, *command)
 
     def run_argv(self, image: str, *command: str, options: tuple[str, ...] = ()) -> list[str]:
-        """The argv of a `docker run --rm` for callers that manage the process themselves."""
-        return [self.binary, "run", "--rm", "--label", self.label, "--network", "host",
-                *options, image, *command]  # fmt: skip
+        """The argv of a `docker run --rm`, for callers that manage the process themselves."""
+        return [self.binary, *self._run_options("--rm", *options), image, *command]
 
     def remove_run_containers(self) -> None:
         ids = self("ps", "--all", "--quiet", "--filter", f"label={self.label}", check=False)
