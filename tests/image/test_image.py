@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 
-import pytest
 import requests
 
 from tests.image.db_restart import restart_under_load
@@ -18,7 +17,6 @@ from tests.image.migrations import assert_applied_once
 from tests.image.pg import connect
 from tests.postman.newman import run_suite
 
-pytestmark = pytest.mark.image
 OCI = "org.opencontainers.image."
 HEALTH_TIMEOUT_S = 60  # HEALTHCHECK: first probe after its 15 s interval
 STOP_TIMEOUT_S = 40  # above uwsgi.ini's 25 s of mercy, like the pod's grace period

@@ -11,7 +11,6 @@ import pytest
 from tests.k8s import nginx_conf
 from tests.postman.newman import run_suite
 
-pytestmark = pytest.mark.postman
 ROOT = Path(__file__).resolve().parents[2]
 
 
