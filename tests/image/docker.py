@@ -85,9 +85,12 @@ class Container:
     def running(self) -> bool:
         return self.inspect("{{.State.Running}}") == "true"
 
-    def wait(self, timeout: float) -> int:
-        """Wait for the container to exit; its exit code."""
-        return int(self.docker("wait", self.name, timeout=timeout))
+    def wait(self, timeout: float) -> int | None:
+        """Wait for the container to exit; its exit code, None if still running."""
+        try:
+            return int(self.docker("wait", self.name, timeout=timeout))
+        except subprocess.TimeoutExpired:
+            return None
 
     def wait_for_health(self, timeout: float) -> str:
         """Docker's health status once it is no longer `starting` (or after timeout)."""

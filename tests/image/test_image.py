@@ -138,7 +138,8 @@ def test_stop_when_idle_exits_zero(serve_image):
     """`docker stop` (SIGTERM) of an idle server: a prompt exit with code 0."""
     server = serve_image("idle")
     server.container.stop(STOP_TIMEOUT_S)
-    assert server.container.wait(10) == 0, server.container.logs()
+    code = server.container.wait(10)
+    assert code == 0, f"exit code {code} (None: still running):\n{server.container.logs()}"
 
 
 def test_sigterm_during_a_request_finishes_it_then_exits_zero(serve_image, postgres):
@@ -165,13 +166,14 @@ def test_sigterm_during_a_request_finishes_it_then_exits_zero(serve_image, postg
     server.container.signal("TERM")
     code = server.container.wait(STOP_TIMEOUT_S)
     client.join(timeout=60)
+    log = f"\nthe container's log ends:\n{server.container.logs()}"
 
-    assert "error" not in answer, f"the request in flight got no answer: {answer['error']}"
+    assert "error" not in answer, f"the request in flight got no answer: {answer['error']}{log}"
     response = answer["response"]
-    assert response.status_code == 201, response.text[:300]
+    assert response.status_code == 201, response.text[:300] + log
     assert response.json()["user"]["username"] == name
     assert answer["seconds"] > 1.5, "the request was not in flight when SIGTERM came"
-    assert code == 0, server.container.logs()
+    assert code == 0, f"exit code {code} (None: still running){log}"
     with connect(postgres.url) as connection:
         rows = connection.execute("SELECT count(*) FROM users WHERE username = %s", (name,))
         assert rows.fetchone()[0] == 1
