@@ -273,12 +273,14 @@ def server(serve_image: Callable[..., Server], docker: Docker) -> Iterator[Serve
     """The server container the serving tests share (uWSGI, the image's CMD)."""
     server = serve_image("server")
     yield server
-    # docker top needs the pid column to map processes to the container.
-    top = docker("top", server.container.name, "-eo", "pid,rss,args", check=False)
-    for line in top.splitlines()[1:]:
-        _pid, rss, args = line.split(maxsplit=2)
-        if "worker" in args:
-            METRICS.append(f"RSS of {args} after the tier's traffic: {int(rss) // 1024} MiB")
+    # docker top needs the pid column. The workers are the master's children (their
+    # names cannot say so: pyuwsgi runs under python3, which uWSGI cannot rename).
+    top = docker("top", server.container.name, "-eo", "pid,ppid,rss", check=False)
+    processes = [line.split() for line in top.splitlines()[1:]]
+    pids = {pid for pid, _, _ in processes}
+    workers = [int(rss) // 1024 for _, ppid, rss in processes if ppid in pids]
+    if workers:
+        METRICS.append(f"RSS per uWSGI worker after the tier's traffic: {workers} MiB")
 
 
 @pytest.fixture(scope="session")
