@@ -74,9 +74,8 @@ tiers: $(VENV)/.test ## List the test tiers
 bench: $(VENV)/.test ## Load benchmark on PostgreSQL under uWSGI; writes bench/results/
 	bench/run.sh
 
-rehearse: $(VENV)/.test node_modules/.installed ## Run .gitlab-ci.yml's jobs here in stand-in images (Docker, root: ci/rehearsal/README.md)
-	$(BIN)/python ci/rehearsal/rehearse.py
-	$(BIN)/python -m pytest ci/rehearsal -q
+rehearse: ## Run .gitlab-ci.yml's jobs here in stand-in images (Docker, root: ci/rehearsal/README.md)
+	$(MAKE) test TIERS=rehearsal
 
 lock: $(VENV)/.runtime ## Re-pin every dependency into requirements.lock (pip-tools)
 	$(BIN)/python -m pip install --quiet pip-tools==7.6.2

@@ -227,6 +227,15 @@ def image(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def rehearsal(session: nox.Session) -> None:
+    """.gitlab-ci.yml's own jobs, run here in local stand-in images (ci/rehearsal)."""
+    start(session)
+    require(session, ROOT_USER, DOCKER, DEBOOTSTRAP, NODE, NODE_TOOLS)
+    run(session, str(BIN / "python"), "ci/rehearsal/rehearse.py")
+    run(session, str(BIN / "python"), "-m", "pytest", "ci/rehearsal", *pytest_args(session))
+
+
+@nox.session(python=False)
 def freshmachine(session: nox.Session) -> None:
     """The README's `make run` and `make test` in a new bookworm container."""
     start(session)

@@ -18,7 +18,7 @@ from tests.support import ROOT
 # noxfile.py's closing lines: "nox > * <tier>: success|skipped (<why>)|failed|aborted ..."
 SUMMARY_LINE = re.compile(r"^nox > \* (?P<tier>[\w-]+): (?P<status>\w+)(?: \((?P<why>.*)\))?", re.M)
 # Tiers that need what this machine lacks: PostgreSQL, root and the Docker engine.
-SKIPPED_HERE = {"postgres", "image", "freshmachine"}
+SKIPPED_HERE = {"postgres", "image", "rehearsal", "freshmachine"}
 # A guard against a hung run, not a speed goal (measured: see tests/README.md).
 MAKE_TEST_TIMEOUT_SECONDS = 1500
 
