@@ -3,6 +3,7 @@
     conduit-deploy version [--tag-only]
     conduit-deploy pack [--no-push] [--dry-run]
     conduit-deploy render ENV [--out DIR]
+    conduit-deploy preflight ENV
     conduit-deploy cluster ENV [--dry-run] [--validate-timeout S] [--no-rolling-update]
     conduit-deploy deploy ENV [--dry-run] [--rollout-timeout S] [--env-file PATH]
     conduit-deploy smoke BASE_URL
@@ -14,6 +15,7 @@ Errors a user can fix print one line and exit 1 (usage errors exit 2).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +28,9 @@ from .cloud import cloud_session
 from .cluster import ClusterOptions, run_cluster
 from .deploy import Deployer, DeployOptions
 from .errors import DeployError
+from .gcp import Endpoints, GcpClient
 from .pack import plan_pack, run_pack
+from .preflight import Target, checks, registry_check, run_checks
 from .release import check_environment, check_target, default_out_dir, render_environment
 from .runner import Runner, log
 from .smoke import SmokeOptions, run_smoke
@@ -47,6 +51,8 @@ class Context:
     render: Callable[[Any, Path], Any] | None = None  # None: conduit_deploy.render.render
     smoke: Callable[[str, SmokeOptions], Any] = run_smoke
     clock: Clock = field(default_factory=Clock)
+    gcp_endpoints: Endpoints = field(default_factory=Endpoints)
+    registry_api: str | None = None  # None: the image repository's registry
 
 
 def cmd_version(args: argparse.Namespace, ctx: Context) -> int:
@@ -98,6 +104,26 @@ def cmd_render(args: argparse.Namespace, ctx: Context) -> int:
         log(f"    {stage + ':':<11} {path}")
     if rendered.monitoring_file:
         log(f"    monitoring: {rendered.monitoring_file}")
+    return 0
+
+
+def cmd_preflight(args: argparse.Namespace, ctx: Context) -> int:
+    environment = check_environment(args.environment)
+    settings = config.load_settings(ctx.environ, f"preflight {environment}", config.PREFLIGHT_NEEDS)
+    key = json.loads(settings.require("gcp_credentials"))
+    target = Target(
+        environment=environment,
+        project=settings.require("gcp_project"),
+        state_store=settings.require("kops_state_store"),
+        cluster_name=settings.require("cluster_name"),
+        key_project=key.get("project_id"),
+        repository=settings.require("image_repository"),
+        registry_user=settings.require("registry_user"),
+        registry_password=settings.require("registry_password"),
+    )
+    log(f"==> preflight: {environment}")
+    gcp = GcpClient(key, endpoints=ctx.gcp_endpoints)
+    run_checks(checks(target, gcp, registry_check(target, api_url=ctx.registry_api)))
     return 0
 
 
@@ -217,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         "render", parents=[environment], help="write the kops and Kubernetes files of ENV"
     )
     render.set_defaults(handler=cmd_render)
+
+    preflight = commands.add_parser(
+        "preflight",
+        help="check the GCP key, project, APIs, state bucket, IAM permissions, registry "
+        "credentials and cluster name of ENV; creates nothing",
+    )
+    preflight.add_argument("environment", metavar="ENV", help=" or ".join(ENVIRONMENTS))
+    preflight.set_defaults(handler=cmd_preflight)
 
     cluster = commands.add_parser(
         "cluster",

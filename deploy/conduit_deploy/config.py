@@ -81,6 +81,7 @@ RENDER_NEEDS = (
 # cluster and deploy render first, then talk to GCP (kops reads its state from GCS).
 CLUSTER_NEEDS = (*RENDER_NEEDS, GCP_CREDENTIAL_FILE)
 DEPLOY_NEEDS = CLUSTER_NEEDS
+PREFLIGHT_NEEDS = (*CLUSTER_NEEDS, DOCKER_REGISTRY_USER, DOCKER_REGISTRY_PASSWORD)
 
 
 @dataclass(frozen=True)
