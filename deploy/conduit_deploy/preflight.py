@@ -24,13 +24,17 @@ What kops on GCE needs, read from kops v1.35.2 (paths in github.com/kubernetes/k
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+from . import config
+from .config import Settings
+from .console import log
 from .errors import DeployError
-from .gcp import GcpClient, GcpError
+from .gcp import Endpoints, GcpClient, GcpError
 from .registry import Repository, check_push_access
-from .runner import log
 
 REQUIRED_APIS = {
     "compute.googleapis.com": "Compute Engine API",
@@ -89,6 +93,10 @@ BUCKET_PERMISSIONS = (
 BUCKET_ROLE = "roles/storage.admin"
 
 
+class PreflightFunction(Protocol):
+    def __call__(self, environment: str, settings: Settings, *, registry: bool) -> None: ...
+
+
 class CheckFailed(DeployError):
     """One preflight check failed; the message is the reason and the fix."""
 
@@ -112,9 +120,6 @@ class Target:
     state_store: str  # gs://bucket[/prefix]
     cluster_name: str
     key_project: str | None = None  # project_id inside the key
-    repository: str | None = None  # image repository; None: skip the registry check
-    registry_user: str | None = None
-    registry_password: str | None = None
 
     @property
     def bucket(self) -> str:
@@ -138,9 +143,9 @@ def _grouped(needs: Sequence[Need], missing: Sequence[str]) -> str:
     return "; ".join(f"grant {role} ({', '.join(perms)})" for role, perms in roles.items())
 
 
-def checks(
-    target: Target, gcp: GcpClient, registry: Callable[[], str] | None = None
-) -> list[Check]:
+def checks(target: Target, gcp: GcpClient) -> list[Check]:
+    """The checks of the cluster name and of Google Cloud, in the order they print."""
+
     def key() -> str:
         gcp.authorize()
         return f"service account {gcp.email}"
@@ -195,7 +200,7 @@ def checks(
         cluster_name_fits(target.environment, target.cluster_name)
         return target.cluster_name
 
-    found = [
+    return [
         Check("cluster name", name),
         Check("service-account key", key),
         Check("project", project),
@@ -203,21 +208,6 @@ def checks(
         Check("state bucket", bucket),
         Check("IAM permissions", permissions),
     ]
-    if registry is not None:
-        found.append(Check("registry credentials", registry))
-    return found
-
-
-def registry_check(target: Target, **kwargs) -> Callable[[], str]:
-    def run() -> str:
-        return check_push_access(
-            Repository.parse(target.repository or ""),
-            target.registry_user or "",
-            target.registry_password or "",
-            **kwargs,
-        )
-
-    return run
 
 
 def run_checks(found: Sequence[Check], out: Callable[[str], None] = log) -> None:
@@ -236,3 +226,36 @@ def run_checks(found: Sequence[Check], out: Callable[[str], None] = log) -> None
             f"preflight: {len(failed)} of {len(found)} checks failed ({', '.join(failed)}); "
             "fix them and run again (deploy/google-cloud.md explains each)"
         )
+
+
+def run_preflight(
+    environment: str,
+    settings: Settings,
+    *,
+    registry: bool,
+    endpoints: Endpoints | None = None,
+    registry_api: str | None = None,
+) -> None:
+    """Every check of `environment`, from the parsed CI variables; registry=False leaves
+    the registry out (the cluster stage pulls no image)."""
+    key = settings.require(config.GCP_CREDENTIAL_FILE)
+    target = Target(
+        environment=environment,
+        project=settings.require(config.GCP_PROJECT),
+        state_store=settings.require(config.KOPS_STATE_STORE),
+        cluster_name=settings.require(config.K8S_CLUSTER_NAME),
+        key_project=key.project_id,
+    )
+    found = checks(target, GcpClient(json.loads(key.text), endpoints=endpoints))
+    if registry:
+        user = settings.require(config.DOCKER_REGISTRY_USER)
+        password = settings.require(config.DOCKER_REGISTRY_PASSWORD)
+        repository = Repository.parse(settings.require(config.CONDUIT_IMAGE_REPOSITORY))
+        found.append(
+            Check(
+                "registry credentials",
+                lambda: check_push_access(repository, user, password, api_url=registry_api),
+            )
+        )
+    log(f"==> preflight: {environment}")
+    run_checks(found)

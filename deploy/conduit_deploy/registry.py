@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import requests
 
+from . import images
 from .errors import DeployError
 
 # Docker Hub's registry API is not served on docker.io itself.
@@ -34,14 +35,13 @@ class Repository:
     path: str  # e.g. team/conduit
 
     @classmethod
-    def parse(cls, reference: str) -> Repository:
-        first, _, rest = reference.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            registry, path = first, rest
-        else:
-            registry, path = "docker.io", reference
-        if registry == "docker.io" and "/" not in path:
-            path = f"library/{path}"
+    def parse(cls, repository: str) -> Repository:
+        """From a repository without tag, as images.check_repository accepts it."""
+        host = images.registry_host(repository)
+        path = repository[len(host) + 1 :] if host else repository
+        registry = host or images.DEFAULT_REGISTRY
+        if registry == images.DEFAULT_REGISTRY and "/" not in path:
+            path = f"library/{path}"  # Docker Hub's official images
         return cls(registry, path)
 
     def api_url(self, scheme: str = "https") -> str:

@@ -18,13 +18,14 @@ CLUSTER = "dev.conduit.k8s.local"
 
 
 @pytest.fixture
-def run_cluster(recorder, fake_render, clock, capsys, tmp_path):
+def run_cluster(recorder, fake_render, clock, capsys, tmp_path, preflight):
     def run(*argv, environ=None):
         ctx = Context(
             environ=environ or ci_environ(),
             runner_factory=recorder.runner,
             render=fake_render,
             clock=clock,
+            preflight=preflight,
         )
         code = main(["cluster", *argv, "--out", str(tmp_path / "out")], ctx)
         out, err = capsys.readouterr()
@@ -160,9 +161,10 @@ def test_dry_run_prints_the_plan(run_cluster, recorder, tmp_path):
     assert code == 0
     assert recorder.calls == []
     plan = recorder.planned
-    assert plan[0].startswith("export GOOGLE_APPLICATION_CREDENTIALS=")
-    assert plan[1] == "export KOPS_STATE_STORE=gs://conduit-kops-state"
-    assert plan[3:] == [
+    assert plan[0] == "# conduit-deploy preflight dev"
+    assert plan[1].startswith("export GOOGLE_APPLICATION_CREDENTIALS=")
+    assert plan[2] == "export KOPS_STATE_STORE=gs://conduit-kops-state"
+    assert plan[4:] == [
         f"kops replace --filename {tmp_path / 'out' / 'kops.yaml'} --force",
         f"kops update cluster --name {CLUSTER} --yes",
         f"kops export kubecfg --name {CLUSTER} --admin=2h",
@@ -206,7 +208,10 @@ def test_missing_variables_fail_before_rendering(run_cluster, recorder, fake_ren
         "dev", environ=ci_environ(KOPS_STATE_STORE=None, GCP_CREDENTIAL_FILE=None)
     )
     assert (code, recorder.calls, fake_render.received) == (1, [], [])
-    assert "KOPS_STATE_STORE, GCP_PROJECT (or GCP_CREDENTIAL_FILE), GCP_CREDENTIAL_FILE" in err
+    assert (
+        "not set: KOPS_STATE_STORE, GCP_CREDENTIAL_FILE, GCP_PROJECT (or GCP_CREDENTIAL_FILE)"
+        in err
+    )
 
 
 def test_summary_of_unparseable_output_is_its_last_line():

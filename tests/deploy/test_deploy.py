@@ -71,7 +71,7 @@ def smoke():
 
 
 @pytest.fixture
-def run_deploy(recorder, fake_render, clock, capsys, tmp_path, cluster, smoke):
+def run_deploy(recorder, fake_render, clock, capsys, tmp_path, cluster, smoke, preflight):
     recorder.respond = cluster.respond
 
     def run(*argv, environ=None):
@@ -81,6 +81,7 @@ def run_deploy(recorder, fake_render, clock, capsys, tmp_path, cluster, smoke):
             render=fake_render,
             smoke=smoke,
             clock=clock,
+            preflight=preflight,
         )
         code = main(
             [
@@ -328,7 +329,10 @@ def test_dry_run_prints_every_step(run_deploy, recorder, smoke, tmp_path):
     assert (recorder.calls, smoke.urls) == ([], [])
     assert not (tmp_path / "deploy.env").exists()
     plan = [line for line in recorder.planned if not line.startswith("export ")]
-    assert plan[0] == f"kops export kubecfg --name {CLUSTER} --admin=2h"
+    assert plan[:2] == [
+        "# conduit-deploy preflight dev",
+        f"kops export kubecfg --name {CLUSTER} --admin=2h",
+    ]
     assert plan[-7:] == [
         "# only if servicemonitors.monitoring.coreos.com exists (prometheus-operator):",
         "kubectl get crd servicemonitors.monitoring.coreos.com --ignore-not-found --output name",

@@ -10,6 +10,7 @@ and every API call must carry the token it handed out.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from urllib.parse import parse_qs
@@ -23,7 +24,9 @@ from conduit_deploy.preflight import (
     PROJECT_PERMISSIONS,
     REQUIRED_APIS,
     CheckFailed,
+    PreflightFailed,
     cluster_name_fits,
+    run_preflight,
 )
 from conduit_deploy.registry import RegistryError, Repository, check_push_access
 from cryptography.hazmat.primitives import hashes, serialization
@@ -203,8 +206,11 @@ def preflight(cloud: FakeCloud, private_key, capsys, **environ: str | None):
     key = json.dumps(cloud.key(private_key))
     ctx = Context(
         environ=ci_environ(GCP_CREDENTIAL_FILE=key, **environ),
-        gcp_endpoints=Endpoints(cloud.url, cloud.url, cloud.url),
-        registry_api=cloud.url,
+        preflight=functools.partial(
+            run_preflight,
+            endpoints=Endpoints(cloud.url, cloud.url, cloud.url),
+            registry_api=cloud.url,
+        ),
     )
     code = main(["preflight", "dev"], ctx)
     captured = capsys.readouterr()
@@ -386,3 +392,66 @@ def test_bucket_permissions_include_what_kops_does_to_the_bucket():
 def test_requests_stay_local(cloud):
     assert cloud.url.startswith("http://127.0.0.1:")
     assert requests.get(f"{cloud.url}/v2/", timeout=5).status_code == 401
+
+
+# --- cluster and deploy run it first --------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["cluster", "deploy"])
+def test_a_dry_run_prints_the_preflight_first_and_calls_nothing(
+    command, recorder, fake_render, clock, preflight, tmp_path
+):
+    ctx = Context(
+        environ=ci_environ(),
+        runner_factory=recorder.runner,
+        render=fake_render,
+        clock=clock,
+        preflight=preflight,
+    )
+    assert main([command, "dev", "--out", str(tmp_path / "out"), "--dry-run"], ctx) == 0
+    assert preflight.calls == []
+    assert recorder.planned[0] == "# conduit-deploy preflight dev"
+
+
+def test_a_failed_preflight_stops_cluster_before_any_command(
+    recorder, fake_render, clock, tmp_path, capsys
+):
+    def failing(environment, settings, *, registry):
+        raise PreflightFailed("preflight: 1 of 6 checks failed (APIs enabled)")
+
+    ctx = Context(
+        environ=ci_environ(),
+        runner_factory=recorder.runner,
+        render=fake_render,
+        clock=clock,
+        preflight=failing,
+    )
+    code = main(["cluster", "dev", "--out", str(tmp_path / "out")], ctx)
+    assert code == 1
+    assert recorder.calls == []
+    assert capsys.readouterr().err.endswith(
+        "conduit-deploy: error: preflight: 1 of 6 checks failed (APIs enabled)\n"
+    )
+
+
+@pytest.mark.parametrize(("command", "registry"), [("cluster", False), ("deploy", True)])
+def test_cluster_and_deploy_run_the_preflight_of_their_environment_first(
+    command, registry, recorder, fake_render, clock, tmp_path
+):
+    seen: list[tuple[str, bool, int]] = []
+
+    def preflight(environment, settings, *, registry):
+        seen.append((environment, registry, len(recorder.calls)))
+        raise PreflightFailed("stop here")
+
+    ctx = Context(
+        environ=ci_environ(),
+        runner_factory=recorder.runner,
+        render=fake_render,
+        clock=clock,
+        preflight=preflight,
+    )
+    assert main([command, "dev", "--out", str(tmp_path / "out")], ctx) == 1
+    # The cluster stage pulls no image, so its preflight leaves the registry out.
+    assert seen == [("dev", registry, 0)]
+    assert recorder.calls == []
