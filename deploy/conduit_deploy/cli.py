@@ -31,7 +31,7 @@ from .release import (
 )
 from .render import Rendered
 from .runner import Runner
-from .smoke import SmokeOptions, run_smoke
+from .smoke import SmokeOptions, run_smoke, smoke_user
 from .versioning import ENVIRONMENTS, BuildInfo, build_info, dotenv, revision
 from .waiting import Clock
 
@@ -163,7 +163,11 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
         address_timeout=args.address_timeout,
         env_file=args.env_file,
     )
-    smoke_options = SmokeOptions(ready_timeout=args.smoke_ready_timeout)
+    smoke_options = SmokeOptions(
+        ready_timeout=args.smoke_ready_timeout,
+        # One smoke user per environment, registered once: users cannot be deleted.
+        user=smoke_user(prepared.environment, prepared.settings.require(config.CONDUIT_SECRET)),
+    )
     deployer = Deployer(
         prepared.environment,
         prepared.info.image(prepared.settings.require(config.CONDUIT_IMAGE_REPOSITORY)),
@@ -331,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         deploy,
         "--smoke-ready-timeout",
         SmokeOptions.ready_timeout,
-        "how long the service may take to answer /readyz",
+        "how long the service may take to answer /readyz through the new load balancer",
     )
     deploy.add_argument(
         "--env-file",
