@@ -14,6 +14,11 @@ from .render import Rendered
 from .runner import Result, Runner, tail
 
 MONITORING_CRD = "servicemonitors.monitoring.coreos.com"
+# Server-side apply under this manager: the API server tracks who owns which field
+# (managedFields) and writes no kubectl.kubernetes.io/last-applied-configuration
+# annotation, which client-side apply fills with the whole object, Secret data included.
+FIELD_MANAGER = "conduit-deploy"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 URL_VARIABLE = "DYNAMIC_ENVIRONMENT_URL"
 # Where the ingress serves the API (it rewrites /flask/(.*) to /$1).
 PATH_PREFIX = "/flask/"
@@ -29,7 +34,14 @@ class DeployOptions:
 
 
 def apply_command(source: Path | str) -> list[str]:
-    return ["kubectl", "apply", "--filename", str(source)]
+    return [
+        "kubectl",
+        "apply",
+        "--server-side",
+        f"--field-manager={FIELD_MANAGER}",
+        "--filename",
+        str(source),
+    ]
 
 
 def rollout_status_command(kind: str, name: str, namespace: str, timeout: float) -> list[str]:
@@ -44,8 +56,31 @@ def rollout_status_command(kind: str, name: str, namespace: str, timeout: float)
     ]
 
 
-def rollout_undo_command(deployment: str, namespace: str) -> list[str]:
-    return ["kubectl", "rollout", "undo", f"deployment/{deployment}", "--namespace", namespace]
+def rollout_undo_command(deployment: str, namespace: str, revision: str) -> list[str]:
+    return [
+        "kubectl",
+        "rollout",
+        "undo",
+        f"deployment/{deployment}",
+        "--namespace",
+        namespace,
+        f"--to-revision={revision}",
+    ]
+
+
+def revision_command(deployment: str, namespace: str) -> list[str]:
+    """The Deployment's current revision; empty output when it does not exist yet."""
+    key = REVISION_ANNOTATION.replace(".", "\\.")
+    return [
+        "kubectl",
+        "get",
+        "deployment",
+        deployment,
+        "--namespace",
+        namespace,
+        "--ignore-not-found",
+        f"--output=jsonpath={{.metadata.annotations.{key}}}",
+    ]
 
 
 def crd_exists_command(name: str) -> list[str]:
@@ -88,6 +123,8 @@ class Deployer:
         self.runner = runner
         self.options = options
         self.smoke = smoke
+        # The app's revision before this deploy applied anything: the one to go back to.
+        self.revision_before: str | None = None
 
     def run(self, session: CloudSession) -> str:
         r = self.rendered
@@ -112,6 +149,8 @@ class Deployer:
                 log(f"==> deploy: {stage}: nothing to apply ({path} has no objects)")
                 continue
             log(f"==> deploy: {stage} ({path})")
+            if stage == "app":
+                self.revision_before = self._revision()
             self.runner.run(apply_command(path))
             if stage == "database" and r.database_statefulset:
                 self.runner.run(
@@ -208,16 +247,38 @@ class Deployer:
 
         self.runner.step(f"conduit-deploy smoke {url.rstrip('/')}", check, planned=None)
 
-    def _roll_back(self, reason: str) -> None:
-        """Undo the app to its previous revision, wait for that, and fail the job."""
+    def _revision(self) -> str:
         r = self.rendered
+        result = self.runner.run(
+            revision_command(r.app_deployment, r.namespace), capture=True, check=False
+        )
+        return result.stdout.strip() if result.ok else ""
+
+    def _roll_back(self, reason: str) -> None:
+        """Return the app to the revision it ran before this deploy, wait, fail the job.
+
+        Only to that revision: when a retried deploy of the same release changed nothing,
+        `rollout undo` without a revision would go back one release too far.
+        """
+        r = self.rendered
+        deployment = f"deployment/{r.app_deployment}"
         log(f"==> deploy: FAILED: {reason}")
-        log(f"==> deploy: rolling deployment/{r.app_deployment} back to its previous revision")
+        before = self.revision_before
+        if not before:
+            raise RolloutFailed(
+                f"{reason}; rollback impossible: {deployment} is new, no release ran before"
+            )
+        now = self._revision()
+        if now == before:
+            raise RolloutFailed(
+                f"{reason}; {deployment} still runs revision {before}, the release from before "
+                "this deploy: nothing to roll back"
+            )
+        log(f"==> deploy: rolling {deployment} back to revision {before}, from before this deploy")
         undo = self.runner.run(
-            rollout_undo_command(r.app_deployment, r.namespace), capture=True, check=False
+            rollout_undo_command(r.app_deployment, r.namespace, before), capture=True, check=False
         )
         if not undo.ok:
-            # The very first revision has nothing to go back to.
             raise RolloutFailed(
                 f"{reason}; rollback impossible: {tail(undo.stderr or undo.stdout, 1)}"
             )
@@ -227,5 +288,9 @@ class Deployer:
             ),
             check=False,
         )
-        state = "rolled back" if settled.ok else "rollback started but did not finish in time"
-        raise RolloutFailed(f"{reason}; deployment/{r.app_deployment} {state}")
+        state = (
+            f"rolled back to revision {before}"
+            if settled.ok
+            else "rollback started but did not finish in time"
+        )
+        raise RolloutFailed(f"{reason}; {deployment} {state}")

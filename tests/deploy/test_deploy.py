@@ -27,8 +27,13 @@ class Cluster:
     undo_ok: bool = True
     undo_settles: bool = True
     undone: bool = False
+    # The app's revision as each query finds it: before this deploy's apply, then at
+    # a rollback. A retried deploy of the same release finds the same revision twice.
+    revisions: list[str] = field(default_factory=lambda: ["3", "4"])
 
     def respond(self, args):
+        if args[:3] == ("kubectl", "get", "deployment"):
+            return Result(args, 0, self.revisions.pop(0) if self.revisions else "4")
         if args[:3] == ("kubectl", "get", "crd"):
             found = "customresourcedefinition.apiextensions.k8s.io/" + args[3]
             return Result(args, 0, found + "\n" if self.crd else "")
@@ -58,6 +63,38 @@ class Smoke:
         self.urls.append(url)
         if self.fail_with:
             raise SmokeFailed(self.fail_with)
+
+
+def apply(source) -> tuple[str, ...]:
+    return (
+        "kubectl",
+        "apply",
+        "--server-side",
+        "--field-manager=conduit-deploy",
+        "--filename",
+        str(source),
+    )
+
+
+REVISION = (
+    "kubectl",
+    "get",
+    "deployment",
+    "conduit",
+    "--namespace",
+    "conduit",
+    "--ignore-not-found",
+    "--output=jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+)
+UNDO = (
+    "kubectl",
+    "rollout",
+    "undo",
+    "deployment/conduit",
+    "--namespace",
+    "conduit",
+    "--to-revision=3",
+)
 
 
 @pytest.fixture
@@ -111,12 +148,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
     ingress = "{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}"
     assert recorder.commands == [
         ("kops", "export", "kubecfg", "--name", CLUSTER, "--admin=2h"),
-        (
-            "kubectl",
-            "apply",
-            "--filename",
-            "https://example.invalid/ingress-nginx/controller-v1.15.1/deploy.yaml",
-        ),
+        apply("https://example.invalid/ingress-nginx/controller-v1.15.1/deploy.yaml"),
         (
             "kubectl",
             "rollout",
@@ -126,9 +158,9 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "ingress-nginx",
             "--timeout=300s",
         ),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "namespace")),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "secrets")),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "database")),
+        apply(stage(tmp_path, "namespace")),
+        apply(stage(tmp_path, "secrets")),
+        apply(stage(tmp_path, "database")),
         (
             "kubectl",
             "rollout",
@@ -138,7 +170,8 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "conduit",
             "--timeout=300s",
         ),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "app")),
+        REVISION,
+        apply(stage(tmp_path, "app")),
         (
             "kubectl",
             "rollout",
@@ -148,7 +181,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "conduit",
             "--timeout=300s",
         ),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "ingress")),
+        apply(stage(tmp_path, "ingress")),
         (
             "kubectl",
             "get",
@@ -158,7 +191,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "--output",
             "name",
         ),
-        ("kubectl", "apply", "--filename", str(tmp_path / "out" / "monitoring.yaml")),
+        apply(tmp_path / "out" / "monitoring.yaml"),
         (
             "kubectl",
             "get",
@@ -191,12 +224,7 @@ def test_monitoring_is_skipped_without_the_prometheus_operator(
     cluster.crd = False
     code, _, err = run_deploy("dev")
     assert code == 0
-    assert (
-        "kubectl",
-        "apply",
-        "--filename",
-        str(tmp_path / "out" / "monitoring.yaml"),
-    ) not in recorder.commands
+    assert apply(tmp_path / "out" / "monitoring.yaml") not in recorder.commands
     assert "monitoring skipped: the cluster has no servicemonitors.monitoring.coreos.com" in err
 
 
@@ -206,9 +234,7 @@ def test_a_failed_app_rollout_is_rolled_back_and_fails(
     cluster.app_rollout_ok = False
     code, _, err = run_deploy("dev")
     assert code == 1
-    after_app = recorder.commands[
-        recorder.commands.index(("kubectl", "apply", "--filename", stage(tmp_path, "app"))) + 1 :
-    ]
+    after_app = recorder.commands[recorder.commands.index(apply(stage(tmp_path, "app"))) + 1 :]
     assert after_app == [
         (
             "kubectl",
@@ -219,7 +245,8 @@ def test_a_failed_app_rollout_is_rolled_back_and_fails(
             "conduit",
             "--timeout=300s",
         ),
-        ("kubectl", "rollout", "undo", "deployment/conduit", "--namespace", "conduit"),
+        REVISION,
+        UNDO,
         (
             "kubectl",
             "rollout",
@@ -236,7 +263,7 @@ def test_a_failed_app_rollout_is_rolled_back_and_fails(
         "conduit-deploy: error: the rollout of docker.io/team/conduit:01234567 did not finish"
     )
     assert "exceeded its progress deadline" in last
-    assert last.endswith("; deployment/conduit rolled back")
+    assert last.endswith("; deployment/conduit rolled back to revision 3")
 
 
 def test_a_rollback_that_does_not_settle_says_so(run_deploy, cluster):
@@ -251,8 +278,9 @@ def test_a_failed_smoke_test_rolls_back_and_fails(run_deploy, recorder, smoke):
     smoke.fail_with = "smoke test failed at 'create an article': POST /api/articles -> 500"
     code, _, err = run_deploy("dev")
     assert code == 1
-    assert recorder.commands[-2:] == [
-        ("kubectl", "rollout", "undo", "deployment/conduit", "--namespace", "conduit"),
+    assert recorder.commands[-3:] == [
+        REVISION,
+        UNDO,
         (
             "kubectl",
             "rollout",
@@ -265,7 +293,7 @@ def test_a_failed_smoke_test_rolls_back_and_fails(run_deploy, recorder, smoke):
     ]
     assert err.strip().splitlines()[-1] == (
         "conduit-deploy: error: smoke test failed at 'create an article': "
-        "POST /api/articles -> 500; deployment/conduit rolled back"
+        "POST /api/articles -> 500; deployment/conduit rolled back to revision 3"
     )
 
 
@@ -275,13 +303,40 @@ def test_the_environment_url_is_kept_even_when_the_smoke_test_fails(run_deploy, 
     assert (tmp_path / "deploy.env").read_text() == f"DYNAMIC_ENVIRONMENT_URL={URL}\n"
 
 
-def test_the_first_release_cannot_be_rolled_back(run_deploy, cluster):
+def test_the_first_release_cannot_be_rolled_back(run_deploy, recorder, cluster):
+    cluster.app_rollout_ok = False
+    cluster.revisions = ["", "1"]
+    code, _, err = run_deploy("dev")
+    assert code == 1
+    assert err.strip().endswith(
+        "rollback impossible: deployment/conduit is new, no release ran before"
+    )
+    assert not [c for c in recorder.commands if c[:3] == ("kubectl", "rollout", "undo")]
+
+
+def test_an_undo_kubectl_refuses_is_reported(run_deploy, cluster):
     cluster.app_rollout_ok = False
     cluster.undo_ok = False
     code, _, err = run_deploy("dev")
     assert code == 1
     assert err.strip().endswith(
         'rollback impossible: error: no rollout history found for deployment "conduit"'
+    )
+
+
+def test_a_retried_deploy_of_the_same_release_does_not_roll_back_further(
+    run_deploy, recorder, cluster, smoke
+):
+    # The apply changed nothing (same commit): the revision before and after is 3.
+    # `rollout undo` without --to-revision would go back to the release before it.
+    cluster.revisions = ["3", "3"]
+    smoke.fail_with = "smoke test failed at 'service ready': not ready within 600s"
+    code, _, err = run_deploy("dev")
+    assert code == 1
+    assert not [c for c in recorder.commands if c[:3] == ("kubectl", "rollout", "undo")]
+    assert err.strip().endswith(
+        "deployment/conduit still runs revision 3, the release from before this deploy: "
+        "nothing to roll back"
     )
 
 
@@ -336,7 +391,8 @@ def test_dry_run_prints_every_step(run_deploy, recorder, smoke, tmp_path):
     assert plan[-7:] == [
         "# only if servicemonitors.monitoring.coreos.com exists (prometheus-operator):",
         "kubectl get crd servicemonitors.monitoring.coreos.com --ignore-not-found --output name",
-        f"kubectl apply --filename {tmp_path / 'out' / 'monitoring.yaml'}",
+        "kubectl apply --server-side --field-manager=conduit-deploy "
+        f"--filename {tmp_path / 'out' / 'monitoring.yaml'}",
         "# repeated every 10s until it prints an address, for at most 600s:",
         "kubectl get ingress conduit --namespace conduit "
         "'--output=jsonpath={.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}'",
