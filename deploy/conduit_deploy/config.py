@@ -290,7 +290,7 @@ DOCKER_REGISTRY_PASSWORD = Variable(
     'registry password or token, **base64-encoded** (`printf %s "$TOKEN" | base64 -w0`)',
     base64_password,
     needed_by=(PACK, DEPLOY, PREFLIGHT),
-    read_by=(PACK_NO_PUSH,),
+    read_by=(PACK_NO_PUSH, RENDER, CLUSTER),
     secret=True,
 )
 CONDUIT_IMAGE_REPOSITORY = Variable(
