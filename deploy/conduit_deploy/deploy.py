@@ -3,14 +3,18 @@ commands and when to roll back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from .cloud import CloudSession, export_kubeconfig
 from .console import log
 from .errors import CommandFailed, RolloutFailed, SmokeFailed
-from .render import Rendered
+from .render import GENERATED_SECRETS, Rendered
 from .runner import Result, Runner, tail
 
 MONITORING_CRD = "servicemonitors.monitoring.coreos.com"
@@ -101,6 +105,50 @@ def ingress_address_command(ingress: str, namespace: str) -> list[str]:
     ]
 
 
+def workloads_command(namespace: str) -> list[str]:
+    return [
+        "kubectl", "get", "deployments,statefulsets", "--namespace", namespace, "--output=json",
+    ]  # fmt: skip
+
+
+def secrets_command(namespace: str) -> list[str]:
+    return [
+        "kubectl", "get", "secrets", "--namespace", namespace,
+        "--selector=app.kubernetes.io/part-of=conduit", "--output=json",
+    ]  # fmt: skip
+
+
+def delete_secrets_command(names: Iterable[str], namespace: str) -> list[str]:
+    return ["kubectl", "delete", "secret", *names, "--namespace", namespace, "--ignore-not-found"]
+
+
+_GENERATED = re.compile(rf"^(?:{'|'.join(map(re.escape, GENERATED_SECRETS))})-[a-z0-9]{{10}}$")
+
+
+def secrets_referenced(workloads: Iterable[dict]) -> set[str]:
+    """The Secret names the pod templates of these workloads use, in any way."""
+    names: set[str] = set()
+    for workload in workloads:
+        pod = workload.get("spec", {}).get("template", {}).get("spec", {})
+        names.update(s.get("name", "") for s in pod.get("imagePullSecrets") or [])
+        for volume in pod.get("volumes") or []:
+            names.add((volume.get("secret") or {}).get("secretName", ""))
+        for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+            for source in container.get("envFrom") or []:
+                names.add((source.get("secretRef") or {}).get("name", ""))
+            for variable in container.get("env") or []:
+                ref = (variable.get("valueFrom") or {}).get("secretKeyRef") or {}
+                names.add(ref.get("name", ""))
+    names.discard("")
+    return names
+
+
+def _items(result: Result) -> list[dict]:
+    if not result.ok or not result.stdout.strip():
+        return []  # a dry run, or a namespace that does not exist yet
+    return json.loads(result.stdout).get("items") or []
+
+
 def service_url(address: str) -> str:
     return f"http://{address}{PATH_PREFIX}"
 
@@ -125,6 +173,8 @@ class Deployer:
         self.smoke = smoke
         # The app's revision before this deploy applied anything: the one to go back to.
         self.revision_before: str | None = None
+        # The Secrets the workloads used before this deploy: a rollback needs them.
+        self.secrets_before: set[str] = set()
 
     def run(self, session: CloudSession) -> str:
         r = self.rendered
@@ -142,6 +192,9 @@ class Deployer:
             )
         )
 
+        self.secrets_before = secrets_referenced(
+            _items(self.runner.run(workloads_command(r.namespace), capture=True, check=False))
+        )
         for stage, path in r.stages:
             if not Path(path).read_text(encoding="utf-8").strip():
                 # e.g. the database stage of an environment using a managed database;
@@ -168,6 +221,7 @@ class Deployer:
         url = self._wait_for_address()
         self._write_env_file(url)
         self._smoke(url)
+        self._prune_secrets()
         self.runner.outcome(f"==> deploy: {self.image} is live in {self.environment} at {url}")
         return url
 
@@ -246,6 +300,35 @@ class Deployer:
                 self._roll_back(str(error))
 
         self.runner.step(f"conduit-deploy smoke {url.rstrip('/')}", check, planned=None)
+
+    def _prune_secrets(self) -> None:
+        """Delete the generated Secrets that neither this release nor the one before uses.
+
+        Each change of a secret value makes a new Secret (its name carries a content
+        hash), so they pile up. The previous release's are kept for a rollback.
+        """
+        r = self.rendered
+        self.runner.note(
+            "delete the generated Secrets used neither by this release nor the one before"
+        )
+        secrets_path = dict(r.stages).get("secrets")
+        current = {
+            obj["metadata"]["name"]
+            for obj in yaml.safe_load_all(Path(secrets_path).read_text(encoding="utf-8"))
+            if obj
+        } if secrets_path else set()  # fmt: skip
+        existing = {
+            item["metadata"]["name"]
+            for item in _items(
+                self.runner.run(secrets_command(r.namespace), capture=True, check=False)
+            )
+        }
+        stale = sorted(
+            name for name in existing - current - self.secrets_before if _GENERATED.match(name)
+        )
+        if stale:
+            log(f"==> deploy: pruning {len(stale)} old generated Secret(s): {', '.join(stale)}")
+            self.runner.run(delete_secrets_command(stale, r.namespace))
 
     def _revision(self) -> str:
         r = self.rendered

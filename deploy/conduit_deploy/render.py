@@ -70,6 +70,8 @@ DATABASE_SECRET = "postgres-credentials"  # noqa: S105 - an object name
 # The API pods pull their image with it (imagePullSecrets): a private repository works,
 # and the nodes pull as the registry user instead of anonymously (rate-limited per IP).
 REGISTRY_SECRET = "registry-credentials"  # noqa: S105 - an object name
+# What render() generates with a content-hash suffix; the deploy prunes old ones.
+GENERATED_SECRETS = (APP_SECRET, DATABASE_SECRET, REGISTRY_SECRET)
 # Docker's config names Docker Hub by its legacy index URL (what `docker login` writes).
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 APP_IMAGE_PLACEHOLDER = "conduit"

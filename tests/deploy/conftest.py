@@ -127,6 +127,8 @@ class FakeRendered:
 
 
 STAGE_NAMES = ("namespace", "secrets", "database", "app", "ingress")
+# The generated Secrets the fake render writes, hash suffix included.
+RENDERED_SECRETS = ("conduit-app-aaaaaaaaaa", "registry-credentials-bbbbbbbbbb")
 
 
 @dataclass
@@ -147,7 +149,14 @@ class FakeRender:
         for index, name in enumerate(STAGE_NAMES, start=1):
             path = out_dir / f"{index:02d}-{name}.yaml"
             empty = name == "database" and self.managed_database
-            path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
+            if name == "secrets":
+                path.write_text(
+                    "".join(
+                        f"---\nkind: Secret\nmetadata: {{name: {n}}}\n" for n in RENDERED_SECRETS
+                    )
+                )
+            else:
+                path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
             stages.append((name, path))
         monitoring = None
         if self.monitoring:

@@ -3,6 +3,7 @@ dotenv report, the smoke test, and rollback when the rollout or the smoke test f
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -10,7 +11,7 @@ from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
 
-from .conftest import ci_environ, tag_environ
+from .conftest import RENDERED_SECRETS, ci_environ, tag_environ
 
 CLUSTER = "dev.conduit.k8s.local"
 ADDRESS = "203.0.113.7"
@@ -30,8 +31,15 @@ class Cluster:
     # The app's revision as each query finds it: before this deploy's apply, then at
     # a rollback. A retried deploy of the same release finds the same revision twice.
     revisions: list[str] = field(default_factory=lambda: ["3", "4"])
+    workloads: list[dict] = field(default_factory=list)  # before this deploy
+    secrets: list[str] = field(default_factory=list)  # part-of=conduit, after it
 
     def respond(self, args):
+        if args[:4] == ("kubectl", "get", "deployments,statefulsets", "--namespace"):
+            return Result(args, 0, json.dumps({"items": self.workloads}))
+        if args[:3] == ("kubectl", "get", "secrets"):
+            items = [{"metadata": {"name": name}} for name in self.secrets]
+            return Result(args, 0, json.dumps({"items": items}))
         if args[:3] == ("kubectl", "get", "deployment"):
             return Result(args, 0, self.revisions.pop(0) if self.revisions else "4")
         if args[:3] == ("kubectl", "get", "crd"):
@@ -86,6 +94,13 @@ REVISION = (
     "--ignore-not-found",
     "--output=jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
 )
+WORKLOADS = (
+    "kubectl", "get", "deployments,statefulsets", "--namespace", "conduit", "--output=json",
+)  # fmt: skip
+SECRETS = (
+    "kubectl", "get", "secrets", "--namespace", "conduit",
+    "--selector=app.kubernetes.io/part-of=conduit", "--output=json",
+)  # fmt: skip
 UNDO = (
     "kubectl",
     "rollout",
@@ -158,6 +173,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "ingress-nginx",
             "--timeout=300s",
         ),
+        WORKLOADS,
         apply(stage(tmp_path, "namespace")),
         apply(stage(tmp_path, "secrets")),
         apply(stage(tmp_path, "database")),
@@ -210,6 +226,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "conduit",
             f"--output=jsonpath={ingress}",
         ),
+        SECRETS,
     ]
     assert smoke.urls == [f"http://{ADDRESS}/flask"]
     assert (tmp_path / "deploy.env").read_text() == f"DYNAMIC_ENVIRONMENT_URL={URL}\n"
@@ -388,7 +405,7 @@ def test_dry_run_prints_every_step(run_deploy, recorder, smoke, tmp_path):
         "# conduit-deploy preflight dev",
         f"kops export kubecfg --name {CLUSTER} --admin=2h",
     ]
-    assert plan[-7:] == [
+    assert plan[-9:] == [
         "# only if servicemonitors.monitoring.coreos.com exists (prometheus-operator):",
         "kubectl get crd servicemonitors.monitoring.coreos.com --ignore-not-found --output name",
         "kubectl apply --server-side --field-manager=conduit-deploy "
@@ -398,6 +415,8 @@ def test_dry_run_prints_every_step(run_deploy, recorder, smoke, tmp_path):
         "'--output=jsonpath={.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}'",
         f"# write {tmp_path / 'deploy.env'}: DYNAMIC_ENVIRONMENT_URL=http://<ingress-address>/flask/",
         "# conduit-deploy smoke http://<ingress-address>/flask",
+        "# delete the generated Secrets used neither by this release nor the one before",
+        " ".join(SECRETS),
     ]
 
 
@@ -410,3 +429,65 @@ def test_an_environment_with_a_managed_database_has_no_database_stage(
     assert ("kubectl", "apply", "--filename", stage(tmp_path, "database")) not in recorder.commands
     assert not [c for c in recorder.commands if "statefulset/postgres" in c]
     assert f"database: nothing to apply ({stage(tmp_path, 'database')} has no objects)" in err
+
+
+def pod_using(*secrets: str) -> dict:
+    return {
+        "kind": "Deployment",
+        "spec": {
+            "template": {
+                "spec": {
+                    "imagePullSecrets": [{"name": s} for s in secrets if "registry" in s],
+                    "containers": [
+                        {"envFrom": [{"secretRef": {"name": s}} for s in secrets if "app" in s]}
+                    ],
+                }
+            }
+        },
+    }
+
+
+def test_old_generated_secrets_are_pruned_but_the_previous_releases_kept(
+    run_deploy, recorder, cluster
+):
+    previous = ("conduit-app-pppppppppp", "registry-credentials-qqqqqqqqqq")
+    database = {
+        "kind": "StatefulSet",
+        "spec": {"template": {"spec": {"containers": [{"env": [
+            {"valueFrom": {"secretKeyRef": {"name": "postgres-credentials-rrrrrrrrrr"}}}
+        ]}]}}},
+    }  # fmt: skip
+    cluster.workloads = [pod_using(*previous), database]
+    cluster.secrets = [
+        *RENDERED_SECRETS,
+        *previous,
+        "postgres-credentials-rrrrrrrrrr",
+        "conduit-app-oooooooooo",  # two releases ago
+        "registry-credentials-ssssssssss",  # ditto
+        "postgres-credentials-tttttttttt",  # replaced long ago
+        "conduit-tls",  # not generated: never touched
+    ]
+    code, _, err = run_deploy("dev")
+    assert code == 0
+    assert recorder.commands[-1] == (
+        "kubectl", "delete", "secret",
+        "conduit-app-oooooooooo", "postgres-credentials-tttttttttt",
+        "registry-credentials-ssssssssss",
+        "--namespace", "conduit", "--ignore-not-found",
+    )  # fmt: skip
+    assert "pruning 3 old generated Secret(s)" in err
+
+
+def test_nothing_is_pruned_when_the_deploy_fails(run_deploy, recorder, cluster, smoke):
+    cluster.secrets = ["conduit-app-oooooooooo"]
+    smoke.fail_with = "boom"
+    code, _, _ = run_deploy("dev")
+    assert code == 1
+    assert SECRETS not in recorder.commands
+    assert not [c for c in recorder.commands if c[:3] == ("kubectl", "delete", "secret")]
+
+
+def test_a_first_deploy_prunes_nothing(run_deploy, recorder):
+    code, _, _ = run_deploy("dev")
+    assert code == 0
+    assert not [c for c in recorder.commands if c[:3] == ("kubectl", "delete", "secret")]
