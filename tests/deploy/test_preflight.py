@@ -397,61 +397,46 @@ def test_requests_stay_local(cloud):
 # --- cluster and deploy run it first --------------------------------------------------
 
 
+@pytest.fixture
+def stage_command(recorder, fake_render, clock, tmp_path, capsys):
+    """Run `cluster` or `deploy` of dev with the given preflight; (exit code, stderr)."""
+
+    def run(command: str, preflight, *options: str) -> tuple[int, str]:
+        ctx = Context(
+            environ=ci_environ(),
+            runner_factory=recorder.runner,
+            render=fake_render,
+            clock=clock,
+            preflight=preflight,
+        )
+        code = main([command, "dev", "--out", str(tmp_path / "out"), *options], ctx)
+        return code, capsys.readouterr().err
+
+    return run
+
+
 @pytest.mark.parametrize("command", ["cluster", "deploy"])
 def test_a_dry_run_prints_the_preflight_first_and_calls_nothing(
-    command, recorder, fake_render, clock, preflight, tmp_path
+    command, stage_command, recorder, preflight
 ):
-    ctx = Context(
-        environ=ci_environ(),
-        runner_factory=recorder.runner,
-        render=fake_render,
-        clock=clock,
-        preflight=preflight,
-    )
-    assert main([command, "dev", "--out", str(tmp_path / "out"), "--dry-run"], ctx) == 0
+    assert stage_command(command, preflight, "--dry-run")[0] == 0
     assert preflight.calls == []
     assert recorder.planned[0] == "# conduit-deploy preflight dev"
 
 
-def test_a_failed_preflight_stops_cluster_before_any_command(
-    recorder, fake_render, clock, tmp_path, capsys
-):
-    def failing(environment, settings, *, registry):
-        raise PreflightFailed("preflight: 1 of 6 checks failed (APIs enabled)")
-
-    ctx = Context(
-        environ=ci_environ(),
-        runner_factory=recorder.runner,
-        render=fake_render,
-        clock=clock,
-        preflight=failing,
-    )
-    code = main(["cluster", "dev", "--out", str(tmp_path / "out")], ctx)
-    assert code == 1
-    assert recorder.calls == []
-    assert capsys.readouterr().err.endswith(
-        "conduit-deploy: error: preflight: 1 of 6 checks failed (APIs enabled)\n"
-    )
-
-
 @pytest.mark.parametrize(("command", "registry"), [("cluster", False), ("deploy", True)])
-def test_cluster_and_deploy_run_the_preflight_of_their_environment_first(
-    command, registry, recorder, fake_render, clock, tmp_path
+def test_cluster_and_deploy_run_the_preflight_first_and_stop_when_it_fails(
+    command, registry, stage_command, recorder
 ):
     seen: list[tuple[str, bool, int]] = []
 
-    def preflight(environment, settings, *, registry):
+    def failing(environment, settings, *, registry):
         seen.append((environment, registry, len(recorder.calls)))
-        raise PreflightFailed("stop here")
+        raise PreflightFailed("preflight: 1 of 6 checks failed (APIs enabled)")
 
-    ctx = Context(
-        environ=ci_environ(),
-        runner_factory=recorder.runner,
-        render=fake_render,
-        clock=clock,
-        preflight=preflight,
-    )
-    assert main([command, "dev", "--out", str(tmp_path / "out")], ctx) == 1
+    code, err = stage_command(command, failing)
+    assert code == 1
     # The cluster stage pulls no image, so its preflight leaves the registry out.
     assert seen == [("dev", registry, 0)]
     assert recorder.calls == []
+    assert err.endswith("conduit-deploy: error: preflight: 1 of 6 checks failed (APIs enabled)\n")
