@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from werkzeug import Request, Response
 
-from tests.deploy.conftest import REGISTRY_PASSWORD, ci_environ
+from tests.deploy.support import REGISTRY_PASSWORD, ci_environ
 
 PROJECT = "conduit-dev-123"
 BUCKET = "conduit-kops-state"

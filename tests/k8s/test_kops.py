@@ -15,8 +15,8 @@ import pytest
 from conduit_deploy import tools
 
 from tests.k8s import kops_rules
-from tests.k8s.conftest import RenderedEnv
 from tests.k8s.kops_rules import KopsSpec
+from tests.k8s.support import RenderedEnv
 
 
 def cluster_of(env: RenderedEnv) -> dict:

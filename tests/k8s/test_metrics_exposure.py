@@ -15,7 +15,7 @@ import pytest
 from conduit_deploy.render import INGRESS_CONTROLLER_NAMESPACE
 
 from conduit.observability.metrics import METRICS_PATH
-from tests.k8s.conftest import RenderedEnv, labels_match, load_all
+from tests.k8s.support import RenderedEnv, labels_match, load_all
 
 PROMETHEUS_NAMESPACE = "monitoring"
 # Labels the Prometheus operator gives the pods of a Prometheus (kube-prometheus-stack).

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from conduit_deploy.render import render
 
-from tests.k8s.conftest import RenderedEnv, load_all, sample_values
+from tests.k8s.support import RenderedEnv, load_all, sample_values
 
 
 def pull_secret(env: RenderedEnv) -> dict:
