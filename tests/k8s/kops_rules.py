@@ -411,6 +411,11 @@ def _version_not_too_new(k: KopsSpec) -> Iterator[str]:
         )
 
 
+# The range: kops 1.35.2 refuses Kubernetes newer than its own minor (1.36+) and older
+# than OldestSupportedKubernetesVersion = 1.29.0, and warns that versions older than
+# OldestRecommendedKubernetesVersion = 1.31.0 are deprecated (apply_cluster.go:75,77).
+# Its release notes (docs/releases/1.35-NOTES.md) announce 1.29 as removed and 1.30 as
+# deprecated; the code is what runs, and we keep clear of both: 1.31 <= version <= 1.35.
 @rule(
     "kubernetesVersion is at least the oldest supported",
     "upup/pkg/fi/cloudup/apply_cluster.go:75,966-973",
