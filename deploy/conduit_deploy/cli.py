@@ -130,8 +130,8 @@ def _preflight(prepared: Prepared, ctx: Context, *, registry: bool) -> None:
 
 def cmd_preflight(args: argparse.Namespace, ctx: Context) -> int:
     environment = check_environment(args.environment)
-    # load_settings' third argument is now the environment, whose cluster-name rule
-    # would stop the preflight before its checks: the preflight checks the name itself.
+    # Without the environment, load_settings leaves the cluster-name rule to the
+    # preflight's own check, so a wrong name is reported with every other failure.
     settings = config.load_settings(ctx.environ, config.PREFLIGHT)
     ctx.preflight(environment, settings, registry=True)
     return 0

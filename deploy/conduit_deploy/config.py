@@ -258,7 +258,7 @@ K8S_CLUSTER_NAME_CONFIRMED = Variable(
     "optional: the exact cluster name, to use a cluster whose name does not start with "
     "its environment (`dev.`, `prod.`); never lets one environment use the other's cluster",
     dns_name,
-    read_by=RENDERING,
+    read_by=(*RENDERING, PREFLIGHT),
     scope=Scope.ENVIRONMENT,
 )
 KOPS_STATE_STORE = Variable(

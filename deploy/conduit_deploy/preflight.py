@@ -119,20 +119,12 @@ class Target:
     project: str
     state_store: str  # gs://bucket[/prefix]
     cluster_name: str
+    cluster_name_confirmed: str | None = None  # K8S_CLUSTER_NAME_CONFIRMED
     key_project: str | None = None  # project_id inside the key
 
     @property
     def bucket(self) -> str:
         return self.state_store.removeprefix("gs://").split("/", 1)[0]
-
-
-def cluster_name_fits(environment: str, cluster_name: str) -> None:
-    """The cluster of dev is dev.<domain>: a prod key and name can't meet a dev deploy."""
-    if cluster_name.split(".", 1)[0] != environment:
-        raise CheckFailed(
-            f"K8S_CLUSTER_NAME {cluster_name!r} does not start with {environment + '.'!r}: "
-            f"set it in the {environment} scope, e.g. {environment}.conduit.k8s.local"
-        )
 
 
 def _grouped(needs: Sequence[Need], missing: Sequence[str]) -> str:
@@ -197,7 +189,11 @@ def checks(target: Target, gcp: GcpClient) -> list[Check]:
         return f"all {len(wanted)} permissions kops needs"
 
     def name() -> str:
-        cluster_name_fits(target.environment, target.cluster_name)
+        problem = config.cluster_name_problem(
+            target.environment, target.cluster_name, target.cluster_name_confirmed
+        )
+        if problem:
+            raise CheckFailed(problem)
         return target.cluster_name
 
     return [
@@ -244,6 +240,7 @@ def run_preflight(
         project=settings.require(config.GCP_PROJECT),
         state_store=settings.require(config.KOPS_STATE_STORE),
         cluster_name=settings.require(config.K8S_CLUSTER_NAME),
+        cluster_name_confirmed=settings.get(config.K8S_CLUSTER_NAME_CONFIRMED),
         key_project=key.project_id,
     )
     found = checks(target, GcpClient(json.loads(key.text), endpoints=endpoints))

@@ -23,9 +23,7 @@ from conduit_deploy.preflight import (
     BUCKET_PERMISSIONS,
     PROJECT_PERMISSIONS,
     REQUIRED_APIS,
-    CheckFailed,
     PreflightFailed,
-    cluster_name_fits,
     run_preflight,
 )
 from conduit_deploy.registry import RegistryError, Repository, check_push_access
@@ -252,7 +250,7 @@ def test_every_failure_is_reported_at_once(cloud, private_key, capsys):
     assert "grant roles/compute.admin (compute.instances.create)" in output
     assert "storage.buckets.setIamPolicy on gs://conduit-kops-state" in output
     assert "refused DOCKER_REGISTRY_USER 'team'" in output
-    assert "does not start with 'dev.'" in output
+    assert "K8S_CLUSTER_NAME 'prod.conduit.k8s.local' is the prod cluster, not dev's" in output
     assert (
         output.rstrip()
         .splitlines()[-1]
@@ -367,21 +365,30 @@ def test_repository_references(reference, registry, path, api):
 
 
 @pytest.mark.parametrize(
-    ("environment", "name", "fits"),
+    ("name", "confirmed", "failure"),
     [
-        ("dev", "dev.conduit.k8s.local", True),
-        ("prod", "prod.conduit.k8s.local", True),
-        ("dev", "prod.conduit.k8s.local", False),
-        ("prod", "conduit-prod.k8s.local", False),
-        ("dev", "devx.conduit.k8s.local", False),
+        ("dev.conduit.k8s.local", None, None),
+        # Another environment's cluster: the confirmation does not help.
+        ("prod.conduit.k8s.local", "prod.conduit.k8s.local", "is the prod cluster, not dev's"),
+        ("devx.conduit.k8s.local", None, "does not start with 'dev.'"),
+        ("conduit.k8s.local", None, "K8S_CLUSTER_NAME_CONFIRMED=conduit.k8s.local in the dev"),
+        ("conduit.k8s.local", "other.k8s.local", "does not start with 'dev.'"),
+        ("conduit.k8s.local", "conduit.k8s.local", None),
     ],
 )
-def test_cluster_name_belongs_to_its_environment(environment, name, fits):
-    if fits:
-        cluster_name_fits(environment, name)
+def test_the_cluster_name_line_applies_the_cluster_name_rule(
+    cloud, private_key, capsys, name, confirmed, failure
+):
+    code, output, _ = preflight(
+        cloud, private_key, capsys, K8S_CLUSTER_NAME=name, K8S_CLUSTER_NAME_CONFIRMED=confirmed
+    )
+    if failure is None:
+        assert code == 0, output
+        assert f"ok    cluster name: {name}" in output
     else:
-        with pytest.raises(CheckFailed, match=f"does not start with '{environment}.'"):
-            cluster_name_fits(environment, name)
+        assert code == 1
+        assert lines(output, "FAIL") == ["cluster name"]
+        assert failure in output
 
 
 def test_bucket_permissions_include_what_kops_does_to_the_bucket():
