@@ -16,19 +16,11 @@ import google.auth.transport.requests
 import requests
 from google.oauth2 import service_account
 
-from .errors import DeployError
+from .errors import GcpError
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # projects.testIamPermissions takes at most 100 permissions per call.
 PERMISSIONS_PER_CALL = 100
-
-
-class GcpError(DeployError):
-    """A Google Cloud call failed; the message says which and why, on one line."""
-
-    def __init__(self, what: str, detail: str, status: int | None = None):
-        self.status = status
-        super().__init__(f"{what}: {detail}")
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from typing import Protocol
 from . import config
 from .config import Settings
 from .console import log
-from .errors import DeployError
-from .gcp import Endpoints, GcpClient, GcpError
+from .errors import CheckFailed, DeployError, GcpError, PreflightFailed
+from .gcp import Endpoints, GcpClient
 from .registry import Repository, check_push_access
 
 REQUIRED_APIS = {
@@ -95,14 +95,6 @@ BUCKET_ROLE = "roles/storage.admin"
 
 class PreflightFunction(Protocol):
     def __call__(self, environment: str, settings: Settings, *, registry: bool) -> None: ...
-
-
-class CheckFailed(DeployError):
-    """One preflight check failed; the message is the reason and the fix."""
-
-
-class PreflightFailed(DeployError):
-    """At least one check failed (each has printed its line)."""
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,11 @@ from dataclasses import dataclass
 import requests
 
 from . import images
-from .errors import DeployError
+from .errors import RegistryError
 
 # Docker Hub's registry API is not served on docker.io itself.
 _API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-class RegistryError(DeployError):
-    """The registry refused the credentials, or could not be asked."""
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,15 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 from conduit_deploy.cli import Context, main
-from conduit_deploy.gcp import Endpoints, GcpClient, GcpError
+from conduit_deploy.errors import GcpError, PreflightFailed, RegistryError
+from conduit_deploy.gcp import Endpoints, GcpClient
 from conduit_deploy.preflight import (
     BUCKET_PERMISSIONS,
     PROJECT_PERMISSIONS,
     REQUIRED_APIS,
-    PreflightFailed,
     run_preflight,
 )
-from conduit_deploy.registry import RegistryError, Repository, check_push_access
+from conduit_deploy.registry import Repository, check_push_access
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from werkzeug import Request, Response
