@@ -21,7 +21,7 @@ from . import images
 from .errors import RegistryError
 
 # Docker Hub's registry API is not served on docker.io itself.
-_API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
+_API_HOSTS = dict.fromkeys(images.DOCKER_HUB_HOSTS, "registry-1.docker.io")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -35,8 +35,8 @@ class Repository:
         """From a repository without tag, as images.check_repository accepts it."""
         host = images.registry_host(repository)
         path = repository[len(host) + 1 :] if host else repository
-        registry = host or images.DEFAULT_REGISTRY
-        if registry == images.DEFAULT_REGISTRY and "/" not in path:
+        registry = images.registry_of(repository)
+        if registry in images.DOCKER_HUB_HOSTS and "/" not in path:
             path = f"library/{path}"  # Docker Hub's official images
         return cls(registry, path)
 

@@ -418,9 +418,8 @@ def docker_config_json(values: RenderValues) -> str | None:
     """The .dockerconfigjson of the image's registry, None without registry credentials."""
     if not (values.registry_user and values.registry_password):
         return None
-    repository = images.parse(values.image).repository
-    host = images.registry_host(repository)
-    key = host if host and host not in ("docker.io", "index.docker.io") else DOCKER_HUB_AUTH_KEY
+    registry = images.registry_of(images.parse(values.image).repository)
+    key = DOCKER_HUB_AUTH_KEY if registry in images.DOCKER_HUB_HOSTS else registry
     pair = f"{values.registry_user}:{values.registry_password}".encode()
     auth = {
         "username": values.registry_user,

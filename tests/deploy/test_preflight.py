@@ -354,6 +354,8 @@ def test_registry_with_basic_auth(httpserver):
         ("docker.io/team/conduit", "docker.io", "team/conduit", "https://registry-1.docker.io"),
         ("team/conduit", "docker.io", "team/conduit", "https://registry-1.docker.io"),
         ("conduit", "docker.io", "library/conduit", "https://registry-1.docker.io"),
+        ("index.docker.io/conduit", "index.docker.io", "library/conduit",
+         "https://registry-1.docker.io"),
         ("registry.gitlab.com/g/p/conduit", "registry.gitlab.com", "g/p/conduit",
          "https://registry.gitlab.com"),
         ("localhost:5000/conduit", "localhost:5000", "conduit", "https://localhost:5000"),

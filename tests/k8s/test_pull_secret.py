@@ -12,7 +12,8 @@ import base64
 import json
 from dataclasses import replace
 
-from conduit_deploy.render import render
+import pytest
+from conduit_deploy.render import docker_config_json, render
 
 from tests.k8s.support import RenderedEnv, load_all, sample_values
 
@@ -54,6 +55,20 @@ def test_docker_hub_images_use_docker_hubs_key(tmp_path):
     ]
     config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
     assert list(config["auths"]) == ["https://index.docker.io/v1/"]
+
+
+@pytest.mark.parametrize(
+    ("image", "key"),
+    [
+        ("team/conduit:1.4.0", "https://index.docker.io/v1/"),  # a Docker Hub short name
+        ("index.docker.io/team/conduit:1.4.0", "https://index.docker.io/v1/"),
+        ("registry.gitlab.com/team/conduit:1.4.0", "registry.gitlab.com"),
+        ("localhost:5000/conduit:1.4.0", "localhost:5000"),
+    ],
+)
+def test_the_auth_key_names_the_images_registry(image, key):
+    config = json.loads(docker_config_json(sample_values("dev", image=image)))
+    assert list(config["auths"]) == [key]
 
 
 def test_the_registry_password_is_only_in_the_secrets_stage(env):
