@@ -17,6 +17,8 @@ GCP_KEY = {
 }
 DB_PASSWORD = "db-password-0123456789"
 CONDUIT_SECRET = "conduit-secret-0123456789abcdef0123456789"
+# The generated Secrets the fake render writes, hash suffix included.
+RENDERED_SECRETS = ("conduit-app-aaaaaaaaaa", "registry-credentials-bbbbbbbbbb")
 
 
 def ci_environ(**overrides: str | None) -> dict[str, str]:
