@@ -95,11 +95,11 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
 def _prepare(args: argparse.Namespace, ctx: Context, command: str) -> Prepared:
     """Checks shared by render, cluster and deploy, all before any command runs."""
     environment = check_environment(args.environment)
-    settings = config.load_settings(ctx.environ, command, f"{command} {environment}")
     runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
     if command != config.RENDER:
-        check_target(info, environment)
+        check_target(info, environment)  # the pipeline's reason comes before the variables'
+    settings = config.load_settings(ctx.environ, command, environment)
     out_dir = args.out or default_out_dir(environment)
     rendered = render_environment(settings, info, environment, out_dir, ctx.render, runner)
     return Prepared(environment, settings, runner, info, rendered)
@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Build, render, provision and deploy Conduit (see deploy/README.md).",
+        epilog="Times are in seconds. `conduit-deploy variables` lists the CI variables "
+        "each command needs.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -263,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = commands.add_parser(
         "cluster",
         parents=[environment, dry_run],
-        help="create or update the kops cluster of ENV and wait until it validates",
+        help="create, update or upgrade the kops cluster of ENV and wait until it validates",
     )
     _add_seconds(
         cluster,
@@ -278,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-rolling-update",
         dest="rolling_update",
         action="store_false",
-        help="do not replace nodes whose spec changed",
+        help="on an update, leave nodes whose spec changed for later "
+        "(an upgrade always rolls them: kops reconcile cluster)",
     )
     cluster.set_defaults(handler=cmd_cluster)
 
