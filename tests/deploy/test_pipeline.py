@@ -11,6 +11,7 @@ is asked of it through a probe job whose rules are `!reference [workflow, rules]
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -98,6 +99,9 @@ def gitlab_ci_local(workdir: Path, *arguments: str, text: str | None = None) -> 
         git = ["git", "-C", str(workdir), "-c", "user.name=t", "-c", "user.email=t@example.com"]
         subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
         subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "pipeline"], check=True)
+    # gitlab-ci-local reads any GCL_* variable as one of its options; inside a job that
+    # gitlab-ci-local runs (make rehearse) it sets GCL_PROJECT_DIR_ON_HOST itself.
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("GCL_")}
     result = subprocess.run(
         [str(GITLAB_CI_LOCAL), "--no-color", *arguments],
         cwd=workdir,
@@ -105,6 +109,7 @@ def gitlab_ci_local(workdir: Path, *arguments: str, text: str | None = None) -> 
         text=True,
         timeout=120,
         check=False,
+        env=environ,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
