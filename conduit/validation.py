@@ -17,7 +17,7 @@ _CONTROL_EXCEPT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def parse_integer(text: str) -> int | None:
-    """The integer `text` spells in full, or None ("--5", "5 ", "" and non-ASCII digits spell none)."""
+    """The integer `text` spells in full; None for "--5", "5 ", "" or non-ASCII digits."""
     if _INTEGER.fullmatch(text) is None:
         return None
     return int(text)
