@@ -16,6 +16,10 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
+# PostgreSQL's codes for a statement cancelled by statement_timeout (query_canceled) or
+# by lock_timeout (lock_not_available): see settings._postgresql_limits.
+_CANCELLED_BY_LIMIT = frozenset({"57014", "55P03"})
+
 
 class APIError(Exception):
     """An error the client can act on, rendered as the RealWorld error body."""
@@ -98,6 +102,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     def database_error(error: DBAPIError):
+        if getattr(error.orig, "sqlstate", None) in _CANCELLED_BY_LIMIT:
+            log.warning("database statement cancelled: %s", error.orig)
+            return _render(
+                503, {"database": ["the request took too long, please retry"]}, {"Retry-After": "1"}
+            )
         if error.connection_invalidated or isinstance(error, OperationalError):
             log.error("database unavailable: %s", error.orig)
             return _render(

@@ -34,6 +34,10 @@ KNOWN_DEFAULT_SECRETS = frozenset(
 )
 MIN_SECRET_LENGTH = 32
 PRODUCTION_TAGS_CACHE_SECONDS = 5
+# PostgreSQL's limits on one request's work, in seconds (see _postgresql_limits).
+DEFAULT_STATEMENT_TIMEOUT = 10
+DEFAULT_LOCK_TIMEOUT = 5
+DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT = 15
 
 
 class ConfigError(RuntimeError):
@@ -79,6 +83,44 @@ def _log_level(env: Mapping[str, str]) -> str:
     return level
 
 
+def _uwsgi_harakiri() -> int | None:
+    """uWSGI's harakiri in seconds when this process is a uWSGI worker with one set."""
+    try:
+        import uwsgi  # only importable inside uWSGI
+    except ImportError:
+        return None
+    value = uwsgi.opt.get("harakiri")
+    if isinstance(value, list):  # an option given more than once: the last one counts
+        value = value[-1]
+    return int(value) if value else None
+
+
+def _postgresql_limits(env: Mapping[str, str]) -> str:
+    """Server-side limits as libpq `options`, so a stuck query fails its own request.
+
+    A statement that runs too long or waits too long for a lock is cancelled by
+    PostgreSQL, and the request answers 503 (conduit/errors.py) while the worker goes on
+    serving. The statement limit stays below uWSGI's harakiri, which would kill the
+    whole worker (every thread's request) and answer its client with nothing. A session
+    left idle inside a transaction (a thread stuck in Python) loses the transaction and
+    its locks instead of blocking every writer behind it.
+    """
+    statement = _int(env, "DB_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT, minimum=1)
+    lock = _int(env, "DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT, minimum=1)
+    idle = _int(env, "DB_IDLE_IN_TRANSACTION_TIMEOUT", DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT, 1)
+    harakiri = _uwsgi_harakiri()
+    if harakiri is not None and statement >= harakiri:
+        raise ConfigError(
+            f"DB_STATEMENT_TIMEOUT ({statement} s) must be below uWSGI's harakiri ({harakiri} s)"
+        )
+    limits = {
+        "statement_timeout": statement,
+        "lock_timeout": lock,
+        "idle_in_transaction_session_timeout": idle,
+    }
+    return " ".join(f"-c {name}={seconds}s" for name, seconds in limits.items())
+
+
 def _development_secret(instance_path: Path) -> str:
     """A random key kept in the instance folder: stable across restarts, unique per checkout."""
     path = instance_path / "dev-secret-key"
@@ -120,6 +162,7 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
             max_overflow=_int(env, "DB_MAX_OVERFLOW", 5),
             pool_recycle=_int(env, "DB_POOL_RECYCLE", 1800, minimum=1),
             pool_timeout=_int(env, "DB_POOL_TIMEOUT", 10, minimum=1),
+            connect_args={"options": _postgresql_limits(env)},
         )
 
     origins = [o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()]
