@@ -2,8 +2,9 @@
 
 One run: a fresh PostgreSQL database, migrated and seeded with `flask seed`; the app
 under uWSGI with docker/uwsgi.ini and the production settings of the Deployment
-(k8s/base/kustomization.yaml); then, per scenario, a short warm-up and a bounded wrk
-load against 127.0.0.1, with /healthz first as the ceiling of the stack. SQL statements
+(k8s/base/kustomization.yaml); beside it the smallest Flask app (bench/minimal_app.py)
+on the same uWSGI configuration, the ceiling the goals are judged against; then, per
+scenario, a short warm-up and a bounded wrk load against 127.0.0.1. SQL statements
 per request come from the app itself (X-SQL-Statements, switched on for this server
 only). Results go to bench/results/ (results.md, results.json); wrk's full reports, the
 server log and optional py-spy profiles to build/bench/.
@@ -12,6 +13,7 @@ server log and optional py-spy profiles to build/bench/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -31,6 +33,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from bench import BenchError, cpu, pyspy, report, wrk
 from bench.report import Goal, ScenarioResult
@@ -53,7 +56,15 @@ DATASET = {
 }
 SEED_PASSWORD = "benchmark-password"  # noqa: S105 - of the seeded users, on a throwaway database
 
-LIST_GOAL = Goal(min_share=0.20, max_p99_ms=50, constant_statements=True)
+# Shares are of the minimal Flask app's requests/s; CPU is uWSGI's and PostgreSQL's.
+LIST_GOAL = Goal(min_share=0.20, max_p99_ms=50, constant_statements=True, max_cpu_ms=1.2)
+READ_GOAL = Goal(min_share=0.30)
+# 200 clients, each request on a new connection: bursts must wait in the listen backlog,
+# not be dropped (and resent after 1, 3, 7 s of SYN retransmission).
+BURST_CONNECTIONS = 200
+BURST_GOAL = Goal(max_p99_ms=1000)
+RSS_GOAL_MIB = 60
+MINIMAL_APP = "bench.minimal_app:app"
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,9 @@ class Scenario:
     auth: bool = False
     warm_up: bool = True
     page_probe: bool = False  # also probe with limit=1: statements must not grow
+    server: str = "api"  # or "minimal": the minimal Flask app's server
+    connections: int | None = None  # instead of the run's --connections
+    new_connections: bool = False  # `Connection: close` on every request
 
 
 @dataclass(frozen=True)
@@ -82,12 +96,13 @@ class Fixtures:
 
 def scenarios(f: Fixtures) -> list[Scenario]:
     return [
-        Scenario("healthz", "Ceiling: /healthz", "/healthz"),
+        Scenario("minimal", "Ceiling: minimal Flask app", "/healthz", server="minimal"),
+        Scenario("healthz", "API's /healthz (middleware, no database)", "/healthz"),
         Scenario(
             "articles",
             "Article list, anonymous",
             "/api/articles?limit=20",
-            Goal(min_share=0.20, max_p99_ms=50, max_statements=4, constant_statements=True),
+            dataclasses.replace(LIST_GOAL, max_statements=4),
             page_probe=True,
         ),
         Scenario(
@@ -113,14 +128,22 @@ def scenarios(f: Fixtures) -> list[Scenario]:
             auth=True,
             page_probe=True,
         ),
-        Scenario("article", "Single article", f"/api/articles/{f.slug}", Goal(min_share=0.40)),
+        Scenario("article", "Single article", f"/api/articles/{f.slug}", READ_GOAL),
         Scenario(
             "comments",
             f"Comments of an article ({f.comments})",
             f"/api/articles/{f.slug}/comments",
-            Goal(min_share=0.40),
+            READ_GOAL,
         ),
-        Scenario("tags", "Tags", "/api/tags", Goal(min_share=0.60)),
+        Scenario("tags", "Tags", "/api/tags", Goal()),
+        Scenario(
+            "burst",
+            f"Burst: {BURST_CONNECTIONS} clients, a new connection per request",
+            "/api/articles?limit=20",
+            BURST_GOAL,
+            connections=BURST_CONNECTIONS,
+            new_connections=True,
+        ),
         Scenario(
             "login",
             "Login (bcrypt)",
@@ -251,6 +274,26 @@ def choose_fixtures(url: str) -> tuple[Fixtures, str, int | None]:
     return Fixtures(email, feed_size, tag, slug, comments), version.split()[0], _postmaster(backend)
 
 
+def database_backends(url: str):
+    """A function listing the PostgreSQL backends connected to the benchmark's database:
+    their CPU is the database's share of a request. The server may be shared with other
+    work, so the whole server's CPU time would not be."""
+    engine = create_engine(url, poolclass=NullPool)
+
+    def backends() -> list[int]:
+        with engine.connect() as db:
+            return list(
+                db.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalars()
+            )
+
+    return backends
+
+
 def _postmaster(backend_pid: int) -> int | None:
     """The local PostgreSQL server's main process, whose tree runs every backend; None
     when the server is not on this machine (its CPU time is then not reported)."""
@@ -269,8 +312,11 @@ def _postmaster(backend_pid: int) -> int | None:
 class Server:
     """uWSGI with docker/uwsgi.ini, as the image runs it, on 127.0.0.1:port."""
 
-    def __init__(self, ini: Path, env: dict[str, str], port: int, log: Path):
+    def __init__(
+        self, ini: Path, env: dict[str, str], port: int, log: Path, ready_path: str = "/readyz"
+    ):
         self.ini, self.env, self.port, self.log = ini, env, port, log
+        self.ready_path = ready_path
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -287,7 +333,7 @@ class Server:
             if self.process.poll() is not None:
                 raise BenchError(f"uWSGI exited {self.process.returncode}:\n{self.log_tail()}")
             try:
-                if self.request("GET", "/readyz")[0] == 200:
+                if self.request("GET", self.ready_path)[0] == 200:
                     return
             except OSError:
                 pass
@@ -392,6 +438,18 @@ def _probe_body(name: str, context: dict) -> dict | None:
     return None
 
 
+def minimal_app_ini(ini: Path, logs: Path) -> Path:
+    """`ini` serving the minimal Flask app instead of the API, every other line kept."""
+    text = ini.read_text()
+    lines = [line for line in text.splitlines() if line.startswith("module = ")]
+    if len(lines) != 1:
+        raise BenchError(f"{ini}: expected one `module = ` line to swap for the minimal app")
+    swapped = text.replace(lines[0], f"module = {MINIMAL_APP}\npythonpath = {REPO}")
+    path = logs / "minimal-app-uwsgi.ini"
+    path.write_text(swapped)
+    return path
+
+
 def run_scenario(
     server: Server,
     scenario: Scenario,
@@ -403,6 +461,10 @@ def run_scenario(
 ) -> ScenarioResult:
     url = f"http://127.0.0.1:{server.port}{scenario.path}"
     headers = {"Authorization": f"Token {context['token']}"} if scenario.auth else {}
+    if scenario.new_connections:
+        headers["Connection"] = "close"
+    if scenario.connections:
+        load = dataclasses.replace(load, connections=scenario.connections)
     env = {
         "BENCH_EMAIL": context["email"],
         "BENCH_PASSWORD": SEED_PASSWORD,
@@ -414,12 +476,14 @@ def run_scenario(
     # After the warm-up, so caches are in the state the load meets (e.g. /api/tags).
     found = probe(server, scenario, headers, _probe_body(scenario.name, context))
     running = profiler.start(scenario.name, load.duration_s) if profiler else None
+    backends = context["backends"]
     app_cpu = cpu.tree_seconds(server.process.pid)
-    db_cpu = cpu.tree_seconds(context["postmaster"]) if context["postmaster"] else None
+    db_before = cpu.processes_ticks(backends()) if context["postmaster"] else None
     result, output = wrk.run(binary, url, scenario.script, load, headers, env)
     app_cpu = cpu.tree_seconds(server.process.pid) - app_cpu
-    if db_cpu is not None:
-        db_cpu = cpu.tree_seconds(context["postmaster"]) - db_cpu
+    db_cpu = None
+    if db_before is not None:
+        db_cpu = cpu.seconds_between(db_before, cpu.processes_ticks(backends()))
     if running:
         profiler.finish(running)
     per_request = 1000 / max(result.requests, 1)
@@ -438,6 +502,7 @@ def run_scenario(
         app_cpu_ms=app_cpu * per_request,
         db_cpu_ms=None if db_cpu is None else db_cpu * per_request,
         client_cpu_ms=result.cpu_s * per_request,
+        new_connections=scenario.new_connections,
         **found,
     )
 
@@ -596,12 +661,21 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(args.only) - {s.name for s in chosen}
         if unknown:
             raise BenchError(f"unknown scenarios: {', '.join(sorted(unknown))}")
-        chosen = [s for s in chosen if s.name == "healthz" or s.name in args.only]
+        chosen = [s for s in chosen if s.name == "minimal" or s.name in args.only]
     profiler = pyspy.Profiler(BIN, args.logs, args.profile_format) if args.profile else None
 
     server = Server(args.uwsgi_ini, env, args.port, args.logs / "uwsgi.log")
+    minimal = Server(
+        minimal_app_ini(args.uwsgi_ini, args.logs),
+        {**env, "PROMETHEUS_MULTIPROC_DIR": env["PROMETHEUS_MULTIPROC_DIR"] + "-minimal"},
+        free_port(),
+        args.logs / "minimal-app-uwsgi.log",
+        ready_path="/healthz",
+    )
+    minimal.env["PORT"] = str(minimal.port)
     results: list[ScenarioResult] = []
     try:
+        minimal.start()
         server.start()
         if profiler:
             profiler.attach(server.process.pid, set(args.profile))
@@ -619,16 +693,29 @@ def main(argv: list[str] | None = None) -> int:
             "nonce": secrets.token_hex(4),
             "wrk": binary,
             "postmaster": postmaster,
+            "backends": database_backends(database_url),
         }
+        servers = {"api": server, "minimal": minimal}
         for scenario in chosen:
             print(f"bench: {scenario.name}: {scenario.method} {scenario.path}", flush=True)
             results.append(
-                run_scenario(server, scenario, load, args.warm_up, context, args.logs, profiler)
+                run_scenario(
+                    servers[scenario.server],
+                    scenario,
+                    load,
+                    args.warm_up,
+                    context,
+                    args.logs,
+                    profiler,
+                )
             )
         rss = server.worker_rss_mib()
+        minimal_rss = minimal.worker_rss_mib()
         processes = len(server.workers())
+        served = sum(r.requests for r in results if r.name != "minimal")
     finally:
         server.stop()
+        minimal.stop()
 
     ceiling = results[0]
     for result in results:
@@ -672,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
             f"({fixtures.comments} comments, 99th percentile)"
         ),
         "worker_rss_mib": [round(mib, 1) for mib in rss],
+        "minimal_app_worker_rss_mib": [round(mib, 1) for mib in minimal_rss],
+        "rss_goal_mib": RSS_GOAL_MIB,
+        "requests_served": served,
     }
     report.write(args.results, run, results)
     print()
