@@ -1,6 +1,6 @@
 """The load benchmark of the served API (`make bench`, via bench/run.sh).
 
-One run: a fresh PostgreSQL database, migrated and seeded with `flask seed`; the app
+One run: a fresh PostgreSQL database, migrated and seeded (bench/seed.py); the app
 under uWSGI with docker/uwsgi.ini and the production settings of the Deployment
 (k8s/base/kustomization.yaml); beside it the smallest Flask app (bench/minimal_app.py)
 on the same uWSGI configuration, the ceiling the goals are judged against; then, per
@@ -220,9 +220,10 @@ def fresh_database(url: str) -> None:
         admin.dispose()
 
 
-def flask(args: list[str], env: dict[str, str], log: Path) -> str:
+def run_python(args: list[str], env: dict[str, str], log: Path) -> str:
+    """This virtualenv's Python (or a console script of it) with `args`, from the repo."""
     completed = subprocess.run(  # noqa: S603 - our own command line
-        [str(BIN / "flask"), *args],
+        [sys.executable, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -232,7 +233,7 @@ def flask(args: list[str], env: dict[str, str], log: Path) -> str:
     )
     log.write_text(completed.stdout + completed.stderr)
     if completed.returncode != 0:
-        raise BenchError(f"flask {' '.join(args)} failed: {completed.stderr.strip()[-400:]}")
+        raise BenchError(f"{' '.join(args)} failed: {completed.stderr.strip()[-400:]}")
     return completed.stdout
 
 
@@ -645,12 +646,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     print(f"bench: recreating {make_url(database_url).database}, migrating, seeding", flush=True)
     fresh_database(database_url)
-    flask(["db", "upgrade"], env, args.logs / "migrate.log")
+    run_python(["-m", "flask", "db", "upgrade"], env, args.logs / "migrate.log")
     seed_args = [item for key, value in DATASET.items() for item in (f"--{key}", str(value))]
     print(
         "bench: "
-        + flask(
-            ["seed", *seed_args, "--password", SEED_PASSWORD], env, args.logs / "seed.log"
+        + run_python(
+            ["-m", "bench.seed", *seed_args, "--password", SEED_PASSWORD],
+            env,
+            args.logs / "seed.log",
         ).splitlines()[0],
         flush=True,
     )
@@ -754,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": args.warm_up,
         },
         "dataset": (
-            f"`flask seed` {' '.join(seed_args)}; feed of {fixtures.email} "
+            f"`python -m bench.seed` {' '.join(seed_args)}; feed of {fixtures.email} "
             f"({fixtures.feed_size} articles), article {fixtures.slug} "
             f"({fixtures.comments} comments, 99th percentile)"
         ),

@@ -121,6 +121,10 @@ def _postgresql_limits(env: Mapping[str, str]) -> str:
     return " ".join(f"-c {name}={seconds}s" for name, seconds in limits.items())
 
 
+def migrations_dir(env: Mapping[str, str]) -> str:
+    return env.get("CONDUIT_MIGRATIONS_DIR", "migrations")
+
+
 def _development_secret(instance_path: Path) -> str:
     """A random key kept in the instance folder: stable across restarts, unique per checkout."""
     path = instance_path / "dev-secret-key"
@@ -179,7 +183,7 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
-        "MIGRATIONS_DIR": env.get("CONDUIT_MIGRATIONS_DIR", "migrations"),
+        "MIGRATIONS_DIR": migrations_dir(env),
         # GET /api/tags from a per-process cache for this many seconds (conduit/api/tags.py).
         # On in production, where the tag cloud may lag a write by that much; off where
         # tests and developers expect to see their writes at once.
