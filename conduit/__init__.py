@@ -28,6 +28,10 @@ def create_app(
     """
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.json = OrjsonProvider(app)
+    # Werkzeug answers "/api/articles/" and "/api//articles" with an HTML redirect; an
+    # API answers JSON: a trailing slash is the same resource, a doubled one is a 404.
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
     app.config.from_mapping(load_settings(Path(app.instance_path), env))
     if settings:
         app.config.from_mapping(settings)

@@ -31,8 +31,13 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+def invalid(errors: dict[str, list[str]]) -> APIError:
+    """422, the spec's answer to invalid input, with one or more messages per field."""
+    return APIError(422, errors)
+
+
 def unprocessable(field: str, message: str) -> APIError:
-    return APIError(422, {field: [message]})
+    return invalid({field: [message]})
 
 
 def not_found(what: str) -> APIError:
@@ -43,9 +48,9 @@ def forbidden(what: str, message: str) -> APIError:
     return APIError(403, {what: [message]})
 
 
-def unauthorized(message: str) -> APIError:
+def unauthorized(message: str, field: str = "token") -> APIError:
     # RFC 9110: a 401 names the scheme the client should use.
-    return APIError(401, {"token": [message]}, {"WWW-Authenticate": "Token"})
+    return APIError(401, {field: [message]}, {"WWW-Authenticate": "Token"})
 
 
 def flatten_messages(messages, prefix: str = "") -> dict[str, list[str]]:

@@ -71,6 +71,21 @@ def test_usernames_match_the_whole_pattern(client, register, username):
     assert "username" in response.get_json()["errors"]
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/articles/", 200),
+        ("/api/tags/", 200),
+        ("/api//articles", 404),
+        ("/api/articles//", 404),
+    ],
+)
+def test_slashes_get_json_not_a_redirect(client, path, status):
+    response = client.get(path)
+    assert response.status_code == status
+    assert response.is_json
+
+
 @pytest.mark.parametrize("path", ["/api/profiles/jake%0A", "/api/profiles/jake%7F"])
 def test_look_alike_profile_paths_are_404(client, register, path):
     register("jake")
