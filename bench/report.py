@@ -215,8 +215,12 @@ def markdown(run: dict, results: list[ScenarioResult]) -> str:
         f"- Worker RSS at the end, after {run.get('requests_served', 0):,} requests: {rss} MiB"
         + (f" (goal ≤{rss_goal} MiB: {'met' if rss_met else '**not met**'})" if rss_goal else "")
         + (f"; the minimal app's: {minimal_rss} MiB." if minimal_rss else "."),
-        f"- Keep-alive: {sum(r.requests for r in kept_alive):,} requests on kept-alive "
-        f"connections, {resets} read or write errors (resets).",
+        (
+            f"- Keep-alive: {sum(r.requests for r in kept_alive):,} requests on kept-alive "
+            f"connections, {resets} read or write errors (resets)."
+            if server["keep_alive"]
+            else "- Keep-alive: off."
+        ),
         "",
         table(results),
         "",
