@@ -51,8 +51,8 @@ def create_app(
 
 
 def register_logging(app: Flask) -> None:
-    """JSON lines on stdout for every logger (see conduit/observability/logs.py)."""
-    configure_logging(app.config.get("LOG_LEVEL", "INFO"))
+    """Every logger to stdout, as JSON or text lines (see conduit/observability/logs.py)."""
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
 
 def register_extensions(app: Flask) -> None:

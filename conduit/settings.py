@@ -32,6 +32,7 @@ KNOWN_DEFAULT_SECRETS = frozenset(
         "please-change-me",
     }
 )
+LOG_FORMATS = ("json", "text")  # conduit/observability/logs.py
 MIN_SECRET_LENGTH = 32
 PRODUCTION_TAGS_CACHE_SECONDS = 5
 # PostgreSQL's limits on one request's work, in seconds (see _postgresql_limits).
@@ -72,6 +73,13 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _log_level(env: Mapping[str, str]) -> str:
@@ -195,6 +203,10 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         # X-SQL-Statements on every response (conduit/sqlcount.py): for the benchmark.
         "SQL_STATEMENTS_HEADER": _flag(env, "CONDUIT_SQL_STATEMENTS_HEADER"),
         "LOG_LEVEL": _log_level(env),
+        # JSON lines for log pipelines; one readable line per request for a developer.
+        "LOG_FORMAT": _choice(
+            env, "LOG_FORMAT", LOG_FORMATS, "text" if environment == "development" else "json"
+        ),
         "CONDUIT_VERSION": env.get("CONDUIT_VERSION", "dev"),
         "CONDUIT_REVISION": env.get("CONDUIT_REVISION", "unknown"),
     }
