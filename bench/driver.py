@@ -265,14 +265,15 @@ def choose_fixtures(url: str) -> tuple[Fixtures, str, int | None]:
                 )
             ).one()
             version = db.execute(text("SHOW server_version")).scalar_one()
-            backend = db.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            # While this backend runs: its parent is the server's main process.
+            postmaster = _postmaster(db.execute(text("SELECT pg_backend_pid()")).scalar_one())
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
             # Fresh statistics, as autovacuum would have them on a live database.
             tables = ", ".join(table.name for table in conduit_db.metadata.sorted_tables)
             db.execute(text(f"VACUUM ANALYZE {tables}"))
     finally:
         engine.dispose()
-    return Fixtures(email, feed_size, tag, slug, comments), version.split()[0], _postmaster(backend)
+    return Fixtures(email, feed_size, tag, slug, comments), version.split()[0], postmaster
 
 
 def database_backends(url: str):
@@ -352,7 +353,7 @@ class Server:
             self.process.wait()
 
     def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def request(
         self, method: str, path: str, headers: dict | None = None, body: dict | None = None
@@ -386,8 +387,15 @@ class Server:
             connection.close()
 
     def workers(self) -> list[int]:
+        """The worker processes: the master's children but its HTTP router."""
         assert self.process is not None
-        return cpu.children(self.process.pid)
+        routers = set(
+            map(int, re.findall(r"spawned uWSGI http \d+ \(pid: (\d+)\)", self.log_text()))
+        )
+        return [pid for pid in cpu.children(self.process.pid) if pid not in routers]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
 
     def worker_rss_mib(self) -> list[float]:
         sizes = []
