@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from conduit import create_app
 from conduit.settings import ConfigError, load_settings
-from tests.conftest import BACKEND, app_env
+from tests.support import app_env
 
 GOOD_SECRET = "k" * 40
 POSTGRES = "postgresql://u:p@db:5432/conduit"
@@ -70,14 +70,11 @@ def test_invalid_limits_are_named(tmp_path, value):
 
 # --- against the server ----------------------------------------------------------
 
-needs_postgres = pytest.mark.skipif(
-    BACKEND != "postgres", reason="PostgreSQL limits (flask test --postgres)"
-)
-
-
 @pytest.fixture
 def locked_article(database_url, register, create_article):
     """An article whose row another session holds locked (SELECT ... FOR UPDATE)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's limits: run with flask test --postgres")
     slug = create_article(register("alice"), title="Locked")["slug"]
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     connection = engine.connect()
@@ -89,7 +86,6 @@ def locked_article(database_url, register, create_article):
     engine.dispose()
 
 
-@needs_postgres
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     "limits",

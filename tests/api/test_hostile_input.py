@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TEST_SECRET
+from tests.support import TEST_SECRET
 
 # Function-scoped fixtures (the app, a registered user) are shared by the examples on
 # purpose; no deadline, as PostgreSQL and a busy machine make timing uneven.

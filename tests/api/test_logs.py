@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 from conduit import create_app
 from conduit.observability.logs import DropServerRequestLines, JsonFormatter
 from conduit.settings import ConfigError, load_settings
-from tests.conftest import app_env
+from tests.support import app_env
 
 
 def serve_one_request(app, path: str) -> None:

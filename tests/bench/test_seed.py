@@ -14,7 +14,7 @@ from bench.seed import ANCHOR, MAX_TAGS_PER_ARTICLE, Counts, generate, seed_comm
 from conduit import create_app
 from conduit.extensions import db
 from conduit.models import Article, ArticleTag, Comment, Favorite, Follow, Tag, User
-from tests.conftest import app_env
+from tests.support import app_env
 
 SMALL = Counts(users=30, articles=120, tags=12, follows=80, favorites=300, comments=250)
 SMALL_ARGS = [

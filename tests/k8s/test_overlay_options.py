@@ -13,7 +13,7 @@ from conduit_deploy.render import render
 from sqlalchemy.engine import make_url
 
 from tests.k8s import nginx_conf
-from tests.k8s.conftest import load_all, sample_values
+from tests.k8s.support import load_all, sample_values
 from tests.k8s.test_schemas import schema_errors
 
 KUBERNETES_VERSION = "1.35.5"

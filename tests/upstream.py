@@ -1,0 +1,149 @@
+"""Pinned upstream test inputs: download once, check the SHA-256 every time.
+
+`path(group, name)` returns a local file for an entry of tests/upstream.toml. The file
+comes from the folder named by the group's environment variable when it is set, else from
+the cache under build/upstream/, filled from the pinned URL on first use. Either way its
+SHA-256 must match the recorded one, so a moved tag or an edited local copy is caught.
+
+    python -m tests.upstream fetch [GROUP ...]   # prefetch, print the paths
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = Path(__file__).with_name("upstream.toml")
+CACHE = ROOT / "build" / "upstream"
+DOWNLOAD_TIMEOUT_SECONDS = 60
+
+
+class UpstreamError(Exception):
+    """An input that cannot be had or does not match its pin (one line, for a person)."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    group: str
+    name: str
+    url: str
+    sha256: str
+    env: str
+
+
+def load_pins(manifest: Path = MANIFEST) -> dict[str, dict[str, Pin]]:
+    with manifest.open("rb") as handle:
+        groups = tomllib.load(handle)
+    return {
+        group: {
+            name: Pin(group, name, spec["base_url"] + name, digest, spec["env"])
+            for name, digest in spec["files"].items()
+        }
+        for group, spec in groups.items()
+    }
+
+
+def sha256_of(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check(pin: Pin, file: Path, origin: str) -> Path:
+    actual = sha256_of(file)
+    if actual != pin.sha256:
+        raise UpstreamError(
+            f"{pin.group}/{pin.name} from {origin} has SHA-256 {actual}, "
+            f"expected {pin.sha256} (tests/upstream.toml)"
+        )
+    return file
+
+
+def download(pin: Pin, target: Path, timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> Path:
+    """Fetch pin.url into target atomically; nothing is left behind on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(pin.url, timeout=timeout) as response:  # noqa: S310 - https URLs from the manifest
+                    for block in iter(lambda: response.read(1 << 16), b""):
+                        out.write(block)
+            except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                reason = getattr(exc, "reason", None) or exc
+                raise UpstreamError(
+                    f"cannot download {pin.group}/{pin.name} from {pin.url}: {reason} "
+                    f"(set {pin.env} to a folder holding a copy)"
+                ) from None
+        _check(pin, Path(partial), pin.url)
+        os.replace(partial, target)
+        return target
+    finally:
+        Path(partial).unlink(missing_ok=True)
+
+
+def resolve(pin: Pin, environ: Mapping[str, str] = os.environ, cache: Path = CACHE) -> Path:
+    folder = environ.get(pin.env)
+    if folder:
+        local = Path(folder) / pin.name
+        if not local.is_file():
+            raise UpstreamError(f"{pin.env}={folder} has no {pin.name}")
+        return _check(pin, local, str(local))
+    cached = cache / pin.group / pin.name
+    if cached.is_file():
+        return _check(pin, cached, str(cached))
+    return download(pin, cached)
+
+
+def path(group: str, name: str) -> Path:
+    """The local, checked copy of one pinned upstream file."""
+    try:
+        pin = load_pins()[group][name]
+    except KeyError:
+        raise UpstreamError(f"{group}/{name} is not pinned in tests/upstream.toml") from None
+    return resolve(pin)
+
+
+def require(group: str, name: str) -> Path:
+    """For tests: the file, or a one-line test failure (not a traceback)."""
+    import pytest  # only tests call this; the CLI runs without pytest
+
+    try:
+        return path(group, name)
+    except UpstreamError as exc:
+        message = str(exc)
+    pytest.fail(message, pytrace=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "fetch":
+        print("usage: python -m tests.upstream fetch [GROUP ...]", file=sys.stderr)
+        return 2
+    pins = load_pins()
+    groups = args[1:] or list(pins)
+    try:
+        for group in groups:
+            if group not in pins:
+                raise UpstreamError(f"unknown group {group!r} (known: {', '.join(pins)})")
+            for pin in pins[group].values():
+                print(resolve(pin))
+    except UpstreamError as exc:
+        print(f"upstream: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
