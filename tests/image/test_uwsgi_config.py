@@ -236,8 +236,22 @@ def test_one_connection_carries_requests_of_every_kind(start):
             assert response.status == status, (method, path)
             assert not response.will_close, (method, path)
             sockets.add(id(connection.sock))
-    connection.close()
     assert len(sockets) == 1
+    # A 204 has no Content-Length (RFC 9110 forbids it): the router closes the connection
+    # after it and says so, and the answer carries no stray body.
+    token = json.loads(register(server.url, "deleter").text)["user"]["token"]
+    article = {"article": {"title": "Gone", "description": "d", "body": "b"}}
+    headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
+    connection.request("POST", "/api/articles", body=json.dumps(article), headers=headers)
+    connection.getresponse().read()
+    connection.request("DELETE", "/api/articles/gone", headers=headers)
+    response = connection.getresponse()
+    assert response.status == 204
+    assert response.read() == b""
+    assert response.getheader("Connection") == "close"
+    connection.request("GET", "/api/articles/gone")  # on a new connection
+    assert connection.getresponse().status == 404
+    connection.close()
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(start, tmp_path):
