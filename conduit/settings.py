@@ -164,11 +164,13 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
     database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_path / 'conduit.sqlite'}"
     database_url = normalise_database_url(database_url)
 
-    engine_options: dict = {"pool_pre_ping": True}  # drop connections the server closed
+    engine_options: dict = {}
     if database_url.startswith("sqlite"):
         # Writers from several uWSGI workers wait for the lock instead of failing.
         engine_options["connect_args"] = {"timeout": 15}
     else:
+        # Connections the server closed are dropped at checkout without a round trip
+        # (conduit/dbpool.py), not by a `SELECT 1` before every request (pool_pre_ping).
         engine_options.update(
             pool_size=_int(env, "DB_POOL_SIZE", 5, minimum=1),
             max_overflow=_int(env, "DB_MAX_OVERFLOW", 5),

@@ -70,6 +70,7 @@ def test_invalid_limits_are_named(tmp_path, value):
 
 # --- against the server ----------------------------------------------------------
 
+
 @pytest.fixture
 def locked_article(database_url, register, create_article):
     """An article whose row another session holds locked (SELECT ... FOR UPDATE)."""
