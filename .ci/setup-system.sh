@@ -10,6 +10,7 @@ packages=(
   docker.io debootstrap docker-registry  # image build, local base image, local registry
   prometheus                    # promtool: alert rules check and unit tests
   wrk                           # load benchmark
+  rsync                         # gitlab-ci-local copies the checkout (make rehearse)
   curl ca-certificates procps psmisc
 )
 

@@ -21,6 +21,7 @@ from .console import log
 from .deploy import Deployer, DeployOptions
 from .errors import DeployError
 from .pack import plan_pack, run_pack
+from .preflight import PreflightFunction, run_preflight
 from .release import (
     RenderFunction,
     check_environment,
@@ -30,7 +31,7 @@ from .release import (
 )
 from .render import Rendered
 from .runner import Runner
-from .smoke import SmokeOptions, run_smoke
+from .smoke import SmokeOptions, run_smoke, smoke_user
 from .versioning import ENVIRONMENTS, BuildInfo, build_info, dotenv, revision
 from .waiting import Clock
 
@@ -48,6 +49,7 @@ class Context:
     render: RenderFunction = render.render
     smoke: Callable[[str, SmokeOptions], object] = run_smoke
     clock: Clock = field(default_factory=Clock)
+    preflight: PreflightFunction = run_preflight
 
     def runner(self, args: argparse.Namespace) -> Runner:
         return self.runner_factory(getattr(args, "dry_run", False), self.clock)
@@ -95,11 +97,11 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
 def _prepare(args: argparse.Namespace, ctx: Context, command: str) -> Prepared:
     """Checks shared by render, cluster and deploy, all before any command runs."""
     environment = check_environment(args.environment)
-    settings = config.load_settings(ctx.environ, command, f"{command} {environment}")
     runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
     if command != config.RENDER:
-        check_target(info, environment)
+        check_target(info, environment)  # the pipeline's reason comes before the variables'
+    settings = config.load_settings(ctx.environ, command, environment)
     out_dir = args.out or default_out_dir(environment)
     rendered = render_environment(settings, info, environment, out_dir, ctx.render, runner)
     return Prepared(environment, settings, runner, info, rendered)
@@ -117,8 +119,28 @@ def cmd_render(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _preflight(prepared: Prepared, ctx: Context, *, registry: bool) -> None:
+    """The preflight's read-only checks, as one step of the command (printed in a dry run)."""
+    prepared.runner.step(
+        f"conduit-deploy preflight {prepared.environment}",
+        lambda: ctx.preflight(prepared.environment, prepared.settings, registry=registry),
+        planned=None,
+    )
+
+
+def cmd_preflight(args: argparse.Namespace, ctx: Context) -> int:
+    environment = check_environment(args.environment)
+    # Without the environment, load_settings leaves the cluster-name rule to the
+    # preflight's own check, so a wrong name is reported with every other failure.
+    settings = config.load_settings(ctx.environ, config.PREFLIGHT)
+    ctx.preflight(environment, settings, registry=True)
+    return 0
+
+
 def cmd_cluster(args: argparse.Namespace, ctx: Context) -> int:
     prepared = _prepare(args, ctx, config.CLUSTER)
+    # The cluster stage pulls no image: its preflight leaves the registry out.
+    _preflight(prepared, ctx, registry=False)
     log(f"==> cluster: {prepared.environment} for version {prepared.info.version}")
     options = ClusterOptions(
         validate_timeout=args.validate_timeout,
@@ -134,13 +156,18 @@ def cmd_cluster(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     prepared = _prepare(args, ctx, config.DEPLOY)
+    _preflight(prepared, ctx, registry=True)
     options = DeployOptions(
         rollout_timeout=args.rollout_timeout,
         controller_timeout=args.rollout_timeout,
         address_timeout=args.address_timeout,
         env_file=args.env_file,
     )
-    smoke_options = SmokeOptions(ready_timeout=args.smoke_ready_timeout)
+    smoke_options = SmokeOptions(
+        ready_timeout=args.smoke_ready_timeout,
+        # One smoke user per environment, registered once: users cannot be deleted.
+        user=smoke_user(prepared.environment, prepared.settings.require(config.CONDUIT_SECRET)),
+    )
     deployer = Deployer(
         prepared.environment,
         prepared.info.image(prepared.settings.require(config.CONDUIT_IMAGE_REPOSITORY)),
@@ -224,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Build, render, provision and deploy Conduit (see deploy/README.md).",
+        epilog="Times are in seconds. `conduit-deploy variables` lists the CI variables "
+        "each command needs.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -260,10 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render_command.set_defaults(handler=cmd_render)
 
+    preflight = commands.add_parser(
+        "preflight",
+        help="check ENV's GCP key, project, APIs, state bucket, IAM permissions, registry "
+        "credentials and cluster name; creates nothing",
+    )
+    preflight.add_argument("environment", metavar="ENV", help=" or ".join(ENVIRONMENTS))
+    preflight.set_defaults(handler=cmd_preflight)
+
     cluster = commands.add_parser(
         "cluster",
         parents=[environment, dry_run],
-        help="create or update the kops cluster of ENV and wait until it validates",
+        help="create, update or upgrade the kops cluster of ENV and wait until it validates",
     )
     _add_seconds(
         cluster,
@@ -278,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-rolling-update",
         dest="rolling_update",
         action="store_false",
-        help="do not replace nodes whose spec changed",
+        help="on an update, leave nodes whose spec changed for later "
+        "(an upgrade always rolls them: kops reconcile cluster)",
     )
     cluster.set_defaults(handler=cmd_cluster)
 
@@ -300,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         deploy,
         "--smoke-ready-timeout",
         SmokeOptions.ready_timeout,
-        "how long the service may take to answer /readyz",
+        "how long the service may take to answer /readyz through the new load balancer",
     )
     deploy.add_argument(
         "--env-file",

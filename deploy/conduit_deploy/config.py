@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from . import images
 from .errors import VariableErrors
+from .versioning import ENVIRONMENTS
 
 T = TypeVar("T")
 
@@ -38,11 +39,13 @@ RENDER = "render"
 CLUSTER = "cluster"
 DEPLOY = "deploy"
 INSTALL_TOOLS = "install-tools"
-COMMANDS = (VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, INSTALL_TOOLS)
+PREFLIGHT = "preflight"
+COMMANDS = (VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, INSTALL_TOOLS, PREFLIGHT)
 # render writes the manifests; cluster and deploy render first.
 RENDERING = (RENDER, CLUSTER, DEPLOY)
-# cluster and deploy talk to GCP (kops reads its state from GCS) and run install-tools.
-CLOUD = (CLUSTER, DEPLOY)
+# cluster and deploy talk to GCP (kops reads its state from GCS) and run install-tools;
+# preflight checks what they will need there.
+CLOUD = (CLUSTER, DEPLOY, PREFLIGHT)
 
 # conduit/settings.py refuses a shorter CONDUIT_SECRET in production: fail here first.
 MIN_CONDUIT_SECRET_LENGTH = 32
@@ -245,16 +248,24 @@ K8S_CLUSTER_NAME = Variable(
     "kops cluster name, starting with its environment: `dev.conduit.k8s.local`, "
     "`prod.conduit.k8s.local`",
     dns_name,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
     scope=Scope.ENVIRONMENT,
     # The seed pipeline spelled it K8S_CLUSTER_NAEM; projects that still set that keep working.
     alternatives=("K8S_CLUSTER_NAEM",),
+)
+K8S_CLUSTER_NAME_CONFIRMED = Variable(
+    "K8S_CLUSTER_NAME_CONFIRMED",
+    "optional: the exact cluster name, to use a cluster whose name does not start with "
+    "its environment (`dev.`, `prod.`); never lets one environment use the other's cluster",
+    dns_name,
+    read_by=(*RENDERING, PREFLIGHT),
+    scope=Scope.ENVIRONMENT,
 )
 KOPS_STATE_STORE = Variable(
     "KOPS_STATE_STORE",
     "kops state bucket, `gs://…` (one bucket can hold both clusters)",
     gcs_url,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
 )
 KOPS_FEATURE_FLAGS = Variable(
     "KOPS_FEATURE_FLAGS", "optional kops feature flags", text, read_by=CLOUD
@@ -272,7 +283,7 @@ GCP_PROJECT = Variable(
     "GCP_PROJECT",
     "the GCP project id; unset: the `project_id` of `GCP_CREDENTIAL_FILE`",
     gcp_project,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
     fallback=GCP_CREDENTIAL_FILE.name,
     derive=_project_of_key,
 )
@@ -280,15 +291,15 @@ DOCKER_REGISTRY_USER = Variable(
     "DOCKER_REGISTRY_USER",
     "registry user",
     registry_user,
-    needed_by=(PACK,),
-    read_by=(VERSION, PACK_NO_PUSH, *RENDERING),
+    needed_by=(PACK, DEPLOY, PREFLIGHT),
+    read_by=(VERSION, PACK_NO_PUSH, RENDER, CLUSTER),
 )
 DOCKER_REGISTRY_PASSWORD = Variable(
     "DOCKER_REGISTRY_PASSWORD",
     'registry password or token, **base64-encoded** (`printf %s "$TOKEN" | base64 -w0`)',
     base64_password,
-    needed_by=(PACK,),
-    read_by=(PACK_NO_PUSH,),
+    needed_by=(PACK, DEPLOY, PREFLIGHT),
+    read_by=(PACK_NO_PUSH, RENDER, CLUSTER),
     secret=True,
 )
 CONDUIT_IMAGE_REPOSITORY = Variable(
@@ -296,7 +307,7 @@ CONDUIT_IMAGE_REPOSITORY = Variable(
     "image repository; unset: `docker.io/$DOCKER_REGISTRY_USER/conduit`, or the local "
     f"name `{LOCAL_REPOSITORY}` when no registry is needed (`version`, `pack --no-push`)",
     images.check_repository,
-    needed_by=(PACK, *RENDERING),
+    needed_by=(PACK, *RENDERING, PREFLIGHT),
     read_by=(VERSION, PACK_NO_PUSH),
     fallback=DOCKER_REGISTRY_USER.name,
     derive=_docker_hub_repository,
@@ -324,6 +335,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
     DB_PASSWORD,
     CONDUIT_SECRET,
     K8S_CLUSTER_NAME,
+    K8S_CLUSTER_NAME_CONFIRMED,
     KOPS_STATE_STORE,
     KOPS_FEATURE_FLAGS,
     GCP_CREDENTIAL_FILE,
@@ -367,11 +379,38 @@ class Settings:
         return f"Settings({shown!r})"
 
 
-def load_settings(environ: Mapping[str, str], command: str, label: str | None = None) -> Settings:
-    """Parse every variable `command` needs or reads.
+def cluster_name_problem(environment: str, name: str, confirmed: str | None) -> str | None:
+    """Why K8S_CLUSTER_NAME cannot be the cluster of `environment`, or None.
+
+    A cluster belongs to the environment its name starts with (`dev.…`, `prod.…`). A name
+    that starts with another environment is always refused, so a variable without the
+    right environment scope can never send prod's spec to the dev cluster. A name that
+    starts with none is allowed only when K8S_CLUSTER_NAME_CONFIRMED repeats it.
+    """
+    if name.startswith(f"{environment}."):
+        return None
+    owner = next((env for env in ENVIRONMENTS if name.startswith(f"{env}.")), None)
+    if owner is not None:
+        return (
+            f"K8S_CLUSTER_NAME {name!r} is the {owner} cluster, not {environment}'s: give the "
+            f"variable one value per environment scope ({', '.join(ENVIRONMENTS)})"
+        )
+    if confirmed == name:
+        return None
+    return (
+        f"K8S_CLUSTER_NAME {name!r} does not start with '{environment}.', so nothing shows it "
+        f"is the {environment} cluster: name it {environment}.<domain>, or set "
+        f"K8S_CLUSTER_NAME_CONFIRMED={name} in the {environment} scope"
+    )
+
+
+def load_settings(
+    environ: Mapping[str, str], command: str, environment: str | None = None
+) -> Settings:
+    """Parse every variable `command` (for `environment`, if it takes one) needs or reads.
 
     Raises VariableErrors naming every missing and every invalid variable at once, under
-    the name the user sets (label names the command in the message, e.g. "deploy dev").
+    the name the user sets, including a cluster that is not the environment's.
     """
     if command not in COMMANDS:
         raise AssertionError(f"unknown command {command!r}")
@@ -405,8 +444,17 @@ def load_settings(environ: Mapping[str, str], command: str, label: str | None = 
             # (a fallback that is set but invalid is already reported as invalid)
             missing.append(variable.describe())
 
+    cluster = parsed.get(K8S_CLUSTER_NAME.name)
+    if environment and cluster:
+        problem = cluster_name_problem(
+            environment, cluster, parsed.get(K8S_CLUSTER_NAME_CONFIRMED.name)
+        )
+        if problem:
+            invalid.append(problem)
+
     if missing or invalid:
-        raise VariableErrors(label or command, missing, invalid)
+        label = f"{command} {environment}" if environment else command
+        raise VariableErrors(label, missing, invalid)
     return Settings({name: value for name, value in parsed.items() if value is not None})
 
 

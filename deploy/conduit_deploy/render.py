@@ -20,6 +20,8 @@ Nothing here talks to a cluster and nothing imports the app.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import tempfile
@@ -65,6 +67,13 @@ PART_OF = {"app.kubernetes.io/part-of": "conduit"}
 # Names the manifests in k8s/base use for what render() generates.
 APP_SECRET = "conduit-app"  # noqa: S105 - an object name, not a secret
 DATABASE_SECRET = "postgres-credentials"  # noqa: S105 - an object name
+# The API pods pull their image with it (imagePullSecrets): a private repository works,
+# and the nodes pull as the registry user instead of anonymously (rate-limited per IP).
+REGISTRY_SECRET = "registry-credentials"  # noqa: S105 - an object name
+# What render() generates with a content-hash suffix; the deploy prunes old ones.
+GENERATED_SECRETS = (APP_SECRET, DATABASE_SECRET, REGISTRY_SECRET)
+# Docker's config names Docker Hub by its legacy index URL (what `docker login` writes).
+DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 APP_IMAGE_PLACEHOLDER = "conduit"
 # The app reaches PostgreSQL through the headless Service of k8s/base.
 DATABASE_HOST = "postgres"
@@ -100,10 +109,13 @@ class RenderValues:
     db_user: str
     db_password: str
     conduit_secret: str
+    # The registry account the nodes pull the image with; None: anonymous pulls.
+    registry_user: str | None = None
+    registry_password: str | None = None
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("db_password", "conduit_secret"):
+        for name in ("db_password", "conduit_secret", "registry_password"):
             shown[name] = "***"
         return f"RenderValues({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
@@ -327,6 +339,9 @@ def build_overlay(
             "db_user": values.db_user,
             "db_password": values.db_password,
         }
+        pull_secret = docker_config_json(values)
+        if pull_secret is not None:
+            secret_files["dockerconfigjson"] = pull_secret
         for name, content in secret_files.items():
             write_private(work / name, content)
         kustomization = {
@@ -359,10 +374,12 @@ def build_overlay(
                         "immutable": True,
                     },
                 },
+                *_pull_secret_generator(pull_secret is not None, namespace),
             ],
             # The version labels the API pods only: on the StatefulSet's template it
             # would restart PostgreSQL on every release.
             "patches": [
+                *_pull_secret_patches(pull_secret is not None),
                 {
                     "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
                     "patch": yaml.safe_dump(
@@ -379,7 +396,7 @@ def build_overlay(
                             },
                         ]
                     ),
-                }
+                },
             ],
         }
         (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
@@ -395,6 +412,54 @@ def build_overlay(
     if not objects:
         raise RenderError(f"kustomize overlay {overlay} rendered no objects")
     return objects
+
+
+def docker_config_json(values: RenderValues) -> str | None:
+    """The .dockerconfigjson of the image's registry, None without registry credentials."""
+    if not (values.registry_user and values.registry_password):
+        return None
+    registry = images.registry_of(images.parse(values.image).repository)
+    key = DOCKER_HUB_AUTH_KEY if registry in images.DOCKER_HUB_HOSTS else registry
+    pair = f"{values.registry_user}:{values.registry_password}".encode()
+    auth = {
+        "username": values.registry_user,
+        "password": values.registry_password,
+        "auth": base64.b64encode(pair).decode(),
+    }
+    return json.dumps({"auths": {key: auth}})
+
+
+def _pull_secret_generator(enabled: bool, namespace: str) -> list[dict]:
+    if not enabled:
+        return []
+    return [
+        {
+            "name": REGISTRY_SECRET,
+            "namespace": namespace,
+            "type": "kubernetes.io/dockerconfigjson",
+            "files": [".dockerconfigjson=dockerconfigjson"],
+            "options": {"labels": {**PART_OF, COMPONENT_LABEL: "api"}, "immutable": True},
+        }
+    ]
+
+
+def _pull_secret_patches(enabled: bool) -> list[dict]:
+    """imagePullSecrets on the API pods; kustomize gives the name its content hash."""
+    if not enabled:
+        return []
+    patch = [
+        {
+            "op": "add",
+            "path": "/spec/template/spec/imagePullSecrets",
+            "value": [{"name": REGISTRY_SECRET}],
+        }
+    ]
+    return [
+        {
+            "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
+            "patch": yaml.safe_dump(patch),
+        }
+    ]
 
 
 def _pointer(key: str) -> str:

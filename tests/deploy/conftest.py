@@ -10,7 +10,7 @@ import pytest
 from conduit_deploy.runner import Invocation, Result, Runner
 from conduit_deploy.waiting import Clock
 
-from .support import FakeClock
+from .support import RENDERED_SECRETS, FakeClock
 
 
 @dataclass
@@ -80,18 +80,26 @@ class FakeRender:
 
     monitoring: bool = True
     managed_database: bool = False  # render then writes no database objects
+    kubernetes_version: str = "1.35.5"
     received: list = field(default_factory=list)
 
     def __call__(self, values, out_dir: Path, runner: Runner) -> FakeRendered:
         self.received.append(values)
         out_dir.mkdir(parents=True, exist_ok=True)
         kops = out_dir / "kops.yaml"
-        kops.write_text("kind: Cluster\n")
+        kops.write_text(f"kind: Cluster\nspec:\n  kubernetesVersion: {self.kubernetes_version}\n")
         stages = []
         for index, name in enumerate(STAGE_NAMES, start=1):
             path = out_dir / f"{index:02d}-{name}.yaml"
             empty = name == "database" and self.managed_database
-            path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
+            if name == "secrets":
+                path.write_text(
+                    "".join(
+                        f"---\nkind: Secret\nmetadata: {{name: {n}}}\n" for n in RENDERED_SECRETS
+                    )
+                )
+            else:
+                path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
             stages.append((name, path))
         monitoring = None
         if self.monitoring:
@@ -106,3 +114,18 @@ class FakeRender:
 @pytest.fixture
 def fake_render() -> FakeRender:
     return FakeRender()
+
+
+@dataclass
+class FakePreflight:
+    """Stands in for the preflight's cloud calls: records which environment it checked."""
+
+    calls: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __call__(self, environment: str, settings: object, *, registry: bool) -> None:
+        self.calls.append((environment, registry))
+
+
+@pytest.fixture
+def preflight() -> FakePreflight:
+    return FakePreflight()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import free_port, require_program
+from tests.support import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -30,15 +30,6 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer 200 within {timeout}s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +57,7 @@ def api_url(tmp_path_factory):
         wait_for(f"http://127.0.0.1:{port}/healthz", server)
         yield f"http://127.0.0.1:{port}"
     finally:
-        stop(server)
+        stop_process(server)
         log.close()
 
 
@@ -95,27 +86,12 @@ def test_smoke_passes_against_the_api(api_url):
 
 
 def test_smoke_passes_through_the_ingress_prefix(api_url, tmp_path):
-    nginx = require_program("nginx")
-    from tests.k8s.nginx_conf import load_ingresses, render_conf
+    from tests.k8s import nginx_conf
 
-    port = free_port()
     upstream = api_url.removeprefix("http://")
-    (tmp_path / "logs").mkdir()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        render_conf(load_ingresses(ROOT / "k8s" / "base"), f"127.0.0.1:{port}", upstream, tmp_path)
-    )
-    server = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "nginx.err").open("w"),
-    )
-    try:
-        base_url = f"http://127.0.0.1:{port}/flask"
-        wait_for(f"{base_url}/healthz", server)
+    with nginx_conf.serve(ROOT / "k8s" / "base", upstream, tmp_path / "nginx") as proxy:
+        base_url = f"{proxy}/flask"
         assert_passed(smoke(base_url), base_url)
-    finally:
-        stop(server)
 
 
 def test_smoke_fails_readably_when_the_prefix_is_wrong(api_url):
@@ -128,3 +104,38 @@ def test_smoke_fails_readably_when_the_prefix_is_wrong(api_url):
     assert progress
     assert all(line.startswith("    GET /readyz: attempt ") for line in progress)
     assert last.startswith("conduit-deploy: error: smoke test failed at 'service ready'")
+
+
+def test_a_deploys_smoke_user_is_registered_once_then_reused(api_url):
+    from conduit_deploy.smoke import Report, SmokeOptions, run_smoke, smoke_user
+
+    user = smoke_user("dev", "a-conduit-secret-of-at-least-32-characters")
+    outputs: list[list[str]] = []
+    for _ in range(2):
+        lines: list[str] = []
+        options = SmokeOptions(user=user, ready_timeout=10, ready_interval=0.1)
+        assert run_smoke(api_url, options, report=Report(out=lines.append)) == 7
+        outputs.append(lines)
+    assert outputs[0][2].startswith(f"  ok    register {user.username}: POST /api/users -> 201")
+    assert outputs[1][2].startswith(f"  ok    log in {user.username}: POST /api/users/login -> 200")
+    # What it created is gone: the user has no article left.
+    articles = requests.get(f"{api_url}/api/articles?author={user.username}", timeout=5).json()
+    assert articles["articlesCount"] == 0
+
+
+def test_each_environment_and_secret_has_its_own_smoke_user():
+    from conduit_deploy.smoke import smoke_user
+
+    secret = "a-conduit-secret-of-at-least-32-characters"
+    dev, again, prod = (
+        smoke_user("dev", secret),
+        smoke_user("dev", secret),
+        smoke_user("prod", secret),
+    )
+    assert dev == again
+    assert dev.username.startswith("smoke-dev-")
+    assert prod.username.startswith("smoke-prod-")
+    assert dev.password != prod.password
+    assert smoke_user("dev", secret + "rotated").username != dev.username
+    assert dev.password not in repr(dev)
+    assert secret not in dev.password

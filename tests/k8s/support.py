@@ -35,6 +35,8 @@ def sample_values(environment: str = "dev", **overrides: str) -> RenderValues:
         db_user="conduit",
         db_password="pw-" + secrets.token_urlsafe(24),
         conduit_secret="cs-" + secrets.token_urlsafe(40),
+        registry_user="conduit-ci",
+        registry_password="rp-" + secrets.token_urlsafe(24),
     )
     return replace(values, **overrides)
 

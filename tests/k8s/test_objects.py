@@ -310,6 +310,7 @@ def test_secret_stage_holds_exactly_the_generated_secrets(env):
     assert keys == {
         "conduit-app": {"CONDUIT_SECRET", "DATABASE_URL"},
         "postgres-credentials": {"POSTGRES_USER", "POSTGRES_PASSWORD"},
+        "registry-credentials": {".dockerconfigjson"},
     }
     assert all(s["immutable"] is True for s in secrets)
 
