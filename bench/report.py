@@ -112,7 +112,7 @@ def judge(
         misses.append(f"p99 {result.latency_ms['p99']:.1f} ms ≥ {goal.max_p99_ms:g} ms")
     if goal.max_cpu_ms is not None:
         server_cpu = (result.app_cpu_ms or 0.0) + (result.db_cpu_ms or 0.0)
-        if result.app_cpu_ms is None or server_cpu > goal.max_cpu_ms:
+        if result.app_cpu_ms is None or round(server_cpu, 2) > goal.max_cpu_ms:
             misses.append(f"{server_cpu:.2f} ms CPU app + db > {goal.max_cpu_ms:g} ms")
     if goal.max_statements is not None and (
         result.sql_statements is None or result.sql_statements > goal.max_statements
