@@ -19,11 +19,12 @@ INTENDED_DIFFERENCES = [
         "conduit",
         r"spec\.template\.spec\.(initContainers|containers)\[\w+\]\.resources\..*",
     ),
-    ("StatefulSet", "postgres", r"spec\.template\.spec\.containers\[postgres\]\.resources\..*"),
+    # PostgreSQL: instances, synchronous standby, zone spreading, PDBs, sizes.
     (
-        "StatefulSet",
-        "postgres",
-        r"spec\.volumeClaimTemplates\[0\]\.spec\.(storageClassName|resources\.requests\.storage)",
+        "Cluster",
+        "conduit-db",
+        r"spec\.(instances|enablePDB|postgresql\.synchronous\..*"
+        r"|affinity\.(topologyKey|podAntiAffinityType)|storage\..*|resources\..*)",
     ),
     # Objects only prod has.
     ("HorizontalPodAutoscaler", "conduit", r".*"),
