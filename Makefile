@@ -12,7 +12,7 @@ PORT ?= 5000
 
 export FLASK_APP := conduit
 
-.PHONY: help install run test test-python test-postgres test-postman test-image lint lock bench clean
+.PHONY: help install run test test-python test-postgres test-postman test-image restore-drill lint lock bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,18 @@ test-postman: install node_modules/.installed ## Official Postman suite against 
 test-image: install node_modules/.installed ## Build the image and prove it end to end with Docker, nginx and a registry
 	docker/test-image.sh
 
+# Barman Cloud runs as PostgreSQL's archive/restore command, so as the server's OS user:
+# its virtualenv uses an interpreter every user can execute.
+BARMAN_PYTHON ?= /usr/bin/python3
+BARMAN_VENV ?= build/barman
+$(BARMAN_VENV)/.installed: requirements.lock
+	$(BARMAN_PYTHON) -m venv $(BARMAN_VENV)
+	$(BARMAN_VENV)/bin/pip install --quiet -c requirements.lock 'barman[cloud,google]' gcp-storage-emulator
+	touch $@
+
+restore-drill: install $(BARMAN_VENV)/.installed ## Point-in-time restore from Barman Cloud backups while the API takes writes (about 4 min)
+	BARMAN_VENV=$(abspath $(BARMAN_VENV)) timeout 600 $(BIN)/python -m pytest tests/drill -q
+
 lint: install ## ruff: exits non-zero on findings
 	$(BIN)/flask lint
 
@@ -56,7 +68,7 @@ bench: install ## Load benchmark on PostgreSQL under uWSGI; writes bench/results
 lock: ## Re-pin every dependency into requirements.lock (pip-tools)
 	$(BIN)/pip install --quiet pip-tools==7.6.2
 	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
-		--output-file requirements.lock pyproject.toml deploy/pyproject.toml
+		--extra drill --output-file requirements.lock pyproject.toml deploy/pyproject.toml
 
 clean: ## Remove the virtualenv, caches and local databases
 	rm -rf $(VENV) node_modules build reports instance .pytest_cache .ruff_cache .coverage coverage.xml

@@ -215,10 +215,12 @@ def test_point_in_time_restore_keeps_every_acknowledged_write(
                 with Background(writer):
                     while len(writer.acknowledged) < WRITES_BEFORE_BACKUP:
                         time.sleep(0.05)
+                    backup_started = time.monotonic()
                     run([str(barman / "barman-cloud-backup"), *PROVIDER, "--gzip",
                          "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
                          DESTINATION, server_name],
                         env={**gcs, "PGPASSWORD": primary.password})
+                    backup_seconds = time.monotonic() - backup_started
                 # 2. T, between two acknowledged writes.
                 before = writer.taken()
                 with primary.connect() as conn:
@@ -280,7 +282,7 @@ def test_point_in_time_restore_keeps_every_acknowledged_write(
             f"{lost} lost, {len(leaked)} after T present\n"
             f"restore drill: RPO archive_timeout={archive_timeout} (last write archived after "
             f"{rpo_measured:.1f} s); restore to T took {restore_seconds:.1f} s "
-            f"(download, WAL replay, promotion)"
+            f"(download, WAL replay, promotion); base backup under load took {backup_seconds:.1f} s"
         )
     assert before and after, "the drill made no writes"
     assert lost == 0, f"acknowledged before T but missing: {sorted(set(before) - present)[:10]}"
