@@ -73,7 +73,7 @@ def as_server_user(command: list[str]) -> list[str]:
 
 
 def run(command: list[str], env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(  # noqa: S603 - fixed programs, no shell
+    result = subprocess.run(
         command,
         capture_output=True,
         text=True,
@@ -113,18 +113,29 @@ class LocalPostgres:
 
     data: Path
     port: int = field(default_factory=free_port)
-    password: str = "drill-superuser"  # noqa: S105 - a throw-away local server
+    password: str = "drill-superuser"
     bindir: Path = field(default_factory=postgres_bindir)
 
     def initdb(self, settings: dict[str, str]) -> None:
         pwfile = self.data.parent / f"{self.data.name}.pw"
         pwfile.write_text(self.password + "\n")
         give_to_server_user(pwfile)
-        run(as_server_user([
-            str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-            f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=peer",
-            "--encoding=UTF8", "--locale=C",
-        ]))
+        run(
+            as_server_user(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=peer",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+            )
+        )
         pwfile.unlink()
         self.configure(settings)
 
@@ -141,26 +152,50 @@ class LocalPostgres:
             handle.write("\n# restore drill\n" + "\n".join(lines) + "\n")
 
     def start(self) -> None:
-        run(as_server_user([
-            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l",
-            str(self.data.parent / f"{self.data.name}.log"), "-w",
-            "-t", str(START_TIMEOUT_SECONDS), "start",
-        ]))
+        run(
+            as_server_user(
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.data.parent / f"{self.data.name}.log"),
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_SECONDS),
+                    "start",
+                ]
+            )
+        )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            run(as_server_user([
-                str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop",
-            ]))
+            run(
+                as_server_user(
+                    [
+                        str(self.bindir / "pg_ctl"),
+                        "-D",
+                        str(self.data),
+                        "-m",
+                        "fast",
+                        "-w",
+                        "stop",
+                    ]
+                )
+            )
 
     def log_tail(self, lines: int = 20) -> str:
         log = self.data.parent / f"{self.data.name}.log"
         return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
 
-    def url(self, database: str = "postgres", user: str = "postgres",
-            password: str | None = None, driver: str = "postgresql") -> str:
-        return (f"{driver}://{user}:{password or self.password}"
-                f"@127.0.0.1:{self.port}/{database}")
+    def url(
+        self,
+        database: str = "postgres",
+        user: str = "postgres",
+        password: str | None = None,
+        driver: str = "postgresql",
+    ) -> str:
+        return f"{driver}://{user}:{password or self.password}@127.0.0.1:{self.port}/{database}"
 
     def connect(self, database: str = "postgres", **kwargs) -> psycopg.Connection:
         return psycopg.connect(self.url(database), autocommit=True, **kwargs)
@@ -189,9 +224,16 @@ def gcs_emulator(barman_bin: Path, bucket: str) -> Iterator[str]:
     """
     port = free_port()
     host = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(  # noqa: S603 - fixed program
-        [str(barman_bin / "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
-         "--port", str(port), "--in-memory"],
+    process = subprocess.Popen(
+        [
+            str(barman_bin / "gcp-storage-emulator"),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -199,8 +241,12 @@ def gcs_emulator(barman_bin: Path, bucket: str) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = requests.post(f"{host}/storage/v1/b", params={"project": "drill"},
-                                         json={"name": bucket}, timeout=5)
+                response = requests.post(
+                    f"{host}/storage/v1/b",
+                    params={"project": "drill"},
+                    json={"name": bucket},
+                    timeout=5,
+                )
                 response.raise_for_status()
                 break
             except requests.ConnectionError:

@@ -80,7 +80,7 @@ def crd_errors(obj: dict) -> list[str]:
     where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')} ({obj.get('apiVersion')})"
     schema = schema_for(obj.get("apiVersion", ""), obj.get("kind", ""))
     if schema is None:
-        return [f"{where}: no pinned CRD schema (add it to tests/k8s/crd.py and tests/upstream.toml)"]
+        return [f"{where}: no pinned CRD schema (add it to CRDS and tests/upstream.toml)"]
     validator = jsonschema.Draft4Validator(schema)
     return [
         f"{where}: {'.'.join(str(p) for p in error.absolute_path) or '<root>'}: {error.message}"

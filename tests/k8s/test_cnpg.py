@@ -15,6 +15,7 @@ from conduit_deploy.render import render
 
 from tests.k8s.conftest import RenderedEnv, labels_match, load_all
 from tests.k8s.crd import crd_errors
+from tests.k8s.test_schemas import is_builtin
 
 CUSTOM_KINDS = ("Cluster", "ScheduledBackup", "ObjectStore")
 
@@ -31,11 +32,10 @@ def test_rendered_object_is_valid_for_its_crd(env, kind):
     assert crd_errors(env.one(kind)) == []
 
 
-def test_every_custom_resource_in_the_stages_has_a_crd(env):
-    custom = [o for o in env.objects if "." in o["apiVersion"].rpartition("/")[0]
-              and not o["apiVersion"].rpartition("/")[0].endswith(".k8s.io")]
-    assert sorted(o["kind"] for o in custom) == sorted(CUSTOM_KINDS)
-    assert [error for obj in custom for error in crd_errors(obj)] == []
+def test_the_database_stage_holds_the_cloudnativepg_objects(env):
+    # Their CRD validation for every stage: tests/k8s/test_schemas.py.
+    custom = [o["kind"] for o in env.objects if not is_builtin(o)]
+    assert sorted(custom) == sorted(CUSTOM_KINDS)
 
 
 def _broken(env: RenderedEnv, kind: str, path: list[str], value: object) -> dict:
@@ -52,8 +52,12 @@ NEGATIVE_CASES = [
     # postgresql.cnpg.io_clusters.yaml, spec.instances: minimum 1
     ("Cluster", ["spec", "instances"], 0, "spec.instances"),
     # postgresql.cnpg.io_clusters.yaml, spec.postgresql.synchronous.method: enum any, first
-    ("Cluster", ["spec", "postgresql", "synchronous"], {"method": "quorum", "number": 1},
-     "spec.postgresql.synchronous.method"),
+    (
+        "Cluster",
+        ["spec", "postgresql", "synchronous"],
+        {"method": "quorum", "number": 1},
+        "spec.postgresql.synchronous.method",
+    ),
     # postgresql.cnpg.io_clusters.yaml, spec.primaryUpdateMethod: enum switchover, restart
     ("Cluster", ["spec", "primaryUpdateMethod"], "failover", "spec.primaryUpdateMethod"),
     # A misspelt field (strict field validation of kubectl apply)
@@ -67,13 +71,20 @@ NEGATIVE_CASES = [
     ("ObjectStore", ["spec", "retentionPolicy"], "30 days", "spec.retentionPolicy"),
     # barmancloud.cnpg.io_objectstores.yaml, googleCredentials.applicationCredentials:
     # required key, name
-    ("ObjectStore", ["spec", "configuration", "googleCredentials", "applicationCredentials"],
-     {"name": "conduit-backup-gcs"}, "applicationCredentials"),
+    (
+        "ObjectStore",
+        ["spec", "configuration", "googleCredentials", "applicationCredentials"],
+        {"name": "conduit-backup-gcs"},
+        "applicationCredentials",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kind", "path", "value", "where"), NEGATIVE_CASES,
-                         ids=[f"{c[0]}-{c[3]}" for c in NEGATIVE_CASES])
+@pytest.mark.parametrize(
+    ("kind", "path", "value", "where"),
+    NEGATIVE_CASES,
+    ids=[f"{c[0]}-{c[3]}" for c in NEGATIVE_CASES],
+)
 def test_checker_rejects_what_the_crd_forbids(rendered_envs, kind, path, value, where):
     obj = _broken(rendered_envs["prod"], kind, path, value)
     if value is None:
@@ -84,8 +95,12 @@ def test_checker_rejects_what_the_crd_forbids(rendered_envs, kind, path, value, 
 
 
 def test_a_kind_without_a_pinned_crd_fails(rendered_envs):
-    pooler = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler",
-              "metadata": {"name": "conduit-pooler"}, "spec": {}}
+    pooler = {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Pooler",
+        "metadata": {"name": "conduit-pooler"},
+        "spec": {},
+    }
     [error] = crd_errors(pooler)
     assert "no pinned CRD schema" in error
 
@@ -106,7 +121,9 @@ def test_prod_runs_three_instances_one_per_zone_with_a_synchronous_standby(rende
     # replication.md, "Quorum-based Synchronous Replication" and "Required Data
     # Durability": ANY 1 of the two standbys; writes wait rather than go unreplicated.
     assert spec["postgresql"]["synchronous"] == {
-        "method": "any", "number": 1, "dataDurability": "required"
+        "method": "any",
+        "number": 1,
+        "dataDurability": "required",
     }
     assert spec["affinity"]["topologyKey"] == "topology.kubernetes.io/zone"
     assert spec["affinity"]["podAntiAffinityType"] == "required"
@@ -123,8 +140,9 @@ def test_dev_runs_one_instance_that_a_drain_may_stop(rendered_envs):
 
 def test_prod_zones_are_enough_for_the_instances(rendered_envs):
     env = rendered_envs["prod"]
-    workers = [ig for ig in env.kops if ig["kind"] == "InstanceGroup"
-               and ig["spec"].get("role") == "Node"]
+    workers = [
+        ig for ig in env.kops if ig["kind"] == "InstanceGroup" and ig["spec"].get("role") == "Node"
+    ]
     zones = {zone for ig in workers for zone in ig["spec"]["zones"]}
     assert len(zones) >= env.one("Cluster")["spec"]["instances"]
 
@@ -137,24 +155,43 @@ def test_updates_and_drains_switch_over_instead_of_restarting_the_primary(env):
 
 def test_no_hand_written_disruption_budget_for_the_database(env):
     # The operator creates and updates the database's PDBs itself (enablePDB).
-    assert [p["metadata"]["name"] for p in env.find("PodDisruptionBudget")
-            if p["metadata"]["labels"].get("app.kubernetes.io/component") == "database"] == []
+    assert [
+        p["metadata"]["name"]
+        for p in env.find("PodDisruptionBudget")
+        if p["metadata"]["labels"].get("app.kubernetes.io/component") == "database"
+    ] == []
 
 
 def test_instances_reachable_from_api_operator_and_each_other_only(env):
-    [policy] = [p for p in env.find("NetworkPolicy")
-                if p["spec"]["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "conduit-db"}}]
+    [policy] = [
+        p
+        for p in env.find("NetworkPolicy")
+        if p["spec"]["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "conduit-db"}}
+    ]
     cluster_name = env.one("Cluster")["metadata"]["name"]
     assert cluster_name == "conduit-db"
     api_pod = env.one("Deployment", "conduit")["spec"]["template"]["metadata"]["labels"]
     rules = policy["spec"]["ingress"]
-    from_api = [r for r in rules if any(labels_match(peer.get("podSelector", {}), api_pod)
-                                        and "namespaceSelector" not in peer
-                                        for peer in r["from"])]
+    from_api = [
+        r
+        for r in rules
+        if any(
+            labels_match(peer.get("podSelector", {}), api_pod) and "namespaceSelector" not in peer
+            for peer in r["from"]
+        )
+    ]
     assert [[p["port"] for p in r["ports"]] for r in from_api] == [[5432]]
-    operator = [r for r in rules if any(
-        peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-        == "cnpg-system" for peer in r["from"])]
+    operator = [
+        r
+        for r in rules
+        if any(
+            peer.get("namespaceSelector", {})
+            .get("matchLabels", {})
+            .get("kubernetes.io/metadata.name")
+            == "cnpg-system"
+            for peer in r["from"]
+        )
+    ]
     assert sorted(p["port"] for r in operator for p in r["ports"]) == [5432, 8000]
 
 
@@ -170,8 +207,10 @@ def test_the_app_role_owns_the_database_and_is_managed_from_the_secret(env):
     initdb = spec["bootstrap"]["initdb"]
     [role] = spec["managed"]["roles"]
     assert role["name"] == initdb["owner"] == env.values.db_user
-    assert role["login"] is True and role["ensure"] == "present"
-    assert not role.get("superuser") and not role.get("createrole")
+    assert role["login"] is True
+    assert role["ensure"] == "present"
+    assert not role.get("superuser")
+    assert not role.get("createrole")
     # Both name the Secret the deploy tool generated in this render (hash suffix and all).
     assert role["passwordSecret"]["name"] == initdb["secret"]["name"]
     _secret_named(env, role["passwordSecret"]["name"])
@@ -201,7 +240,8 @@ def test_a_new_password_reaches_the_managed_role(rendered_envs, tmp_path: Path):
 
 def test_wal_is_archived_to_the_object_store_the_backups_use(env):
     objects = database_objects(env)
-    cluster, store, schedule = objects["Cluster"], objects["ObjectStore"], objects["ScheduledBackup"]
+    cluster, store = objects["Cluster"], objects["ObjectStore"]
+    schedule = objects["ScheduledBackup"]
     [plugin] = cluster["spec"]["plugins"]
     assert plugin["name"] == "barman-cloud.cloudnative-pg.io"
     assert plugin["isWALArchiver"] is True
@@ -228,3 +268,16 @@ def test_backups_go_to_gcs_with_a_dedicated_key(env):
 def test_archive_timeout_bounds_the_rpo_of_a_restore(env):
     timeout = env.one("Cluster")["spec"]["postgresql"]["parameters"]["archive_timeout"]
     assert timeout == "60s"
+
+
+def test_database_volumes_per_environment(rendered_envs):
+    dev = rendered_envs["dev"].one("Cluster")["spec"]["storage"]
+    prod = rendered_envs["prod"].one("Cluster")["spec"]["storage"]
+    assert dev == {"size": "5Gi", "storageClass": "standard-csi"}
+    assert prod["size"] == "50Gi"
+    # One disk per instance, each kept when its claim (or the namespace) is deleted.
+    storage_class = rendered_envs["prod"].one("StorageClass", prod["storageClass"])
+    assert storage_class["parameters"]["type"] == "pd-ssd"
+    assert storage_class["reclaimPolicy"] == "Retain"
+    assert storage_class["allowVolumeExpansion"] is True
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
