@@ -43,10 +43,11 @@ def missing(message: str) -> None:
 
 
 def postgres_bindir() -> Path:
-    """The newest installed PostgreSQL server binaries (Debian keeps them off PATH)."""
+    """The directory of the PostgreSQL server binaries (Debian keeps them off PATH)."""
     found = shutil.which("initdb")
     if found:
-        return Path(found).parent
+        # A symlink on PATH leads to the directory that also holds pgbench, pg_basebackup.
+        return Path(found).resolve().parent
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
         key=lambda p: int(Path(p).parts[-3]),
