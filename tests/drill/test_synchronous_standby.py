@@ -66,7 +66,7 @@ def pgbench_latency_ms(server: LocalPostgres, synchronous_commit: str) -> float:
             "-T",
             str(PGBENCH_SECONDS),
             "postgres",
-        ],  # fmt: skip
+        ],
         env={
             "PGPASSWORD": server.password,
             "PGOPTIONS": f"-c synchronous_commit={synchronous_commit}",
@@ -103,7 +103,7 @@ def test_writes_wait_for_the_synchronous_standby(postgres_bin: Path, capsys) -> 
                         "stream",
                         "-c",
                         "fast",
-                    ]  # fmt: skip
+                    ]
                 )
             )
             standby.configure(
@@ -136,7 +136,7 @@ def test_writes_wait_for_the_synchronous_standby(postgres_bin: Path, capsys) -> 
                     "-U",
                     "postgres",
                     "postgres",
-                ],  # fmt: skip
+                ],
                 env={"PGPASSWORD": primary.password},
             )
             synchronous = pgbench_latency_ms(primary, "on")
