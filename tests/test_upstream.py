@@ -71,7 +71,7 @@ def test_unreachable_url_names_the_override_variable(tmp_path: Path) -> None:
 
 
 def test_missing_file_on_the_server_is_a_clear_error(server: str, tmp_path: Path) -> None:
-    with pytest.raises(upstream.UpstreamError, match="cannot download realworld/other.json"):
+    with pytest.raises(upstream.UpstreamError, match=r"cannot download realworld/other\.json"):
         upstream.resolve(pin(server, name="other.json"), environ={}, cache=tmp_path)
 
 
@@ -84,7 +84,7 @@ def test_override_folder_is_used_and_checked(tmp_path: Path) -> None:
     (tmp_path / "suite.json").write_bytes(BODY + b" ")
     with pytest.raises(upstream.UpstreamError, match="expected " + DIGEST):
         upstream.resolve(unreachable, environ={"REALWORLD_DIR": str(tmp_path)})
-    with pytest.raises(upstream.UpstreamError, match="has no suite.json"):
+    with pytest.raises(upstream.UpstreamError, match=r"has no suite\.json"):
         upstream.resolve(unreachable, environ={"REALWORLD_DIR": str(tmp_path / "nowhere")})
 
 

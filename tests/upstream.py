@@ -17,6 +17,7 @@ import tempfile
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def download(pin: Pin, target: Path, timeout: float = DOWNLOAD_TIMEOUT_SECONDS) 
         Path(partial).unlink(missing_ok=True)
 
 
-def resolve(pin: Pin, environ: os._Environ | dict[str, str] = os.environ, cache: Path = CACHE) -> Path:
+def resolve(pin: Pin, environ: Mapping[str, str] = os.environ, cache: Path = CACHE) -> Path:
     folder = environ.get(pin.env)
     if folder:
         local = Path(folder) / pin.name
@@ -112,6 +113,17 @@ def path(group: str, name: str) -> Path:
     except KeyError:
         raise UpstreamError(f"{group}/{name} is not pinned in tests/upstream.toml") from None
     return resolve(pin)
+
+
+def require(group: str, name: str) -> Path:
+    """For tests: the file, or a one-line test failure (not a traceback)."""
+    import pytest  # only tests call this; the CLI runs without pytest
+
+    try:
+        return path(group, name)
+    except UpstreamError as exc:
+        message = str(exc)
+    pytest.fail(message, pytrace=False)
 
 
 def main(argv: list[str] | None = None) -> int:

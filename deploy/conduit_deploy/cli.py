@@ -1,13 +1,5 @@
 """conduit-deploy: the commands the GitLab jobs (and operators) run.
 
-    conduit-deploy version [--tag-only]
-    conduit-deploy pack [--no-push] [--dry-run]
-    conduit-deploy render ENV [--out DIR]
-    conduit-deploy cluster ENV [--dry-run] [--validate-timeout S] [--no-rolling-update]
-    conduit-deploy deploy ENV [--dry-run] [--rollout-timeout S] [--env-file PATH]
-    conduit-deploy smoke BASE_URL
-    conduit-deploy install-tools [--dest DIR] [--dry-run]
-
 Errors a user can fix print one line and exit 1 (usage errors exit 2).
 """
 
@@ -19,18 +11,27 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from . import config, tools
+from . import config, render, tools
 from .cloud import cloud_session
 from .cluster import ClusterOptions, run_cluster
+from .config import Settings
+from .console import log
 from .deploy import Deployer, DeployOptions
 from .errors import DeployError
 from .pack import plan_pack, run_pack
-from .release import check_environment, check_target, default_out_dir, render_environment
-from .runner import Runner, log
+from .release import (
+    RenderFunction,
+    check_environment,
+    check_target,
+    default_out_dir,
+    render_environment,
+)
+from .render import Rendered
+from .runner import Runner
 from .smoke import SmokeOptions, run_smoke
-from .versioning import ENVIRONMENTS, build_info, dotenv, revision
+from .versioning import ENVIRONMENTS, BuildInfo, build_info, dotenv, revision
 from .waiting import Clock
 
 PROG = "conduit-deploy"
@@ -41,30 +42,44 @@ class Context:
     """What the commands use from the outside world; tests replace any of it."""
 
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    runner_factory: Callable[[bool], Runner] = field(
-        default=lambda dry_run: Runner(dry_run=dry_run)
+    runner_factory: Callable[[bool, Clock], Runner] = field(
+        default=lambda dry_run, clock: Runner(dry_run=dry_run, clock=clock)
     )
-    render: Callable[[Any, Path], Any] | None = None  # None: conduit_deploy.render.render
-    smoke: Callable[[str, SmokeOptions], Any] = run_smoke
+    render: RenderFunction = render.render
+    smoke: Callable[[str, SmokeOptions], object] = run_smoke
     clock: Clock = field(default_factory=Clock)
+
+    def runner(self, args: argparse.Namespace) -> Runner:
+        return self.runner_factory(getattr(args, "dry_run", False), self.clock)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What render, cluster and deploy have checked and rendered before they act."""
+
+    environment: str
+    settings: Settings
+    runner: Runner
+    info: BuildInfo
+    rendered: Rendered
 
 
 def cmd_version(args: argparse.Namespace, ctx: Context) -> int:
-    settings = None
-    if not args.tag_only:
-        settings = config.load_settings(ctx.environ, "version", (config.IMAGE_REPOSITORY,))
-    info = build_info(ctx.environ, ctx.runner_factory(False))
-    if settings is None:
-        print(info.version)
+    runner = ctx.runner(args)
+    if args.tag_only:
+        print(build_info(ctx.environ, runner).version)
         return 0
-    sys.stdout.write(dotenv(info, settings.require("image_repository")))
+    settings = config.load_settings(ctx.environ, config.VERSION)
+    info = build_info(ctx.environ, runner)
+    sys.stdout.write(dotenv(info, settings.image_repository))
     return 0
 
 
 def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
-    needs = config.PACK_NO_PUSH_NEEDS if args.no_push else config.PACK_PUSH_NEEDS
-    settings = config.load_settings(ctx.environ, "pack", needs)
-    runner = ctx.runner_factory(args.dry_run)
+    settings = config.load_settings(
+        ctx.environ, config.PACK_NO_PUSH if args.no_push else config.PACK
+    )
+    runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
     plan = plan_pack(
         settings,
@@ -77,22 +92,23 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace, ctx: Context, command: str, needs):
+def _prepare(args: argparse.Namespace, ctx: Context, command: str) -> Prepared:
     """Checks shared by render, cluster and deploy, all before any command runs."""
     environment = check_environment(args.environment)
-    settings = config.load_settings(ctx.environ, f"{command} {environment}", needs)
-    runner = ctx.runner_factory(getattr(args, "dry_run", False))
+    settings = config.load_settings(ctx.environ, command, f"{command} {environment}")
+    runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
-    if command != "render":
+    if command != config.RENDER:
         check_target(info, environment)
     out_dir = args.out or default_out_dir(environment)
-    rendered = render_environment(settings, info, environment, out_dir, ctx.render)
-    return environment, settings, runner, info, rendered
+    rendered = render_environment(settings, info, environment, out_dir, ctx.render, runner)
+    return Prepared(environment, settings, runner, info, rendered)
 
 
 def cmd_render(args: argparse.Namespace, ctx: Context) -> int:
-    environment, _, _, info, rendered = _prepare(args, ctx, "render", config.RENDER_NEEDS)
-    log(f"==> render: {environment} for version {info.version}:")
+    prepared = _prepare(args, ctx, config.RENDER)
+    rendered = prepared.rendered
+    log(f"==> render: {prepared.environment} for version {prepared.info.version}:")
     log(f"    kops:       {rendered.kops_file}")
     for stage, path in rendered.stages:
         log(f"    {stage + ':':<11} {path}")
@@ -102,24 +118,22 @@ def cmd_render(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace, ctx: Context) -> int:
-    environment, settings, runner, info, rendered = _prepare(
-        args, ctx, "cluster", config.CLUSTER_NEEDS
-    )
-    log(f"==> cluster: {environment} for version {info.version}")
+    prepared = _prepare(args, ctx, config.CLUSTER)
+    log(f"==> cluster: {prepared.environment} for version {prepared.info.version}")
     options = ClusterOptions(
         validate_timeout=args.validate_timeout,
         validate_interval=args.validate_interval,
         rolling_update=args.rolling_update,
     )
-    with cloud_session(settings, runner) as session:
-        run_cluster(environment, rendered.kops_file, session, runner, options, ctx.clock)
+    with cloud_session(prepared.settings, prepared.runner) as session:
+        run_cluster(
+            prepared.environment, prepared.rendered.kops_file, session, prepared.runner, options
+        )
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
-    environment, settings, runner, info, rendered = _prepare(
-        args, ctx, "deploy", config.DEPLOY_NEEDS
-    )
+    prepared = _prepare(args, ctx, config.DEPLOY)
     options = DeployOptions(
         rollout_timeout=args.rollout_timeout,
         controller_timeout=args.rollout_timeout,
@@ -128,15 +142,14 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     )
     smoke_options = SmokeOptions(ready_timeout=args.smoke_ready_timeout)
     deployer = Deployer(
-        environment,
-        info.image(settings.require("image_repository")),
-        rendered,
-        runner,
+        prepared.environment,
+        prepared.info.image(prepared.settings.require(config.CONDUIT_IMAGE_REPOSITORY)),
+        prepared.rendered,
+        prepared.runner,
         options,
         smoke=lambda url: ctx.smoke(url, smoke_options),
-        clock=ctx.clock,
     )
-    with cloud_session(settings, runner) as session:
+    with cloud_session(prepared.settings, prepared.runner) as session:
         deployer.run(session)
     return 0
 
@@ -152,13 +165,18 @@ def cmd_smoke(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_install_tools(args: argparse.Namespace, ctx: Context) -> int:
-    runner = ctx.runner_factory(args.dry_run)
+    settings = config.load_settings(ctx.environ, config.INSTALL_TOOLS)
     tools.install_kops(
         args.dest,
-        runner,
+        ctx.runner(args),
         version=args.kops_version,
-        sha256=args.kops_sha256 or ctx.environ.get("KOPS_SHA256") or None,
+        sha256=args.kops_sha256 or settings.get(config.KOPS_SHA256),
     )
+    return 0
+
+
+def cmd_variables(args: argparse.Namespace, ctx: Context) -> int:
+    sys.stdout.write(config.markdown_table())
     return 0
 
 
@@ -185,13 +203,35 @@ def _retries(text: str) -> int:
     return int(text)
 
 
+def _sha256(text: str) -> str:
+    try:
+        return config.sha256(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_seconds(parser: argparse.ArgumentParser, flag: str, default: float, what: str) -> None:
+    parser.add_argument(
+        flag,
+        type=_seconds,
+        default=default,
+        metavar="SECONDS",
+        help=f"{what} (default: %(default)g s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Build, render, provision and deploy Conduit.")
+    parser = _Parser(
+        prog=PROG,
+        description="Build, render, provision and deploy Conduit (see deploy/README.md).",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     dry_run = _Parser(add_help=False)
     dry_run.add_argument(
-        "--dry-run", action="store_true", help="print the commands instead of running them"
+        "--dry-run",
+        action="store_true",
+        help="print the steps as a script on stdout and run none of them",
     )
     environment = _Parser(add_help=False)
     environment.add_argument("environment", metavar="ENV", help=" or ".join(ENVIRONMENTS))
@@ -209,25 +249,30 @@ def build_parser() -> argparse.ArgumentParser:
         "pack", parents=[dry_run], help="log in, build with cache, tag and push the image"
     )
     pack.add_argument(
-        "--no-push", action="store_true", help="build and tag only (merge requests, schedules)"
+        "--no-push",
+        action="store_true",
+        help="build and tag only, without registry variables (merge requests, schedules)",
     )
     pack.set_defaults(handler=cmd_pack)
 
-    render = commands.add_parser(
+    render_command = commands.add_parser(
         "render", parents=[environment], help="write the kops and Kubernetes files of ENV"
     )
-    render.set_defaults(handler=cmd_render)
+    render_command.set_defaults(handler=cmd_render)
 
     cluster = commands.add_parser(
         "cluster",
         parents=[environment, dry_run],
         help="create or update the kops cluster of ENV and wait until it validates",
     )
-    cluster.add_argument(
-        "--validate-timeout", type=_seconds, default=ClusterOptions.validate_timeout
+    _add_seconds(
+        cluster,
+        "--validate-timeout",
+        ClusterOptions.validate_timeout,
+        "how long to wait for validation",
     )
-    cluster.add_argument(
-        "--validate-interval", type=_seconds, default=ClusterOptions.validate_interval
+    _add_seconds(
+        cluster, "--validate-interval", ClusterOptions.validate_interval, "time between validations"
     )
     cluster.add_argument(
         "--no-rolling-update",
@@ -242,14 +287,26 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[environment, dry_run],
         help="apply ENV in order, wait for rollouts, smoke test, roll back on failure",
     )
-    deploy.add_argument("--rollout-timeout", type=_seconds, default=DeployOptions.rollout_timeout)
-    deploy.add_argument("--address-timeout", type=_seconds, default=DeployOptions.address_timeout)
-    deploy.add_argument("--smoke-ready-timeout", type=_seconds, default=SmokeOptions.ready_timeout)
+    _add_seconds(
+        deploy, "--rollout-timeout", DeployOptions.rollout_timeout, "how long each rollout may take"
+    )
+    _add_seconds(
+        deploy,
+        "--address-timeout",
+        DeployOptions.address_timeout,
+        "how long the ingress may take to get an address",
+    )
+    _add_seconds(
+        deploy,
+        "--smoke-ready-timeout",
+        SmokeOptions.ready_timeout,
+        "how long the service may take to answer /readyz",
+    )
     deploy.add_argument(
         "--env-file",
         type=Path,
         default=DeployOptions.env_file,
-        help="dotenv file that receives DYNAMIC_ENVIRONMENT_URL (default: deploy.env)",
+        help="dotenv file that receives DYNAMIC_ENVIRONMENT_URL (default: %(default)s)",
     )
     deploy.set_defaults(handler=cmd_deploy)
 
@@ -257,18 +314,42 @@ def build_parser() -> argparse.ArgumentParser:
         "smoke", help="register, create, list, get and delete an article against BASE_URL"
     )
     smoke.add_argument("base_url", metavar="BASE_URL", help="e.g. http://1.2.3.4/flask")
-    smoke.add_argument("--timeout", type=_seconds, default=SmokeOptions.request_timeout)
-    smoke.add_argument("--retries", type=_retries, default=SmokeOptions.connect_retries)
-    smoke.add_argument("--ready-timeout", type=_seconds, default=SmokeOptions.ready_timeout)
+    _add_seconds(
+        smoke, "--timeout", SmokeOptions.request_timeout, "limit for each connect and read"
+    )
+    smoke.add_argument(
+        "--retries",
+        type=_retries,
+        default=SmokeOptions.connect_retries,
+        metavar="COUNT",
+        help="retries of a connection that never reached the server (default: %(default)s)",
+    )
+    _add_seconds(
+        smoke,
+        "--ready-timeout",
+        SmokeOptions.ready_timeout,
+        "how long /readyz may take to answer 200",
+    )
     smoke.set_defaults(handler=cmd_smoke)
 
     install = commands.add_parser(
         "install-tools", parents=[dry_run], help="install the pinned kops, checked by SHA-256"
     )
-    install.add_argument("--dest", type=Path, default=Path("/usr/local/bin"))
-    install.add_argument("--kops-version", default=tools.KOPS_VERSION)
-    install.add_argument("--kops-sha256", help="expected SHA-256 (default: KOPS_SHA256)")
+    install.add_argument(
+        "--dest", type=Path, default=Path("/usr/local/bin"), help="folder (default: %(default)s)"
+    )
+    install.add_argument(
+        "--kops-version", default=tools.KOPS_VERSION, help="(default: %(default)s)"
+    )
+    install.add_argument(
+        "--kops-sha256", type=_sha256, help="expected SHA-256 (default: KOPS_SHA256, else recorded)"
+    )
     install.set_defaults(handler=cmd_install_tools)
+
+    variables = commands.add_parser(
+        "variables", help="print the CI variables table (Markdown, as in deploy/README.md)"
+    )
+    variables.set_defaults(handler=cmd_variables)
     return parser
 
 
@@ -277,7 +358,7 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     try:
         code = args.handler(args, ctx or Context())
         if getattr(args, "dry_run", False):
-            log("==> dry run: the commands were printed on stdout; nothing was run")
+            log("==> dry run: the steps were printed on stdout; nothing was run")
         return code
     except DeployError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr, flush=True)

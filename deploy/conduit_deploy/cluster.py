@@ -1,16 +1,6 @@
 """The Cluster stage: make the kops cluster match the rendered spec, then wait for it.
 
-Steps: `kops replace --force` (creates the Cluster and InstanceGroups when missing),
-`kops update cluster --yes` (creates or changes the cloud resources), export an admin
-kubeconfig, poll `kops validate cluster` with a bounded timeout, then
-`kops rolling-update cluster --yes`.
-
-Why always the rolling update: `kops update` changes instance templates, but running
-machines keep their old spec (machine type, image, Kubernetes version) until they are
-replaced. `rolling-update` replaces only the instance groups that kops marks
-NeedsUpdate, one node at a time with drain and validation, and does nothing when none
-are, so running it every time keeps the cluster equal to the repository at no cost
-when nothing changed. `--no-rolling-update` skips it (e.g. to roll at a quieter time).
+deploy/README.md says what each step is for; this module decides the commands.
 """
 
 from __future__ import annotations
@@ -20,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cloud import CloudSession, export_kubeconfig
-from .runner import Result, Runner, log, tail
-from .waiting import Clock, poll
+from .console import log
+from .runner import Result, Runner, tail
 
 
 @dataclass(frozen=True)
@@ -64,28 +54,18 @@ def summarise_validation(result: Result) -> str:
     return tail(result.stderr or result.stdout, 1) or f"exit code {result.returncode}"
 
 
-def wait_until_valid(
-    session: CloudSession, runner: Runner, options: ClusterOptions, clock: Clock | None = None
-) -> None:
-    command = validate_command(session.cluster_name)
-    if runner.dry_run:
-        runner.note(
-            f"repeated every {options.validate_interval:g}s until it passes, "
-            f"for at most {options.validate_timeout:g}s:"
-        )
-        runner.run(command)
-        return
-
-    def attempt() -> tuple[bool | None, str]:
-        result = runner.run(command, capture=True, check=False)
+def wait_until_valid(session: CloudSession, runner: Runner, options: ClusterOptions) -> None:
+    def read(result: Result) -> tuple[bool | None, str]:
         return (True if result.ok else None), summarise_validation(result)
 
-    poll(
-        attempt,
+    runner.poll(
+        validate_command(session.cluster_name),
+        read,
         what=f"validate {session.cluster_name}",
+        until="it passes",
         timeout=options.validate_timeout,
         interval=options.validate_interval,
-        clock=clock,
+        planned=True,
     )
 
 
@@ -95,7 +75,6 @@ def run_cluster(
     session: CloudSession,
     runner: Runner,
     options: ClusterOptions,
-    clock: Clock | None = None,
 ) -> None:
     name = session.cluster_name
     log(f"==> cluster: applying {kops_file} to {name} ({environment})")
@@ -107,11 +86,10 @@ def run_cluster(
         f"==> cluster: waiting for {name} to validate "
         f"(every {options.validate_interval:g}s, at most {options.validate_timeout:g}s)"
     )
-    wait_until_valid(session, runner, options, clock)
+    wait_until_valid(session, runner, options)
     if options.rolling_update:
         log(f"==> cluster: rolling nodes whose spec changed (none: nothing to do) on {name}")
         runner.run(rolling_update_command(name))
     else:
         log("==> cluster: rolling update skipped (--no-rolling-update)")
-    if not runner.dry_run:
-        log(f"==> cluster: {name} is ready for {environment}")
+    runner.outcome(f"==> cluster: {name} is ready for {environment}")

@@ -1,240 +1,436 @@
-"""CI variables -> a typed Settings object.
+"""The CI variables conduit-deploy reads: one table, and the Settings parsed from it.
 
-Each command declares the variables it needs. load_settings() checks all of them
-before anything runs and names every missing one in a single message, so a job never
-stops half-way through for want of a variable.
+Each variable is declared once, in VARIABLES: its name and older names, whether it is a
+secret, how its value is parsed and checked, which commands need it or read it, and the
+GitLab environment scope it is meant to have. load_settings(), the commands' checks and
+the variable table of deploy/README.md (`conduit-deploy variables`) all come from it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import enum
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
-from .errors import ConfigError, MissingVariables
+from . import images
+from .errors import VariableErrors
 
-DEFAULT_REGISTRY = "docker.io"
+T = TypeVar("T")
+
 IMAGE_NAME = "conduit"
+# The image's name when no registry is configured: builds that are never pushed (merge
+# requests, a workstation) and `version` outside CI.
+LOCAL_REPOSITORY = f"localhost/{IMAGE_NAME}"
 
-# A repository reference without tag or digest: optional registry host[:port], then
-# lowercase path components (the Docker distribution reference grammar, simplified).
-_REPOSITORY = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+# The commands a variable can be needed or read by. "pack --no-push" is pack without
+# the push, which needs no registry.
+VERSION = "version"
+PACK = "pack"
+PACK_NO_PUSH = "pack --no-push"
+RENDER = "render"
+CLUSTER = "cluster"
+DEPLOY = "deploy"
+INSTALL_TOOLS = "install-tools"
+COMMANDS = (VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, INSTALL_TOOLS)
+# render writes the manifests; cluster and deploy render first.
+RENDERING = (RENDER, CLUSTER, DEPLOY)
+# cluster and deploy talk to GCP (kops reads its state from GCS) and run install-tools.
+CLOUD = (CLUSTER, DEPLOY)
+
+# conduit/settings.py refuses a shorter CONDUIT_SECRET in production: fail here first.
+MIN_CONDUIT_SECRET_LENGTH = 32
+MIN_DB_PASSWORD_LENGTH = 16
+
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
+# GCP project ids: 6-30 characters, lower-case letters, digits and hyphens, starting
+# with a letter and not ending with a hyphen.
+_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Scope(enum.Enum):
+    """The GitLab environment scope a variable should get (Settings > CI/CD > Variables)."""
+
+    ENVIRONMENT = "dev, prod"  # one value per environment scope
+    ALL = "all (*)"
 
 
 @dataclass(frozen=True)
-class Variable:
-    """A CI variable, with the other names that may stand in for it."""
+class GcpKey:
+    """A service-account key: its JSON text (secret) and the project it belongs to."""
+
+    text: str
+    project_id: str | None
+
+    def __repr__(self) -> str:
+        return f"GcpKey(project_id={self.project_id!r})"
+
+
+# --- parsers: each returns the value or raises ValueError with what is wrong ----------
+# Messages follow the variable's name ("DB_PASSWORD must be ...") and never quote a secret.
+
+
+def text(value: str) -> str:
+    return value
+
+
+def dns_name(value: str) -> str:
+    if not _DNS_NAME.match(value):
+        raise ValueError(f"must be a lower-case DNS name, got {value!r}")
+    return value
+
+
+def gcs_url(value: str) -> str:
+    if not value.startswith("gs://") or len(value) <= len("gs://"):
+        raise ValueError(f"must be a Google Cloud Storage URL (gs://bucket), got {value!r}")
+    return value
+
+
+def gcp_project(value: str) -> str:
+    if not _GCP_PROJECT.match(value):
+        raise ValueError(f"is not a valid GCP project id: {value!r}")
+    return value
+
+
+def postgres_role(value: str) -> str:
+    if not _PG_ROLE.match(value):
+        raise ValueError(f"must be a plain PostgreSQL role name (a-z, 0-9, _), got {value!r}")
+    return value
+
+
+def db_password(value: str) -> str:
+    if len(value) < MIN_DB_PASSWORD_LENGTH:
+        raise ValueError(f"must be at least {MIN_DB_PASSWORD_LENGTH} characters")
+    return value
+
+
+def conduit_secret(value: str) -> str:
+    if len(value) < MIN_CONDUIT_SECRET_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_CONDUIT_SECRET_LENGTH} characters"
+            " (the app refuses to start with a shorter one)"
+        )
+    return value
+
+
+def registry_user(value: str) -> str:
+    # It becomes a path component of docker.io/<user>/conduit.
+    if not images.PATH_COMPONENT.match(value):
+        raise ValueError(f"must be a lower-case registry user name, got {value!r}")
+    return value
+
+
+def base64_password(value: str) -> str:
+    """Stored base64-encoded (as in the seed pipeline); returns the decoded password."""
+    try:
+        password = base64.b64decode("".join(value.split()), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ValueError(
+            'is not valid base64 (store the output of `printf %s "$PASSWORD" | base64 -w0`)'
+        ) from None
+    if not password.strip():
+        raise ValueError("decodes to an empty password")
+    return password
+
+
+def gcp_key(value: str) -> GcpKey:
+    """A path (GitLab file variable) or the key's JSON itself."""
+    content = value.strip()
+    if not content.startswith(("{", "[")):
+        path = Path(content)
+        try:
+            content = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ValueError(
+                f"is neither JSON nor a readable file ({error.strerror}: {path})"
+            ) from None
+    try:
+        parsed = json.loads(content)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"is not valid JSON (line {error.lineno}, column {error.colno})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError("must hold a JSON object (a service-account key)")
+    return GcpKey(content, str(parsed.get("project_id") or "").strip() or None)
+
+
+def sha256(value: str) -> str:
+    digest = value.strip().lower()
+    if not _SHA256.match(digest):
+        raise ValueError("must be a SHA-256 digest (64 hexadecimal characters)")
+    return digest
+
+
+def _project_of_key(key: GcpKey) -> str:
+    if key.project_id is None:
+        raise ValueError("has no project_id; set GCP_PROJECT to the project's id")
+    return gcp_project(key.project_id)
+
+
+def _docker_hub_repository(user: str) -> str:
+    return f"{images.DEFAULT_REGISTRY}/{user}/{IMAGE_NAME}"
+
+
+# --- the table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variable(Generic[T]):
+    """One CI variable."""
 
     name: str
-    alternatives: tuple[str, ...] = ()
+    meaning: str  # one line for the docs
+    parse: Callable[[str], T]
+    needed_by: tuple[str, ...] = ()  # commands that refuse to start without it
+    read_by: tuple[str, ...] = ()  # commands that use it when it is set
+    scope: Scope = Scope.ALL
+    secret: bool = False  # masked in GitLab; never printed, surrounding spaces kept
+    alternatives: tuple[str, ...] = ()  # older names that still work
+    # When unset, the value comes from this other variable's parsed value through derive.
+    fallback: str | None = None
+    derive: Callable[[Any], T] | None = None
 
     def lookup(self, environ: Mapping[str, str]) -> str | None:
         """The first non-empty value among the name and its alternatives."""
         for name in (self.name, *self.alternatives):
             value = environ.get(name, "")
             if value.strip():
-                return value
+                return value if self.secret else value.strip()
         return None
 
     def describe(self) -> str:
-        if not self.alternatives:
+        others = [*self.alternatives, *([self.fallback] if self.fallback else [])]
+        if not others:
             return self.name
-        return f"{self.name} (or {' or '.join(self.alternatives)})"
+        return f"{self.name} (or {' or '.join(others)})"
+
+    def applies_to(self, command: str) -> bool:
+        return command in self.needed_by or command in self.read_by
 
 
-DB_USER = Variable("DB_USER")
-DB_PASSWORD = Variable("DB_PASSWORD")
-CONDUIT_SECRET = Variable("CONDUIT_SECRET")
-# The seed pipeline spelled it K8S_CLUSTER_NAEM; projects that still set that keep working.
-K8S_CLUSTER_NAME = Variable("K8S_CLUSTER_NAME", ("K8S_CLUSTER_NAEM",))
-DOCKER_REGISTRY_USER = Variable("DOCKER_REGISTRY_USER")
-DOCKER_REGISTRY_PASSWORD = Variable("DOCKER_REGISTRY_PASSWORD")
-GCP_CREDENTIAL_FILE = Variable("GCP_CREDENTIAL_FILE")
-KOPS_STATE_STORE = Variable("KOPS_STATE_STORE")
-KOPS_FEATURE_FLAGS = Variable("KOPS_FEATURE_FLAGS")
-BASE_IMAGE = Variable("BASE_IMAGE")
-# The image repository defaults to docker.io/<DOCKER_REGISTRY_USER>/conduit.
-IMAGE_REPOSITORY = Variable("CONDUIT_IMAGE_REPOSITORY", ("DOCKER_REGISTRY_USER",))
-# The GCP project: explicit, or the project_id inside the service-account key.
-GCP_PROJECT = Variable("GCP_PROJECT", ("GCP_CREDENTIAL_FILE",))
+DB_USER = Variable(
+    "DB_USER",
+    "PostgreSQL role the app uses",
+    postgres_role,
+    needed_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+)
+DB_PASSWORD = Variable(
+    "DB_PASSWORD",
+    f"its password ({MIN_DB_PASSWORD_LENGTH}+ characters)",
+    db_password,
+    needed_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+    secret=True,
+)
+CONDUIT_SECRET = Variable(
+    "CONDUIT_SECRET",
+    f"the app's JWT signing key ({MIN_CONDUIT_SECRET_LENGTH}+ characters)",
+    conduit_secret,
+    needed_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+    secret=True,
+)
+K8S_CLUSTER_NAME = Variable(
+    "K8S_CLUSTER_NAME",
+    "kops cluster name, starting with its environment: `dev.conduit.k8s.local`, "
+    "`prod.conduit.k8s.local`",
+    dns_name,
+    needed_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+    # The seed pipeline spelled it K8S_CLUSTER_NAEM; projects that still set that keep working.
+    alternatives=("K8S_CLUSTER_NAEM",),
+)
+KOPS_STATE_STORE = Variable(
+    "KOPS_STATE_STORE",
+    "kops state bucket, `gs://…` (one bucket can hold both clusters)",
+    gcs_url,
+    needed_by=RENDERING,
+)
+KOPS_FEATURE_FLAGS = Variable(
+    "KOPS_FEATURE_FLAGS", "optional kops feature flags", text, read_by=CLOUD
+)
+GCP_CREDENTIAL_FILE = Variable(
+    "GCP_CREDENTIAL_FILE",
+    "service-account key, as a **File** variable or as the JSON itself; "
+    "its `project_id` is the GCP project",
+    gcp_key,
+    needed_by=CLOUD,
+    read_by=(RENDER,),
+    secret=True,
+)
+GCP_PROJECT = Variable(
+    "GCP_PROJECT",
+    "the GCP project id; unset: the `project_id` of `GCP_CREDENTIAL_FILE`",
+    gcp_project,
+    needed_by=RENDERING,
+    fallback=GCP_CREDENTIAL_FILE.name,
+    derive=_project_of_key,
+)
+DOCKER_REGISTRY_USER = Variable(
+    "DOCKER_REGISTRY_USER",
+    "registry user",
+    registry_user,
+    needed_by=(PACK,),
+    read_by=(VERSION, PACK_NO_PUSH, *RENDERING),
+)
+DOCKER_REGISTRY_PASSWORD = Variable(
+    "DOCKER_REGISTRY_PASSWORD",
+    'registry password or token, **base64-encoded** (`printf %s "$TOKEN" | base64 -w0`)',
+    base64_password,
+    needed_by=(PACK,),
+    read_by=(PACK_NO_PUSH,),
+    secret=True,
+)
+CONDUIT_IMAGE_REPOSITORY = Variable(
+    "CONDUIT_IMAGE_REPOSITORY",
+    "image repository; unset: `docker.io/$DOCKER_REGISTRY_USER/conduit`, or the local "
+    f"name `{LOCAL_REPOSITORY}` when no registry is needed (`version`, `pack --no-push`)",
+    images.check_repository,
+    needed_by=(PACK, *RENDERING),
+    read_by=(VERSION, PACK_NO_PUSH),
+    fallback=DOCKER_REGISTRY_USER.name,
+    derive=_docker_hub_repository,
+)
+BASE_IMAGE = Variable(
+    "BASE_IMAGE",
+    "optional: the Dockerfile's `BASE_IMAGE` build argument",
+    images.check_image,
+    read_by=(PACK, PACK_NO_PUSH),
+)
+KOPS_SHA256 = Variable(
+    "KOPS_SHA256",
+    "optional: the expected SHA-256 of the kops binary (overrides the recorded one)",
+    sha256,
+    read_by=(INSTALL_TOOLS,),
+)
+CONDUIT_DEPLOY_DISABLED = Variable(
+    "CONDUIT_DEPLOY_DISABLED",
+    "set to any value to skip the cluster and deploy jobs (read by the pipeline's rules)",
+    text,
+)
 
-# What each command needs before it may start.
-PACK_PUSH_NEEDS = (IMAGE_REPOSITORY, DOCKER_REGISTRY_USER, DOCKER_REGISTRY_PASSWORD)
-PACK_NO_PUSH_NEEDS = (IMAGE_REPOSITORY,)
-RENDER_NEEDS = (
-    IMAGE_REPOSITORY,
-    K8S_CLUSTER_NAME,
-    KOPS_STATE_STORE,
-    GCP_PROJECT,
+VARIABLES: tuple[Variable[Any], ...] = (
     DB_USER,
     DB_PASSWORD,
     CONDUIT_SECRET,
+    K8S_CLUSTER_NAME,
+    KOPS_STATE_STORE,
+    KOPS_FEATURE_FLAGS,
+    GCP_CREDENTIAL_FILE,
+    GCP_PROJECT,
+    DOCKER_REGISTRY_USER,
+    DOCKER_REGISTRY_PASSWORD,
+    CONDUIT_IMAGE_REPOSITORY,
+    BASE_IMAGE,
+    KOPS_SHA256,
+    CONDUIT_DEPLOY_DISABLED,
 )
-# cluster and deploy render first, then talk to GCP (kops reads its state from GCS).
-CLUSTER_NEEDS = (*RENDER_NEEDS, GCP_CREDENTIAL_FILE)
-DEPLOY_NEEDS = CLUSTER_NEEDS
+
+
+# --- settings -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The parsed variables. Secrets are kept out of repr() so they never get logged."""
+    """The parsed variables a command uses, by variable name."""
 
-    image_repository: str | None = None
-    registry_user: str | None = None
-    registry_password: str | None = field(default=None, repr=False)
-    cluster_name: str | None = None
-    kops_state_store: str | None = None
-    kops_feature_flags: str | None = None
-    gcp_project: str | None = None
-    gcp_credentials: str | None = field(default=None, repr=False)
-    db_user: str | None = None
-    db_password: str | None = field(default=None, repr=False)
-    conduit_secret: str | None = field(default=None, repr=False)
-    base_image: str | None = None
+    values: Mapping[str, Any]
 
-    def require(self, name: str) -> str:
+    def get(self, variable: Variable[T]) -> T | None:
+        return self.values.get(variable.name)
+
+    def require(self, variable: Variable[T]) -> T:
         """A value the command declared as needed (load_settings checked it)."""
-        value = getattr(self, name)
-        if value is None:  # a programming error: the command forgot to declare it
-            raise AssertionError(f"setting {name} was not declared as needed")
+        value = self.values.get(variable.name)
+        if value is None:  # a programming error: the table does not say it is needed
+            raise AssertionError(f"{variable.name} is not declared as needed by this command")
         return value
 
+    @property
+    def image_repository(self) -> str:
+        """Where the image lives: the configured repository, else its local name."""
+        return self.get(CONDUIT_IMAGE_REPOSITORY) or LOCAL_REPOSITORY
 
-def decode_registry_password(value: str) -> str:
-    """DOCKER_REGISTRY_PASSWORD is stored base64-encoded (as in the seed pipeline)."""
-    try:
-        raw = base64.b64decode("".join(value.split()), validate=True)
-        password = raw.decode("utf-8")
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise ConfigError(
-            "DOCKER_REGISTRY_PASSWORD is not valid base64 "
-            '(store the output of `printf %s "$PASSWORD" | base64 -w0`)'
-        ) from None
-    if not password.strip():
-        raise ConfigError("DOCKER_REGISTRY_PASSWORD decodes to an empty password")
-    return password
+    def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
+        secret = {variable.name for variable in VARIABLES if variable.secret}
+        shown = {name: "***" if name in secret else value for name, value in self.values.items()}
+        return f"Settings({shown!r})"
 
 
-def read_gcp_credentials(value: str) -> tuple[str, dict]:
-    """GCP_CREDENTIAL_FILE: a path (GitLab file variable) or the key's JSON itself.
+def load_settings(environ: Mapping[str, str], command: str, label: str | None = None) -> Settings:
+    """Parse every variable `command` needs or reads.
 
-    Returns the JSON text and its parsed form. Messages never quote the content.
+    Raises VariableErrors naming every missing and every invalid variable at once, under
+    the name the user sets (label names the command in the message, e.g. "deploy dev").
     """
-    text = value.strip()
-    if not text.startswith(("{", "[")):
-        path = Path(text)
+    if command not in COMMANDS:
+        raise AssertionError(f"unknown command {command!r}")
+    relevant = [variable for variable in VARIABLES if variable.applies_to(command)]
+    parsed: dict[str, Any] = {}
+    missing: list[str] = []
+    invalid: list[str] = []
+
+    def attempt(name: str, parse: Callable[[Any], Any], value: Any) -> Any:
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ConfigError(
-                f"GCP_CREDENTIAL_FILE is neither JSON nor a readable file ({error.strerror}: "
-                f"{path})"
-            ) from None
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(
-            f"GCP_CREDENTIAL_FILE is not valid JSON (line {error.lineno}, column {error.colno})"
-        ) from None
-    if not isinstance(parsed, dict):
-        raise ConfigError("GCP_CREDENTIAL_FILE must hold a JSON object (a service-account key)")
-    return text, parsed
-
-
-def image_repository(environ: Mapping[str, str]) -> str:
-    """CONDUIT_IMAGE_REPOSITORY, else Docker Hub under the registry user."""
-    explicit = environ.get("CONDUIT_IMAGE_REPOSITORY", "").strip()
-    if explicit:
-        repository = explicit
-        source = "CONDUIT_IMAGE_REPOSITORY"
-    else:
-        user = environ.get("DOCKER_REGISTRY_USER", "").strip()
-        repository = f"{DEFAULT_REGISTRY}/{user}/{IMAGE_NAME}"
-        source = "DOCKER_REGISTRY_USER"
-    if not _REPOSITORY.match(repository):
-        raise ConfigError(
-            f"{source} gives the image repository {repository!r}, which is not a valid "
-            "repository (lowercase, no tag, e.g. docker.io/team/conduit)"
-        )
-    return repository
-
-
-def _present(environ: Mapping[str, str], name: str) -> str | None:
-    value = environ.get(name, "")
-    return value.strip() if value.strip() else None
-
-
-def load_settings(
-    environ: Mapping[str, str],
-    command: str,
-    needs: Iterable[Variable],
-) -> Settings:
-    """Check and parse what `command` needs; other variables are read if present.
-
-    Raises MissingVariables naming every missing variable at once, then ConfigError
-    listing every malformed one.
-    """
-    needs = tuple(needs)
-    missing = [variable.describe() for variable in needs if variable.lookup(environ) is None]
-    if missing:
-        raise MissingVariables(command, missing)
-
-    problems: list[str] = []
-
-    def attempt(parse, *args):
-        try:
-            return parse(*args)
-        except ConfigError as error:
-            problems.append(str(error))
+            return parse(value)
+        except ValueError as error:
+            invalid.append(f"{name} {error}")
             return None
 
-    repository = None
-    if IMAGE_REPOSITORY in needs or IMAGE_REPOSITORY.lookup(environ):
-        repository = attempt(image_repository, environ)
+    # Variables with a fallback come last, once the one they fall back on is parsed.
+    for variable in sorted(relevant, key=lambda v: v.fallback is not None):
+        raw = variable.lookup(environ)
+        if raw is not None:
+            parsed[variable.name] = attempt(variable.name, variable.parse, raw)
+            continue
+        needed = command in variable.needed_by
+        source = parsed.get(variable.fallback) if variable.fallback else None
+        if source is not None and variable.derive is not None:
+            if needed:
+                parsed[variable.name] = attempt(variable.fallback, variable.derive, source)
+            else:  # optional here: a fallback that gives nothing is no error
+                with contextlib.suppress(ValueError):
+                    parsed[variable.name] = variable.derive(source)
+        elif needed and not (variable.fallback and environ.get(variable.fallback, "").strip()):
+            # (a fallback that is set but invalid is already reported as invalid)
+            missing.append(variable.describe())
 
-    password = None
-    if DOCKER_REGISTRY_PASSWORD.lookup(environ):
-        password = attempt(decode_registry_password, environ["DOCKER_REGISTRY_PASSWORD"])
+    if missing or invalid:
+        raise VariableErrors(label or command, missing, invalid)
+    return Settings({name: value for name, value in parsed.items() if value is not None})
 
-    credentials_text, credentials = None, None
-    if GCP_CREDENTIAL_FILE.lookup(environ) and (
-        GCP_CREDENTIAL_FILE in needs or GCP_PROJECT in needs
-    ):
-        parsed = attempt(read_gcp_credentials, environ["GCP_CREDENTIAL_FILE"])
-        if parsed:
-            credentials_text, credentials = parsed
 
-    project = _present(environ, "GCP_PROJECT")
-    if project is None and credentials is not None:
-        project = str(credentials.get("project_id") or "").strip() or None
-        if project is None and GCP_PROJECT in needs:
-            problems.append(
-                "GCP_CREDENTIAL_FILE has no project_id; set GCP_PROJECT to the project's id"
-            )
+# --- docs -----------------------------------------------------------------------------
 
-    if problems:
-        raise ConfigError("; ".join(problems))
 
-    return Settings(
-        image_repository=repository,
-        registry_user=_present(environ, "DOCKER_REGISTRY_USER"),
-        registry_password=password,
-        cluster_name=(K8S_CLUSTER_NAME.lookup(environ) or "").strip() or None,
-        kops_state_store=_present(environ, "KOPS_STATE_STORE"),
-        kops_feature_flags=_present(environ, "KOPS_FEATURE_FLAGS"),
-        gcp_project=project,
-        gcp_credentials=credentials_text,
-        db_user=_present(environ, "DB_USER"),
-        # Secrets keep their exact value: surrounding spaces could be intended.
-        db_password=environ.get("DB_PASSWORD") or None,
-        conduit_secret=environ.get("CONDUIT_SECRET") or None,
-        base_image=_present(environ, "BASE_IMAGE"),
-    )
+def _commands(names: tuple[str, ...]) -> str:
+    return ", ".join(f"`{name}`" for name in names) or "—"
+
+
+def markdown_table() -> str:
+    """The variable table of deploy/README.md (a test keeps the two equal)."""
+    rows = [
+        "| Variable | Scope | Secret | Needed by | Read by | What it is |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for variable in VARIABLES:
+        name = f"`{variable.name}`"
+        if variable.alternatives:
+            name += " (or " + ", ".join(f"`{a}`" for a in variable.alternatives) + ")"
+        read_only = tuple(c for c in variable.read_by if c not in variable.needed_by)
+        meaning = variable.meaning.replace("|", "\\|")
+        rows.append(
+            f"| {name} | {variable.scope.value} | {'masked' if variable.secret else 'no'} "
+            f"| {_commands(variable.needed_by)} | {_commands(read_only)} | {meaning} |"
+        )
+    return "\n".join(rows) + "\n"

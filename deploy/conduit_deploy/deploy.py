@@ -1,19 +1,17 @@
-"""The Deploy stage: ingress controller, then the rendered stages in order, then the
-ingress address and the smoke test. A failed app rollout or smoke test rolls the app
-back to its previous revision and fails the job.
-"""
+"""The Deploy stage, in the order deploy/README.md describes; this module decides the
+commands and when to roll back."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .cloud import CloudSession, export_kubeconfig
+from .console import log
 from .errors import CommandFailed, RolloutFailed, SmokeFailed
-from .runner import Runner, log, tail
-from .waiting import Clock, poll
+from .render import Rendered
+from .runner import Result, Runner, tail
 
 MONITORING_CRD = "servicemonitors.monitoring.coreos.com"
 URL_VARIABLE = "DYNAMIC_ENVIRONMENT_URL"
@@ -79,11 +77,10 @@ class Deployer:
         self,
         environment: str,
         image: str,
-        rendered: Any,
+        rendered: Rendered,
         runner: Runner,
         options: DeployOptions,
-        smoke: Callable[[str], Any],
-        clock: Clock | None = None,
+        smoke: Callable[[str], object],
     ):
         self.environment = environment
         self.image = image
@@ -91,7 +88,6 @@ class Deployer:
         self.runner = runner
         self.options = options
         self.smoke = smoke
-        self.clock = clock
 
     def run(self, session: CloudSession) -> str:
         r = self.rendered
@@ -133,8 +129,7 @@ class Deployer:
         url = self._wait_for_address()
         self._write_env_file(url)
         self._smoke(url)
-        if not self.runner.dry_run:
-            log(f"==> deploy: {self.image} is live in {self.environment} at {url}")
+        self.runner.outcome(f"==> deploy: {self.image} is live in {self.environment} at {url}")
         return url
 
     def _wait_for_app(self) -> None:
@@ -156,13 +151,11 @@ class Deployer:
         monitoring = self.rendered.monitoring_file
         if monitoring is None:
             return
-        if self.runner.dry_run:
-            self.runner.note(f"only if {MONITORING_CRD} exists (prometheus-operator):")
-            self.runner.run(crd_exists_command(MONITORING_CRD))
-            self.runner.run(apply_command(monitoring))
-            return
-        found = self.runner.run(crd_exists_command(MONITORING_CRD), capture=True, check=False)
-        if found.ok and found.stdout.strip():
+        if self.runner.when(
+            crd_exists_command(MONITORING_CRD),
+            lambda found: found.ok and bool(found.stdout.strip()),
+            f"{MONITORING_CRD} exists (prometheus-operator)",
+        ):
             log(f"==> deploy: monitoring ({monitoring})")
             self.runner.run(apply_command(monitoring))
         else:
@@ -173,52 +166,47 @@ class Deployer:
 
     def _wait_for_address(self) -> str:
         r = self.rendered
-        command = ingress_address_command(r.ingress_name, r.namespace)
         log(f"==> deploy: waiting for the address of ingress/{r.ingress_name}")
-        if self.runner.dry_run:
-            self.runner.note(
-                f"repeated every {self.options.address_interval:g}s until it prints an address, "
-                f"for at most {self.options.address_timeout:g}s:"
-            )
-            self.runner.run(command)
-            return service_url("<ingress-address>")
 
-        def attempt() -> tuple[str | None, str]:
-            result = self.runner.run(command, capture=True, check=False)
+        def read(result: Result) -> tuple[str | None, str]:
             address = result.stdout.strip() if result.ok else ""
             if address:
                 return address, f"address {address}"
             return None, "no address yet" if result.ok else tail(result.stderr, 1)
 
-        address = poll(
-            attempt,
+        address = self.runner.poll(
+            ingress_address_command(r.ingress_name, r.namespace),
+            read,
             what=f"ingress {r.ingress_name}",
+            until="it prints an address",
             timeout=self.options.address_timeout,
             interval=self.options.address_interval,
-            clock=self.clock,
+            planned="<ingress-address>",
         )
         url = service_url(address)
-        log(f"==> deploy: {self.environment} is served at {url}")
+        self.runner.outcome(f"==> deploy: {self.environment} is served at {url}")
         return url
 
     def _write_env_file(self, url: str) -> None:
         """GitLab reads the environment URL from this dotenv report."""
         line = f"{URL_VARIABLE}={url}\n"
-        if self.runner.dry_run:
-            self.runner.note(f"write {self.options.env_file}: {line.strip()}")
-            return
-        self.options.env_file.parent.mkdir(parents=True, exist_ok=True)
-        self.options.env_file.write_text(line, encoding="utf-8")
+        path = self.options.env_file
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(line, encoding="utf-8")
+
+        self.runner.step(f"write {path}: {line.strip()}", write, planned=None)
 
     def _smoke(self, url: str) -> None:
-        if self.runner.dry_run:
-            self.runner.note(f"conduit-deploy smoke {url.rstrip('/')}")
-            return
-        log(f"==> deploy: smoke test of {url}")
-        try:
-            self.smoke(url.rstrip("/"))
-        except SmokeFailed as error:
-            self._roll_back(str(error))
+        def check() -> None:
+            log(f"==> deploy: smoke test of {url}")
+            try:
+                self.smoke(url.rstrip("/"))
+            except SmokeFailed as error:
+                self._roll_back(str(error))
+
+        self.runner.step(f"conduit-deploy smoke {url.rstrip('/')}", check, planned=None)
 
     def _roll_back(self, reason: str) -> None:
         """Undo the app to its previous revision, wait for that, and fail the job."""

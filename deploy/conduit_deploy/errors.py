@@ -1,8 +1,7 @@
 """The failures conduit-deploy reports to its user.
 
-Every error a user can act on (a missing variable, a failed command, a timeout) is a
-DeployError: the CLI prints its message on one line and exits non-zero, without a
-traceback. Anything else is a bug and keeps its traceback.
+Every error a user can act on is a DeployError: the CLI prints its message on one line
+and exits non-zero, without a traceback. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -20,24 +19,35 @@ class ConfigError(DeployError):
     """CI variables or command-line arguments that cannot be used."""
 
 
-class MissingVariables(ConfigError):
-    """One or more required CI variables are unset or empty."""
+class VariableErrors(ConfigError):
+    """CI variables that are missing or invalid, all of them in one message."""
 
-    def __init__(self, command: str, names: Sequence[str]):
+    def __init__(self, command: str, missing: Sequence[str], invalid: Sequence[str]):
         self.command = command
-        self.names = tuple(names)
+        self.missing = tuple(missing)
+        self.invalid = tuple(invalid)
+        parts = []
+        if self.missing:
+            parts.append(f"not set: {', '.join(self.missing)}")
+        if self.invalid:
+            parts.append(f"invalid: {'; '.join(self.invalid)}")
         super().__init__(
-            f"`{command}` needs CI variables that are not set: {', '.join(self.names)}"
+            f"`{command}` cannot start; CI variables {'; '.join(parts)}"
             " (set them in Settings > CI/CD > Variables, or export them)"
         )
+
+
+class RenderError(DeployError):
+    """The manifests cannot be rendered (a template, a value or an overlay is wrong)."""
 
 
 class ProgramNotFound(DeployError):
     """An external program is not installed or not on PATH."""
 
-    def __init__(self, program: str):
+    def __init__(self, program: str, hint: str = ""):
         self.program = program
-        super().__init__(f"{program} is not installed or not on PATH")
+        message = f"{program} is not installed or not on PATH"
+        super().__init__(f"{message} ({hint})" if hint else message)
 
 
 class CommandFailed(DeployError):
@@ -56,6 +66,10 @@ class CommandFailed(DeployError):
 
 class WaitTimeout(DeployError):
     """Something we poll for did not happen within its time limit."""
+
+    def __init__(self, message: str, last: str):
+        self.last = last
+        super().__init__(message)
 
 
 class RolloutFailed(DeployError):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import DEFAULT_REGISTRY, Settings
-from .runner import Runner, log
+from . import config, images
+from .config import Settings
+from .console import log
+from .runner import Runner
 from .versioning import BuildInfo
 
 DOCKERFILE = "docker/Dockerfile"
@@ -20,7 +22,7 @@ class PackPlan:
     repository: str
     version: str
     tags: tuple[str, ...]  # full references: repository:tag
-    cache_image: str
+    cache_image: str | None  # None: a local name has no previous image to pull
     build_args: tuple[tuple[str, str], ...]
     registry: str
     login_user: str | None  # None: no login (no credentials for a --no-push build)
@@ -31,38 +33,38 @@ class PackPlan:
         return self.tags[0]
 
 
-def registry_host(repository: str) -> str:
-    """The registry a repository lives in: its first component when that is a host."""
-    first, _, rest = repository.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return DEFAULT_REGISTRY
+def registry_of(repository: str) -> str:
+    """The registry a repository lives in: Docker Hub unless it names a host."""
+    return images.registry_host(repository) or images.DEFAULT_REGISTRY
 
 
 def plan_pack(
     settings: Settings, info: BuildInfo, *, revision: str, push: bool, source_url: str | None
 ) -> PackPlan:
-    repository = settings.require("image_repository")
+    repository = settings.image_repository
+    local = repository == config.LOCAL_REPOSITORY
     tags = [f"{repository}:{info.version}"]
     if info.default_branch:
         tags.append(f"{repository}:{LATEST}")
     build_args = []
-    if settings.base_image:
-        build_args.append(("BASE_IMAGE", settings.base_image))
+    base_image = settings.get(config.BASE_IMAGE)
+    if base_image:
+        build_args.append(("BASE_IMAGE", base_image))
     build_args += [("VERSION", info.version), ("REVISION", revision)]
     if source_url:
         build_args.append(("SOURCE", source_url))
+    user = settings.get(config.DOCKER_REGISTRY_USER)
     # Pull credentials are optional for a --no-push build (a merge request from a fork
     # has no protected variables); a push always logs in.
-    can_login = bool(settings.registry_user and settings.registry_password)
+    can_login = bool(user and settings.get(config.DOCKER_REGISTRY_PASSWORD))
     return PackPlan(
         repository=repository,
         version=info.version,
         tags=tuple(tags),
-        cache_image=f"{repository}:{LATEST}",
+        cache_image=None if local else f"{repository}:{LATEST}",
         build_args=tuple(build_args),
-        registry=registry_host(repository),
-        login_user=settings.registry_user if (push or can_login) else None,
+        registry=registry_of(repository),
+        login_user=user if (push or (can_login and not local)) else None,
         push=push,
     )
 
@@ -74,7 +76,7 @@ def login_command(plan: PackPlan) -> list[str]:
 
 def build_command(plan: PackPlan, *, use_cache: bool) -> list[str]:
     command = ["docker", "build", "--file", DOCKERFILE]
-    if use_cache:
+    if use_cache and plan.cache_image:
         command += ["--cache-from", plan.cache_image]
     # BuildKit only reuses layers from an image that carries inline cache metadata:
     # every image we push embeds it, so the next build can use it as --cache-from.
@@ -95,24 +97,24 @@ def run_pack(plan: PackPlan, settings: Settings, runner: Runner) -> None:
         log(f"==> pack: logging in to {plan.registry} as {plan.login_user}")
         runner.run(
             login_command(plan),
-            stdin=settings.require("registry_password") + "\n",
+            stdin=settings.require(config.DOCKER_REGISTRY_PASSWORD) + "\n",
             stdin_note="the password decoded from DOCKER_REGISTRY_PASSWORD",
         )
 
-    log(f"==> pack: pulling {plan.cache_image} to reuse its layers")
-    pulled = runner.run(["docker", "pull", plan.cache_image], check=False)
-    if not pulled.ok:
-        # The first build of a repository has no `latest` yet: build without cache.
-        log(f"    no previous {plan.cache_image}; building without a cache")
+    cached = False
+    if plan.cache_image:
+        log(f"==> pack: pulling {plan.cache_image} to reuse its layers")
+        cached = runner.run(["docker", "pull", plan.cache_image], check=False).ok
+        if not cached:
+            # The first build of a repository has no `latest` yet: build without cache.
+            log(f"    no previous {plan.cache_image}; building without a cache")
 
-    runner.run(build_command(plan, use_cache=pulled.ok))
+    runner.run(build_command(plan, use_cache=cached))
 
     if not plan.push:
-        if not runner.dry_run:
-            log(f"==> pack: built {', '.join(plan.tags)}; not pushed (--no-push)")
+        runner.outcome(f"==> pack: built {', '.join(plan.tags)}; not pushed (--no-push)")
         return
     for tag in plan.tags:
         log(f"==> pack: pushing {tag}")
         runner.run(["docker", "push", tag])
-    if not runner.dry_run:
-        log(f"==> pack: pushed {', '.join(plan.tags)}")
+    runner.outcome(f"==> pack: pushed {', '.join(plan.tags)}")

@@ -6,17 +6,19 @@ owner); this module only decides what goes in and guards where it may go.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from . import config
 from .config import Settings
+from .console import log
 from .errors import ConfigError
-from .runner import log
+from .files import private_folder
+from .render import Rendered, RenderValues
+from .runner import Runner
 from .versioning import ENVIRONMENTS, BuildInfo
 
-RenderFunction = Callable[[Any, Path], Any]
+RenderFunction = Callable[[RenderValues, Path, Runner], Rendered]
 
 
 def check_environment(environment: str) -> str:
@@ -44,19 +46,17 @@ def default_out_dir(environment: str) -> Path:
     return Path("build", environment)
 
 
-def render_values(settings: Settings, info: BuildInfo, environment: str):
-    from .render import RenderValues  # the manifests' owner defines the contract
-
+def render_values(settings: Settings, info: BuildInfo, environment: str) -> RenderValues:
     return RenderValues(
         environment=environment,
-        image=info.image(settings.require("image_repository")),
+        image=info.image(settings.require(config.CONDUIT_IMAGE_REPOSITORY)),
         version=info.version,
-        cluster_name=settings.require("cluster_name"),
-        kops_state_store=settings.require("kops_state_store"),
-        gcp_project=settings.require("gcp_project"),
-        db_user=settings.require("db_user"),
-        db_password=settings.require("db_password"),
-        conduit_secret=settings.require("conduit_secret"),
+        cluster_name=settings.require(config.K8S_CLUSTER_NAME),
+        kops_state_store=settings.require(config.KOPS_STATE_STORE),
+        gcp_project=settings.require(config.GCP_PROJECT),
+        db_user=settings.require(config.DB_USER),
+        db_password=settings.require(config.DB_PASSWORD),
+        conduit_secret=settings.require(config.CONDUIT_SECRET),
     )
 
 
@@ -65,17 +65,11 @@ def render_environment(
     info: BuildInfo,
     environment: str,
     out_dir: Path,
-    render: RenderFunction | None = None,
-):
-    """Render into out_dir (created private: the secrets manifest is written there)."""
-    from . import render as render_module
-
-    render = render or render_module.render
+    render: RenderFunction,
+    runner: Runner,
+) -> Rendered:
+    """Render into out_dir (made private: the secrets manifest is written there)."""
     values = render_values(settings, info, environment)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(out_dir, 0o700)
+    private_folder(out_dir)
     log(f"==> render: {environment} files for {values.image} into {out_dir}")
-    try:
-        return render(values, out_dir)
-    except render_module.RenderError as error:
-        raise ConfigError(f"render {environment}: {error}") from None
+    return render(values, out_dir, runner)

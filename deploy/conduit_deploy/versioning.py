@@ -11,12 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from . import images
 from .errors import ConfigError
 from .runner import Runner
 
 PROD_TAG = re.compile(r"^v\d+\.\d+\.\d+$")
-# Docker's tag grammar: what the version must satisfy to name an image.
-_DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # Pipelines that never deploy, whatever branch they run on.
 _NON_DEPLOYING_SOURCES = frozenset({"merge_request_event", "schedule"})
 
@@ -56,12 +55,10 @@ def in_ci(environ: Mapping[str, str]) -> bool:
 
 
 def check_version(version: str) -> str:
-    if not _DOCKER_TAG.match(version):
-        raise ConfigError(
-            f"version {version!r} cannot be an image tag (letters, digits, '_', '.', '-'; "
-            "at most 128 characters)"
-        )
-    return version
+    try:
+        return images.check_tag(version)
+    except ValueError as error:
+        raise ConfigError(f"version {error}") from None
 
 
 def build_info(environ: Mapping[str, str], runner: Runner) -> BuildInfo:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from .console import log
 from .errors import WaitTimeout
-from .runner import log
 
 T = TypeVar("T")
 
@@ -48,6 +48,7 @@ def poll(
         if elapsed + interval > timeout:
             raise WaitTimeout(
                 f"{what}: gave up after {elapsed:.0f}s and {number} attempts "
-                f"(timeout {timeout:g}s); last: {detail}"
+                f"(timeout {timeout:g}s); last: {detail}",
+                last=detail,
             )
         clock.sleep(interval)

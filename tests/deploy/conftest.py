@@ -68,13 +68,14 @@ class Recorder:
     echoed: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)
 
-    def runner(self, dry_run: bool = False) -> Runner:
+    def runner(self, dry_run: bool = False, clock: Clock | None = None) -> Runner:
         return Runner(
             dry_run=dry_run,
             which=lambda name: f"/usr/bin/{name}",
             echo=self.echoed.append,
             plan=self.planned.append,
             executor=self._execute,
+            clock=clock,
         )
 
     def _execute(self, call: Invocation) -> Result:
@@ -137,7 +138,7 @@ class FakeRender:
     managed_database: bool = False  # render then writes no database objects
     received: list = field(default_factory=list)
 
-    def __call__(self, values, out_dir: Path) -> FakeRendered:
+    def __call__(self, values, out_dir: Path, runner: Runner) -> FakeRendered:
         self.received.append(values)
         out_dir.mkdir(parents=True, exist_ok=True)
         kops = out_dir / "kops.yaml"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conduit_deploy.cli import Context, main
+from conduit_deploy.errors import RenderError
 
 from .conftest import ci_environ
 
@@ -56,14 +57,29 @@ def test_render_writes_every_stage_with_the_real_templates(tmp_path, capsys):
     assert (tmp_path / "02-secrets.yaml").stat().st_mode & 0o077 == 0
 
 
-def test_render_errors_from_the_templates_are_one_line(tmp_path, capsys):
+def test_a_render_error_is_a_deploy_error_printed_on_one_line(tmp_path, capsys):
+    def broken(values, out_dir, runner):
+        raise RenderError("kops template cluster.yaml.j2: variable 'zones' not set")
+
+    code = main(
+        ["render", "dev", "--out", str(tmp_path)], Context(environ=ci_environ(), render=broken)
+    )
+    assert code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "conduit-deploy: error: kops template cluster.yaml.j2: variable 'zones' not set"
+    )
+
+
+def test_an_invalid_variable_is_named_as_the_user_sets_it(tmp_path, capsys):
     code = main(
         ["render", "dev", "--out", str(tmp_path)],
         Context(environ=ci_environ(DB_PASSWORD="short")),
     )
     assert code == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "conduit-deploy: error: render dev: db_password must be at least 16 characters"
+        "conduit-deploy: error: `render dev` cannot start; CI variables invalid: "
+        "DB_PASSWORD must be at least 16 characters "
+        "(set them in Settings > CI/CD > Variables, or export them)"
     )
 
 
@@ -73,7 +89,7 @@ def test_missing_variables_exit_1_with_one_line_and_no_traceback():
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(
-        "conduit-deploy: error: `deploy dev` needs CI variables that are not set: "
+        "conduit-deploy: error: `deploy dev` cannot start; CI variables not set: "
     )
     assert "Traceback" not in result.stderr
 

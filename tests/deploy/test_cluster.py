@@ -206,7 +206,10 @@ def test_missing_variables_fail_before_rendering(run_cluster, recorder, fake_ren
         "dev", environ=ci_environ(KOPS_STATE_STORE=None, GCP_CREDENTIAL_FILE=None)
     )
     assert (code, recorder.calls, fake_render.received) == (1, [], [])
-    assert "KOPS_STATE_STORE, GCP_PROJECT (or GCP_CREDENTIAL_FILE), GCP_CREDENTIAL_FILE" in err
+    assert (
+        "not set: KOPS_STATE_STORE, GCP_CREDENTIAL_FILE, GCP_PROJECT (or GCP_CREDENTIAL_FILE)"
+        in err
+    )
 
 
 def test_summary_of_unparseable_output_is_its_last_line():

@@ -1,4 +1,4 @@
-"""CI variables: what each command needs, legacy names, base64 and GCP key parsing."""
+"""CI variables: one table, what each command needs, legacy names, parsing and checks."""
 
 from __future__ import annotations
 
@@ -8,174 +8,258 @@ import re
 
 import pytest
 from conduit_deploy import config
-from conduit_deploy.errors import ConfigError, MissingVariables
+from conduit_deploy.errors import VariableErrors
 
-from .conftest import CONDUIT_SECRET, GCP_KEY, REGISTRY_PASSWORD, ci_environ
+from .conftest import CONDUIT_SECRET, DB_PASSWORD, GCP_KEY, REGISTRY_PASSWORD, ci_environ
+
+
+def load(environ, command="deploy"):
+    return config.load_settings(environ, command)
 
 
 def test_every_missing_variable_is_named_in_one_message():
     environ = ci_environ(DB_PASSWORD=None, CONDUIT_SECRET="", K8S_CLUSTER_NAME=None)
-    with pytest.raises(MissingVariables) as caught:
-        config.load_settings(environ, "deploy dev", config.DEPLOY_NEEDS)
+    with pytest.raises(VariableErrors) as caught:
+        config.load_settings(environ, "deploy", "deploy dev")
     message = str(caught.value)
-    assert caught.value.names == (
-        "K8S_CLUSTER_NAME (or K8S_CLUSTER_NAEM)",
+    assert caught.value.missing == (
         "DB_PASSWORD",
         "CONDUIT_SECRET",
+        "K8S_CLUSTER_NAME (or K8S_CLUSTER_NAEM)",
     )
-    assert message.startswith("`deploy dev` needs CI variables that are not set: ")
+    assert message.startswith("`deploy dev` cannot start; CI variables not set: DB_PASSWORD, ")
     assert "\n" not in message
 
 
+def test_missing_and_invalid_variables_come_in_the_same_message_under_their_ci_names():
+    environ = ci_environ(
+        DB_PASSWORD="short", DB_USER="Conduit", CONDUIT_SECRET=None, KOPS_STATE_STORE="s3://x"
+    )
+    with pytest.raises(VariableErrors) as caught:
+        load(environ)
+    assert caught.value.missing == ("CONDUIT_SECRET",)
+    assert caught.value.invalid == (
+        "DB_USER must be a plain PostgreSQL role name (a-z, 0-9, _), got 'Conduit'",
+        "DB_PASSWORD must be at least 16 characters",
+        "KOPS_STATE_STORE must be a Google Cloud Storage URL (gs://bucket), got 's3://x'",
+    )
+    assert "short" not in str(caught.value)  # a secret's value is never quoted
+
+
 def test_nothing_set_names_all_deploy_variables():
-    with pytest.raises(MissingVariables) as caught:
-        config.load_settings({}, "deploy prod", config.DEPLOY_NEEDS)
-    assert caught.value.names == (
-        "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER)",
-        "K8S_CLUSTER_NAME (or K8S_CLUSTER_NAEM)",
-        "KOPS_STATE_STORE",
-        "GCP_PROJECT (or GCP_CREDENTIAL_FILE)",
+    with pytest.raises(VariableErrors) as caught:
+        load({})
+    assert caught.value.missing == (
         "DB_USER",
         "DB_PASSWORD",
         "CONDUIT_SECRET",
+        "K8S_CLUSTER_NAME (or K8S_CLUSTER_NAEM)",
+        "KOPS_STATE_STORE",
         "GCP_CREDENTIAL_FILE",
+        "GCP_PROJECT (or GCP_CREDENTIAL_FILE)",
+        "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER)",
     )
 
 
 def test_the_seeds_misspelled_cluster_variable_is_accepted():
     environ = ci_environ(K8S_CLUSTER_NAME=None, K8S_CLUSTER_NAEM="legacy.k8s.local")
-    settings = config.load_settings(environ, "cluster dev", config.CLUSTER_NEEDS)
-    assert settings.cluster_name == "legacy.k8s.local"
+    assert load(environ, "cluster").get(config.K8S_CLUSTER_NAME) == "legacy.k8s.local"
 
 
 def test_the_correct_cluster_name_wins_over_the_legacy_one():
     environ = ci_environ(K8S_CLUSTER_NAME="new.k8s.local", K8S_CLUSTER_NAEM="old.k8s.local")
-    settings = config.load_settings(environ, "cluster dev", config.CLUSTER_NEEDS)
-    assert settings.cluster_name == "new.k8s.local"
+    assert load(environ, "cluster").get(config.K8S_CLUSTER_NAME) == "new.k8s.local"
 
 
 def test_registry_password_is_decoded_from_base64():
-    settings = config.load_settings(ci_environ(), "pack", config.PACK_PUSH_NEEDS)
-    assert settings.registry_password == REGISTRY_PASSWORD
+    settings = load(ci_environ(), "pack")
+    assert settings.get(config.DOCKER_REGISTRY_PASSWORD) == REGISTRY_PASSWORD
 
 
 def test_base64_with_a_trailing_newline_is_accepted():
     # `base64` without -w0 wraps and ends its output with a newline.
     encoded = base64.encodebytes(REGISTRY_PASSWORD.encode()).decode()
     assert encoded.endswith("\n")
-    settings = config.load_settings(
-        ci_environ(DOCKER_REGISTRY_PASSWORD=encoded), "pack", config.PACK_PUSH_NEEDS
-    )
-    assert settings.registry_password == REGISTRY_PASSWORD
+    settings = load(ci_environ(DOCKER_REGISTRY_PASSWORD=encoded), "pack")
+    assert settings.get(config.DOCKER_REGISTRY_PASSWORD) == REGISTRY_PASSWORD
 
 
 @pytest.mark.parametrize(
     "value", ["not base64!", "abc", "////", base64.b64encode(b"\xff\xfe").decode()]
 )
 def test_malformed_base64_password_is_a_clear_error(value):
-    with pytest.raises(ConfigError) as caught:
-        config.load_settings(
-            ci_environ(DOCKER_REGISTRY_PASSWORD=value), "pack", config.PACK_PUSH_NEEDS
-        )
+    with pytest.raises(VariableErrors) as caught:
+        load(ci_environ(DOCKER_REGISTRY_PASSWORD=value), "pack")
     assert "DOCKER_REGISTRY_PASSWORD is not valid base64" in str(caught.value)
     assert value not in str(caught.value)  # never echo the secret
 
 
+def test_secrets_keep_their_spaces_and_other_values_are_trimmed():
+    settings = load(ci_environ(DB_PASSWORD=f" {DB_PASSWORD} ", DB_USER=" conduit "))
+    assert settings.get(config.DB_PASSWORD) == f" {DB_PASSWORD} "
+    assert settings.get(config.DB_USER) == "conduit"
+
+
 def test_secrets_stay_out_of_repr():
-    settings = config.load_settings(ci_environ(), "deploy dev", config.DEPLOY_NEEDS)
-    shown = repr(settings)
-    for secret in (REGISTRY_PASSWORD, CONDUIT_SECRET, GCP_KEY["private_key"][:20]):
+    shown = repr(load(ci_environ()))
+    for secret in (CONDUIT_SECRET, DB_PASSWORD, GCP_KEY["private_key"][:20]):
         assert secret not in shown
+    assert "conduit-dev-123" in shown
 
 
 def test_gcp_key_as_json_content_gives_the_project():
-    settings = config.load_settings(ci_environ(), "deploy dev", config.DEPLOY_NEEDS)
-    assert settings.gcp_project == "conduit-dev-123"
-    assert json.loads(settings.gcp_credentials) == GCP_KEY
+    settings = load(ci_environ())
+    assert settings.get(config.GCP_PROJECT) == "conduit-dev-123"
+    assert json.loads(settings.require(config.GCP_CREDENTIAL_FILE).text) == GCP_KEY
 
 
 def test_gcp_key_as_file_variable_gives_the_project(tmp_path):
     key_file = tmp_path / "key.json"
     key_file.write_text(json.dumps({**GCP_KEY, "project_id": "from-file-1"}))
-    settings = config.load_settings(
-        ci_environ(GCP_CREDENTIAL_FILE=str(key_file)), "deploy dev", config.DEPLOY_NEEDS
-    )
-    assert settings.gcp_project == "from-file-1"
+    settings = load(ci_environ(GCP_CREDENTIAL_FILE=str(key_file)))
+    assert settings.get(config.GCP_PROJECT) == "from-file-1"
 
 
 def test_gcp_project_variable_overrides_the_key():
-    settings = config.load_settings(
-        ci_environ(GCP_PROJECT="explicit-project"), "deploy dev", config.DEPLOY_NEEDS
-    )
-    assert settings.gcp_project == "explicit-project"
+    settings = load(ci_environ(GCP_PROJECT="explicit-project"))
+    assert settings.get(config.GCP_PROJECT) == "explicit-project"
 
 
 def test_render_needs_only_a_project_not_the_key():
     environ = ci_environ(GCP_CREDENTIAL_FILE=None, GCP_PROJECT="explicit-project")
-    settings = config.load_settings(environ, "render dev", config.RENDER_NEEDS)
-    assert settings.gcp_project == "explicit-project"
-    assert settings.gcp_credentials is None
+    settings = load(environ, "render")
+    assert settings.get(config.GCP_PROJECT) == "explicit-project"
+    assert settings.get(config.GCP_CREDENTIAL_FILE) is None
+    with pytest.raises(VariableErrors) as caught:
+        load(environ, "deploy")
+    assert caught.value.missing == ("GCP_CREDENTIAL_FILE",)
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("/no/such/key.json", "neither JSON nor a readable file"),
-        ("{not json", "not valid JSON (line 1, column 2)"),
-        ("[1, 2]", "must hold a JSON object"),
+        ("/no/such/key.json", "GCP_CREDENTIAL_FILE is neither JSON nor a readable file"),
+        ("{not json", "GCP_CREDENTIAL_FILE is not valid JSON (line 1, column 2)"),
+        ("[1, 2]", "GCP_CREDENTIAL_FILE must hold a JSON object"),
     ],
 )
 def test_unusable_gcp_key_is_a_clear_error(value, expected):
-    with pytest.raises(ConfigError, match=re.escape(expected)):
-        config.load_settings(
-            ci_environ(GCP_CREDENTIAL_FILE=value), "deploy dev", config.DEPLOY_NEEDS
-        )
+    with pytest.raises(VariableErrors, match=re.escape(expected)):
+        load(ci_environ(GCP_CREDENTIAL_FILE=value))
 
 
 def test_gcp_key_without_project_needs_gcp_project():
     key = {k: v for k, v in GCP_KEY.items() if k != "project_id"}
-    with pytest.raises(ConfigError, match="no project_id; set GCP_PROJECT"):
-        config.load_settings(
-            ci_environ(GCP_CREDENTIAL_FILE=json.dumps(key)), "deploy dev", config.DEPLOY_NEEDS
-        )
+    with pytest.raises(VariableErrors) as caught:
+        load(ci_environ(GCP_CREDENTIAL_FILE=json.dumps(key)))
+    assert caught.value.invalid == (
+        "GCP_CREDENTIAL_FILE has no project_id; set GCP_PROJECT to the project's id",
+    )
+    settings = load(ci_environ(GCP_CREDENTIAL_FILE=json.dumps(key), GCP_PROJECT="explicit-1"))
+    assert settings.get(config.GCP_PROJECT) == "explicit-1"
 
 
 def test_every_malformed_variable_is_reported_together():
     environ = ci_environ(DOCKER_REGISTRY_PASSWORD="%%%", GCP_CREDENTIAL_FILE="{oops")
-    with pytest.raises(ConfigError) as caught:
-        config.load_settings(environ, "deploy dev", config.DEPLOY_NEEDS)
-    assert "DOCKER_REGISTRY_PASSWORD" in str(caught.value)
-    assert "GCP_CREDENTIAL_FILE" in str(caught.value)
+    with pytest.raises(VariableErrors) as caught:
+        load(environ)
+    assert [problem.split()[0] for problem in caught.value.invalid] == ["GCP_CREDENTIAL_FILE"]
+    with pytest.raises(VariableErrors) as caught:
+        load(environ, "pack")
+    assert [problem.split()[0] for problem in caught.value.invalid] == ["DOCKER_REGISTRY_PASSWORD"]
+
+
+def test_a_variable_a_command_does_not_use_is_not_checked():
+    settings = load(ci_environ(DB_PASSWORD="short", DOCKER_REGISTRY_PASSWORD="%%%"), "version")
+    assert settings.get(config.DOCKER_REGISTRY_PASSWORD) is None
+    assert settings.get(config.DB_PASSWORD) is None
 
 
 def test_image_repository_defaults_to_docker_hub_under_the_registry_user():
-    settings = config.load_settings(ci_environ(), "pack", config.PACK_PUSH_NEEDS)
-    assert settings.image_repository == "docker.io/team/conduit"
+    assert load(ci_environ(), "pack").image_repository == "docker.io/team/conduit"
 
 
 def test_image_repository_can_be_configured():
     environ = ci_environ(CONDUIT_IMAGE_REPOSITORY="registry.gitlab.com/team/conduit")
-    settings = config.load_settings(environ, "pack", config.PACK_PUSH_NEEDS)
-    assert settings.image_repository == "registry.gitlab.com/team/conduit"
+    assert load(environ, "pack").image_repository == "registry.gitlab.com/team/conduit"
 
 
 @pytest.mark.parametrize(
-    "repository", ["docker.io/Team/conduit", "team/conduit:1.0", "team//conduit"]
+    ("name", "value"),
+    [
+        ("CONDUIT_IMAGE_REPOSITORY", "docker.io/Team/conduit"),
+        ("CONDUIT_IMAGE_REPOSITORY", "team/conduit:1.0"),
+        ("CONDUIT_IMAGE_REPOSITORY", "team//conduit"),
+        ("DOCKER_REGISTRY_USER", "Team"),
+    ],
 )
-def test_invalid_image_repository_is_refused(repository):
-    environ = ci_environ(CONDUIT_IMAGE_REPOSITORY=repository)
-    with pytest.raises(ConfigError, match="not a valid repository"):
-        config.load_settings(environ, "pack", config.PACK_PUSH_NEEDS)
+def test_invalid_image_repository_is_refused(name, value):
+    with pytest.raises(VariableErrors) as caught:
+        load(ci_environ(**{name: value}), "pack")
+    assert caught.value.invalid[0].startswith(f"{name} ")
+    assert caught.value.missing == ()
+
+
+@pytest.mark.parametrize("command", ["version", "pack --no-push"])
+def test_local_commands_need_no_registry_and_use_a_local_name(command):
+    environ = {"CI_COMMIT_SHORT_SHA": "01234567"}
+    settings = config.load_settings(environ, command)
+    assert settings.image_repository == config.LOCAL_REPOSITORY == "localhost/conduit"
 
 
 def test_pack_without_push_needs_no_registry_credentials():
-    environ = ci_environ(
-        DOCKER_REGISTRY_PASSWORD=None,
-        DOCKER_REGISTRY_USER=None,
-        CONDUIT_IMAGE_REPOSITORY="docker.io/team/conduit",
+    environ = ci_environ(DOCKER_REGISTRY_PASSWORD=None, DOCKER_REGISTRY_USER=None)
+    settings = load(environ, "pack --no-push")
+    assert settings.get(config.DOCKER_REGISTRY_PASSWORD) is None
+    with pytest.raises(VariableErrors) as caught:
+        load(environ, "pack")
+    assert caught.value.missing == (
+        "DOCKER_REGISTRY_USER",
+        "DOCKER_REGISTRY_PASSWORD",
+        "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER)",
     )
-    settings = config.load_settings(environ, "pack", config.PACK_NO_PUSH_NEEDS)
-    assert settings.registry_password is None
-    with pytest.raises(MissingVariables) as caught:
-        config.load_settings(environ, "pack", config.PACK_PUSH_NEEDS)
-    assert caught.value.names == ("DOCKER_REGISTRY_USER", "DOCKER_REGISTRY_PASSWORD")
+
+
+def test_kops_sha256_is_checked_by_install_tools():
+    assert load({"KOPS_SHA256": "AB" * 32}, "install-tools").get(config.KOPS_SHA256) == "ab" * 32
+    with pytest.raises(VariableErrors, match="KOPS_SHA256 must be a SHA-256 digest"):
+        load({"KOPS_SHA256": "abc"}, "install-tools")
+
+
+# --- the table itself -------------------------------------------------------------------
+
+
+def test_the_table_names_each_variable_once():
+    names = [n for v in config.VARIABLES for n in (v.name, *v.alternatives)]
+    assert len(names) == len(set(names))
+
+
+def test_the_table_names_only_known_commands():
+    for variable in config.VARIABLES:
+        assert set(variable.needed_by) | set(variable.read_by) <= set(config.COMMANDS)
+
+
+def test_a_fallback_is_read_wherever_the_variable_it_stands_in_for_is():
+    by_name = {variable.name: variable for variable in config.VARIABLES}
+    for variable in config.VARIABLES:
+        if variable.fallback:
+            assert variable.derive is not None
+            fallback = by_name[variable.fallback]
+            for command in (*variable.needed_by, *variable.read_by):
+                assert fallback.applies_to(command), (variable.name, command)
+
+
+def test_per_environment_variables_are_the_ones_that_differ_between_dev_and_prod():
+    per_environment = {v.name for v in config.VARIABLES if v.scope is config.Scope.ENVIRONMENT}
+    assert per_environment == {"DB_USER", "DB_PASSWORD", "CONDUIT_SECRET", "K8S_CLUSTER_NAME"}
+
+
+def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
+    rows = config.markdown_table().splitlines()
+    assert rows[0] == "| Variable | Scope | Secret | Needed by | Read by | What it is |"
+    assert len(rows) == 2 + len(config.VARIABLES)
+    cluster = next(row for row in rows if row.startswith("| `K8S_CLUSTER_NAME`"))
+    assert cluster.startswith(
+        "| `K8S_CLUSTER_NAME` (or `K8S_CLUSTER_NAEM`) | dev, prod | no "
+        "| `render`, `cluster`, `deploy` | — |"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conduit_deploy.cli import Context, main
-from conduit_deploy.pack import registry_host
+from conduit_deploy.pack import registry_of
 from conduit_deploy.runner import Result
 
 from .conftest import REGISTRY_PASSWORD, ci_environ, tag_environ
@@ -83,6 +83,22 @@ def test_no_push_without_credentials_skips_the_login(recorder, capsys):
     assert [c[1] for c in recorder.commands] == ["pull", "build"]
 
 
+def test_no_push_without_any_registry_variable_builds_under_the_local_name(recorder, capsys):
+    # A merge request pipeline: protected registry variables are not there.
+    environ = ci_environ(
+        CI_PIPELINE_SOURCE="merge_request_event",
+        CI_COMMIT_BRANCH=None,
+        DOCKER_REGISTRY_USER=None,
+        DOCKER_REGISTRY_PASSWORD=None,
+    )
+    code, _, err = pack(["--no-push"], environ, recorder, capsys)
+    assert code == 0, err
+    [build] = recorder.commands  # no login, no cache to pull from a registry
+    assert build[:2] == ("docker", "build")
+    assert "--cache-from" not in build
+    assert build[build.index("--tag") + 1] == "localhost/conduit:01234567"
+
+
 def test_a_missing_previous_image_builds_without_cache(recorder, capsys):
     def respond(args):
         if args[1] == "pull":
@@ -127,9 +143,10 @@ def test_missing_credentials_fail_before_any_command(recorder, capsys):
     assert code == 1
     assert recorder.calls == []
     assert err == (
-        "conduit-deploy: error: `pack` needs CI variables that are not set: "
-        "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER), DOCKER_REGISTRY_USER, "
-        "DOCKER_REGISTRY_PASSWORD (set them in Settings > CI/CD > Variables, or export them)\n"
+        "conduit-deploy: error: `pack` cannot start; CI variables not set: "
+        "DOCKER_REGISTRY_USER, DOCKER_REGISTRY_PASSWORD, "
+        "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER) "
+        "(set them in Settings > CI/CD > Variables, or export them)\n"
     )
 
 
@@ -155,5 +172,5 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(recorder, capsys):
         ("localhost/conduit", "localhost"),
     ],
 )
-def test_registry_host(repository, host):
-    assert registry_host(repository) == host
+def test_registry_of(repository, host):
+    assert registry_of(repository) == host

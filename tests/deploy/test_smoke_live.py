@@ -124,5 +124,7 @@ def test_smoke_fails_readably_when_the_prefix_is_wrong(api_url):
     assert result.stdout.splitlines()[-1].startswith(
         "  FAIL  service ready: not ready within 1s: GET /readyz -> 404, expected 200"
     )
-    assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("conduit-deploy: error: smoke test failed at 'service ready'")
+    *progress, last = result.stderr.splitlines()
+    assert progress
+    assert all(line.startswith("    GET /readyz: attempt ") for line in progress)
+    assert last.startswith("conduit-deploy: error: smoke test failed at 'service ready'")
