@@ -23,13 +23,34 @@ PATH_PREFIX = "/flask/"
 class DeployOptions:
     rollout_timeout: float = 300  # migrations run in the app's init container
     controller_timeout: float = 300
+    # A new Cluster: initdb (or an import), then each standby cloned from the primary.
+    database_timeout: float = 900
     address_timeout: float = 600  # a new GCE load balancer takes a few minutes
     address_interval: float = 10
     env_file: Path = Path("deploy.env")
 
 
-def apply_command(source: Path | str) -> list[str]:
-    return ["kubectl", "apply", "--filename", str(source)]
+def apply_command(source: Path | str, *, server_side: bool = False) -> list[str]:
+    # The CloudNativePG manifest's CRDs exceed the client-side apply annotation's size.
+    return [
+        "kubectl",
+        "apply",
+        *(["--server-side"] if server_side else []),
+        "--filename",
+        str(source),
+    ]
+
+
+def cluster_ready_command(cluster: str, namespace: str, timeout: float) -> list[str]:
+    return [
+        "kubectl",
+        "wait",
+        "--for=condition=Ready",
+        f"cluster.postgresql.cnpg.io/{cluster}",
+        "--namespace",
+        namespace,
+        f"--timeout={timeout:g}s",
+    ]
 
 
 def rollout_status_command(kind: str, name: str, namespace: str, timeout: float) -> list[str]:
@@ -105,6 +126,9 @@ class Deployer:
             )
         )
 
+        if r.database_cluster:
+            self._install_database_operator()
+
         for stage, path in r.stages:
             if not Path(path).read_text(encoding="utf-8").strip():
                 # e.g. the database stage of an environment using a managed database;
@@ -113,13 +137,14 @@ class Deployer:
                 continue
             log(f"==> deploy: {stage} ({path})")
             self.runner.run(apply_command(path))
-            if stage == "database" and r.database_statefulset:
+            if stage == "database" and r.database_cluster:
+                log(
+                    f"==> deploy: waiting for cluster/{r.database_cluster} to be Ready "
+                    f"(a primary and its standbys; at most {self.options.database_timeout:g}s)"
+                )
                 self.runner.run(
-                    rollout_status_command(
-                        "statefulset",
-                        r.database_statefulset,
-                        r.namespace,
-                        self.options.rollout_timeout,
+                    cluster_ready_command(
+                        r.database_cluster, r.namespace, self.options.database_timeout
                     )
                 )
             elif stage == "app":
@@ -131,6 +156,23 @@ class Deployer:
         self._smoke(url)
         self.runner.outcome(f"==> deploy: {self.image} is live in {self.environment} at {url}")
         return url
+
+    def _install_database_operator(self) -> None:
+        """CloudNativePG and its Barman Cloud plugin, pinned; applying again is a no-op."""
+        r = self.rendered
+        log(f"==> deploy: CloudNativePG operator from {r.database_operator_manifest_url}")
+        self.runner.run(apply_command(r.database_operator_manifest_url, server_side=True))
+        log(f"==> deploy: Barman Cloud plugin from {r.database_plugin_manifest_url}")
+        self.runner.run(apply_command(r.database_plugin_manifest_url))
+        for deployment in r.database_operator_deployments:
+            self.runner.run(
+                rollout_status_command(
+                    "deployment",
+                    deployment,
+                    r.database_operator_namespace,
+                    self.options.controller_timeout,
+                )
+            )
 
     def _wait_for_app(self) -> None:
         r = self.rendered

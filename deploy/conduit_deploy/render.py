@@ -49,6 +49,23 @@ INGRESS_CONTROLLER_MANIFEST_URL = (
 INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx"
 INGRESS_CONTROLLER_DEPLOYMENT = "ingress-nginx-controller"
 
+# The CloudNativePG operator and its Barman Cloud plugin, from their release manifests
+# (installation_upgrade.md of the operator, installation.mdx of the plugin). The plugin
+# needs cert-manager, which kops installs (certManager in k8s/kops/cluster.yaml.j2).
+CNPG_VERSION = "1.30.0"
+CNPG_OPERATOR_MANIFEST_URL = (
+    "https://raw.githubusercontent.com/cloudnative-pg/cloudnative-pg/"
+    f"release-1.30/releases/cnpg-{CNPG_VERSION}.yaml"
+)
+BARMAN_CLOUD_VERSION = "v0.14.0"
+BARMAN_CLOUD_MANIFEST_URL = (
+    "https://github.com/cloudnative-pg/plugin-barman-cloud/releases/download/"
+    f"{BARMAN_CLOUD_VERSION}/manifest.yaml"
+)
+CNPG_NAMESPACE = "cnpg-system"
+CNPG_OPERATOR_DEPLOYMENT = "cnpg-controller-manager"
+BARMAN_CLOUD_DEPLOYMENT = "barman-cloud"
+
 # Stages in the order the deploy tool applies them.
 STAGES = ("namespace", "secrets", "database", "app", "ingress")
 # Every object carries app.kubernetes.io/component; it decides the stage.
@@ -65,9 +82,14 @@ PART_OF = {"app.kubernetes.io/part-of": "conduit"}
 # Names the manifests in k8s/base use for what render() generates.
 APP_SECRET = "conduit-app"  # noqa: S105 - an object name, not a secret
 DATABASE_SECRET = "postgres-credentials"  # noqa: S105 - an object name
+BACKUP_SECRET = "conduit-backup-gcs"  # noqa: S105 - an object name
+BACKUP_KEY_FILE = "credentials.json"
 APP_IMAGE_PLACEHOLDER = "conduit"
-# The app reaches PostgreSQL through the headless Service of k8s/base.
-DATABASE_HOST = "postgres"
+# The CloudNativePG Cluster of k8s/base and its ObjectStore. The app reaches the
+# primary through the operator's read-write Service, <cluster>-rw.
+DATABASE_CLUSTER = "conduit-db"
+BACKUP_OBJECT_STORE = "conduit-backups"
+DATABASE_HOST = f"{DATABASE_CLUSTER}-rw"
 DATABASE_PORT = 5432
 DATABASE_NAME = "conduit"
 
@@ -84,6 +106,8 @@ _VALUE_RULES: dict[str, Callable[[str], object]] = {
     "db_user": config.DB_USER.parse,
     "db_password": config.DB_PASSWORD.parse,
     "conduit_secret": config.CONDUIT_SECRET.parse,
+    "backup_bucket": config.BACKUP_BUCKET.parse,
+    "backup_key": config.BACKUP_GCP_CREDENTIAL_FILE.parse,
 }
 
 
@@ -100,10 +124,16 @@ class RenderValues:
     db_user: str
     db_password: str
     conduit_secret: str
+    backup_bucket: str  # the bucket's name; the environment's backups go under /<env>
+    backup_key: str  # JSON key of the service account that may write only that bucket
+
+    @property
+    def backup_destination(self) -> str:
+        return f"gs://{self.backup_bucket}/{self.environment}"
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("db_password", "conduit_secret"):
+        for name in ("db_password", "conduit_secret", "backup_key"):
             shown[name] = "***"
         return f"RenderValues({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
@@ -116,12 +146,19 @@ class Rendered:
     stages: list[tuple[str, Path]]
     monitoring_file: Path | None
     namespace: str
-    database_statefulset: str  # "" when the environment uses a managed database
+    database_cluster: str  # "" when the environment uses a managed database
     app_deployment: str
     ingress_name: str
     ingress_controller_manifest_url: str = INGRESS_CONTROLLER_MANIFEST_URL
     ingress_controller_namespace: str = INGRESS_CONTROLLER_NAMESPACE
     ingress_controller_deployment: str = INGRESS_CONTROLLER_DEPLOYMENT
+    database_operator_manifest_url: str = CNPG_OPERATOR_MANIFEST_URL
+    database_plugin_manifest_url: str = BARMAN_CLOUD_MANIFEST_URL
+    database_operator_namespace: str = CNPG_NAMESPACE
+    database_operator_deployments: tuple[str, ...] = (
+        CNPG_OPERATOR_DEPLOYMENT,
+        BARMAN_CLOUD_DEPLOYMENT,
+    )
 
 
 def repo_root() -> Path:
@@ -183,7 +220,7 @@ def render(values: RenderValues, out_dir: Path, runner: Runner | None = None) ->
         monitoring_file=monitoring_file,
         namespace=namespace,
         # "" when the overlay uses a managed database instead (k8s/README.md).
-        database_statefulset=single_name(objects, "StatefulSet", "database", required=False),
+        database_cluster=single_name(objects, "Cluster", "database", required=False),
         app_deployment=single_name(objects, "Deployment", "api"),
         ingress_name=single_name(objects, "Ingress", "ingress"),
     )
@@ -326,6 +363,7 @@ def build_overlay(
             "database_url": database_url(values.db_user, values.db_password),
             "db_user": values.db_user,
             "db_password": values.db_password,
+            "backup_key": values.backup_key,
         }
         for name, content in secret_files.items():
             write_private(work / name, content)
@@ -347,22 +385,33 @@ def build_overlay(
                     "options": {"labels": {**PART_OF, COMPONENT_LABEL: "api"}, "immutable": True},
                 },
                 {
+                    # The app's role: the Cluster's initdb owner and managed role read
+                    # it (CloudNativePG wants the basic-auth shape).
                     "name": DATABASE_SECRET,
                     "namespace": namespace,
+                    "type": "kubernetes.io/basic-auth",
+                    "files": ["username=db_user", "password=db_password"],
+                    "options": {
+                        "labels": {**PART_OF, COMPONENT_LABEL: "database"},
+                        "immutable": True,
+                    },
+                },
+                {
+                    # The backup service account's key, read by the Barman Cloud plugin.
+                    "name": BACKUP_SECRET,
+                    "namespace": namespace,
                     "type": "Opaque",
-                    "files": [
-                        "POSTGRES_USER=db_user",
-                        "POSTGRES_PASSWORD=db_password",
-                    ],
+                    "files": [f"{BACKUP_KEY_FILE}=backup_key"],
                     "options": {
                         "labels": {**PART_OF, COMPONENT_LABEL: "database"},
                         "immutable": True,
                     },
                 },
             ],
-            # The version labels the API pods only: on the StatefulSet's template it
-            # would restart PostgreSQL on every release.
+            # The version labels the API pods only: on the database's pods it would
+            # restart PostgreSQL on every release.
             "patches": [
+                *database_patches(values),
                 {
                     "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
                     "patch": yaml.safe_dump(
@@ -379,7 +428,7 @@ def build_overlay(
                             },
                         ]
                     ),
-                }
+                },
             ],
         }
         (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
@@ -395,6 +444,37 @@ def build_overlay(
     if not objects:
         raise RenderError(f"kustomize overlay {overlay} rendered no objects")
     return objects
+
+
+def database_patches(values: RenderValues) -> list[dict]:
+    """The app's role name and the backup bucket, into the CloudNativePG objects.
+
+    A target that matches nothing (an overlay without them) is no error for kustomize.
+    """
+    role = values.db_user
+    return [
+        {
+            "target": {"kind": "Cluster", "name": DATABASE_CLUSTER},
+            "patch": yaml.safe_dump(
+                [
+                    {"op": "replace", "path": "/spec/bootstrap/initdb/owner", "value": role},
+                    {"op": "replace", "path": "/spec/managed/roles/0/name", "value": role},
+                ]
+            ),
+        },
+        {
+            "target": {"kind": "ObjectStore", "name": BACKUP_OBJECT_STORE},
+            "patch": yaml.safe_dump(
+                [
+                    {
+                        "op": "replace",
+                        "path": "/spec/configuration/destinationPath",
+                        "value": values.backup_destination,
+                    }
+                ]
+            ),
+        },
+    ]
 
 
 def _pointer(key: str) -> str:

@@ -19,6 +19,12 @@ GCP_KEY = {
     "client_email": "deployer@conduit-dev-123.iam.gserviceaccount.com",
     "private_key": "-----BEGIN PRIVATE KEY-----\nnot-a-real-key\n-----END PRIVATE KEY-----\n",
 }
+BACKUP_KEY = {
+    "type": "service_account",
+    "project_id": "conduit-dev-123",
+    "client_email": "conduit-backup@conduit-dev-123.iam.gserviceaccount.com",
+    "private_key": "not-a-real-backup-key",
+}
 DB_PASSWORD = "db-password-0123456789"
 CONDUIT_SECRET = "conduit-secret-0123456789abcdef0123456789"
 
@@ -42,6 +48,8 @@ def ci_environ(**overrides: str | None) -> dict[str, str]:
         "DB_USER": "conduit",
         "DB_PASSWORD": DB_PASSWORD,
         "CONDUIT_SECRET": CONDUIT_SECRET,
+        "BACKUP_BUCKET": "conduit-dev-backups",
+        "BACKUP_GCP_CREDENTIAL_FILE": json.dumps(BACKUP_KEY),
     }
     for name, value in overrides.items():
         if value is None:
@@ -116,7 +124,7 @@ class FakeRendered:
     stages: list[tuple[str, Path]]
     monitoring_file: Path | None
     namespace: str = "conduit"
-    database_statefulset: str = "postgres"
+    database_cluster: str = "conduit-db"
     app_deployment: str = "conduit"
     ingress_name: str = "conduit"
     ingress_controller_manifest_url: str = (
@@ -124,6 +132,10 @@ class FakeRendered:
     )
     ingress_controller_namespace: str = "ingress-nginx"
     ingress_controller_deployment: str = "ingress-nginx-controller"
+    database_operator_manifest_url: str = "https://example.invalid/cnpg-1.30.0.yaml"
+    database_plugin_manifest_url: str = "https://example.invalid/barman-cloud/manifest.yaml"
+    database_operator_namespace: str = "cnpg-system"
+    database_operator_deployments: tuple[str, ...] = ("cnpg-controller-manager", "barman-cloud")
 
 
 STAGE_NAMES = ("namespace", "secrets", "database", "app", "ingress")
@@ -155,7 +167,7 @@ class FakeRender:
             monitoring.write_text("kind: ServiceMonitor\n")
         rendered = FakeRendered(kops, stages, monitoring)
         if self.managed_database:
-            rendered.database_statefulset = ""
+            rendered.database_cluster = ""
         return rendered
 
 

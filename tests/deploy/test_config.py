@@ -56,6 +56,8 @@ def test_nothing_set_names_all_deploy_variables():
         "K8S_CLUSTER_NAME (or K8S_CLUSTER_NAEM)",
         "KOPS_STATE_STORE",
         "GCP_CREDENTIAL_FILE",
+        "BACKUP_BUCKET",
+        "BACKUP_GCP_CREDENTIAL_FILE",
         "GCP_PROJECT (or GCP_CREDENTIAL_FILE)",
         "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER)",
     )
@@ -251,7 +253,15 @@ def test_a_fallback_is_read_wherever_the_variable_it_stands_in_for_is():
 
 def test_per_environment_variables_are_the_ones_that_differ_between_dev_and_prod():
     per_environment = {v.name for v in config.VARIABLES if v.scope is config.Scope.ENVIRONMENT}
-    assert per_environment == {"DB_USER", "DB_PASSWORD", "CONDUIT_SECRET", "K8S_CLUSTER_NAME"}
+    assert per_environment == {
+        "DB_USER",
+        "DB_PASSWORD",
+        "CONDUIT_SECRET",
+        "K8S_CLUSTER_NAME",
+        # Each environment's backups in its own bucket, written by its own key.
+        "BACKUP_BUCKET",
+        "BACKUP_GCP_CREDENTIAL_FILE",
+    }
 
 
 def test_the_markdown_table_has_a_row_per_variable_with_its_scope():

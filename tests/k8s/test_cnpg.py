@@ -6,11 +6,13 @@ a negative case below, so a checker that accepts everything fails here.
 
 from __future__ import annotations
 
+import base64
 import copy
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from conduit_deploy.render import render
 
 from tests.k8s.conftest import RenderedEnv, labels_match, load_all
@@ -281,3 +283,28 @@ def test_database_volumes_per_environment(rendered_envs):
     assert storage_class["reclaimPolicy"] == "Retain"
     assert storage_class["allowVolumeExpansion"] is True
     assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+
+
+def test_each_environment_archives_to_its_own_bucket_and_folder(env):
+    destination = env.one("ObjectStore")["spec"]["configuration"]["destinationPath"]
+    assert destination == f"gs://{env.values.backup_bucket}/{env.environment}"
+
+
+def test_role_secret_has_the_shape_cloudnativepg_reads(env):
+    # postgresql.cnpg.io_clusters.yaml, managed.roles[].passwordSecret: "must follow the
+    # kubernetes.io/basic-auth format and contain both a username and a password field".
+    name = env.one("Cluster")["spec"]["managed"]["roles"][0]["passwordSecret"]["name"]
+    secret = env.one("Secret", name)
+    assert secret["type"] == "kubernetes.io/basic-auth"
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert decoded == {"username": env.values.db_user, "password": env.values.db_password}
+
+
+def test_backup_key_reaches_only_the_object_store(env):
+    credentials = env.one("ObjectStore")["spec"]["configuration"]["googleCredentials"]
+    reference = credentials["applicationCredentials"]
+    secret = env.one("Secret", reference["name"])
+    assert base64.b64decode(secret["data"][reference["key"]]).decode() == env.values.backup_key
+    # The API pods never see it.
+    text = yaml.safe_dump(env.one("Deployment", "conduit"))
+    assert reference["name"] not in text

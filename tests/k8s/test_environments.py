@@ -26,6 +26,8 @@ INTENDED_DIFFERENCES = [
         r"spec\.(instances|enablePDB|postgresql\.synchronous\..*"
         r"|affinity\.(topologyKey|podAntiAffinityType)|storage\..*|resources\..*)",
     ),
+    # Each environment's backups go to its own bucket (BACKUP_BUCKET) and folder.
+    ("ObjectStore", "conduit-backups", r"spec\.configuration\.destinationPath"),
     # Objects only prod has.
     ("HorizontalPodAutoscaler", "conduit", r".*"),
     ("StorageClass", "conduit-postgres-ssd", r".*"),

@@ -264,7 +264,8 @@ def test_secret_stage_holds_exactly_the_generated_secrets(env):
     keys = {s["metadata"]["name"].rsplit("-", 1)[0]: set(s["data"]) for s in secrets}
     assert keys == {
         "conduit-app": {"CONDUIT_SECRET", "DATABASE_URL"},
-        "postgres-credentials": {"POSTGRES_USER", "POSTGRES_PASSWORD"},
+        "postgres-credentials": {"username", "password"},
+        "conduit-backup-gcs": {"credentials.json"},
     }
     assert all(s["immutable"] is True for s in secrets)
 

@@ -35,7 +35,7 @@ def test_stages_come_in_apply_order(env):
 def test_each_stage_holds_its_objects(env):
     kinds = {name: sorted(o["kind"] for o in load_all(path)) for name, path in env.rendered.stages}
     assert kinds["namespace"] == ["Namespace", "NetworkPolicy"]
-    assert kinds["secrets"] == ["Secret", "Secret"]
+    assert kinds["secrets"] == ["Secret", "Secret", "Secret"]
     assert {"Cluster", "ObjectStore", "ScheduledBackup", "NetworkPolicy"} <= set(kinds["database"])
     assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"} <= set(
         kinds["app"]
@@ -112,11 +112,6 @@ def test_a_new_release_reuses_the_config_map(tmp_path):
     assert config_names(first) == config_names(second)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render.py still targets the StatefulSet's Service; the deploy-tool part of "
-    "issue 13 (after the deploy tool refactor) points DATABASE_URL at conduit-db-rw",
-)
 def test_database_url_points_at_the_read_write_service(env):
     secret = next(s for s in env.find("Secret") if "DATABASE_URL" in s["data"])
     url = make_url(base64.b64decode(secret["data"]["DATABASE_URL"]).decode())
@@ -133,9 +128,9 @@ def test_password_with_url_special_characters_survives(tmp_path):
     rendered = render(sample_values("dev", db_password=password), tmp_path)
     secrets = load_all(dict(rendered.stages)["secrets"])
     app = next(s for s in secrets if "DATABASE_URL" in s["data"])
-    db = next(s for s in secrets if "POSTGRES_PASSWORD" in s["data"])
+    db = next(s for s in secrets if s["type"] == "kubernetes.io/basic-auth")
     assert make_url(base64.b64decode(app["data"]["DATABASE_URL"]).decode()).password == password
-    assert base64.b64decode(db["data"]["POSTGRES_PASSWORD"]).decode() == password
+    assert base64.b64decode(db["data"]["password"]).decode() == password
 
 
 def test_changed_secret_gets_a_new_name_so_pods_roll(tmp_path):
