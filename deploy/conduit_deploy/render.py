@@ -85,11 +85,10 @@ DATABASE_SECRET = "postgres-credentials"  # noqa: S105 - an object name
 BACKUP_SECRET = "conduit-backup-gcs"  # noqa: S105 - an object name
 BACKUP_KEY_FILE = "credentials.json"
 APP_IMAGE_PLACEHOLDER = "conduit"
-# The CloudNativePG Cluster of k8s/base and its ObjectStore. The app reaches the
-# primary through the operator's read-write Service, <cluster>-rw.
-DATABASE_CLUSTER = "conduit-db"
-BACKUP_OBJECT_STORE = "conduit-backups"
-DATABASE_HOST = f"{DATABASE_CLUSTER}-rw"
+# The app reaches the primary through the CloudNativePG operator's read-write Service,
+# <cluster>-rw, of the overlay's Cluster (a restore renames it: k8s/README.md). Without
+# a Cluster (a managed database), a Service of the default cluster's name leads there.
+DEFAULT_DATABASE_CLUSTER = "conduit-db"
 DATABASE_PORT = 5432
 DATABASE_NAME = "conduit"
 
@@ -254,11 +253,15 @@ def validate_values(values: RenderValues, known_environments: Iterable[str]) -> 
         raise RenderError("; ".join(problems))
 
 
-def database_url(user: str, password: str) -> str:
+def database_host(cluster: str) -> str:
+    return f"{cluster}-rw"
+
+
+def database_url(user: str, password: str, cluster: str = DEFAULT_DATABASE_CLUSTER) -> str:
     """The SQLAlchemy URL of the in-cluster PostgreSQL, credentials percent-encoded."""
     return (
         f"postgresql+psycopg://{quote(user, safe='')}:{quote(password, safe='')}"
-        f"@{DATABASE_HOST}:{DATABASE_PORT}/{DATABASE_NAME}"
+        f"@{database_host(cluster)}:{DATABASE_PORT}/{DATABASE_NAME}"
     )
 
 
@@ -355,12 +358,16 @@ def build_overlay(
     """Build the overlay with the release's image, version and Secrets added."""
     if not (overlay / "kustomization.yaml").is_file():
         raise RenderError(f"no kustomize overlay at {overlay}")
+    committed = [doc for doc in yaml.safe_load_all(kustomize_build(overlay, runner)) if doc]
+    cluster = single_name(committed, "Cluster", "database", required=False)
     # A private directory (mode 0700) for the secret files; removed right after the build.
     with tempfile.TemporaryDirectory(prefix="conduit-render-") as workdir:
         work = Path(workdir)
         secret_files = {
             "conduit_secret": values.conduit_secret,
-            "database_url": database_url(values.db_user, values.db_password),
+            "database_url": database_url(
+                values.db_user, values.db_password, cluster or DEFAULT_DATABASE_CLUSTER
+            ),
             "db_user": values.db_user,
             "db_password": values.db_password,
             "backup_key": values.backup_key,
@@ -454,7 +461,7 @@ def database_patches(values: RenderValues) -> list[dict]:
     role = values.db_user
     return [
         {
-            "target": {"kind": "Cluster", "name": DATABASE_CLUSTER},
+            "target": {"kind": "Cluster", "labelSelector": f"{COMPONENT_LABEL}=database"},
             "patch": yaml.safe_dump(
                 [
                     {"op": "replace", "path": "/spec/bootstrap/initdb/owner", "value": role},
@@ -463,7 +470,7 @@ def database_patches(values: RenderValues) -> list[dict]:
             ),
         },
         {
-            "target": {"kind": "ObjectStore", "name": BACKUP_OBJECT_STORE},
+            "target": {"kind": "ObjectStore", "labelSelector": f"{COMPONENT_LABEL}=database"},
             "patch": yaml.safe_dump(
                 [
                     {

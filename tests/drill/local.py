@@ -258,3 +258,18 @@ def gcs_emulator(barman_bin: Path, bucket: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def object_sizes(emulator: str, bucket: str, prefix: str) -> list[int]:
+    """Sizes in bytes of the objects under prefix (the JSON API's object listing)."""
+    sizes: list[int] = []
+    token = None
+    while True:
+        params = {"prefix": prefix, **({"pageToken": token} if token else {})}
+        response = requests.get(f"{emulator}/storage/v1/b/{bucket}/o", params=params, timeout=10)
+        response.raise_for_status()
+        listing = response.json()
+        sizes += [int(item["size"]) for item in listing.get("items", [])]
+        token = listing.get("nextPageToken")
+        if not token:
+            return sizes

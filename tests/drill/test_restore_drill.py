@@ -41,6 +41,7 @@ from tests.drill.local import (
     gcs_emulator,
     give_to_server_user,
     missing,
+    object_sizes,
     postgres_bindir,
     run,
     scratch_directory,
@@ -317,6 +318,10 @@ def test_point_in_time_restore_keeps_every_acknowledged_write(
                         "SELECT username FROM users WHERE username LIKE 'drill%'"
                     )
                 }
+            # What the bucket holds: the base of its cost estimate (k8s/README.md).
+            folder = DESTINATION.removeprefix(f"gs://{BUCKET}/")
+            wal_sizes = object_sizes(emulator, BUCKET, f"{folder}/{server_name}/wals/")
+            base_sizes = object_sizes(emulator, BUCKET, f"{folder}/{server_name}/base/")
         finally:
             restored.stop()
             primary.stop()
@@ -330,7 +335,10 @@ def test_point_in_time_restore_keeps_every_acknowledged_write(
             f"{lost} lost, {len(leaked)} after T present\n"
             f"restore drill: RPO archive_timeout={archive_timeout} (last write archived after "
             f"{rpo_measured:.1f} s); restore to T took {restore_seconds:.1f} s "
-            f"(download, WAL replay, promotion); base backup under load took {backup_seconds:.1f} s"
+            f"(download, WAL replay, promotion); base backup under load: {backup_seconds:.1f} s\n"
+            f"restore drill: bucket holds {len(wal_sizes)} WAL segments "
+            f"({sum(wal_sizes) / 1e6:.2f} MB gzip, 16 MiB each uncompressed) and a base backup "
+            f"of {sum(base_sizes) / 1e6:.2f} MB gzip ({len(before) + len(after)} users)"
         )
     assert before, "no write was acknowledged before T"
     assert after, "no write was made after T"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conduit_deploy.render import render
 
-from tests.k8s.conftest import RenderedEnv, labels_match, load_all
+from tests.k8s.conftest import RenderedEnv, labels_match, load_all, sample_values
 from tests.k8s.crd import crd_errors
 from tests.k8s.test_schemas import is_builtin
 
@@ -165,13 +165,10 @@ def test_no_hand_written_disruption_budget_for_the_database(env):
 
 
 def test_instances_reachable_from_api_operator_and_each_other_only(env):
-    [policy] = [
-        p
-        for p in env.find("NetworkPolicy")
-        if p["spec"]["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "conduit-db"}}
-    ]
-    cluster_name = env.one("Cluster")["metadata"]["name"]
-    assert cluster_name == "conduit-db"
+    policy = env.one("NetworkPolicy", "postgres-ingress")
+    # The pods of the Cluster, whatever its name, carry its inheritedMetadata labels.
+    inherited = env.one("Cluster")["spec"]["inheritedMetadata"]["labels"]
+    assert labels_match(policy["spec"]["podSelector"], inherited)
     api_pod = env.one("Deployment", "conduit")["spec"]["template"]["metadata"]["labels"]
     rules = policy["spec"]["ingress"]
     from_api = [
@@ -308,3 +305,27 @@ def test_backup_key_reaches_only_the_object_store(env):
     # The API pods never see it.
     text = yaml.safe_dump(env.one("Deployment", "conduit"))
     assert reference["name"] not in text
+
+
+def test_a_renamed_cluster_takes_the_app_and_the_backups_with_it(repo_copy, tmp_path):
+    """The restore runbook's last step renames the Cluster in the overlay."""
+    overlay = repo_copy / "k8s" / "overlays" / "prod"
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    kustomization["patches"].append(
+        {
+            "target": {"kind": "Cluster", "name": "conduit-db"},
+            "patch": "- op: replace\n  path: /metadata/name\n  value: conduit-db-r1\n",
+        }
+    )
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    values = sample_values("prod")
+    result = render(values, tmp_path)
+    objects = [o for _, path in result.stages for o in load_all(path)]
+    [cluster] = [o for o in objects if o["kind"] == "Cluster"]
+    [schedule] = [o for o in objects if o["kind"] == "ScheduledBackup"]
+    [app_secret] = [o for o in objects if o["kind"] == "Secret" and "DATABASE_URL" in o["data"]]
+    url = base64.b64decode(app_secret["data"]["DATABASE_URL"]).decode()
+    assert cluster["metadata"]["name"] == result.database_cluster == "conduit-db-r1"
+    assert schedule["spec"]["cluster"]["name"] == "conduit-db-r1"
+    assert "@conduit-db-r1-rw:5432/" in url
+    assert cluster["spec"]["bootstrap"]["initdb"]["owner"] == values.db_user
