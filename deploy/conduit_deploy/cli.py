@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -27,8 +28,10 @@ from .release import (
     check_target,
     default_out_dir,
     render_environment,
+    render_values,
 )
 from .render import Rendered
+from .restore import RestoreOptions, Restorer, parse_target_time
 from .runner import Runner
 from .smoke import SmokeOptions, run_smoke
 from .versioning import ENVIRONMENTS, BuildInfo, build_info, dotenv, revision
@@ -48,6 +51,8 @@ class Context:
     render: RenderFunction = render.render
     smoke: Callable[[str, SmokeOptions], object] = run_smoke
     clock: Clock = field(default_factory=Clock)
+    # Wall-clock time (the Clock is monotonic, for waits): restore's target and names.
+    utc_now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def runner(self, args: argparse.Namespace) -> Runner:
         return self.runner_factory(getattr(args, "dry_run", False), self.clock)
@@ -92,10 +97,15 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace, ctx: Context, command: str) -> Prepared:
-    """Checks shared by render, cluster and deploy, all before any command runs."""
+def _prepare(
+    args: argparse.Namespace, ctx: Context, command: str, name: str | None = None
+) -> Prepared:
+    """Checks shared by render, cluster, deploy and restore, all before any command runs.
+
+    command decides the variables needed; name is the command as the user typed it.
+    """
     environment = check_environment(args.environment)
-    settings = config.load_settings(ctx.environ, command, f"{command} {environment}")
+    settings = config.load_settings(ctx.environ, command, f"{name or command} {environment}")
     runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
     if command != config.RENDER:
@@ -151,6 +161,24 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     )
     with cloud_session(prepared.settings, prepared.runner) as session:
         deployer.run(session)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
+    now = ctx.utc_now()
+    moment = parse_target_time(args.to, now)
+    # The same variables as a deploy: it renders and applies the environment.
+    prepared = _prepare(args, ctx, config.DEPLOY, "restore")
+    restorer = Restorer(
+        render_values(prepared.settings, prepared.info, prepared.environment),
+        prepared.rendered,
+        ctx.render,
+        args.out or default_out_dir(prepared.environment),
+        prepared.runner,
+        RestoreOptions(database_timeout=args.database_timeout),
+    )
+    with cloud_session(prepared.settings, prepared.runner) as session:
+        restorer.run(session, moment, now)
     return 0
 
 
@@ -309,6 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="dotenv file that receives DYNAMIC_ENVIRONMENT_URL (default: %(default)s)",
     )
     deploy.set_defaults(handler=cmd_deploy)
+
+    restore = commands.add_parser(
+        "restore",
+        parents=[environment, dry_run],
+        help="a new database Cluster from ENV's backups at --to TIME, and the app moved to it",
+    )
+    restore.add_argument(
+        "--to",
+        required=True,
+        metavar="TIME",
+        help="RFC 3339 time with offset to restore to, e.g. 2026-11-30T10:42:00Z",
+    )
+    _add_seconds(
+        restore,
+        "--database-timeout",
+        RestoreOptions.database_timeout,
+        "how long the new Cluster may take to become Ready",
+    )
+    restore.set_defaults(handler=cmd_restore)
 
     smoke = commands.add_parser(
         "smoke", help="register, create, list, get and delete an article against BASE_URL"

@@ -125,6 +125,9 @@ class RenderValues:
     conduit_secret: str
     backup_bucket: str  # the bucket's name; the environment's backups go under /<env>
     backup_key: str  # JSON key of the service account that may write only that bucket
+    # kustomize patches on top of the overlay, for one command (a restore renames the
+    # Cluster and bootstraps it from the backups); committed overlays need none.
+    overlay_patches: tuple[dict, ...] = ()
 
     @property
     def backup_destination(self) -> str:
@@ -358,8 +361,7 @@ def build_overlay(
     """Build the overlay with the release's image, version and Secrets added."""
     if not (overlay / "kustomization.yaml").is_file():
         raise RenderError(f"no kustomize overlay at {overlay}")
-    committed = [doc for doc in yaml.safe_load_all(kustomize_build(overlay, runner)) if doc]
-    cluster = single_name(committed, "Cluster", "database", required=False)
+    cluster = _cluster_name(overlay, values.overlay_patches, runner)
     # A private directory (mode 0700) for the secret files; removed right after the build.
     with tempfile.TemporaryDirectory(prefix="conduit-render-") as workdir:
         work = Path(workdir)
@@ -380,6 +382,13 @@ def build_overlay(
             # kustomize accepts a base outside the kustomization root only as a relative path.
             "resources": [os.path.relpath(overlay.resolve(), work)],
             "images": [split_image(values.image)],
+            "patches": [
+                # The role name and bucket first: a restore's patch then renames the
+                # Cluster and replaces its initdb bootstrap.
+                *database_patches(values),
+                *values.overlay_patches,
+                version_patch(values.version),
+            ],
             "secretGenerator": [
                 {
                     "name": APP_SECRET,
@@ -415,28 +424,6 @@ def build_overlay(
                     },
                 },
             ],
-            # The version labels the API pods only: on the database's pods it would
-            # restart PostgreSQL on every release.
-            "patches": [
-                *database_patches(values),
-                {
-                    "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
-                    "patch": yaml.safe_dump(
-                        [
-                            {
-                                "op": "add",
-                                "path": f"/metadata/labels/{_pointer(VERSION_LABEL)}",
-                                "value": values.version,
-                            },
-                            {
-                                "op": "add",
-                                "path": f"/spec/template/metadata/labels/{_pointer(VERSION_LABEL)}",
-                                "value": values.version,
-                            },
-                        ]
-                    ),
-                },
-            ],
         }
         (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
         output = kustomize_build(work, runner)
@@ -451,6 +438,40 @@ def build_overlay(
     if not objects:
         raise RenderError(f"kustomize overlay {overlay} rendered no objects")
     return objects
+
+
+def version_patch(version: str) -> dict:
+    """The release's version on the API pods only: on the database's pods it would
+    restart PostgreSQL on every release."""
+    label = _pointer(VERSION_LABEL)
+    return {
+        "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
+        "patch": yaml.safe_dump(
+            [
+                {"op": "add", "path": f"/metadata/labels/{label}", "value": version},
+                {"op": "add", "path": f"/spec/template/metadata/labels/{label}", "value": version},
+            ]
+        ),
+    }
+
+
+def _cluster_name(overlay: Path, patches: tuple[dict, ...], runner: Runner) -> str:
+    """The name of the overlay's Cluster (after the extra patches); "" without one."""
+    if not patches:
+        built = kustomize_build(overlay, runner)
+    else:
+        with tempfile.TemporaryDirectory(prefix="conduit-render-") as workdir:
+            work = Path(workdir)
+            kustomization = {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(overlay.resolve(), work)],
+                "patches": list(patches),
+            }
+            (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+            built = kustomize_build(work, runner)
+    objects = [doc for doc in yaml.safe_load_all(built) if doc]
+    return single_name(objects, "Cluster", "database", required=False)
 
 
 def database_patches(values: RenderValues) -> list[dict]:
