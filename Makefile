@@ -1,5 +1,7 @@
-# One entry point for developers and CI. `make run` serves the API on SQLite,
-# `make test` runs every test tier. See README.md.
+# One entry point for developers and CI. See README.md.
+#   make run          serve the API on SQLite (installs only what serving needs)
+#   make test         run every test tier whose programs are present (noxfile.py)
+#   make prerequisites  install the system programs every tier needs (Debian, root)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -9,66 +11,76 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# Test tiers to run (names from `make tiers`), or tags of tiers; both empty run them all.
+TIERS ?=
+TAGS ?=
 
 export FLASK_APP := conduit
+# The virtualenv's programs first: its node (from PyPI) runs npm and the Node tools.
+export PATH := $(BIN):$(PATH)
+NPM ?= npm
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock
+say = @echo "make: $(1)"
 
-.PHONY: help install run test test-python test-postgres test-postman test-image restore-drill lint lock bench clean
+.PHONY: help prerequisites install run test tiers restore-drill lock bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-# requirements.lock pins the whole tree (regenerate with `make lock`).
-$(VENV)/.installed: pyproject.toml requirements.lock deploy/pyproject.toml
+prerequisites: ## Install the system programs every test tier needs (Debian/Ubuntu, as root)
+	.ci/setup-system.sh
+
+# requirements.lock pins the whole tree (regenerate with `make lock`). The stamps record
+# what is installed: serving needs the runtime dependencies alone; tests add the rest.
+$(VENV)/.runtime: pyproject.toml requirements.lock
+	$(call say,creating $(VENV) with the runtime dependencies (first run: about 20 s))
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]' -e ./deploy
+	$(PIP) --editable .
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv with the pinned dependencies
-
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+$(VENV)/.test: $(VENV)/.runtime deploy/pyproject.toml
+	$(call say,adding the test tools$(,) uWSGI$(,) Node and the deploy tool to $(VENV) (first run: about a minute))
+	$(PIP) --editable '.[server,test,bench]' --editable './deploy[ci]'
 	touch $@
 
-run: install ## Apply migrations and serve the API on http://127.0.0.1:5000 (SQLite in instance/)
+, := ,
+
+install: $(VENV)/.test ## Create .venv with everything the tests and tools need
+
+# npm can crash and still exit 0, so the stamp needs the tools' programs to exist.
+node_modules/.installed: $(VENV)/.test package.json package-lock.json
+	$(call say,installing the Node tools of package.json (newman$(,) gitlab-ci-local) with npm ci)
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	for tool in newman gitlab-ci-local; do \
+	  test -x node_modules/.bin/$$tool || { echo "make: npm ci did not install $$tool" >&2; exit 1; }; \
+	done
+	touch $@
+
+run: $(VENV)/.runtime ## Apply migrations and serve the API on http://$HOST:$PORT (SQLite in instance/)
+	$(call say,applying migrations to the SQLite database in instance/)
 	CONDUIT_ENV=development $(BIN)/flask db upgrade
+	$(call say,serving on http://$(HOST):$(PORT)/api (Ctrl-C stops))
 	CONDUIT_ENV=development $(BIN)/flask run --host $(HOST) --port $(PORT)
 
-test: test-python test-postgres test-postman test-image ## Run every test tier (needs PostgreSQL, nginx, Docker: see README)
+test: $(VENV)/.test node_modules/.installed ## Run the test tiers (TIERS="python postgres" or TAGS=no-docker picks some)
+	$(BIN)/nox --no-color --noxfile noxfile.py $(if $(strip $(TIERS)),--sessions $(TIERS)) $(if $(strip $(TAGS)),--tags $(TAGS))
 
-test-python: install node_modules/.installed ## Unit, API, deploy-tool, manifest and monitoring tests on SQLite
-	$(BIN)/flask test
+test-%: ## Run one tier, e.g. make test-postman
+	$(MAKE) test TIERS=$*
 
-test-postgres: install ## API and migration tests against PostgreSQL at TEST_DATABASE_URL
-	$(BIN)/flask test --postgres
+restore-drill: ## The drill tier: PITR with Barman Cloud, sync standby, password rotation (~5 min)
+	$(MAKE) test TIERS=drill
 
-test-postman: install node_modules/.installed ## Official Postman suite against uWSGI, on SQLite and PostgreSQL
-	tests/postman/run.sh
+tiers: $(VENV)/.test ## List the test tiers
+	@$(BIN)/nox --noxfile noxfile.py --list
 
-test-image: install node_modules/.installed ## Build the image and prove it end to end with Docker, nginx and a registry
-	docker/test-image.sh
-
-# Barman Cloud runs as PostgreSQL's archive/restore command, so as the server's OS user:
-# its virtualenv uses an interpreter every user can execute.
-BARMAN_PYTHON ?= /usr/bin/python3
-BARMAN_VENV ?= build/barman
-$(BARMAN_VENV)/.installed: requirements.lock
-	$(BARMAN_PYTHON) -m venv $(BARMAN_VENV)
-	$(BARMAN_VENV)/bin/pip install --quiet -c requirements.lock 'barman[cloud,google]' gcp-storage-emulator
-	touch $@
-
-restore-drill: install $(BARMAN_VENV)/.installed ## Point-in-time restore from Barman Cloud backups while the API takes writes (about 4 min)
-	BARMAN_VENV=$(abspath $(BARMAN_VENV)) timeout 600 $(BIN)/python -m pytest tests/drill -q
-
-lint: install ## ruff: exits non-zero on findings
-	$(BIN)/flask lint
-
-bench: install ## Load benchmark on PostgreSQL under uWSGI; writes bench/results/
+bench: $(VENV)/.test ## Load benchmark on PostgreSQL under uWSGI; writes bench/results/
 	bench/run.sh
 
-lock: ## Re-pin every dependency into requirements.lock (pip-tools)
-	$(BIN)/pip install --quiet pip-tools==7.6.2
-	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
-		--extra drill --output-file requirements.lock pyproject.toml deploy/pyproject.toml
+lock: $(VENV)/.runtime ## Re-pin every dependency into requirements.lock (pip-tools)
+	$(BIN)/python -m pip install --quiet pip-tools==7.6.2
+	$(BIN)/pip-compile --quiet --all-extras --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.lock pyproject.toml deploy/pyproject.toml
 
 clean: ## Remove the virtualenv, caches and local databases
 	rm -rf $(VENV) node_modules build reports instance .pytest_cache .ruff_cache .coverage coverage.xml

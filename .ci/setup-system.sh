@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the system programs the test tiers drive (Debian/Ubuntu, as root).
-# Idempotent: only missing packages are installed.
+# Installs the system programs the test tiers drive (Debian/Ubuntu, as root): what
+# `make prerequisites` runs. Idempotent: only missing packages are installed. Node is not
+# here: `make test` installs a pinned Node from PyPI into .venv.
 set -euo pipefail
 
 packages=(
@@ -19,6 +20,10 @@ for pkg in "${packages[@]}"; do
 done
 
 if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup-system: installing ${missing[*]} needs root (sudo make prerequisites)" >&2
+    exit 1
+  fi
   echo "setup-system: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -13,7 +13,8 @@
 #   IMAGE_NAME      local repository of the built image (default conduit)
 #   APP_PORT, NGINX_PORT, REGISTRY_PORT, PG_PORT
 #                   loopback ports (default: free ones picked at start)
-#   REALWORLD_DIR   folder of Conduit.postman_collection.json (default ../shared/realworld)
+#   REALWORLD_DIR   folder holding the pinned RealWorld files (tests/upstream.toml);
+#                   unset, they are downloaded once into build/upstream/
 #   KEEP_WORKDIR=1  keep the temporary folder (logs, nginx.conf) for a look afterwards
 #
 # The database is a PostgreSQL server of its own, created in the temporary folder and
@@ -29,8 +30,6 @@ export PATH="$root/.venv/bin:$root/node_modules/.bin:$PATH"
 
 IMAGE_NAME=${IMAGE_NAME:-conduit}
 BASE_IMAGE=${BASE_IMAGE:-conduit-base:bookworm}
-REALWORLD_DIR=${REALWORLD_DIR:-$root/../shared/realworld}
-COLLECTION=$REALWORLD_DIR/Conduit.postman_collection.json
 
 step_number=0
 step() { step_number=$((step_number + 1)); printf '\n==> [%d] %s\n' "$step_number" "$*"; }
@@ -58,7 +57,9 @@ as_postgres() { runuser -u postgres -- "$@"; }
 
 # --- prerequisites ---------------------------------------------------------------
 [ "$(id -u)" -eq 0 ] || fail "run as root (installs and starts the Docker engine)"
-[ -f "$COLLECTION" ] || fail "no Postman collection at $COLLECTION (set REALWORLD_DIR)"
+# The pinned collection (tests/upstream.toml): downloaded once, or from $REALWORLD_DIR.
+COLLECTION=$(python -m tests.upstream fetch realworld | grep -F Conduit.postman_collection.json) \
+  || fail "the pinned Postman collection is not available (see the line above)"
 pg_bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)
 [ -x "$pg_bin/initdb" ] || fail "PostgreSQL server binaries not found (apt-get install postgresql)"
 for program in nginx docker-registry newman psql curl git conduit-deploy; do

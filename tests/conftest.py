@@ -9,33 +9,55 @@ exercises them.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from conduit import create_app
 from conduit.extensions import db
-from tests.support import engine_events
+from tests.support import app_env, engine_events
 
 BACKEND = os.environ.get("CONDUIT_TEST_BACKEND", "sqlite")
-TEST_SECRET = "test-" + secrets.token_hex(24)
+# Tiers that take a whole machine (Docker, a container per run; PostgreSQL servers of
+# their own) run only when named on the command line, as noxfile.py does; `pytest tests`
+# leaves them out.
+WHOLE_MACHINE_TIERS = {Path(__file__).parent / name for name in ("freshmachine", "drill")}
 
 
-def app_env(database_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "CONDUIT_ENV": "testing",
-        "CONDUIT_SECRET": TEST_SECRET,
-        "DATABASE_URL": database_url,
-        "BCRYPT_LOG_ROUNDS": "4",  # the minimum: hashing speed is not under test
-        **extra,
-    }
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path not in WHOLE_MACHINE_TIERS:
+        return None
+    named = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return not any(arg == collection_path or collection_path in arg.parents for arg in named)
+
+
+def check_utf8(url: str) -> None:
+    """Stop the run in one line unless the server stores text as UTF8.
+
+    Asked through psycopg itself: on a SQL_ASCII server text arrives as bytes, which
+    SQLAlchemy cannot even connect with.
+    """
+    import psycopg
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo) as connection:
+        encoding = connection.execute("SHOW server_encoding").fetchone()[0]
+    if isinstance(encoding, bytes):
+        encoding = encoding.decode("ascii")
+    if encoding != "UTF8":
+        pytest.exit(
+            f"TEST_DATABASE_URL's server stores text as {encoding}; the tests need UTF8 "
+            "(.ci/start-postgres.sh creates a UTF8 cluster)",
+            returncode=1,
+        )
 
 
 def reset_postgres_schema(url: str) -> None:
@@ -52,6 +74,7 @@ def database_url(tmp_path_factory) -> str:
         url = os.environ.get("TEST_DATABASE_URL")
         if not url:
             pytest.fail("CONDUIT_TEST_BACKEND=postgres needs TEST_DATABASE_URL")
+        check_utf8(url)
         reset_postgres_schema(url)
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'conduit.sqlite'}"

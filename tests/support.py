@@ -1,6 +1,7 @@
 """Helpers shared by every test tier."""
 
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -9,6 +10,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+# One signing secret per run, shared by the app under test and the tests that sign tokens.
+TEST_SECRET = "test-" + secrets.token_hex(24)
+
+
+def app_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of an app under test on `database_url`."""
+    return {
+        "CONDUIT_ENV": "testing",
+        "CONDUIT_SECRET": TEST_SECRET,
+        "DATABASE_URL": database_url,
+        "BCRYPT_LOG_ROUNDS": "4",  # the minimum: hashing speed is not under test
+        **extra,
+    }
 
 
 def in_ci() -> bool:

@@ -1,9 +1,18 @@
 """`flask test` and `flask lint` as a developer runs them."""
 
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from tests.support import ROOT, in_ci
 
 FLASK = [sys.executable, "-m", "flask"]
 
@@ -36,3 +45,43 @@ def test_test_command_needs_a_url_for_postgres(tmp_path: Path):
     result = run([*FLASK, "test", "--postgres"], tmp_path, TEST_DATABASE_URL="")
     assert result.returncode != 0
     assert "TEST_DATABASE_URL" in result.stderr
+
+
+@pytest.fixture
+def sql_ascii_database_url() -> Iterator[str]:
+    """A database beside TEST_DATABASE_URL's whose text encoding is SQL_ASCII."""
+    url = os.environ.get("TEST_DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        message = "TEST_DATABASE_URL (a PostgreSQL URL) is not set; .ci/run sets it"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"conduit_ascii_{secrets.token_hex(4)}"
+    admin_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL(
+                "CREATE DATABASE {} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0"
+            ).format(sql.Identifier(name))
+        )
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def test_postgres_run_stops_in_one_line_on_a_server_that_is_not_utf8(sql_ascii_database_url):
+    # A cluster made under the POSIX locale stores SQL_ASCII: the suite used to fail in
+    # hundreds of errors there.
+    result = run(
+        [*FLASK, "test", "--postgres", "-p", "no:cacheprovider", "tests/api/test_tags.py"],
+        ROOT,
+        TEST_DATABASE_URL=sql_ascii_database_url,
+    )
+    assert result.returncode == 1
+    assert "server stores text as SQL_ASCII; the tests need UTF8" in result.stdout
+    assert "Error" not in result.stdout

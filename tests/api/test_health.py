@@ -1,7 +1,7 @@
 """Liveness and readiness."""
 
 from conduit import create_app
-from tests.conftest import app_env
+from tests.support import app_env
 
 
 def test_healthz_needs_no_database(tmp_path):

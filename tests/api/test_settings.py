@@ -95,7 +95,7 @@ def test_invalid_settings_are_named(tmp_path, name, value, message):
 
 
 def test_cors_allows_configured_origins(database_url):
-    from tests.conftest import app_env
+    from tests.support import app_env
 
     app = create_app(env=app_env(database_url, CORS_ORIGINS="https://front.example"))
     client = app.test_client()

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from tests.conftest import TEST_SECRET
+from tests.support import TEST_SECRET
 
 
 def register_body(**overrides):

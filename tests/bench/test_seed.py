@@ -13,7 +13,7 @@ from conduit import create_app
 from conduit.extensions import db
 from conduit.models import Article, ArticleTag, Comment, Favorite, Follow, Tag, User
 from conduit.seed import ANCHOR, MAX_TAGS_PER_ARTICLE, Counts, generate
-from tests.conftest import app_env
+from tests.support import app_env
 
 SMALL = Counts(users=30, articles=120, tags=12, follows=80, favorites=300, comments=250)
 SMALL_ARGS = [

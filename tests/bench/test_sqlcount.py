@@ -9,8 +9,7 @@ import pytest
 from conduit import create_app
 from conduit.extensions import db
 from conduit.settings import ConfigError
-from tests.conftest import app_env
-from tests.support import engine_events
+from tests.support import app_env, engine_events
 
 HEADER = "X-SQL-Statements"
 

@@ -10,7 +10,7 @@ from conduit import create_app
 from conduit.api import tags as tags_view
 from conduit.extensions import db
 from conduit.settings import PRODUCTION_TAGS_CACHE_SECONDS, load_settings
-from tests.conftest import app_env
+from tests.support import app_env
 
 SECRET = "s" * 40
 

@@ -1,9 +1,7 @@
-"""Fixtures for the deploy tool: a recording runner, CI environments, a fake render."""
+"""Fixtures for the deploy tool: a recording runner, a fake clock, a fake render."""
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,56 +10,7 @@ import pytest
 from conduit_deploy.runner import Invocation, Result, Runner
 from conduit_deploy.waiting import Clock
 
-REGISTRY_PASSWORD = "s3cret-registry-token"
-GCP_KEY = {
-    "type": "service_account",
-    "project_id": "conduit-dev-123",
-    "client_email": "deployer@conduit-dev-123.iam.gserviceaccount.com",
-    "private_key": "-----BEGIN PRIVATE KEY-----\nnot-a-real-key\n-----END PRIVATE KEY-----\n",
-}
-BACKUP_KEY = {
-    "type": "service_account",
-    "project_id": "conduit-dev-123",
-    "client_email": "conduit-backup@conduit-dev-123.iam.gserviceaccount.com",
-    "private_key": "not-a-real-backup-key",
-}
-DB_PASSWORD = "db-password-0123456789"
-CONDUIT_SECRET = "conduit-secret-0123456789abcdef0123456789"
-
-
-def ci_environ(**overrides: str | None) -> dict[str, str]:
-    """Variables as GitLab sets them for a push to the default branch, plus the
-    project's CI/CD variables. overrides=None removes a variable."""
-    environ = {
-        "CI": "true",
-        "CI_PIPELINE_SOURCE": "push",
-        "CI_DEFAULT_BRANCH": "main",
-        "CI_COMMIT_BRANCH": "main",
-        "CI_COMMIT_SHA": "0123456789abcdef0123456789abcdef01234567",
-        "CI_COMMIT_SHORT_SHA": "01234567",
-        "CI_PROJECT_URL": "https://gitlab.example.com/team/conduit",
-        "DOCKER_REGISTRY_USER": "team",
-        "DOCKER_REGISTRY_PASSWORD": base64.b64encode(REGISTRY_PASSWORD.encode()).decode(),
-        "K8S_CLUSTER_NAME": "dev.conduit.k8s.local",
-        "KOPS_STATE_STORE": "gs://conduit-kops-state",
-        "GCP_CREDENTIAL_FILE": json.dumps(GCP_KEY),
-        "DB_USER": "conduit",
-        "DB_PASSWORD": DB_PASSWORD,
-        "CONDUIT_SECRET": CONDUIT_SECRET,
-        "BACKUP_BUCKET": "conduit-dev-backups",
-        "BACKUP_GCP_CREDENTIAL_FILE": json.dumps(BACKUP_KEY),
-    }
-    for name, value in overrides.items():
-        if value is None:
-            environ.pop(name, None)
-        else:
-            environ[name] = value
-    return environ
-
-
-def tag_environ(tag: str, **overrides: str | None) -> dict[str, str]:
-    """A tag pipeline: GitLab sets CI_COMMIT_TAG and no CI_COMMIT_BRANCH."""
-    return ci_environ(CI_COMMIT_TAG=tag, CI_COMMIT_BRANCH=None, **overrides)
+from .support import FakeClock
 
 
 @dataclass
@@ -98,19 +47,6 @@ class Recorder:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
-
-
-class FakeClock(Clock):
-    """Time that moves only when the code under test sleeps."""
-
-    def __init__(self):
-        self.current = 1000.0
-        self.sleeps: list[float] = []
-        super().__init__(now=lambda: self.current, sleep=self._sleep)
-
-    def _sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.current += seconds
 
 
 @pytest.fixture

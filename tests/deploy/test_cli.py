@@ -13,7 +13,7 @@ import yaml
 from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import RenderError
 
-from .conftest import ci_environ
+from .support import ci_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 

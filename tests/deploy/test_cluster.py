@@ -12,7 +12,7 @@ from conduit_deploy.cli import Context, main
 from conduit_deploy.cluster import summarise_validation
 from conduit_deploy.runner import Result
 
-from .conftest import GCP_KEY, ci_environ, tag_environ
+from .support import GCP_KEY, ci_environ, tag_environ
 
 CLUSTER = "dev.conduit.k8s.local"
 

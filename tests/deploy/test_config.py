@@ -10,7 +10,7 @@ import pytest
 from conduit_deploy import config
 from conduit_deploy.errors import VariableErrors
 
-from .conftest import CONDUIT_SECRET, DB_PASSWORD, GCP_KEY, REGISTRY_PASSWORD, ci_environ
+from .support import CONDUIT_SECRET, DB_PASSWORD, GCP_KEY, REGISTRY_PASSWORD, ci_environ
 
 
 def load(environ, command="deploy"):

@@ -10,7 +10,7 @@ from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
 
-from .conftest import ci_environ, tag_environ
+from .support import ci_environ, tag_environ
 
 CLUSTER = "dev.conduit.k8s.local"
 ADDRESS = "203.0.113.7"

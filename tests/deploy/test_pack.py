@@ -7,7 +7,7 @@ from conduit_deploy.cli import Context, main
 from conduit_deploy.pack import registry_of
 from conduit_deploy.runner import Result
 
-from .conftest import REGISTRY_PASSWORD, ci_environ, tag_environ
+from .support import REGISTRY_PASSWORD, ci_environ, tag_environ
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 

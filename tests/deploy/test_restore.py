@@ -18,7 +18,7 @@ from conduit_deploy.runner import Result, find_program
 
 from tests.k8s.crd import crd_errors
 
-from .conftest import ci_environ
+from .support import ci_environ
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TARGET = "conduit-db-r202611301200"

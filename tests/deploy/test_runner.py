@@ -9,7 +9,7 @@ import pytest
 from conduit_deploy.errors import CommandFailed, ProgramNotFound
 from conduit_deploy.runner import Runner, find_program
 
-from .conftest import FakeClock
+from .support import FakeClock
 
 
 @pytest.fixture

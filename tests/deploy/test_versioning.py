@@ -8,7 +8,7 @@ from conduit_deploy.errors import ConfigError
 from conduit_deploy.runner import Result
 from conduit_deploy.versioning import build_info, target_environment
 
-from .conftest import ci_environ, tag_environ
+from .support import ci_environ, tag_environ
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import re
 
-from tests.k8s.conftest import RenderedEnv
+from tests.k8s.support import RenderedEnv
 
 # kustomize's content-hash suffix of generated ConfigMaps and Secrets.
 _HASH_SUFFIX = re.compile(r"-[a-z0-9]{10}$")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.k8s import nginx_conf
-from tests.k8s.conftest import K8S
+from tests.k8s.support import K8S
 from tests.support import free_port, require_program
 
 

@@ -12,7 +12,7 @@ import ipaddress
 
 import jsonschema
 
-from tests.k8s.conftest import RenderedEnv
+from tests.k8s.support import RenderedEnv
 
 _STRING = {"type": "string", "minLength": 1}
 _CIDRS = {"type": "array", "items": {"type": "string", "format": "cidr"}}

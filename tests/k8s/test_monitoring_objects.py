@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.k8s.conftest import RenderedEnv, labels_match, load_all
+from tests.k8s.support import RenderedEnv, labels_match, load_all
 
 MONITORING_GROUP = "monitoring.coreos.com/v1"
 

@@ -12,7 +12,7 @@ import base64
 import pytest
 from conduit_deploy.render import INGRESS_CONTROLLER_NAMESPACE
 
-from tests.k8s.conftest import RenderedEnv, all_containers, labels_match, pod_templates
+from tests.k8s.support import RenderedEnv, all_containers, labels_match, pod_templates
 
 
 def pods_selected(env: RenderedEnv, selector: dict) -> list[dict]:

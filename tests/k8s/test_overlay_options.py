@@ -10,7 +10,7 @@ import yaml
 from conduit_deploy.render import render
 
 from tests.k8s import nginx_conf
-from tests.k8s.conftest import load_all, sample_values
+from tests.k8s.support import load_all, sample_values
 from tests.k8s.test_schemas import schema_errors
 
 KUBERNETES_VERSION = "1.35.5"

@@ -17,7 +17,7 @@ from conduit_deploy.render import (
 )
 from sqlalchemy.engine import make_url
 
-from tests.k8s.conftest import K8S, SAMPLE_IMAGE, SAMPLE_VERSION, load_all, sample_values
+from tests.k8s.support import K8S, SAMPLE_IMAGE, SAMPLE_VERSION, load_all, sample_values
 
 
 def test_stages_come_in_apply_order(env):

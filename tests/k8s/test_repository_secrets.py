@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conduit_deploy.render import render
 
-from tests.k8s.conftest import REPO_ROOT, sample_values
+from tests.k8s.support import REPO_ROOT, sample_values
 
 # scheme://user:password@host, unless the password is a template or a variable.
 _URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:(?P<secret>[^@\s'\"]+)@")

@@ -13,8 +13,8 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import all_versions
 
-from tests.k8s.conftest import RenderedEnv, load_all
 from tests.k8s.crd import crd_errors
+from tests.k8s.support import RenderedEnv, load_all
 
 
 def kubernetes_version(env: RenderedEnv) -> str:

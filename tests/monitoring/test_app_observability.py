@@ -10,8 +10,8 @@ from flask import Flask, jsonify
 
 from conduit import create_app
 from conduit.observability.metrics import METRICS_PATH
-from tests.conftest import app_env
-from tests.monitoring.conftest import request_totals, samples, series
+from tests.monitoring.support import request_totals, samples, series
+from tests.support import app_env
 
 
 def scrape(client) -> dict:

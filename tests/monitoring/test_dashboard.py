@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conduit.observability.metrics import METRICS_PATH
-from tests.monitoring.conftest import exposed_names
+from tests.monitoring.support import exposed_names
 from tests.monitoring.test_monitoring_manifests import DASHBOARD
 from tests.support import require_program
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from conduit.observability import multiprocess
-from tests.monitoring.conftest import samples
+from tests.monitoring.support import samples
 
 REQUESTS = ("conduit_http_requests", "HTTP requests.")
 LATENCY = ("conduit_http_request_duration_seconds", "Latency.")
@@ -171,7 +171,7 @@ def test_a_command_run_with_the_variable_set_creates_the_directory(tmp_path, dat
     # e.g. `flask db upgrade` in an environment that sets PROMETHEUS_MULTIPROC_DIR
     directory = tmp_path / "not-yet"
     script = (
-        "import sys; from conduit import create_app; from tests.conftest import app_env; "
+        "import sys; from conduit import create_app; from tests.support import app_env; "
         "create_app(env=app_env(sys.argv[1]))"
     )
     result = subprocess.run(

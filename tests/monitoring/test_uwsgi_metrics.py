@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
-from tests.monitoring.conftest import exposed_names, request_totals, series
+from tests.monitoring.support import exposed_names, request_totals, series
 from tests.monitoring.test_dashboard import metric_names, substituted
 from tests.monitoring.test_dashboard import queries as dashboard_queries
 

