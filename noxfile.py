@@ -107,9 +107,11 @@ DOCKER = Need(
 DEBOOTSTRAP = program("debootstrap", PREREQUISITES)
 POSTGRES_SERVER = Need(
     "PostgreSQL's server programs (initdb, pg_ctl, pgbench)",
-    lambda: None
-    if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    else "are not installed",
+    lambda: (
+        None
+        if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        else "are not installed"
+    ),
     PREREQUISITES,
 )
 # PostgreSQL runs Barman Cloud as its archive and restore command, as its own OS user:

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from conduit_deploy.render import render
 
-from tests.k8s.support import RenderedEnv, labels_match, load_all, sample_values
 from tests.k8s.crd import crd_errors
+from tests.k8s.support import RenderedEnv, labels_match, load_all, sample_values
 from tests.k8s.test_schemas import is_builtin
 
 CUSTOM_KINDS = ("Cluster", "ScheduledBackup", "ObjectStore")
