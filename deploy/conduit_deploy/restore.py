@@ -117,15 +117,9 @@ def committed_database(rendered: Rendered) -> tuple[dict, str]:
     return clusters[0], schedules[0]
 
 
-def replicas_command(deployment: str, namespace: str) -> list[str]:
-    return [
-        "kubectl",
-        "get",
-        f"deployment/{deployment}",
-        "--namespace",
-        namespace,
-        "--output=jsonpath={.spec.replicas}",
-    ]
+def get_field_command(resource: str, namespace: str, jsonpath: str) -> list[str]:
+    """`kubectl get` of one field of one object, printed bare."""
+    return ["kubectl", "get", resource, "--namespace", namespace, f"--output=jsonpath={jsonpath}"]
 
 
 def scale_command(deployment: str, namespace: str, replicas: str) -> list[str]:
@@ -139,35 +133,16 @@ def scale_command(deployment: str, namespace: str, replicas: str) -> list[str]:
     ]
 
 
-def recoverability_command(cluster: str, namespace: str) -> list[str]:
-    return [
-        "kubectl",
-        "get",
-        f"cluster.postgresql.cnpg.io/{cluster}",
-        "--namespace",
-        namespace,
-        "--output=jsonpath={.status.firstRecoverabilityPoint}",
-    ]
-
-
+@dataclass(frozen=True)
 class Restorer:
     """One restore of one environment, from values already checked by the CLI."""
 
-    def __init__(
-        self,
-        values: RenderValues,
-        rendered: Rendered,
-        render: RenderFunction,
-        out_dir: Path,
-        runner: Runner,
-        options: RestoreOptions,
-    ):
-        self.values = values
-        self.current = rendered
-        self.render = render
-        self.out_dir = out_dir
-        self.runner = runner
-        self.options = options
+    values: RenderValues
+    current: Rendered  # the environment as committed
+    render: RenderFunction
+    out_dir: Path
+    runner: Runner
+    options: RestoreOptions
 
     def run(self, session: CloudSession, moment: datetime, now: datetime) -> str:
         cluster, schedule = committed_database(self.current)
@@ -186,11 +161,17 @@ class Restorer:
         export_kubeconfig(session, self.runner)
 
         self.runner.when(
-            recoverability_command(source, namespace),
+            get_field_command(
+                f"cluster.postgresql.cnpg.io/{source}",
+                namespace,
+                "{.status.firstRecoverabilityPoint}",
+            ),
             lambda result: self._recoverable(result, moment, source),
             f"{moment:%Y-%m-%dT%H:%M:%SZ} is after {source}'s first recoverability point",
         )
-        previous = self.runner.run(replicas_command(app, namespace), capture=True)
+        previous = self.runner.run(
+            get_field_command(f"deployment/{app}", namespace, "{.spec.replicas}"), capture=True
+        )
         replicas = previous.stdout.strip() or "<as before>"
         log(f"==> restore: stopping the app's writes (deployment/{app} had {replicas} replicas)")
         self.runner.run(scale_command(app, namespace, "0"))

@@ -189,6 +189,10 @@ class LocalPostgres:
         log = self.data.parent / f"{self.data.name}.log"
         return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
 
+    def client_args(self) -> list[str]:
+        """libpq client options (pgbench, barman-cloud-backup) for the superuser."""
+        return ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+
     def url(
         self,
         database: str = "postgres",

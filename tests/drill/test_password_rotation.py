@@ -19,24 +19,12 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-import pytest
 from psycopg import sql
 
 from tests.drill.local import (
-    DrillSetupError,
     LocalPostgres,
-    missing,
-    postgres_bindir,
     scratch_directory,
 )
-
-
-@pytest.fixture
-def postgres_bin() -> Path:
-    try:
-        return postgres_bindir()
-    except DrillSetupError as exc:
-        missing(str(exc))
 
 
 def app_for(server: LocalPostgres, password: str):

@@ -29,20 +29,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import requests
 import yaml
 from werkzeug.serving import make_server
 
 from tests.drill.local import (
-    DrillSetupError,
     LocalPostgres,
-    barman_bindir,
     gcs_emulator,
     give_to_server_user,
-    missing,
     object_sizes,
-    postgres_bindir,
     run,
     scratch_directory,
 )
@@ -169,22 +164,6 @@ def wal_archived(server: LocalPostgres, walfile: str) -> bool:
     return last is not None and last[:24] >= walfile
 
 
-@pytest.fixture
-def barman() -> Path:
-    try:
-        return barman_bindir()
-    except DrillSetupError as exc:
-        missing(str(exc))
-
-
-@pytest.fixture
-def postgres_bin() -> Path:
-    try:
-        return postgres_bindir()
-    except DrillSetupError as exc:
-        missing(str(exc))
-
-
 def test_point_in_time_restore_keeps_every_acknowledged_write(
     barman: Path, postgres_bin: Path, capsys
 ) -> None:
@@ -235,12 +214,7 @@ def test_point_in_time_restore_keeps_every_acknowledged_write(
                             # The backup starts at once instead of after a spread
                             # checkpoint (minutes): the drill's run time stays bounded.
                             "--immediate-checkpoint",
-                            "-h",
-                            "127.0.0.1",
-                            "-p",
-                            str(primary.port),
-                            "-U",
-                            "postgres",
+                            *primary.client_args(),
                             DESTINATION,
                             server_name,
                         ],

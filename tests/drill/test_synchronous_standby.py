@@ -22,12 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.drill.local import (
-    DrillSetupError,
     LocalPostgres,
     as_server_user,
     give_to_server_user,
     missing,
-    postgres_bindir,
     run,
     scratch_directory,
 )
@@ -38,26 +36,17 @@ PGBENCH_CLIENTS = 4
 
 
 @pytest.fixture
-def postgres_bin() -> Path:
-    try:
-        bindir = postgres_bindir()
-    except DrillSetupError as exc:
-        missing(str(exc))
-    if not (bindir / "pgbench").is_file():
-        missing(f"pgbench is not in {bindir}")
-    return bindir
+def pgbench_bin(postgres_bin: Path) -> Path:
+    if not (postgres_bin / "pgbench").is_file():
+        missing(f"pgbench is not in {postgres_bin}")
+    return postgres_bin
 
 
 def pgbench_latency_ms(server: LocalPostgres, synchronous_commit: str) -> float:
     output = run(
         [
             str(server.bindir / "pgbench"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(server.port),
-            "-U",
-            "postgres",
+            *server.client_args(),
             "-N",
             "-c",
             str(PGBENCH_CLIENTS),
@@ -77,7 +66,8 @@ def pgbench_latency_ms(server: LocalPostgres, synchronous_commit: str) -> float:
     return float(match[1])
 
 
-def test_writes_wait_for_the_synchronous_standby(postgres_bin: Path, capsys) -> None:
+def test_writes_wait_for_the_synchronous_standby(pgbench_bin: Path, capsys) -> None:
+    postgres_bin = pgbench_bin
     with scratch_directory() as root:
         primary = LocalPostgres(root / "primary", bindir=postgres_bin)
         standby = LocalPostgres(root / "standby", password=primary.password, bindir=postgres_bin)
@@ -129,12 +119,7 @@ def test_writes_wait_for_the_synchronous_standby(postgres_bin: Path, capsys) -> 
                     "-s",
                     "1",
                     "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(primary.port),
-                    "-U",
-                    "postgres",
+                    *primary.client_args(),
                     "postgres",
                 ],
                 env={"PGPASSWORD": primary.password},
