@@ -329,3 +329,42 @@ def test_a_renamed_cluster_takes_the_app_and_the_backups_with_it(repo_copy, tmp_
     assert schedule["spec"]["cluster"]["name"] == "conduit-db-r1"
     assert "@conduit-db-r1-rw:5432/" in url
     assert cluster["spec"]["bootstrap"]["initdb"]["owner"] == values.db_user
+
+
+IMPORT_PATCH = """\
+apiVersion: postgresql.cnpg.io/v1
+kind: Cluster
+metadata:
+  name: conduit-db
+spec:
+  bootstrap:
+    initdb:
+      import:
+        type: microservice
+        databases: [conduit]
+        source: {externalCluster: old-postgres}
+  externalClusters:
+    - name: old-postgres
+      connectionParameters: {host: postgres, user: conduit, dbname: conduit}
+      password: {name: postgres-credentials-5f6g7h8k9m, key: POSTGRES_PASSWORD}
+"""
+
+
+def test_the_migration_import_from_the_statefulset_renders_and_validates(repo_copy, tmp_path):
+    """k8s/README.md, "Migrating from the StatefulSet": the import bootstrap it shows."""
+    overlay = repo_copy / "k8s" / "overlays" / "prod"
+    (overlay / "import.yaml").write_text(IMPORT_PATCH)
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    kustomization["patches"].append({"path": "import.yaml"})
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    result = render(sample_values("prod"), tmp_path)
+    [cluster] = [o for _, p in result.stages for o in load_all(p) if o["kind"] == "Cluster"]
+    initdb = cluster["spec"]["bootstrap"]["initdb"]
+    # The import joins the committed initdb: same database, owner and role Secret.
+    assert initdb["import"]["source"] == {"externalCluster": "old-postgres"}
+    assert initdb["database"] == "conduit"
+    assert initdb["secret"]["name"].startswith("postgres-credentials-")
+    [source] = cluster["spec"]["externalClusters"]
+    # The old StatefulSet's headless Service.
+    assert source["connectionParameters"]["host"] == "postgres"
+    assert crd_errors(cluster) == []
