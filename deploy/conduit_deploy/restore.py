@@ -10,6 +10,7 @@ be committed so that the next deploy renders the same Cluster.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +49,9 @@ def parse_target_time(text: str, now: datetime) -> datetime:
 
 
 def restored_name(source: str, now: datetime) -> str:
-    return f"{source}-r{now.strftime('%Y%m%d%H%M')}"
+    """conduit-db-r202611301200; a restored cluster's own suffix is replaced, not grown."""
+    base = re.sub(r"-r\d{12}$", "", source)
+    return f"{base}-r{now.strftime('%Y%m%d%H%M')}"
 
 
 def restore_patches(cluster: dict, schedule: str, target: str, moment: datetime) -> list[dict]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conduit_deploy.cli import Context, main
+from conduit_deploy.restore import restored_name
 from conduit_deploy.runner import Result, find_program
 
 from tests.k8s.crd import crd_errors
@@ -198,3 +199,8 @@ def test_a_bad_time_is_refused_with_one_line(run_restore, recorder, value, messa
     assert code == 1
     assert err.strip() == f"conduit-deploy: error: {message}"
     assert recorder.commands == []
+
+
+def test_restoring_a_restored_cluster_does_not_grow_its_name():
+    assert restored_name("conduit-db", NOW) == TARGET
+    assert restored_name("conduit-db-r202611011200", NOW) == TARGET
