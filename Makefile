@@ -22,7 +22,7 @@ NPM ?= npm
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock
 say = @echo "make: $(1)"
 
-.PHONY: help prerequisites install run test tiers restore-drill lock bench clean
+.PHONY: help prerequisites install run test tiers restore-drill lock bench rehearse clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,10 @@ tiers: $(VENV)/.test ## List the test tiers
 
 bench: $(VENV)/.test ## Load benchmark on PostgreSQL under uWSGI; writes bench/results/
 	bench/run.sh
+
+rehearse: $(VENV)/.test node_modules/.installed ## Run .gitlab-ci.yml's jobs here in stand-in images (Docker, root: ci/rehearsal/README.md)
+	$(BIN)/python ci/rehearsal/rehearse.py
+	$(BIN)/python -m pytest ci/rehearsal -q
 
 lock: $(VENV)/.runtime ## Re-pin every dependency into requirements.lock (pip-tools)
 	$(BIN)/python -m pip install --quiet pip-tools==7.6.2

@@ -214,12 +214,12 @@ def postgres(session: nox.Session) -> None:
 
 @nox.session(python=False, tags=NO_DOCKER)
 def postman(session: nox.Session) -> None:
-    """The official RealWorld Postman suite against uWSGI (SQLite, and PostgreSQL if set)."""
+    """The official RealWorld Postman suite against uWSGI: SQLite, PostgreSQL, /flask/ prefix."""
     start(session)
     require(
         session, program("uwsgi", "`make test` installs it into .venv", where=BIN), NODE, NODE_TOOLS
     )
-    run(session, "tests/postman/run.sh")
+    run(session, str(BIN / "flask"), "test", "tests/postman", *pytest_args(session))
 
 
 @nox.session(python=False)
@@ -236,7 +236,7 @@ def image(session: nox.Session) -> None:
         NODE,
         NODE_TOOLS,
     )
-    run(session, "docker/test-image.sh")
+    run(session, str(BIN / "flask"), "test", "tests/image/test_image.py", *pytest_args(session))
 
 
 @nox.session(python=False)

@@ -2,7 +2,8 @@
 # Builds a minimal Debian bookworm image with Python 3 from the Debian archive, for
 # machines that can reach a Debian mirror but no container registry (the project's CI).
 # The Dockerfile takes it as `--build-arg BASE_IMAGE=conduit-base:bookworm`; everywhere
-# else the official python image is the base.
+# else the official python image is the base. The image tier (tests/image/conftest.py)
+# runs it when the base is missing, so it is built once per machine.
 #
 #   docker/build-base-image.sh [TAG]     default TAG: conduit-base:bookworm
 #

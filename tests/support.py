@@ -4,7 +4,9 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +53,38 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_until(
+    ready: Callable[[], object],
+    what: str,
+    timeout: float = 30.0,
+    detail: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll `ready()` until it is truthy; else fail the test naming `what`, plus `detail()`.
+
+    `ready` may raise OSError (nothing listens yet): that counts as not ready.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:g} s{detail()}", pytrace=False)
+        time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> int:
+    """SIGTERM, as Kubernetes and `docker stop` send it; SIGKILL after `timeout` s."""
+    process.terminate()
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def uwsgi_binary() -> str:

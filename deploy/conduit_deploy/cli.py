@@ -97,19 +97,14 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _prepare(
-    args: argparse.Namespace, ctx: Context, command: str, name: str | None = None
-) -> Prepared:
-    """Checks shared by render, cluster, deploy and restore, all before any command runs.
-
-    command decides the variables needed; name is the command as the user typed it.
-    """
+def _prepare(args: argparse.Namespace, ctx: Context, command: str) -> Prepared:
+    """Checks shared by render, cluster and deploy, all before any command runs."""
     environment = check_environment(args.environment)
-    settings = config.load_settings(ctx.environ, command, f"{name or command} {environment}")
     runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
     if command != config.RENDER:
-        check_target(info, environment)
+        check_target(info, environment)  # the pipeline's reason comes before the variables'
+    settings = config.load_settings(ctx.environ, command, environment)
     out_dir = args.out or default_out_dir(environment)
     rendered = render_environment(settings, info, environment, out_dir, ctx.render, runner)
     return Prepared(environment, settings, runner, info, rendered)
@@ -167,8 +162,7 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
     now = ctx.utc_now()
     moment = parse_target_time(args.to, now)
-    # The same variables as a deploy: it renders and applies the environment.
-    prepared = _prepare(args, ctx, config.DEPLOY, "restore")
+    prepared = _prepare(args, ctx, config.RESTORE)
     restorer = Restorer(
         render_values(prepared.settings, prepared.info, prepared.environment),
         prepared.rendered,
@@ -252,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Build, render, provision and deploy Conduit (see deploy/README.md).",
+        epilog="Times are in seconds. `conduit-deploy variables` lists the CI variables "
+        "each command needs.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -291,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = commands.add_parser(
         "cluster",
         parents=[environment, dry_run],
-        help="create or update the kops cluster of ENV and wait until it validates",
+        help="create, update or upgrade the kops cluster of ENV and wait until it validates",
     )
     _add_seconds(
         cluster,
@@ -306,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-rolling-update",
         dest="rolling_update",
         action="store_false",
-        help="do not replace nodes whose spec changed",
+        help="on an update, leave nodes whose spec changed for later "
+        "(an upgrade always rolls them: kops reconcile cluster)",
     )
     cluster.set_defaults(handler=cmd_cluster)
 

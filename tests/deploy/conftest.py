@@ -84,13 +84,14 @@ class FakeRender:
 
     monitoring: bool = True
     managed_database: bool = False  # render then writes no database objects
+    kubernetes_version: str = "1.35.5"
     received: list = field(default_factory=list)
 
     def __call__(self, values, out_dir: Path, runner: Runner) -> FakeRendered:
         self.received.append(values)
         out_dir.mkdir(parents=True, exist_ok=True)
         kops = out_dir / "kops.yaml"
-        kops.write_text("kind: Cluster\n")
+        kops.write_text(f"kind: Cluster\nspec:\n  kubernetesVersion: {self.kubernetes_version}\n")
         stages = []
         for index, name in enumerate(STAGE_NAMES, start=1):
             path = out_dir / f"{index:02d}-{name}.yaml"

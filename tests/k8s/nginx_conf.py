@@ -12,12 +12,12 @@ annotations the way the ingress-nginx controller's template does:
 * `proxy-body-size` becomes ``client_max_body_size`` (ingress-nginx's default: 1m);
 * requests no rule matches get the controller's default backend: 404.
 
-So the image test (docker/test-image.sh) and tests/k8s/test_ingress_rewrite.py put
-the same routing in front of the app that the cluster will.
+`serve()` runs nginx with that configuration in front of a backend, so the image and
+Postman tiers and tests/k8s/test_ingress_rewrite.py put the same routing in front of
+the app that the cluster will:
 
-    python -m tests.k8s.nginx_conf --ingress k8s/base --listen 127.0.0.1:8080 \\
-        --upstream 127.0.0.1:8000 --prefix /tmp/nginx > /tmp/nginx/nginx.conf
-    nginx -p /tmp/nginx -c /tmp/nginx/nginx.conf -g 'daemon off;'
+    with nginx_conf.serve(K8S / "base", "127.0.0.1:8000", tmp_path) as base_url:
+        requests.get(f"{base_url}/flask/api/tags")
 
 Everything nginx writes (pid, logs) lives under the prefix. Responses and request
 bodies are never buffered to temporary files, so the worker processes (which run as
@@ -26,13 +26,18 @@ bodies are never buffered to temporary files, so the worker processes (which run
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
+
+from tests.support import free_port, require_program, stop_process, wait_until
 
 ANNOTATION = "nginx.ingress.kubernetes.io/"
 DEFAULT_BODY_SIZE = "1m"  # ingress-nginx's proxy-body-size default
@@ -195,38 +200,39 @@ http {{
 """
 
 
-def _address(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return value
+@contextmanager
+def serve(ingress: Path | list[dict], upstream: str, prefix: Path) -> Iterator[str]:
+    """nginx routing to `upstream` (HOST:PORT) like ingress-nginx for `ingress`.
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.k8s.nginx_conf",
-        description="Print an nginx.conf that routes like ingress-nginx for the given Ingress.",
+    `ingress` is a manifest or directory holding the Ingress, or the objects themselves;
+    `prefix` gets the configuration and nginx's logs. Yields nginx's base URL; nginx is
+    stopped afterwards, whatever happened.
+    """
+    nginx = require_program("nginx")
+    ingresses = load_ingresses(ingress) if isinstance(ingress, Path) else ingress
+    port = free_port()
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_conf(ingresses, f"127.0.0.1:{port}", upstream, prefix))
+    error_log = prefix / "error.log"
+    process = subprocess.Popen(
+        [nginx, "-p", str(prefix), "-e", str(error_log), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    parser.add_argument(
-        "--ingress",
-        required=True,
-        type=Path,
-        help="a rendered manifest holding the Ingress, or a directory such as k8s/base",
-    )
-    parser.add_argument("--listen", required=True, type=_address, help="HOST:PORT nginx listens on")
-    parser.add_argument("--upstream", required=True, type=_address, help="HOST:PORT of the app")
-    parser.add_argument(
-        "--prefix", required=True, type=Path, help="nginx prefix: pid, logs and temp paths"
-    )
-    args = parser.parse_args(argv)
     try:
-        conf = render_conf(load_ingresses(args.ingress), args.listen, args.upstream, args.prefix)
-    except IngressError as exc:
-        print(f"nginx_conf: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(conf)
-    return 0
 
+        def listening() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"nginx exited with {process.returncode}{log_tail()}", pytrace=False)
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
 
-if __name__ == "__main__":
-    sys.exit(main())
+        def log_tail() -> str:
+            lines = error_log.read_text(errors="replace").splitlines() if error_log.exists() else []
+            return "; nginx's error.log ends:\n" + "\n".join(lines[-20:])
+
+        wait_until(listening, f"nginx did not listen on 127.0.0.1:{port}", 15, log_tail)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +19,6 @@ import pytest
 
 from tests.k8s import nginx_conf
 from tests.k8s.support import K8S
-from tests.support import free_port, require_program
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -50,20 +45,6 @@ class EchoHandler(BaseHTTPRequestHandler):
         pass
 
 
-def wait_for_port(port: int, process: subprocess.Popen, prefix: Path, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = (prefix / "error.log").read_text() if (prefix / "error.log").exists() else ""
-            pytest.fail(f"nginx exited with {process.returncode}: {log}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"nginx did not listen on port {port} within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def backend() -> Iterator[int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
@@ -84,30 +65,10 @@ def ingress_sources(rendered_envs) -> dict[str, Path]:
 @pytest.fixture(scope="module", params=["base", "dev", "prod"])
 def proxy(request, rendered_envs, backend, tmp_path_factory) -> Iterator[int]:
     """nginx routing like ingress-nginx for one Ingress source; yields its port."""
-    nginx = require_program("nginx")
-    prefix = tmp_path_factory.mktemp(f"nginx-{request.param}")
-    port = free_port()
     source = ingress_sources(rendered_envs)[request.param]
-    conf = prefix / "nginx.conf"
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "tests.k8s.nginx_conf", "--ingress", str(source),
-            "--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{backend}",
-            "--prefix", str(prefix),
-        ],
-        capture_output=True, text=True, check=True, cwd=K8S.parent,
-    )  # fmt: skip
-    conf.write_text(result.stdout)
-    process = subprocess.Popen(
-        [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        wait_for_port(port, process, prefix)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    prefix = tmp_path_factory.mktemp(f"nginx-{request.param}")
+    with nginx_conf.serve(source, f"127.0.0.1:{backend}", prefix) as base_url:
+        yield int(base_url.rsplit(":", 1)[1])
 
 
 def get(
@@ -180,6 +141,3 @@ def test_generator_refuses_a_source_without_an_ingress(tmp_path):
     (tmp_path / "service.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: x}\n")
     with pytest.raises(nginx_conf.IngressError, match="no Ingress object"):
         nginx_conf.load_ingresses(tmp_path)
-    arguments = ["--ingress", str(tmp_path), "--listen", "127.0.0.1:1"]
-    arguments += ["--upstream", "127.0.0.1:2", "--prefix", str(tmp_path)]
-    assert nginx_conf.main(arguments) == 2

@@ -1,0 +1,295 @@
+"""Runs .gitlab-ci.yml's own jobs here, through gitlab-ci-local's Docker executor.
+
+The file is used unchanged. What differs from a GitLab runner is said here, once, as a
+runner's config.toml would say it (README.md beside this file has the details):
+
+- the images are local stand-ins built by build-images.sh under the file's image names;
+- the runner adds the host's Docker socket (for the dind stand-in only), one shared
+  /certs/client volume (a GitLab runner's `volumes = ["/certs/client"]`) and a local
+  copy of the RealWorld inputs (REALWORLD_DIR), because GitHub is out of reach here;
+- pipelines are simulated by the variables GitLab sets for each kind of pipeline.
+
+    python ci/rehearsal/rehearse.py                     # the default plan below
+    python ci/rehearsal/rehearse.py [--pipeline KIND] --job NAME [--job NAME ...]
+
+Prints one line per job (result and duration) and exits non-zero when a job failed that
+is not allowed to fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+GITLAB_CI_LOCAL = ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
+WORK = ROOT / "build" / "rehearsal"
+
+HELPER_IMAGE = "pipeline-rehearsal/base:bookworm"
+WAIT_IMAGE = "pipeline-rehearsal/wait-for-it:bookworm"
+CERTS_VOLUME = "pipeline-rehearsal-certs"
+DOCKER_SOCKET = "/var/run/docker.sock"
+# gitlab-ci-local's last line for a job that failed under allow_failure: true, e.g.
+# "lint finished in 6.55 s  WARN 1".
+
+# What GitLab sets for each kind of pipeline (docs: ci/variables/predefined_variables).
+PIPELINES: dict[str, dict[str, str | None]] = {
+    "merge_request": {
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_MERGE_REQUEST_IID": "1",
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "rehearsal",
+        "CI_COMMIT_BRANCH": None,
+        "CI_COMMIT_TAG": None,
+    },
+    "default_branch": {
+        "CI_PIPELINE_SOURCE": "push",
+        "CI_COMMIT_BRANCH": "main",
+        "CI_COMMIT_TAG": None,
+    },
+}
+# A merge request's jobs, then the default branch's cluster and deploy jobs (dry run);
+# pack would push, and a runner here has no registry to push to.
+DEFAULT_PLAN = {
+    "merge_request": ["test", "lint", "pack:check"],
+    "default_branch": ["cluster:dev", "deploy:dev"],
+}
+
+# Variables a project would set in its settings, with values that reach no cloud. The
+# cluster and deploy jobs run with the deploy tool's dry run switched on.
+PROJECT_VARIABLES = {
+    "default_branch": {
+        "CONDUIT_DEPLOY_DRY_RUN": "1",
+        "DB_USER": "conduit",
+        "DB_PASSWORD": "rehearsal-password-0123456789",
+        "CONDUIT_SECRET": "rehearsal-secret-0123456789abcdef0123456789abcdef",
+        "K8S_CLUSTER_NAME": "dev.conduit.k8s.local",
+        "KOPS_STATE_STORE": "gs://rehearsal-kops-state",
+        "GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
+        "CONDUIT_IMAGE_REPOSITORY": "registry.example.com/rehearsal/conduit",
+    },
+}
+
+
+@dataclass(frozen=True)
+class JobResult:
+    name: str
+    status: str  # passed, failed, failed (allowed)
+    seconds: float
+
+    @property
+    def blocks(self) -> bool:
+        return self.status == "failed"
+
+    def line(self) -> str:
+        minutes, seconds = divmod(round(self.seconds), 60)
+        return f"rehearsal: {self.name:<14} {self.status:<17} {minutes:d}m{seconds:02d}s"
+
+
+def sh(*command: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, check=True, text=True, **kwargs)
+
+
+def source_files(source: Path) -> list[str]:
+    """What a push of this working tree would hold: tracked and new unignored files."""
+    listed = sh(
+        "git",
+        "-C",
+        str(source),
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+        capture_output=True,
+    ).stdout
+    return [name for name in listed.split("\0") if name and (source / name).exists()]
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy what a push of `source` would hold into `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target.parent / f".{target.name}.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in source_files(source):
+            tar.add(source / name, arcname=name, recursive=False)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="tar")
+    archive.unlink()
+
+
+def prepare_checkout(source: Path, checkout: Path) -> None:
+    """A one-commit repository holding the tree to rehearse.
+
+    gitlab-ci-local's state (its cache, e.g. .cache/pip) lives in .gitlab-ci-local and
+    is kept between runs, as a runner keeps its cache.
+    """
+    if checkout.exists():
+        for entry in checkout.iterdir():
+            if entry.name == ".gitlab-ci-local":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    copy_tree(source, checkout)
+    git = [
+        "git",
+        "-C",
+        str(checkout),
+        "-c",
+        "user.name=rehearsal",
+        "-c",
+        "user.email=rehearsal@localhost",
+    ]
+    sh(*git, "init", "-q", "-b", "main")
+    # gitlab-ci-local derives CI_PROJECT_PATH and friends from the remote.
+    sh(*git, "remote", "add", "origin", "https://gitlab.example.com/conduit/conduit.git")
+    (checkout / ".git" / "info" / "exclude").write_text(".gitlab-ci-local/\n")
+    sh(*git, "add", "-A")
+    sh(*git, "commit", "-q", "-m", "rehearsal")
+
+
+def realworld_dir() -> Path:
+    configured = os.environ.get("REALWORLD_DIR")
+    if configured:
+        return Path(configured).resolve()
+    # Fills build/upstream/realworld from the pinned URLs, checked by SHA-256.
+    fetched = subprocess.run(
+        [sys.executable, "-m", "tests.upstream", "fetch", "realworld"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if fetched.returncode != 0:
+        reason = (fetched.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise SystemExit(f"rehearsal: no RealWorld inputs for the jobs: {reason}")
+    return ROOT / "build" / "upstream" / "realworld"
+
+
+def runner_options(
+    pipeline: str, *, realworld: Path | None, extra: dict[str, str] | None = None
+) -> list[str]:
+    options = [
+        "--no-color",
+        "--pull-policy",
+        "if-not-present",
+        "--helper-image",
+        HELPER_IMAGE,
+        "--wait-image",
+        WAIT_IMAGE,
+        "--volume",
+        f"{DOCKER_SOCKET}:/run/rehearsal/docker.sock",
+        "--volume",
+        f"{CERTS_VOLUME}:/certs/client",
+        "--ignore-predefined-vars",
+        "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH,CI_COMMIT_TAG",
+    ]
+    if realworld is not None:
+        options += ["--volume", f"{realworld}:/rehearsal/realworld:ro"]
+        options += ["--variable", "REALWORLD_DIR=/rehearsal/realworld"]
+    variables = {
+        # The Dockerfile's default base (python:3.11-slim-bookworm) has no stand-in: the
+        # build starts from the stand-in of the pinned image the jobs use, as a project
+        # may choose with this optional variable.
+        "BASE_IMAGE": "python:3.11.13-slim-bookworm",
+        **PIPELINES[pipeline],
+        **PROJECT_VARIABLES.get(pipeline, {}),
+        **(extra or {}),
+    }
+    for name, value in variables.items():
+        if value is None:
+            options += ["--unset-variable", name]
+        else:
+            options += ["--variable", f"{name}={value}"]
+    return options
+
+
+def run_job(checkout: Path, job: str, options: list[str], log_dir: Path) -> JobResult:
+    log = log_dir / f"{job.replace(':', '-')}.log"
+    started = time.monotonic()
+    with log.open("w") as out:
+        completed = subprocess.run(
+            [str(GITLAB_CI_LOCAL), "--cwd", ".", "--job", job, *options],
+            cwd=checkout,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
+    seconds = time.monotonic() - started
+    text = log.read_text(errors="replace")
+    if completed.returncode != 0:
+        status = "failed"
+    elif re.search(rf"^{re.escape(job)} finished in .* WARN ", text, re.MULTILINE):
+        status = "failed (allowed)"
+    else:
+        status = "passed"
+    return JobResult(job, status, seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--pipeline",
+        choices=sorted(PIPELINES),
+        default="merge_request",
+        help="the kind of pipeline the --job jobs run in",
+    )
+    parser.add_argument("--job", action="append", dest="jobs", help="a job to run (repeatable)")
+    parser.add_argument("--source", type=Path, default=ROOT, help="the working tree to rehearse")
+    parser.add_argument("--work", type=Path, default=WORK, help="checkout and logs go here")
+    parser.add_argument(
+        "--no-realworld",
+        action="store_true",
+        help="give the jobs no local RealWorld copy (as on a runner without one)",
+    )
+    parser.add_argument(
+        "--variable",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a CI/CD variable, as set in the project's settings (repeatable)",
+    )
+    parser.add_argument("--skip-images", action="store_true", help="use the stand-ins as built")
+    args = parser.parse_args(argv)
+
+    plan = {args.pipeline: args.jobs} if args.jobs else DEFAULT_PLAN
+    if not GITLAB_CI_LOCAL.exists():
+        print("rehearsal: gitlab-ci-local is missing (npm ci installs it)", file=sys.stderr)
+        return 2
+    if not args.skip_images:
+        sh(str(HERE / "build-images.sh"))
+    checkout = args.work / "checkout"
+    log_dir = args.work / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    prepare_checkout(args.source.resolve(), checkout)
+    realworld = None if args.no_realworld else realworld_dir()
+    extra = dict(item.split("=", 1) for item in args.variable)
+
+    results = []
+    for pipeline, jobs in plan.items():
+        print(f"rehearsal: {pipeline} pipeline", flush=True)
+        options = runner_options(pipeline, realworld=realworld, extra=extra)
+        for job in jobs:
+            result = run_job(checkout, job, options, log_dir)
+            print(result.line(), flush=True)
+            results.append(result)
+    failed = [r.name for r in results if r.blocks]
+    total = sum(r.seconds for r in results) / 60
+    verdict = f"{len(failed)} failed ({', '.join(failed)})" if failed else "none failed"
+    print(f"rehearsal: {len(results)} jobs, {verdict}, {total:.1f} min; logs in {log_dir}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""A job that would fail on GitLab fails in the rehearsal too.
+
+Each test rehearses a copy of this repository with one thing broken the way the seed's
+pipeline was broken, and checks that the rehearsal reports the job as failed and exits
+non-zero. They run after the rehearsal proper (make rehearse), on its stand-in images.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import rehearse  # noqa: E402 - the module under test sits beside this file
+
+PIPELINE = ".gitlab-ci.yml"
+
+
+def copy_of_this_repository(target: Path) -> Path:
+    """A git repository holding what a push of this working tree would hold."""
+    rehearse.copy_tree(rehearse.ROOT, target)
+    rehearse.sh("git", "init", "-q", str(target))
+    return target
+
+
+def rehearse_copy(source: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "rehearse.py"),
+            "--skip-images",
+            "--source",
+            str(source),
+            "--work",
+            str(source.parent / "work"),
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+        env={**os.environ, "CI": "true"},
+    )
+
+
+def job_line(output: str, job: str) -> str:
+    match = re.search(rf"^rehearsal: {re.escape(job)}\s+(.+)$", output, re.MULTILINE)
+    assert match, output
+    return match.group(1)
+
+
+def test_the_test_job_on_debians_node_fails(tmp_path):
+    # The seed's way to get Node: bookworm's nodejs (18.x). gitlab-ci-local, which the
+    # pipeline tests drive, refuses to start on it. The job keeps its image, service and
+    # variables; its steps become the seed's Node install and the first Node tool run.
+    source = copy_of_this_repository(tmp_path / "repo")
+    pipeline = source / PIPELINE
+    text = pipeline.read_text()
+    start = text.index("  before_script:\n", text.index("\ntest:\n"))
+    end = text.index("  coverage:", start)
+    seed_steps = (
+        "  script:\n"
+        "    - apt-get update -qq\n"
+        "    - apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null\n"
+        "    - node --version\n"
+        "    - npm ci --no-audit --no-fund --loglevel=error\n"
+        "    - node_modules/.bin/gitlab-ci-local --list\n"
+    )
+    pipeline.write_text(text[:start] + seed_steps + text[end:])
+
+    result = rehearse_copy(source, "--job", "test")
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert job_line(result.stdout, "test").startswith("failed "), result.stdout + result.stderr
+    log = (source.parent / "work" / "logs" / "test.log").read_text()
+    assert "v18." in log
+    # npm ci worked; the Node tool itself is what fails.
+    assert "$ node_modules/.bin/gitlab-ci-local --list" in log
+
+
+def test_the_test_job_without_the_realworld_spec_fails(tmp_path):
+    # The job unchanged, on a runner that can neither download the pinned RealWorld
+    # files nor has a local copy: the job fails at the fetch, before any test runs.
+    source = copy_of_this_repository(tmp_path / "repo")
+    result = rehearse_copy(source, "--job", "test", "--no-realworld")
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert job_line(result.stdout, "test").startswith("failed "), result.stdout + result.stderr
+    log = (source.parent / "work" / "logs" / "test.log").read_text()
+    assert "realworld/openapi.yml" in log
+
+
+@pytest.mark.parametrize("status", ["passed", "failed (allowed)"])
+def test_a_job_that_may_fail_does_not_fail_the_rehearsal(status):
+    assert not rehearse.JobResult("lint", status, 1.0).blocks
+    assert rehearse.JobResult("lint", "failed", 1.0).blocks
+
+
+def docker_run(image: str, *command: str, env: dict[str, str] | None = None):
+    options = [item for name, value in (env or {}).items() for item in ("--env", f"{name}={value}")]
+    return subprocess.run(
+        ["docker", "run", "--rm", *options, image, *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_apk_stand_in_refuses_a_package_it_does_not_provide():
+    known = docker_run("docker:28.3.2-cli", "apk", "add", "--no-cache", "python3")
+    assert known.returncode == 0, known.stderr
+    unknown = docker_run("docker:28.3.2-cli", "apk", "add", "--no-cache", "curl")
+    assert unknown.returncode != 0
+    assert "unable to select packages: curl" in unknown.stderr
+
+
+def test_the_postgres_stand_in_refuses_to_start_without_a_password():
+    # As the official image does: no POSTGRES_PASSWORD, no server.
+    result = docker_run("postgres:15.13-bookworm", env={"POSTGRES_USER": "conduit"})
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr

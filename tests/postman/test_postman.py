@@ -1,0 +1,40 @@
+"""The official RealWorld Postman suite (newman) against the API as production serves
+it: uWSGI with docker/uwsgi.ini, on SQLite and on PostgreSQL, and behind nginx routed
+like the cluster's Ingress (/flask/... rewritten to /...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.k8s import nginx_conf
+from tests.postman.newman import run_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def assert_suite_passes(api_url: str, workdir: Path) -> None:
+    run = run_suite(api_url, workdir)
+    assert run.passed, run.account()
+
+
+def test_suite_passes_on_sqlite(serve_api, tmp_path):
+    """Every assertion of the suite passes against uWSGI on SQLite."""
+    url = serve_api(f"sqlite:///{tmp_path / 'conduit.sqlite'}")
+    assert_suite_passes(f"{url}/api", tmp_path)
+
+
+@pytest.mark.postgres
+def test_suite_passes_on_postgresql(serve_api, postgres_database, tmp_path):
+    """Every assertion of the suite passes against uWSGI on PostgreSQL."""
+    url = serve_api(postgres_database)
+    assert_suite_passes(f"{url}/api", tmp_path)
+
+
+def test_suite_passes_through_the_ingress_prefix(serve_api, tmp_path):
+    """Every assertion passes through nginx's /flask/ rewrite, routed like the Ingress."""
+    url = serve_api(f"sqlite:///{tmp_path / 'conduit.sqlite'}")
+    upstream = url.removeprefix("http://")
+    with nginx_conf.serve(ROOT / "k8s" / "base", upstream, tmp_path / "nginx") as proxy:
+        assert_suite_passes(f"{proxy}/flask/api", tmp_path)
