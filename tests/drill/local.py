@@ -14,18 +14,17 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import pytest
 import requests
 
-from tests.support import free_port, in_ci
+from tests.support import ROOT, free_port, in_ci, stop_process, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60
 COMMAND_TIMEOUT_SECONDS = 300
 
@@ -35,8 +34,7 @@ class DrillSetupError(Exception):
 
 
 def missing(message: str) -> None:
-    import pytest
-
+    """Skip locally, fail in CI (as tests.support.require_program does for programs)."""
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
@@ -205,19 +203,21 @@ class LocalPostgres:
     def connect(self, database: str = "postgres", **kwargs) -> psycopg.Connection:
         return psycopg.connect(self.url(database), autocommit=True, **kwargs)
 
+    def writable(self) -> bool:
+        """Recovery has ended: the server is a primary and accepts writes."""
+        try:
+            with self.connect() as conn:
+                return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+        except psycopg.OperationalError:  # still starting up
+            return False
+
     def wait_until_writable(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
-        """Until recovery has ended and the server is a primary again."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with self.connect() as conn:
-                    if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                        return
-            except psycopg.OperationalError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server on {self.port} not writable: {self.log_tail()}")
-            time.sleep(0.2)
+        wait_until(
+            self.writable,
+            f"server on {self.port} writable",
+            timeout,
+            detail=lambda: ":\n" + self.log_tail(),
+        )
 
 
 @contextmanager
@@ -243,25 +243,21 @@ def gcs_emulator(barman_bin: Path, bucket: str) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = requests.post(
+        # Creating the bucket is the readiness check (a refused connection is an OSError).
+        wait_until(
+            lambda: (
+                requests.post(
                     f"{host}/storage/v1/b",
                     params={"project": "drill"},
                     json={"name": bucket},
                     timeout=5,
-                )
-                response.raise_for_status()
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gcp-storage-emulator did not start") from None
-                time.sleep(0.2)
+                ).ok
+            ),
+            f"gcp-storage-emulator on {port} creating bucket {bucket}",
+        )
         yield host
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
 
 
 def object_sizes(emulator: str, bucket: str, prefix: str) -> list[int]:

@@ -25,21 +25,15 @@ from tests.drill.local import (
     LocalPostgres,
     scratch_directory,
 )
+from tests.support import app_env
 
 
 def app_for(server: LocalPostgres, password: str):
     from conduit import create_app
 
-    return create_app(
-        env={
-            "CONDUIT_ENV": "testing",
-            "CONDUIT_SECRET": "rotation-" + secrets.token_hex(24),
-            "DATABASE_URL": server.url("conduit", "conduit", password, "postgresql+psycopg"),
-            "DB_POOL_SIZE": "1",
-            "DB_MAX_OVERFLOW": "0",
-            "LOG_LEVEL": "CRITICAL",
-        }
-    )
+    url = server.url("conduit", "conduit", password, "postgresql+psycopg")
+    # One pooled connection, so the running app's requests reuse the same one.
+    return create_app(env=app_env(url, DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0", LOG_LEVEL="CRITICAL"))
 
 
 def test_a_rotated_password_reaches_new_pods_and_spares_running_ones(postgres_bin: Path) -> None:

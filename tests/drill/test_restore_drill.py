@@ -41,7 +41,7 @@ from tests.drill.local import (
     run,
     scratch_directory,
 )
-from tests.support import free_port
+from tests.support import app_env, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_MANIFEST = ROOT / "k8s" / "base" / "postgres-cluster.yaml"
@@ -135,14 +135,7 @@ def serve_api(database_url: str) -> Iterator[str]:
     from conduit import create_app
     from conduit.extensions import db
 
-    env = {
-        "CONDUIT_ENV": "testing",
-        "CONDUIT_SECRET": "drill-" + secrets.token_hex(24),
-        "DATABASE_URL": database_url,
-        "BCRYPT_LOG_ROUNDS": "4",
-        "LOG_LEVEL": "WARNING",
-    }
-    app = create_app(env=env)
+    app = create_app(env=app_env(database_url, LOG_LEVEL="WARNING"))
     with app.app_context():
         upgrade()
     port = free_port()
@@ -234,12 +227,12 @@ def test_point_in_time_restore_keeps_every_acknowledged_write(
             # The last write reaches the bucket when archive_timeout closes its segment.
             with primary.connect() as conn:
                 walfile = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
-            deadline = last_write + archive_timeout_seconds(archive_timeout) + 60
-            while not wal_archived(primary, walfile):
-                assert time.monotonic() < deadline, (
-                    f"WAL {walfile} not archived: {primary.log_tail()}"
-                )
-                time.sleep(0.5)
+            wait_until(
+                lambda: wal_archived(primary, walfile),
+                f"WAL {walfile} in the bucket",
+                timeout=archive_timeout_seconds(archive_timeout) + 60,
+                detail=lambda: ":\n" + primary.log_tail(),
+            )
             rpo_measured = time.monotonic() - last_write
             primary.stop()  # the disaster: from here on only the bucket is left
 

@@ -29,6 +29,7 @@ from tests.drill.local import (
     run,
     scratch_directory,
 )
+from tests.support import wait_until
 
 STANDBY_NAME = "conduit-db-2"
 PGBENCH_SECONDS = 15
@@ -168,15 +169,19 @@ def test_writes_wait_for_the_synchronous_standby(pgbench_bin: Path, capsys) -> N
     assert waiting_on == ("SyncRep",)
 
 
+def standby_is_synchronous(primary: LocalPostgres) -> bool:
+    with primary.connect() as conn:
+        row = conn.execute(
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = %s",
+            (STANDBY_NAME,),
+        ).fetchone()
+    return bool(row) and row[0] in ("sync", "quorum")
+
+
 def wait_for_sync_standby(primary: LocalPostgres, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with primary.connect() as conn:
-            row = conn.execute(
-                "SELECT sync_state FROM pg_stat_replication WHERE application_name = %s",
-                (STANDBY_NAME,),
-            ).fetchone()
-        if row and row[0] in ("sync", "quorum"):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"standby {STANDBY_NAME} never became synchronous: {primary.log_tail()}")
+    wait_until(
+        lambda: standby_is_synchronous(primary),
+        f"standby {STANDBY_NAME} synchronous",
+        timeout,
+        detail=lambda: ":\n" + primary.log_tail(),
+    )
