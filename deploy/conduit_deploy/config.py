@@ -40,11 +40,15 @@ CLUSTER = "cluster"
 DEPLOY = "deploy"
 RESTORE = "restore"
 INSTALL_TOOLS = "install-tools"
-COMMANDS = (VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, RESTORE, INSTALL_TOOLS)
+PREFLIGHT = "preflight"
+COMMANDS = (
+    VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, RESTORE, INSTALL_TOOLS, PREFLIGHT,
+)  # fmt: skip
 # render writes the manifests; cluster, deploy and restore render first.
 RENDERING = (RENDER, CLUSTER, DEPLOY, RESTORE)
-# cluster, deploy and restore talk to GCP (kops reads its state from GCS).
-CLOUD = (CLUSTER, DEPLOY, RESTORE)
+# cluster, deploy and restore talk to GCP (kops reads its state from GCS) and run
+# install-tools; preflight checks what they will need there.
+CLOUD = (CLUSTER, DEPLOY, RESTORE, PREFLIGHT)
 
 # conduit/settings.py refuses a shorter CONDUIT_SECRET in production: fail here first.
 MIN_CONDUIT_SECRET_LENGTH = 32
@@ -258,7 +262,7 @@ K8S_CLUSTER_NAME = Variable(
     "kops cluster name, starting with its environment: `dev.conduit.k8s.local`, "
     "`prod.conduit.k8s.local`",
     dns_name,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
     scope=Scope.ENVIRONMENT,
     # The seed pipeline spelled it K8S_CLUSTER_NAEM; projects that still set that keep working.
     alternatives=("K8S_CLUSTER_NAEM",),
@@ -268,14 +272,14 @@ K8S_CLUSTER_NAME_CONFIRMED = Variable(
     "optional: the exact cluster name, to use a cluster whose name does not start with "
     "its environment (`dev.`, `prod.`); never lets one environment use the other's cluster",
     dns_name,
-    read_by=RENDERING,
+    read_by=(*RENDERING, PREFLIGHT),
     scope=Scope.ENVIRONMENT,
 )
 KOPS_STATE_STORE = Variable(
     "KOPS_STATE_STORE",
     "kops state bucket, `gs://…` (one bucket can hold both clusters)",
     gcs_url,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
 )
 KOPS_FEATURE_FLAGS = Variable(
     "KOPS_FEATURE_FLAGS", "optional kops feature flags", text, read_by=CLOUD
@@ -293,7 +297,7 @@ GCP_PROJECT = Variable(
     "GCP_PROJECT",
     "the GCP project id; unset: the `project_id` of `GCP_CREDENTIAL_FILE`",
     gcp_project,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
     fallback=GCP_CREDENTIAL_FILE.name,
     derive=_project_of_key,
 )
@@ -301,15 +305,16 @@ DOCKER_REGISTRY_USER = Variable(
     "DOCKER_REGISTRY_USER",
     "registry user",
     registry_user,
-    needed_by=(PACK,),
-    read_by=(VERSION, PACK_NO_PUSH, *RENDERING),
+    # deploy and restore render and apply the image pull Secret the API pods use.
+    needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
+    read_by=(VERSION, PACK_NO_PUSH, RENDER, CLUSTER),
 )
 DOCKER_REGISTRY_PASSWORD = Variable(
     "DOCKER_REGISTRY_PASSWORD",
     'registry password or token, **base64-encoded** (`printf %s "$TOKEN" | base64 -w0`)',
     base64_password,
-    needed_by=(PACK,),
-    read_by=(PACK_NO_PUSH,),
+    needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
+    read_by=(PACK_NO_PUSH, RENDER, CLUSTER),
     secret=True,
 )
 CONDUIT_IMAGE_REPOSITORY = Variable(
@@ -317,7 +322,7 @@ CONDUIT_IMAGE_REPOSITORY = Variable(
     "image repository; unset: `docker.io/$DOCKER_REGISTRY_USER/conduit`, or the local "
     f"name `{LOCAL_REPOSITORY}` when no registry is needed (`version`, `pack --no-push`)",
     images.check_repository,
-    needed_by=(PACK, *RENDERING),
+    needed_by=(PACK, *RENDERING, PREFLIGHT),
     read_by=(VERSION, PACK_NO_PUSH),
     fallback=DOCKER_REGISTRY_USER.name,
     derive=_docker_hub_repository,

@@ -59,6 +59,8 @@ def render_values(settings: Settings, info: BuildInfo, environment: str) -> Rend
         conduit_secret=settings.require(config.CONDUIT_SECRET),
         backup_bucket=settings.require(config.BACKUP_BUCKET),
         backup_key=settings.require(config.BACKUP_GCP_CREDENTIAL_FILE).text,
+        registry_user=settings.get(config.DOCKER_REGISTRY_USER),
+        registry_password=settings.get(config.DOCKER_REGISTRY_PASSWORD),
     )
 
 

@@ -20,6 +20,8 @@ Nothing here talks to a cluster and nothing imports the app.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import tempfile
@@ -84,6 +86,13 @@ APP_SECRET = "conduit-app"  # noqa: S105 - an object name, not a secret
 DATABASE_SECRET = "postgres-credentials"  # noqa: S105 - an object name
 BACKUP_SECRET = "conduit-backup-gcs"  # noqa: S105 - an object name
 BACKUP_KEY_FILE = "credentials.json"
+# The API pods pull their image with it (imagePullSecrets): a private repository works,
+# and the nodes pull as the registry user instead of anonymously (rate-limited per IP).
+REGISTRY_SECRET = "registry-credentials"  # noqa: S105 - an object name
+# What render() generates with a content-hash suffix; the deploy prunes old ones.
+GENERATED_SECRETS = (APP_SECRET, DATABASE_SECRET, BACKUP_SECRET, REGISTRY_SECRET)
+# Docker's config names Docker Hub by its legacy index URL (what `docker login` writes).
+DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 APP_IMAGE_PLACEHOLDER = "conduit"
 # The app reaches the primary through the CloudNativePG operator's read-write Service,
 # <cluster>-rw, of the overlay's Cluster (a restore renames it: k8s/README.md). Without
@@ -125,6 +134,9 @@ class RenderValues:
     conduit_secret: str
     backup_bucket: str  # the bucket's name; the environment's backups go under /<env>
     backup_key: str  # JSON key of the service account that may write only that bucket
+    # The registry account the nodes pull the image with; None: anonymous pulls.
+    registry_user: str | None = None
+    registry_password: str | None = None
     # kustomize patches on top of the overlay, for one command (a restore renames the
     # Cluster and bootstraps it from the backups); committed overlays need none.
     overlay_patches: tuple[dict, ...] = ()
@@ -135,7 +147,7 @@ class RenderValues:
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("db_password", "conduit_secret", "backup_key"):
+        for name in ("db_password", "conduit_secret", "backup_key", "registry_password"):
             shown[name] = "***"
         return f"RenderValues({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
@@ -374,6 +386,9 @@ def build_overlay(
             "db_password": values.db_password,
             "backup_key": values.backup_key,
         }
+        pull_secret = docker_config_json(values)
+        if pull_secret is not None:
+            secret_files["dockerconfigjson"] = pull_secret
         for name, content in secret_files.items():
             write_private(work / name, content)
         kustomization = {
@@ -387,6 +402,7 @@ def build_overlay(
                 # Cluster and replaces its initdb bootstrap.
                 *database_patches(values),
                 *values.overlay_patches,
+                *_pull_secret_patches(pull_secret is not None),
                 version_patch(values.version),
             ],
             "secretGenerator": [
@@ -423,6 +439,7 @@ def build_overlay(
                         "immutable": True,
                     },
                 },
+                *_pull_secret_generator(pull_secret is not None, namespace),
             ],
         }
         (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
@@ -502,6 +519,54 @@ def database_patches(values: RenderValues) -> list[dict]:
                 ]
             ),
         },
+    ]
+
+
+def docker_config_json(values: RenderValues) -> str | None:
+    """The .dockerconfigjson of the image's registry, None without registry credentials."""
+    if not (values.registry_user and values.registry_password):
+        return None
+    registry = images.registry_of(images.parse(values.image).repository)
+    key = DOCKER_HUB_AUTH_KEY if registry in images.DOCKER_HUB_HOSTS else registry
+    pair = f"{values.registry_user}:{values.registry_password}".encode()
+    auth = {
+        "username": values.registry_user,
+        "password": values.registry_password,
+        "auth": base64.b64encode(pair).decode(),
+    }
+    return json.dumps({"auths": {key: auth}})
+
+
+def _pull_secret_generator(enabled: bool, namespace: str) -> list[dict]:
+    if not enabled:
+        return []
+    return [
+        {
+            "name": REGISTRY_SECRET,
+            "namespace": namespace,
+            "type": "kubernetes.io/dockerconfigjson",
+            "files": [".dockerconfigjson=dockerconfigjson"],
+            "options": {"labels": {**PART_OF, COMPONENT_LABEL: "api"}, "immutable": True},
+        }
+    ]
+
+
+def _pull_secret_patches(enabled: bool) -> list[dict]:
+    """imagePullSecrets on the API pods; kustomize gives the name its content hash."""
+    if not enabled:
+        return []
+    patch = [
+        {
+            "op": "add",
+            "path": "/spec/template/spec/imagePullSecrets",
+            "value": [{"name": REGISTRY_SECRET}],
+        }
+    ]
+    return [
+        {
+            "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
+            "patch": yaml.safe_dump(patch),
+        }
     ]
 
 

@@ -185,7 +185,8 @@ class Restorer:
         self.runner.run(cluster_ready_command(target, namespace, self.options.database_timeout))
 
         log(f"==> restore: moving the app to {target}-rw")
-        self.runner.run(apply_command(stages["app"]))
+        # The scale to zero above made `kubectl` the owner of the replica count.
+        self.runner.run(apply_command(stages["app"], take_over=True))
         self.runner.run(scale_command(app, namespace, replicas))
         self.runner.run(
             rollout_status_command("deployment", app, namespace, self.options.rollout_timeout)

@@ -10,7 +10,7 @@ import pytest
 from conduit_deploy.runner import Invocation, Result, Runner
 from conduit_deploy.waiting import Clock
 
-from .support import FakeClock
+from .support import RENDERED_SECRETS, FakeClock
 
 
 @dataclass
@@ -96,7 +96,14 @@ class FakeRender:
         for index, name in enumerate(STAGE_NAMES, start=1):
             path = out_dir / f"{index:02d}-{name}.yaml"
             empty = name == "database" and self.managed_database
-            path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
+            if name == "secrets":
+                path.write_text(
+                    "".join(
+                        f"---\nkind: Secret\nmetadata: {{name: {n}}}\n" for n in RENDERED_SECRETS
+                    )
+                )
+            else:
+                path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
             stages.append((name, path))
         monitoring = None
         if self.monitoring:
@@ -111,3 +118,18 @@ class FakeRender:
 @pytest.fixture
 def fake_render() -> FakeRender:
     return FakeRender()
+
+
+@dataclass
+class FakePreflight:
+    """Stands in for the preflight's cloud calls: records which environment it checked."""
+
+    calls: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __call__(self, environment: str, settings: object, *, registry: bool) -> None:
+        self.calls.append((environment, registry))
+
+
+@pytest.fixture
+def preflight() -> FakePreflight:
+    return FakePreflight()

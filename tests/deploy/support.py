@@ -23,6 +23,8 @@ BACKUP_KEY = {
     "client_email": "conduit-backup@conduit-dev-123.iam.gserviceaccount.com",
     "private_key": "not-a-real-backup-key",
 }
+# The generated Secrets the fake render writes, hash suffix included.
+RENDERED_SECRETS = ("conduit-app-aaaaaaaaaa", "registry-credentials-bbbbbbbbbb")
 
 
 def ci_environ(**overrides: str | None) -> dict[str, str]:

@@ -56,6 +56,9 @@ def test_nothing_set_names_all_deploy_variables():
         "K8S_CLUSTER_NAME (or K8S_CLUSTER_NAEM)",
         "KOPS_STATE_STORE",
         "GCP_CREDENTIAL_FILE",
+        # deploy checks the registry in its preflight and renders the image pull Secret
+        "DOCKER_REGISTRY_USER",
+        "DOCKER_REGISTRY_PASSWORD",
         "BACKUP_BUCKET",
         "BACKUP_GCP_CREDENTIAL_FILE",
         "GCP_PROJECT (or GCP_CREDENTIAL_FILE)",
@@ -165,7 +168,10 @@ def test_every_malformed_variable_is_reported_together():
     environ = ci_environ(DOCKER_REGISTRY_PASSWORD="%%%", GCP_CREDENTIAL_FILE="{oops")
     with pytest.raises(VariableErrors) as caught:
         load(environ)
-    assert [problem.split()[0] for problem in caught.value.invalid] == ["GCP_CREDENTIAL_FILE"]
+    assert [problem.split()[0] for problem in caught.value.invalid] == [
+        "GCP_CREDENTIAL_FILE",
+        "DOCKER_REGISTRY_PASSWORD",
+    ]
     with pytest.raises(VariableErrors) as caught:
         load(environ, "pack")
     assert [problem.split()[0] for problem in caught.value.invalid] == ["DOCKER_REGISTRY_PASSWORD"]
@@ -272,7 +278,7 @@ def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
     cluster = next(row for row in rows if row.startswith("| `K8S_CLUSTER_NAME`"))
     assert cluster.startswith(
         "| `K8S_CLUSTER_NAME` (or `K8S_CLUSTER_NAEM`) | dev, prod | no "
-        "| `render`, `cluster`, `deploy`, `restore` | — |"
+        "| `render`, `cluster`, `deploy`, `restore`, `preflight` | — |"
     )
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conduit_deploy.cli import Context, main
+from conduit_deploy.deploy import apply_command
 from conduit_deploy.restore import restored_name
-from conduit_deploy.runner import Result, find_program
+from conduit_deploy.runner import Result, find_program, format_command
 
 from tests.k8s.crd import crd_errors
 
@@ -89,8 +90,8 @@ def test_restore_creates_a_new_cluster_then_moves_the_app(run_restore, recorder,
             "--output=jsonpath={.spec.replicas}",
         ),
         ("kubectl", "scale", "deployment/conduit", "--namespace", "conduit", "--replicas=0"),
-        ("kubectl", "apply", "--filename", str(restore / "02-secrets.yaml")),
-        ("kubectl", "apply", "--filename", str(restore / "03-database.yaml")),
+        tuple(apply_command(restore / "02-secrets.yaml")),
+        tuple(apply_command(restore / "03-database.yaml")),
         (
             "kubectl",
             "wait",
@@ -100,7 +101,7 @@ def test_restore_creates_a_new_cluster_then_moves_the_app(run_restore, recorder,
             "conduit",
             "--timeout=1800s",
         ),
-        ("kubectl", "apply", "--filename", str(restore / "04-app.yaml")),
+        tuple(apply_command(restore / "04-app.yaml", take_over=True)),
         ("kubectl", "scale", "deployment/conduit", "--namespace", "conduit", "--replicas=1"),
         (
             "kubectl",
@@ -169,7 +170,11 @@ def test_dry_run_prints_every_step_and_touches_no_cluster(run_restore, recorder,
         "--namespace conduit --timeout=1800s"
     ) in steps
     assert steps.index("kubectl scale deployment/conduit --namespace conduit --replicas=0") < (
-        steps.index(f"kubectl apply --filename {tmp_path / 'out' / 'restore' / '04-app.yaml'}")
+        steps.index(
+            format_command(
+                apply_command(tmp_path / "out" / "restore" / "04-app.yaml", take_over=True)
+            )
+        )
     )
     assert steps[-1].startswith(f"# write {tmp_path / 'out' / 'restore' / 'overlay-patch.yaml'}")
     assert not (tmp_path / "out" / "restore" / "overlay-patch.yaml").exists()

@@ -45,6 +45,8 @@ def sample_values(environment: str = "dev", **overrides: str) -> RenderValues:
                 "private_key": "bk-" + secrets.token_urlsafe(40),
             }
         ),
+        registry_user="conduit-ci",
+        registry_password="rp-" + secrets.token_urlsafe(24),
     )
     return replace(values, **overrides)
 

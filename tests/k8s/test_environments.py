@@ -9,6 +9,8 @@ from tests.k8s.support import RenderedEnv
 
 # kustomize's content-hash suffix of generated ConfigMaps and Secrets.
 _HASH_SUFFIX = re.compile(r"-[a-z0-9]{10}$")
+# The same suffix inside a path: lists of named items are keyed by name (flatten()).
+_HASH_IN_KEY = re.compile(r"-[a-z0-9]{10}\]")
 
 # (kind, name, path pattern) of every field allowed to differ between dev and prod.
 INTENDED_DIFFERENCES = [
@@ -66,6 +68,7 @@ def normalised(env: RenderedEnv) -> dict[tuple[str, str, str], object]:
             obj = {**obj, "data": dict.fromkeys(obj["data"], "<secret>")}
         name = _HASH_SUFFIX.sub("", obj["metadata"]["name"])
         for path, value in flatten(obj).items():
+            path = _HASH_IN_KEY.sub("]", path)
             if isinstance(value, str):
                 value = _HASH_SUFFIX.sub("", value)
             leaves[(obj["kind"], name, path)] = value

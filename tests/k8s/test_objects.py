@@ -266,6 +266,7 @@ def test_secret_stage_holds_exactly_the_generated_secrets(env):
         "conduit-app": {"CONDUIT_SECRET", "DATABASE_URL"},
         "postgres-credentials": {"username", "password"},
         "conduit-backup-gcs": {"credentials.json"},
+        "registry-credentials": {".dockerconfigjson"},
     }
     assert all(s["immutable"] is True for s in secrets)
 

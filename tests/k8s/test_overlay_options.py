@@ -108,4 +108,4 @@ def test_host_and_tls_on_the_ingress(repo_copy, tmp_path):
     # The rewrite moves to the host's server; other hosts get the default backend.
     conf = nginx_conf.render_conf([ingress], "127.0.0.1:1", "127.0.0.1:2", tmp_path)
     assert "server_name conduit.example.org;" in conf
-    assert conf.count('rewrite "(?i)/flask(/|$)(.*)" /$2 break;') == 1
+    assert conf.count('rewrite "(?i)/flask/(api(?:/.*)?|healthz|readyz)$" /$1 break;') == 1

@@ -35,7 +35,8 @@ def test_stages_come_in_apply_order(env):
 def test_each_stage_holds_its_objects(env):
     kinds = {name: sorted(o["kind"] for o in load_all(path)) for name, path in env.rendered.stages}
     assert kinds["namespace"] == ["Namespace", "NetworkPolicy"]
-    assert kinds["secrets"] == ["Secret", "Secret", "Secret"]
+    # app, database role, backup key, image pull
+    assert kinds["secrets"] == ["Secret", "Secret", "Secret", "Secret"]
     assert {"Cluster", "ObjectStore", "ScheduledBackup", "NetworkPolicy"} <= set(kinds["database"])
     assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"} <= set(
         kinds["app"]
