@@ -22,7 +22,7 @@ NPM ?= npm
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock
 say = @echo "make: $(1)"
 
-.PHONY: help prerequisites install run test tiers lock bench rehearse clean
+.PHONY: help prerequisites install run test tiers restore-drill lock bench rehearse clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ test: $(VENV)/.test node_modules/.installed ## Run the test tiers (TIERS="python
 
 test-%: ## Run one tier, e.g. make test-postman
 	$(MAKE) test TIERS=$*
+
+restore-drill: ## The drill tier: PITR with Barman Cloud, sync standby, password rotation (~5 min)
+	$(MAKE) test TIERS=drill
 
 tiers: $(VENV)/.test ## List the test tiers
 	@$(BIN)/nox --noxfile noxfile.py --list

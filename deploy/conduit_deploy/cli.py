@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,8 +29,10 @@ from .release import (
     check_target,
     default_out_dir,
     render_environment,
+    render_values,
 )
 from .render import Rendered
+from .restore import RestoreOptions, Restorer, parse_target_time
 from .runner import Runner
 from .smoke import SmokeOptions, run_smoke, smoke_user
 from .versioning import ENVIRONMENTS, BuildInfo, build_info, dotenv, revision
@@ -50,6 +53,8 @@ class Context:
     smoke: Callable[[str, SmokeOptions], object] = run_smoke
     clock: Clock = field(default_factory=Clock)
     preflight: PreflightFunction = run_preflight
+    # Wall-clock time (the Clock is monotonic, for waits): restore's target and names.
+    utc_now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def runner(self, args: argparse.Namespace) -> Runner:
         return self.runner_factory(getattr(args, "dry_run", False), self.clock)
@@ -178,6 +183,23 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     )
     with cloud_session(prepared.settings, prepared.runner) as session:
         deployer.run(session)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
+    now = ctx.utc_now()
+    moment = parse_target_time(args.to, now)
+    prepared = _prepare(args, ctx, config.RESTORE)
+    restorer = Restorer(
+        render_values(prepared.settings, prepared.info, prepared.environment),
+        prepared.rendered,
+        ctx.render,
+        args.out or default_out_dir(prepared.environment),
+        prepared.runner,
+        RestoreOptions(database_timeout=args.database_timeout),
+    )
+    with cloud_session(prepared.settings, prepared.runner) as session:
+        restorer.run(session, moment, now)
     return 0
 
 
@@ -347,6 +369,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="dotenv file that receives DYNAMIC_ENVIRONMENT_URL (default: %(default)s)",
     )
     deploy.set_defaults(handler=cmd_deploy)
+
+    restore = commands.add_parser(
+        "restore",
+        parents=[environment, dry_run],
+        help="a new database Cluster from ENV's backups at --to TIME, and the app moved to it",
+    )
+    restore.add_argument(
+        "--to",
+        required=True,
+        metavar="TIME",
+        help="RFC 3339 time with offset to restore to, e.g. 2026-11-30T10:42:00Z",
+    )
+    _add_seconds(
+        restore,
+        "--database-timeout",
+        RestoreOptions.database_timeout,
+        "how long the new Cluster may take to become Ready",
+    )
+    restore.set_defaults(handler=cmd_restore)
 
     smoke = commands.add_parser(
         "smoke", help="register, create, list, get and delete an article against BASE_URL"

@@ -38,14 +38,17 @@ PACK_NO_PUSH = "pack --no-push"
 RENDER = "render"
 CLUSTER = "cluster"
 DEPLOY = "deploy"
+RESTORE = "restore"
 INSTALL_TOOLS = "install-tools"
 PREFLIGHT = "preflight"
-COMMANDS = (VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, INSTALL_TOOLS, PREFLIGHT)
-# render writes the manifests; cluster and deploy render first.
-RENDERING = (RENDER, CLUSTER, DEPLOY)
-# cluster and deploy talk to GCP (kops reads its state from GCS) and run install-tools;
-# preflight checks what they will need there.
-CLOUD = (CLUSTER, DEPLOY, PREFLIGHT)
+COMMANDS = (
+    VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, RESTORE, INSTALL_TOOLS, PREFLIGHT,
+)  # fmt: skip
+# render writes the manifests; cluster, deploy and restore render first.
+RENDERING = (RENDER, CLUSTER, DEPLOY, RESTORE)
+# cluster, deploy and restore talk to GCP (kops reads its state from GCS) and run
+# install-tools; preflight checks what they will need there.
+CLOUD = (CLUSTER, DEPLOY, RESTORE, PREFLIGHT)
 
 # conduit/settings.py refuses a shorter CONDUIT_SECRET in production: fail here first.
 MIN_CONDUIT_SECRET_LENGTH = 32
@@ -59,6 +62,9 @@ _DNS_NAME = re.compile(
 _GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Cloud Storage bucket names without dots: 3-63 lower-case letters, digits, '-' and '_',
+# starting and ending with a letter or digit.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
 
 
 class Scope(enum.Enum):
@@ -164,6 +170,14 @@ def gcp_key(value: str) -> GcpKey:
     if not isinstance(parsed, dict):
         raise ValueError("must hold a JSON object (a service-account key)")
     return GcpKey(content, str(parsed.get("project_id") or "").strip() or None)
+
+
+def bucket_name(value: str) -> str:
+    if value.startswith("gs://"):
+        raise ValueError(f"must be the bucket's name without gs://, got {value!r}")
+    if not _BUCKET.match(value) or "goog" in value:
+        raise ValueError(f"is not a Cloud Storage bucket name, got {value!r}")
+    return value
 
 
 def sha256(value: str) -> str:
@@ -291,14 +305,15 @@ DOCKER_REGISTRY_USER = Variable(
     "DOCKER_REGISTRY_USER",
     "registry user",
     registry_user,
-    needed_by=(PACK, DEPLOY, PREFLIGHT),
+    # deploy and restore render and apply the image pull Secret the API pods use.
+    needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
     read_by=(VERSION, PACK_NO_PUSH, RENDER, CLUSTER),
 )
 DOCKER_REGISTRY_PASSWORD = Variable(
     "DOCKER_REGISTRY_PASSWORD",
     'registry password or token, **base64-encoded** (`printf %s "$TOKEN" | base64 -w0`)',
     base64_password,
-    needed_by=(PACK, DEPLOY, PREFLIGHT),
+    needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
     read_by=(PACK_NO_PUSH, RENDER, CLUSTER),
     secret=True,
 )
@@ -317,6 +332,24 @@ BASE_IMAGE = Variable(
     "optional: the Dockerfile's `BASE_IMAGE` build argument",
     images.check_image,
     read_by=(PACK, PACK_NO_PUSH),
+)
+BACKUP_BUCKET = Variable(
+    "BACKUP_BUCKET",
+    "Cloud Storage bucket (name only) for the database's WAL archive and base backups; "
+    "one per environment",
+    bucket_name,
+    needed_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+)
+BACKUP_GCP_CREDENTIAL_FILE = Variable(
+    "BACKUP_GCP_CREDENTIAL_FILE",
+    "key of the service account that may only write `BACKUP_BUCKET` "
+    "(roles/storage.objectAdmin on that bucket), as a **File** variable or the JSON; "
+    "never the CI's own key",
+    gcp_key,
+    needed_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+    secret=True,
 )
 KOPS_SHA256 = Variable(
     "KOPS_SHA256",
@@ -344,6 +377,8 @@ VARIABLES: tuple[Variable[Any], ...] = (
     DOCKER_REGISTRY_PASSWORD,
     CONDUIT_IMAGE_REPOSITORY,
     BASE_IMAGE,
+    BACKUP_BUCKET,
+    BACKUP_GCP_CREDENTIAL_FILE,
     KOPS_SHA256,
     CONDUIT_DEPLOY_DISABLED,
 )

@@ -32,19 +32,36 @@ PATH_PREFIX = "/flask/"
 class DeployOptions:
     rollout_timeout: float = 300  # migrations run in the app's init container
     controller_timeout: float = 300
+    # A new Cluster: initdb (or an import), then each standby cloned from the primary.
+    database_timeout: float = 900
     address_timeout: float = 600  # a new GCE load balancer takes a few minutes
     address_interval: float = 10
     env_file: Path = Path("deploy.env")
 
 
-def apply_command(source: Path | str) -> list[str]:
+def apply_command(source: Path | str, *, take_over: bool = False) -> list[str]:
+    """take_over: fields another manager changed since (a `kubectl scale`) become ours
+    again instead of failing the apply with a conflict."""
     return [
         "kubectl",
         "apply",
         "--server-side",
         f"--field-manager={FIELD_MANAGER}",
+        *(["--force-conflicts"] if take_over else []),
         "--filename",
         str(source),
+    ]
+
+
+def cluster_ready_command(cluster: str, namespace: str, timeout: float) -> list[str]:
+    return [
+        "kubectl",
+        "wait",
+        "--for=condition=Ready",
+        f"cluster.postgresql.cnpg.io/{cluster}",
+        "--namespace",
+        namespace,
+        f"--timeout={timeout:g}s",
     ]
 
 
@@ -192,6 +209,9 @@ class Deployer:
             )
         )
 
+        if r.database_cluster:
+            self._install_database_operator()
+
         self.secrets_before = secrets_referenced(
             _items(self.runner.run(workloads_command(r.namespace), capture=True, check=False))
         )
@@ -205,13 +225,14 @@ class Deployer:
             if stage == "app":
                 self.revision_before = self._revision()
             self.runner.run(apply_command(path))
-            if stage == "database" and r.database_statefulset:
+            if stage == "database" and r.database_cluster:
+                log(
+                    f"==> deploy: waiting for cluster/{r.database_cluster} to be Ready "
+                    f"(a primary and its standbys; at most {self.options.database_timeout:g}s)"
+                )
                 self.runner.run(
-                    rollout_status_command(
-                        "statefulset",
-                        r.database_statefulset,
-                        r.namespace,
-                        self.options.rollout_timeout,
+                    cluster_ready_command(
+                        r.database_cluster, r.namespace, self.options.database_timeout
                     )
                 )
             elif stage == "app":
@@ -224,6 +245,23 @@ class Deployer:
         self._prune_secrets()
         self.runner.outcome(f"==> deploy: {self.image} is live in {self.environment} at {url}")
         return url
+
+    def _install_database_operator(self) -> None:
+        """CloudNativePG and its Barman Cloud plugin, pinned; applying again is a no-op."""
+        r = self.rendered
+        log(f"==> deploy: CloudNativePG operator from {r.database_operator_manifest_url}")
+        self.runner.run(apply_command(r.database_operator_manifest_url))
+        log(f"==> deploy: Barman Cloud plugin from {r.database_plugin_manifest_url}")
+        self.runner.run(apply_command(r.database_plugin_manifest_url))
+        for deployment in r.database_operator_deployments:
+            self.runner.run(
+                rollout_status_command(
+                    "deployment",
+                    deployment,
+                    r.database_operator_namespace,
+                    self.options.controller_timeout,
+                )
+            )
 
     def _wait_for_app(self) -> None:
         r = self.rendered

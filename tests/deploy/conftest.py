@@ -60,7 +60,7 @@ class FakeRendered:
     stages: list[tuple[str, Path]]
     monitoring_file: Path | None
     namespace: str = "conduit"
-    database_statefulset: str = "postgres"
+    database_cluster: str = "conduit-db"
     app_deployment: str = "conduit"
     ingress_name: str = "conduit"
     ingress_controller_manifest_url: str = (
@@ -68,6 +68,10 @@ class FakeRendered:
     )
     ingress_controller_namespace: str = "ingress-nginx"
     ingress_controller_deployment: str = "ingress-nginx-controller"
+    database_operator_manifest_url: str = "https://example.invalid/cnpg-1.30.0.yaml"
+    database_plugin_manifest_url: str = "https://example.invalid/barman-cloud/manifest.yaml"
+    database_operator_namespace: str = "cnpg-system"
+    database_operator_deployments: tuple[str, ...] = ("cnpg-controller-manager", "barman-cloud")
 
 
 STAGE_NAMES = ("namespace", "secrets", "database", "app", "ingress")
@@ -107,7 +111,7 @@ class FakeRender:
             monitoring.write_text("kind: ServiceMonitor\n")
         rendered = FakeRendered(kops, stages, monitoring)
         if self.managed_database:
-            rendered.database_statefulset = ""
+            rendered.database_cluster = ""
         return rendered
 
 

@@ -173,18 +173,38 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "ingress-nginx",
             "--timeout=300s",
         ),
+        apply("https://example.invalid/cnpg-1.30.0.yaml"),
+        apply("https://example.invalid/barman-cloud/manifest.yaml"),
+        (
+            "kubectl",
+            "rollout",
+            "status",
+            "deployment/cnpg-controller-manager",
+            "--namespace",
+            "cnpg-system",
+            "--timeout=300s",
+        ),
+        (
+            "kubectl",
+            "rollout",
+            "status",
+            "deployment/barman-cloud",
+            "--namespace",
+            "cnpg-system",
+            "--timeout=300s",
+        ),
         WORKLOADS,
         apply(stage(tmp_path, "namespace")),
         apply(stage(tmp_path, "secrets")),
         apply(stage(tmp_path, "database")),
         (
             "kubectl",
-            "rollout",
-            "status",
-            "statefulset/postgres",
+            "wait",
+            "--for=condition=Ready",
+            "cluster.postgresql.cnpg.io/conduit-db",
             "--namespace",
             "conduit",
-            "--timeout=300s",
+            "--timeout=900s",
         ),
         REVISION,
         apply(stage(tmp_path, "app")),
@@ -426,8 +446,9 @@ def test_an_environment_with_a_managed_database_has_no_database_stage(
     fake_render.managed_database = True
     code, _, err = run_deploy("dev")
     assert code == 0
-    assert ("kubectl", "apply", "--filename", stage(tmp_path, "database")) not in recorder.commands
-    assert not [c for c in recorder.commands if "statefulset/postgres" in c]
+    assert apply(stage(tmp_path, "database")) not in recorder.commands
+    # No database of its own: no operator to install, no Cluster to wait for.
+    assert not [c for c in recorder.commands if any("cnpg" in part for part in c)]
     assert f"database: nothing to apply ({stage(tmp_path, 'database')} has no objects)" in err
 
 

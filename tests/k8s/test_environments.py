@@ -21,12 +21,15 @@ INTENDED_DIFFERENCES = [
         "conduit",
         r"spec\.template\.spec\.(initContainers|containers)\[\w+\]\.resources\..*",
     ),
-    ("StatefulSet", "postgres", r"spec\.template\.spec\.containers\[postgres\]\.resources\..*"),
+    # PostgreSQL: instances, synchronous standby, zone spreading, PDBs, sizes.
     (
-        "StatefulSet",
-        "postgres",
-        r"spec\.volumeClaimTemplates\[0\]\.spec\.(storageClassName|resources\.requests\.storage)",
+        "Cluster",
+        "conduit-db",
+        r"spec\.(instances|enablePDB|postgresql\.synchronous\..*"
+        r"|affinity\.(topologyKey|podAntiAffinityType)|storage\..*|resources\..*)",
     ),
+    # Each environment's backups go to its own bucket (BACKUP_BUCKET) and folder.
+    ("ObjectStore", "conduit-backups", r"spec\.configuration\.destinationPath"),
     # Objects only prod has.
     ("HorizontalPodAutoscaler", "conduit", r".*"),
     ("StorageClass", "conduit-postgres-ssd", r".*"),
