@@ -13,6 +13,7 @@ from .dbpool import drop_closed_connections
 from .extensions import cors, db
 from .jsonprovider import OrjsonProvider
 from .observability import configure_logging, register_observability
+from .request_body import read_unread_bodies
 from .settings import load_settings
 
 
@@ -39,6 +40,7 @@ def create_app(
 
     register_logging(app)
     register_extensions(app)
+    read_unread_bodies(app)
     if migrations:
         register_migrations(app)
     register_observability(app)

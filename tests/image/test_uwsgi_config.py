@@ -254,6 +254,33 @@ def test_one_connection_carries_requests_of_every_kind(start):
     connection.close()
 
 
+def test_an_answer_given_before_the_body_is_read_keeps_the_connection(start):
+    # urllib3 (requests) sends the headers and the body in two writes, so the body may
+    # reach the worker after its handler has answered without reading it (a 401 here,
+    # a 503 while the database is down). Unless the app reads it, uWSGI's router drops
+    # the kept-alive connection after that answer (plugins/http/http.c,
+    # hr_instance_read: ECONNRESET from the worker's socket, or a body not yet
+    # forwarded), and the client's next request on it meets a reset.
+    server = start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    article = json.dumps({"article": {"title": "t", "description": "d", "body": "b"}}).encode()
+    sockets = set()
+    for _ in range(10):
+        connection.putrequest("POST", "/api/articles")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(len(article)))
+        connection.endheaders()
+        time.sleep(0.01)  # the body arrives on its own, after the handler has answered
+        connection.send(article)
+        response = connection.getresponse()
+        assert response.status == 401
+        assert "errors" in json.loads(response.read())
+        assert not response.will_close
+        sockets.add(id(connection.sock))
+    assert len(sockets) == 1
+    connection.close()
+
+
 def test_a_body_over_the_limit_is_refused_before_it_is_read(start, tmp_path):
     # Declares 2 GiB and sends a few bytes: the answer comes from Content-Length alone,
     # as JSON, and nothing of the body is buffered anywhere.
