@@ -23,7 +23,8 @@ SUMMARY_LINE = re.compile(r"^nox > \* (?P<tier>[\w-]+): (?P<status>\w+)(?: \((?P
 
 
 def tiers_skipped_here() -> set[str]:
-    """The tiers needing what this machine lacks: PostgreSQL, and root with Docker."""
+    """postgres (no TEST_DATABASE_URL here) and every tier not tagged no-docker: those
+    need root, the Docker engine or PostgreSQL's programs, which this machine lacks."""
     sessions = registry.get()
     return {"postgres"} | {name for name, tier in sessions.items() if NO_DOCKER[0] not in tier.tags}
 
