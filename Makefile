@@ -22,7 +22,7 @@ NPM ?= npm
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock
 say = @echo "make: $(1)"
 
-.PHONY: help prerequisites install run test tiers lock bench rehearse clean
+.PHONY: help prerequisites install run test tiers restore-drill lock bench rehearse clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,13 +33,13 @@ prerequisites: ## Install the system programs every test tier needs (Debian/Ubun
 # requirements.lock pins the whole tree (regenerate with `make lock`). The stamps record
 # what is installed: serving needs the runtime dependencies alone; tests add the rest.
 $(VENV)/.runtime: pyproject.toml requirements.lock
-	$(call say,creating $(VENV) with the runtime dependencies (first run: about 20 s))
+	$(call say,creating $(VENV) with the runtime dependencies (first run: about half a minute))
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --editable .
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime deploy/pyproject.toml
-	$(call say,adding the test tools$(,) uWSGI$(,) Node and the deploy tool to $(VENV) (first run: about a minute))
+	$(call say,adding the test tools$(,) uWSGI$(,) Node and the deploy tool to $(VENV) (first run: a few minutes))
 	$(PIP) --editable '.[server,test,bench]' --editable './deploy[ci]'
 	touch $@
 
@@ -68,15 +68,17 @@ test: $(VENV)/.test node_modules/.installed ## Run the test tiers (TIERS="python
 test-%: ## Run one tier, e.g. make test-postman
 	$(MAKE) test TIERS=$*
 
+restore-drill: ## The drill tier: PITR with Barman Cloud, sync standby, password rotation (~5 min)
+	$(MAKE) test TIERS=drill
+
 tiers: $(VENV)/.test ## List the test tiers
 	@$(BIN)/nox --noxfile noxfile.py --list
 
 bench: $(VENV)/.test ## Load benchmark on PostgreSQL under uWSGI; writes bench/results/
 	bench/run.sh
 
-rehearse: $(VENV)/.test node_modules/.installed ## Run .gitlab-ci.yml's jobs here in stand-in images (Docker, root: ci/rehearsal/README.md)
-	$(BIN)/python ci/rehearsal/rehearse.py
-	$(BIN)/python -m pytest ci/rehearsal -q
+rehearse: ## Run .gitlab-ci.yml's jobs here in stand-in images (Docker, root: ci/rehearsal/README.md)
+	$(MAKE) test TIERS=rehearsal
 
 lock: $(VENV)/.runtime ## Re-pin every dependency into requirements.lock (pip-tools)
 	$(BIN)/python -m pip install --quiet pip-tools==7.6.2

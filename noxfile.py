@@ -105,6 +105,19 @@ DOCKER = Need(
     "the Docker engine", _docker_engine, f"{PREREQUISITES}, .ci/start-dockerd.sh starts it"
 )
 DEBOOTSTRAP = program("debootstrap", PREREQUISITES)
+POSTGRES_SERVER = Need(
+    "PostgreSQL's server programs (initdb, pg_ctl, pgbench)",
+    lambda: (
+        None
+        if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        else "are not installed"
+    ),
+    PREREQUISITES,
+)
+# PostgreSQL runs Barman Cloud as its archive and restore command, as its own OS user:
+# that virtualenv needs an interpreter every user can execute (not one under /root).
+BARMAN_PYTHON = os.environ.get("BARMAN_PYTHON", "/usr/bin/python3")
+BARMAN_VENV = ROOT / "build" / "barman"
 DATABASE = variable(
     "TEST_DATABASE_URL",
     "`make prerequisites`, then `.ci/start-postgres.sh` starts a UTF8 server and prints it",
@@ -227,8 +240,51 @@ def image(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def rehearsal(session: nox.Session) -> None:
+    """.gitlab-ci.yml's own jobs, run here in local stand-in images (ci/rehearsal)."""
+    start(session)
+    require(session, ROOT_USER, DOCKER, DEBOOTSTRAP, NODE, NODE_TOOLS)
+    run(session, str(BIN / "python"), "ci/rehearsal/rehearse.py")
+    run(session, str(BIN / "python"), "-m", "pytest", "ci/rehearsal", *pytest_args(session))
+
+
+@nox.session(python=False)
 def freshmachine(session: nox.Session) -> None:
     """The README's `make run` and `make test` in a new bookworm container."""
     start(session)
     require(session, ROOT_USER, DOCKER, DEBOOTSTRAP, NODE, NODE_TOOLS)
     run(session, str(BIN / "python"), "-m", "pytest", "tests/freshmachine", *pytest_args(session))
+
+
+def barman_virtualenv(session: nox.Session) -> Path:
+    """Barman Cloud and the GCS emulator, pinned by requirements.lock, in build/barman."""
+    stamp = BARMAN_VENV / ".installed"
+    lock = ROOT / "requirements.lock"
+    if not stamp.is_file() or stamp.stat().st_mtime < lock.stat().st_mtime:
+        run(session, BARMAN_PYTHON, "-m", "venv", "--clear", str(BARMAN_VENV))
+        pip = [str(BARMAN_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        run(session, *pip, "-c", str(lock), "barman[cloud,google]", "gcp-storage-emulator")
+        stamp.touch()
+    return BARMAN_VENV
+
+
+@nox.session(python=False)
+def drill(session: nox.Session) -> None:
+    """Point-in-time restore from Barman Cloud backups while the API takes writes, a
+    synchronous standby, a password rotation: PostgreSQL servers of its own (~5 min)."""
+    start(session)
+    require(
+        session,
+        POSTGRES_SERVER,
+        program(Path(BARMAN_PYTHON).name, PREREQUISITES, where=Path(BARMAN_PYTHON).parent),
+    )
+    venv = barman_virtualenv(session)
+    run(
+        session,
+        str(BIN / "python"),
+        "-m",
+        "pytest",
+        "tests/drill",
+        *pytest_args(session),
+        env={"BARMAN_VENV": str(venv)},
+    )

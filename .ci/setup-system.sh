@@ -11,6 +11,7 @@ packages=(
   prometheus                    # promtool: alert rules check and unit tests
   wrk                           # load benchmark
   rsync                         # gitlab-ci-local copies the checkout (make rehearse)
+  python3-venv python3-dev libpq-dev gcc  # restore drill: Barman Cloud's venv (psycopg2 builds)
   curl ca-certificates procps psmisc
 )
 

@@ -45,6 +45,25 @@ def tree_seconds(root: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def processes_ticks(pids: list[int]) -> dict[int, int]:
+    """CPU ticks used so far by each of `pids` that is still running."""
+    ticks = {}
+    for pid in pids:
+        try:
+            _, own, reaped = parse_stat((PROC / str(pid) / "stat").read_text())
+        except (OSError, ValueError, IndexError):
+            continue
+        ticks[pid] = own + reaped
+    return ticks
+
+
+def seconds_between(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds the processes used between two processes_ticks(); a process that
+    started in between counts whole, one that ended in between is lost."""
+    ticks = sum(used - before.get(pid, 0) for pid, used in after.items())
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     return sorted(child for child, (ppid, _, _) in _stats().items() if ppid == pid)
 

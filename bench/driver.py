@@ -1,9 +1,10 @@
 """The load benchmark of the served API (`make bench`, via bench/run.sh).
 
-One run: a fresh PostgreSQL database, migrated and seeded with `flask seed`; the app
+One run: a fresh PostgreSQL database, migrated and seeded (bench/seed.py); the app
 under uWSGI with docker/uwsgi.ini and the production settings of the Deployment
-(k8s/base/kustomization.yaml); then, per scenario, a short warm-up and a bounded wrk
-load against 127.0.0.1, with /healthz first as the ceiling of the stack. SQL statements
+(k8s/base/kustomization.yaml); beside it the smallest Flask app (bench/minimal_app.py)
+on the same uWSGI configuration, the ceiling the goals are judged against; then, per
+scenario, a short warm-up and a bounded wrk load against 127.0.0.1. SQL statements
 per request come from the app itself (X-SQL-Statements, switched on for this server
 only). Results go to bench/results/ (results.md, results.json); wrk's full reports, the
 server log and optional py-spy profiles to build/bench/.
@@ -12,6 +13,7 @@ server log and optional py-spy profiles to build/bench/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -31,6 +33,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from bench import BenchError, cpu, pyspy, report, wrk
 from bench.report import Goal, ScenarioResult
@@ -53,7 +56,15 @@ DATASET = {
 }
 SEED_PASSWORD = "benchmark-password"  # noqa: S105 - of the seeded users, on a throwaway database
 
-LIST_GOAL = Goal(min_share=0.20, max_p99_ms=50, constant_statements=True)
+# Shares are of the minimal Flask app's requests/s; CPU is uWSGI's and PostgreSQL's.
+LIST_GOAL = Goal(min_share=0.20, max_p99_ms=50, constant_statements=True, max_cpu_ms=1.2)
+READ_GOAL = Goal(min_share=0.30)
+# 200 clients, each request on a new connection: bursts must wait in the listen backlog,
+# not be dropped (and resent after 1, 3, 7 s of SYN retransmission).
+BURST_CONNECTIONS = 200
+BURST_GOAL = Goal(max_p99_ms=1000)
+RSS_GOAL_MIB = 60
+MINIMAL_APP = "bench.minimal_app:app"
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,9 @@ class Scenario:
     auth: bool = False
     warm_up: bool = True
     page_probe: bool = False  # also probe with limit=1: statements must not grow
+    server: str = "api"  # or "minimal": the minimal Flask app's server
+    connections: int | None = None  # instead of the run's --connections
+    new_connections: bool = False  # `Connection: close` on every request
 
 
 @dataclass(frozen=True)
@@ -82,12 +96,13 @@ class Fixtures:
 
 def scenarios(f: Fixtures) -> list[Scenario]:
     return [
-        Scenario("healthz", "Ceiling: /healthz", "/healthz"),
+        Scenario("minimal", "Ceiling: minimal Flask app", "/healthz", server="minimal"),
+        Scenario("healthz", "API's /healthz (middleware, no database)", "/healthz"),
         Scenario(
             "articles",
             "Article list, anonymous",
             "/api/articles?limit=20",
-            Goal(min_share=0.20, max_p99_ms=50, max_statements=4, constant_statements=True),
+            dataclasses.replace(LIST_GOAL, max_statements=4),
             page_probe=True,
         ),
         Scenario(
@@ -113,14 +128,22 @@ def scenarios(f: Fixtures) -> list[Scenario]:
             auth=True,
             page_probe=True,
         ),
-        Scenario("article", "Single article", f"/api/articles/{f.slug}", Goal(min_share=0.40)),
+        Scenario("article", "Single article", f"/api/articles/{f.slug}", READ_GOAL),
         Scenario(
             "comments",
             f"Comments of an article ({f.comments})",
             f"/api/articles/{f.slug}/comments",
-            Goal(min_share=0.40),
+            READ_GOAL,
         ),
-        Scenario("tags", "Tags", "/api/tags", Goal(min_share=0.60)),
+        Scenario("tags", "Tags", "/api/tags", Goal()),
+        Scenario(
+            "burst",
+            f"Burst: {BURST_CONNECTIONS} clients, a new connection per request",
+            "/api/articles?limit=20",
+            BURST_GOAL,
+            connections=BURST_CONNECTIONS,
+            new_connections=True,
+        ),
         Scenario(
             "login",
             "Login (bcrypt)",
@@ -197,9 +220,10 @@ def fresh_database(url: str) -> None:
         admin.dispose()
 
 
-def flask(args: list[str], env: dict[str, str], log: Path) -> str:
+def run_python(args: list[str], env: dict[str, str], log: Path) -> str:
+    """This virtualenv's Python (or a console script of it) with `args`, from the repo."""
     completed = subprocess.run(  # noqa: S603 - our own command line
-        [str(BIN / "flask"), *args],
+        [sys.executable, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -209,7 +233,7 @@ def flask(args: list[str], env: dict[str, str], log: Path) -> str:
     )
     log.write_text(completed.stdout + completed.stderr)
     if completed.returncode != 0:
-        raise BenchError(f"flask {' '.join(args)} failed: {completed.stderr.strip()[-400:]}")
+        raise BenchError(f"{' '.join(args)} failed: {completed.stderr.strip()[-400:]}")
     return completed.stdout
 
 
@@ -241,14 +265,35 @@ def choose_fixtures(url: str) -> tuple[Fixtures, str, int | None]:
                 )
             ).one()
             version = db.execute(text("SHOW server_version")).scalar_one()
-            backend = db.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            # While this backend runs: its parent is the server's main process.
+            postmaster = _postmaster(db.execute(text("SELECT pg_backend_pid()")).scalar_one())
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
             # Fresh statistics, as autovacuum would have them on a live database.
             tables = ", ".join(table.name for table in conduit_db.metadata.sorted_tables)
             db.execute(text(f"VACUUM ANALYZE {tables}"))
     finally:
         engine.dispose()
-    return Fixtures(email, feed_size, tag, slug, comments), version.split()[0], _postmaster(backend)
+    return Fixtures(email, feed_size, tag, slug, comments), version.split()[0], postmaster
+
+
+def database_backends(url: str):
+    """A function listing the PostgreSQL backends connected to the benchmark's database:
+    their CPU is the database's share of a request. The server may be shared with other
+    work, so the whole server's CPU time would not be."""
+    engine = create_engine(url, poolclass=NullPool)
+
+    def backends() -> list[int]:
+        with engine.connect() as db:
+            return list(
+                db.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalars()
+            )
+
+    return backends
 
 
 def _postmaster(backend_pid: int) -> int | None:
@@ -269,8 +314,11 @@ def _postmaster(backend_pid: int) -> int | None:
 class Server:
     """uWSGI with docker/uwsgi.ini, as the image runs it, on 127.0.0.1:port."""
 
-    def __init__(self, ini: Path, env: dict[str, str], port: int, log: Path):
+    def __init__(
+        self, ini: Path, env: dict[str, str], port: int, log: Path, ready_path: str = "/readyz"
+    ):
         self.ini, self.env, self.port, self.log = ini, env, port, log
+        self.ready_path = ready_path
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -287,7 +335,7 @@ class Server:
             if self.process.poll() is not None:
                 raise BenchError(f"uWSGI exited {self.process.returncode}:\n{self.log_tail()}")
             try:
-                if self.request("GET", "/readyz")[0] == 200:
+                if self.request("GET", self.ready_path)[0] == 200:
                     return
             except OSError:
                 pass
@@ -305,7 +353,7 @@ class Server:
             self.process.wait()
 
     def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def request(
         self, method: str, path: str, headers: dict | None = None, body: dict | None = None
@@ -339,8 +387,15 @@ class Server:
             connection.close()
 
     def workers(self) -> list[int]:
+        """The worker processes: the master's children but its HTTP router."""
         assert self.process is not None
-        return cpu.children(self.process.pid)
+        routers = set(
+            map(int, re.findall(r"spawned uWSGI http \d+ \(pid: (\d+)\)", self.log_text()))
+        )
+        return [pid for pid in cpu.children(self.process.pid) if pid not in routers]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
 
     def worker_rss_mib(self) -> list[float]:
         sizes = []
@@ -392,6 +447,18 @@ def _probe_body(name: str, context: dict) -> dict | None:
     return None
 
 
+def minimal_app_ini(ini: Path, logs: Path) -> Path:
+    """`ini` serving the minimal Flask app instead of the API, every other line kept."""
+    text = ini.read_text()
+    lines = [line for line in text.splitlines() if line.startswith("module = ")]
+    if len(lines) != 1:
+        raise BenchError(f"{ini}: expected one `module = ` line to swap for the minimal app")
+    swapped = text.replace(lines[0], f"module = {MINIMAL_APP}\npythonpath = {REPO}")
+    path = logs / "minimal-app-uwsgi.ini"
+    path.write_text(swapped)
+    return path
+
+
 def run_scenario(
     server: Server,
     scenario: Scenario,
@@ -403,6 +470,10 @@ def run_scenario(
 ) -> ScenarioResult:
     url = f"http://127.0.0.1:{server.port}{scenario.path}"
     headers = {"Authorization": f"Token {context['token']}"} if scenario.auth else {}
+    if scenario.new_connections:
+        headers["Connection"] = "close"
+    if scenario.connections:
+        load = dataclasses.replace(load, connections=scenario.connections)
     env = {
         "BENCH_EMAIL": context["email"],
         "BENCH_PASSWORD": SEED_PASSWORD,
@@ -414,12 +485,14 @@ def run_scenario(
     # After the warm-up, so caches are in the state the load meets (e.g. /api/tags).
     found = probe(server, scenario, headers, _probe_body(scenario.name, context))
     running = profiler.start(scenario.name, load.duration_s) if profiler else None
+    backends = context["backends"]
     app_cpu = cpu.tree_seconds(server.process.pid)
-    db_cpu = cpu.tree_seconds(context["postmaster"]) if context["postmaster"] else None
+    db_before = cpu.processes_ticks(backends()) if context["postmaster"] else None
     result, output = wrk.run(binary, url, scenario.script, load, headers, env)
     app_cpu = cpu.tree_seconds(server.process.pid) - app_cpu
-    if db_cpu is not None:
-        db_cpu = cpu.tree_seconds(context["postmaster"]) - db_cpu
+    db_cpu = None
+    if db_before is not None:
+        db_cpu = cpu.seconds_between(db_before, cpu.processes_ticks(backends()))
     if running:
         profiler.finish(running)
     per_request = 1000 / max(result.requests, 1)
@@ -438,6 +511,7 @@ def run_scenario(
         app_cpu_ms=app_cpu * per_request,
         db_cpu_ms=None if db_cpu is None else db_cpu * per_request,
         client_cpu_ms=result.cpu_s * per_request,
+        new_connections=scenario.new_connections,
         **found,
     )
 
@@ -580,12 +654,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     print(f"bench: recreating {make_url(database_url).database}, migrating, seeding", flush=True)
     fresh_database(database_url)
-    flask(["db", "upgrade"], env, args.logs / "migrate.log")
+    run_python(["-m", "flask", "db", "upgrade"], env, args.logs / "migrate.log")
     seed_args = [item for key, value in DATASET.items() for item in (f"--{key}", str(value))]
     print(
         "bench: "
-        + flask(
-            ["seed", *seed_args, "--password", SEED_PASSWORD], env, args.logs / "seed.log"
+        + run_python(
+            ["-m", "bench.seed", *seed_args, "--password", SEED_PASSWORD],
+            env,
+            args.logs / "seed.log",
         ).splitlines()[0],
         flush=True,
     )
@@ -596,12 +672,21 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(args.only) - {s.name for s in chosen}
         if unknown:
             raise BenchError(f"unknown scenarios: {', '.join(sorted(unknown))}")
-        chosen = [s for s in chosen if s.name == "healthz" or s.name in args.only]
+        chosen = [s for s in chosen if s.name == "minimal" or s.name in args.only]
     profiler = pyspy.Profiler(BIN, args.logs, args.profile_format) if args.profile else None
 
     server = Server(args.uwsgi_ini, env, args.port, args.logs / "uwsgi.log")
+    minimal = Server(
+        minimal_app_ini(args.uwsgi_ini, args.logs),
+        {**env, "PROMETHEUS_MULTIPROC_DIR": env["PROMETHEUS_MULTIPROC_DIR"] + "-minimal"},
+        free_port(),
+        args.logs / "minimal-app-uwsgi.log",
+        ready_path="/healthz",
+    )
+    minimal.env["PORT"] = str(minimal.port)
     results: list[ScenarioResult] = []
     try:
+        minimal.start()
         server.start()
         if profiler:
             profiler.attach(server.process.pid, set(args.profile))
@@ -619,16 +704,29 @@ def main(argv: list[str] | None = None) -> int:
             "nonce": secrets.token_hex(4),
             "wrk": binary,
             "postmaster": postmaster,
+            "backends": database_backends(database_url),
         }
+        servers = {"api": server, "minimal": minimal}
         for scenario in chosen:
             print(f"bench: {scenario.name}: {scenario.method} {scenario.path}", flush=True)
             results.append(
-                run_scenario(server, scenario, load, args.warm_up, context, args.logs, profiler)
+                run_scenario(
+                    servers[scenario.server],
+                    scenario,
+                    load,
+                    args.warm_up,
+                    context,
+                    args.logs,
+                    profiler,
+                )
             )
         rss = server.worker_rss_mib()
+        minimal_rss = minimal.worker_rss_mib()
         processes = len(server.workers())
+        served = sum(r.requests for r in results if r.name != "minimal")
     finally:
         server.stop()
+        minimal.stop()
 
     ceiling = results[0]
     for result in results:
@@ -667,11 +765,14 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": args.warm_up,
         },
         "dataset": (
-            f"`flask seed` {' '.join(seed_args)}; feed of {fixtures.email} "
+            f"`python -m bench.seed` {' '.join(seed_args)}; feed of {fixtures.email} "
             f"({fixtures.feed_size} articles), article {fixtures.slug} "
             f"({fixtures.comments} comments, 99th percentile)"
         ),
         "worker_rss_mib": [round(mib, 1) for mib in rss],
+        "minimal_app_worker_rss_mib": [round(mib, 1) for mib in minimal_rss],
+        "rss_goal_mib": RSS_GOAL_MIB,
+        "requests_served": served,
     }
     report.write(args.results, run, results)
     print()

@@ -14,8 +14,9 @@ from pathlib import Path
 class Goal:
     """What a scenario must reach; None means no bound of that kind."""
 
-    min_share: float | None = None  # of the /healthz ceiling, 0..1
+    min_share: float | None = None  # of the ceiling (the minimal Flask app), 0..1
     max_p99_ms: float | None = None
+    max_cpu_ms: float | None = None  # CPU per request, uWSGI + PostgreSQL
     max_statements: int | None = None
     constant_statements: bool = False  # the same for a page of 1 and of 20
     no_errors: bool = True
@@ -26,6 +27,8 @@ class Goal:
             parts.append(f"≥{self.min_share:.0%} of ceiling")
         if self.max_p99_ms is not None:
             parts.append(f"p99 <{self.max_p99_ms:g} ms")
+        if self.max_cpu_ms is not None:
+            parts.append(f"≤{self.max_cpu_ms:g} ms CPU app + db")
         if self.max_statements is not None:
             parts.append(f"≤{self.max_statements} SQL")
         if self.constant_statements:
@@ -53,6 +56,7 @@ class ScenarioResult:
     share_of_ceiling: float | None = None
     goal: Goal | None = None
     misses: list[str] = field(default_factory=list)
+    new_connections: bool = False  # every request asked for `Connection: close`
 
     failed: int = 0  # non-2xx and socket errors that are failures (see judge())
 
@@ -62,15 +66,16 @@ class ScenarioResult:
 
 
 def failures(result: ScenarioResult, keep_alive: bool) -> int:
-    """Failed requests. Without keep-alive the server closes every connection after its
-    response, which wrk counts as a read error: those are not failures."""
+    """Failed requests. When a connection is closed after each response (no keep-alive,
+    or the client asked for it), wrk counts the close as a read error: not a failure."""
     errors = result.socket_errors
+    reads_fail = keep_alive and not result.new_connections
     return (
         result.non_2xx
         + errors["connect"]
         + errors["write"]
         + errors["timeout"]
-        + (errors["read"] if keep_alive else 0)
+        + (errors["read"] if reads_fail else 0)
     )
 
 
@@ -105,6 +110,10 @@ def judge(
         misses.append(f"{share:.0%} of ceiling < {goal.min_share:.0%}")
     if goal.max_p99_ms is not None and result.latency_ms["p99"] >= goal.max_p99_ms:
         misses.append(f"p99 {result.latency_ms['p99']:.1f} ms ≥ {goal.max_p99_ms:g} ms")
+    if goal.max_cpu_ms is not None:
+        server_cpu = (result.app_cpu_ms or 0.0) + (result.db_cpu_ms or 0.0)
+        if result.app_cpu_ms is None or round(server_cpu, 2) > goal.max_cpu_ms:
+            misses.append(f"{server_cpu:.2f} ms CPU app + db > {goal.max_cpu_ms:g} ms")
     if goal.max_statements is not None and (
         result.sql_statements is None or result.sql_statements > goal.max_statements
     ):
@@ -175,7 +184,14 @@ def table(results: list[ScenarioResult]) -> str:
 def markdown(run: dict, results: list[ScenarioResult]) -> str:
     machine, server, load = run["machine"], run["server"], run["load"]
     rss = ", ".join(f"{mib:.0f}" for mib in run["worker_rss_mib"]) or "-"
+    minimal_rss = ", ".join(f"{mib:.0f}" for mib in run.get("minimal_app_worker_rss_mib", []))
+    rss_goal = run.get("rss_goal_mib")
+    rss_met = bool(run["worker_rss_mib"]) and max(run["worker_rss_mib"]) <= (rss_goal or 0)
     missed = [r.title for r in results if r.met is False]
+    if rss_goal is not None and not rss_met:
+        missed.append(f"worker RSS ≤{rss_goal} MiB")
+    kept_alive = [r for r in results if not r.new_connections]
+    resets = sum(r.socket_errors["read"] + r.socket_errors["write"] for r in kept_alive)
     lines = [
         "# Load benchmark results",
         "",
@@ -196,7 +212,15 @@ def markdown(run: dict, results: list[ScenarioResult]) -> str:
         f"{load['duration_s']} s per scenario after a {load['warmup_s']} s warm-up, "
         "all on this machine (client, server and database share the CPUs).",
         f"- Data: {run['dataset']}.",
-        f"- Worker RSS at the end: {rss} MiB.",
+        f"- Worker RSS at the end, after {run.get('requests_served', 0):,} requests: {rss} MiB"
+        + (f" (goal ≤{rss_goal} MiB: {'met' if rss_met else '**not met**'})" if rss_goal else "")
+        + (f"; the minimal app's: {minimal_rss} MiB." if minimal_rss else "."),
+        (
+            f"- Keep-alive: {sum(r.requests for r in kept_alive):,} requests on kept-alive "
+            f"connections, {resets} read or write errors (resets)."
+            if server["keep_alive"]
+            else "- Keep-alive: off."
+        ),
         "",
         table(results),
         "",
@@ -209,9 +233,10 @@ def markdown(run: dict, results: list[ScenarioResult]) -> str:
             "and a read error on such a closed connection is not a failure."
         ),
         "",
-        "% of ceiling: requests/s against /healthz's in the same run, as the goals are "
-        "judged. By CPU: /healthz's CPU time per request (app, PostgreSQL and wrk) against "
-        "the scenario's, which is what the share would be on a machine running nothing "
+        "% of ceiling: requests/s against the minimal Flask app's (bench/minimal_app.py, "
+        "same uWSGI configuration) in the same run, as the goals are judged. By CPU: the "
+        "minimal app's CPU time per request (server and wrk) against the scenario's (app, "
+        "PostgreSQL and wrk), which is what the share would be on a machine running nothing "
         "else; when the two differ much, other work was competing for the CPUs.",
         "",
         "Goals: " + ("all met." if not missed else "not met for " + ", ".join(missed) + "."),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,22 +9,38 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from .extensions import cors, db, migrate
+from .dbpool import drop_closed_connections
+from .extensions import cors, db
 from .jsonprovider import OrjsonProvider
 from .observability import configure_logging, register_observability
 from .settings import load_settings
 
 
-def create_app(settings: Mapping | None = None, env: Mapping[str, str] | None = None) -> Flask:
-    """Build the app from the environment (or `env`), then apply `settings` overrides."""
+def create_app(
+    settings: Mapping | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    migrations: bool = True,
+) -> Flask:
+    """Build the app from the environment (or `env`), then apply `settings` overrides.
+
+    `migrations=False` leaves out Flask-Migrate (`flask db`), so that Alembic is never
+    imported: the WSGI entry point serves without it.
+    """
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.json = OrjsonProvider(app)
+    # Werkzeug answers "/api/articles/" and "/api//articles" with an HTML redirect; an
+    # API answers JSON: a trailing slash is the same resource, a doubled one is a 404.
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
     app.config.from_mapping(load_settings(Path(app.instance_path), env))
     if settings:
         app.config.from_mapping(settings)
 
     register_logging(app)
     register_extensions(app)
+    if migrations:
+        register_migrations(app)
     register_observability(app)
     if app.config["SQL_STATEMENTS_HEADER"]:
         from . import sqlcount
@@ -33,18 +48,20 @@ def create_app(settings: Mapping | None = None, env: Mapping[str, str] | None = 
         sqlcount.init_app(app)
     register_blueprints(app)
     register_error_handlers(app)
-    register_commands(app)
     return app
 
 
 def register_logging(app: Flask) -> None:
-    """JSON lines on stdout for every logger (see conduit/observability/logs.py)."""
-    configure_logging(app.config.get("LOG_LEVEL", "INFO"))
+    """Every logger to stdout, as JSON or text lines (see conduit/observability/logs.py)."""
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
-    migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"])
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name == "postgresql":
+        drop_closed_connections(engine)
     cors.init_app(
         app,
         resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
@@ -52,6 +69,12 @@ def register_extensions(app: Flask) -> None:
         expose_headers=["X-Request-ID"],
         max_age=600,
     )
+
+
+def register_migrations(app: Flask) -> None:
+    from flask_migrate import Migrate
+
+    Migrate(app, db, directory=app.config["MIGRATIONS_DIR"])
 
 
 def register_blueprints(app: Flask) -> None:
@@ -68,17 +91,11 @@ def register_error_handlers(app: Flask) -> None:
     register(app)
 
 
-def register_commands(app: Flask) -> None:
-    """Commands that need the app; `flask test` and `flask lint` are entry points."""
-    from .seed import seed_command
-
-    app.cli.add_command(seed_command)
-
-
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     """SQLite enforces foreign keys (and so ON DELETE CASCADE) only when asked, per connection."""
-    if isinstance(dbapi_connection, sqlite3.Connection):
+    # By module name: importing sqlite3 would cost every PostgreSQL worker its memory.
+    if type(dbapi_connection).__module__ == "sqlite3":
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")

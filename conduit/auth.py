@@ -14,9 +14,10 @@ import bcrypt
 import jwt
 from flask import current_app, g, request
 
-from .errors import unauthorized
+from .errors import APIError, unauthorized
 from .extensions import db
-from .models import User
+from .models import MAX_ROW_ID, User
+from .validation import parse_integer
 
 ALGORITHM = "HS256"
 SCHEMES = ("token", "bearer")  # the spec says Token; Bearer is what other clients send
@@ -74,10 +75,11 @@ def _decode(token: str) -> int:
         raise unauthorized("token has expired") from None
     except jwt.InvalidTokenError:
         raise unauthorized("token is invalid") from None
-    try:
-        user_id = int(claims["sub"])
-    except (TypeError, ValueError):
-        raise unauthorized("token is invalid") from None
+    # Signed by us, but checked like any input: the subject names a row that can exist.
+    subject = claims["sub"]
+    user_id = parse_integer(subject) if isinstance(subject, str) else None
+    if user_id is None or not 1 <= user_id <= MAX_ROW_ID:
+        raise unauthorized("token is invalid")
     return user_id
 
 
@@ -88,6 +90,11 @@ def viewer_id() -> int | None:
         g.viewer_id = None if token is None else _decode(token)
         g.token = token
     return g.viewer_id
+
+
+def user_gone() -> APIError:
+    """A valid token whose user was deleted since: the same 401 on every endpoint."""
+    return unauthorized("user no longer exists")
 
 
 def required_viewer_id() -> int:
@@ -102,6 +109,6 @@ def current_user() -> User:
     if "current_user" not in g:
         user = db.session.get(User, required_viewer_id())
         if user is None:
-            raise unauthorized("user no longer exists")
+            raise user_gone()
         g.current_user = user
     return g.current_user

@@ -16,6 +16,10 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
+# PostgreSQL's codes for a statement cancelled by statement_timeout (query_canceled) or
+# by lock_timeout (lock_not_available): see settings._postgresql_limits.
+_CANCELLED_BY_LIMIT = frozenset({"57014", "55P03"})
+
 
 class APIError(Exception):
     """An error the client can act on, rendered as the RealWorld error body."""
@@ -27,8 +31,13 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+def invalid(errors: dict[str, list[str]]) -> APIError:
+    """422, the spec's answer to invalid input, with one or more messages per field."""
+    return APIError(422, errors)
+
+
 def unprocessable(field: str, message: str) -> APIError:
-    return APIError(422, {field: [message]})
+    return invalid({field: [message]})
 
 
 def not_found(what: str) -> APIError:
@@ -39,9 +48,9 @@ def forbidden(what: str, message: str) -> APIError:
     return APIError(403, {what: [message]})
 
 
-def unauthorized(message: str) -> APIError:
+def unauthorized(message: str, field: str = "token") -> APIError:
     # RFC 9110: a 401 names the scheme the client should use.
-    return APIError(401, {"token": [message]}, {"WWW-Authenticate": "Token"})
+    return APIError(401, {field: [message]}, {"WWW-Authenticate": "Token"})
 
 
 def flatten_messages(messages, prefix: str = "") -> dict[str, list[str]]:
@@ -98,6 +107,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     def database_error(error: DBAPIError):
+        if getattr(error.orig, "sqlstate", None) in _CANCELLED_BY_LIMIT:
+            log.warning("database statement cancelled: %s", error.orig)
+            return _render(
+                503, {"database": ["the request took too long, please retry"]}, {"Retry-After": "1"}
+            )
         if error.connection_invalidated or isinstance(error, OperationalError):
             log.error("database unavailable: %s", error.orig)
             return _render(

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app
 from sqlalchemy import text
 
+from . import migration_heads
 from .extensions import db
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("health", __name__)
 
 
-def migration_heads(directory: str) -> set[str]:
-    config = Config()
-    config.set_main_option("script_location", str(Path(directory).resolve()))
-    return set(ScriptDirectory.from_config(config).get_heads())
-
-
 def _expected_heads() -> set[str]:
     """Heads of the migrations shipped with this build, read once per process."""
     heads = current_app.extensions.get("conduit_migration_heads")
     if heads is None:
-        heads = migration_heads(current_app.config["MIGRATIONS_DIR"])
+        heads = migration_heads.expected(current_app.config["MIGRATIONS_DIR"])
         current_app.extensions["conduit_migration_heads"] = heads
     return heads
 

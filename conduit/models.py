@@ -20,6 +20,9 @@ def utcnow() -> datetime:
 
 
 Timestamp = DateTime(timezone=True)
+# Every id column is an Integer: 32-bit signed on PostgreSQL. A number above this (from
+# a path or a token) names no row, and sent as a parameter it would fail the statement.
+MAX_ROW_ID = 2**31 - 1
 
 
 class User(db.Model):

@@ -6,6 +6,10 @@ tags (aggregated in the database) and the number of all matches (an uncorrelated
 subquery the database computes once). Only a page past the end, which has no row to
 carry the total, costs a second statement. Rows become plain dicts for the JSON
 encoder; no ORM objects are built on this path.
+
+The token names its user by id and reads never load that user's row; instead every
+statement run for a signed-in viewer carries a `viewer_exists` column, so a token whose
+user was deleted gets 401 at no extra statement (only an empty result costs one more).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import orjson
 from flask import has_request_context, request
 from sqlalchemy import Connection, Integer, Select, String, bindparam, exists, false, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.orm import aliased
 from sqlalchemy.types import NullType
 
+from .auth import user_gone
 from .extensions import db
 from .models import Article, ArticleTag, Comment, Favorite, Follow, Tag, User
 
@@ -62,6 +68,34 @@ def _following(has_viewer: bool, author_id_column):
     if not has_viewer:
         return false()
     return exists().where(Follow.follower_id == _viewer(), Follow.followed_id == author_id_column)
+
+
+# The viewer's own row under another name, so it never correlates with an author's.
+_viewer_user = aliased(User, name="viewer")
+
+
+def _viewer_columns(has_viewer: bool) -> list:
+    """[viewer_exists] for a signed-in viewer, to be checked by _check_viewer()."""
+    if not has_viewer:
+        return []
+    return [exists().where(_viewer_user.id == _viewer()).label("viewer_exists")]
+
+
+@functools.cache
+def _viewer_statement() -> Select:
+    return select(_viewer_user.id).where(_viewer_user.id == _viewer())
+
+
+def _check_viewer(rows: list, viewer_id: int | None) -> None:
+    """401 when the token's user no longer exists; `rows` came with a viewer_exists column."""
+    if viewer_id is None:
+        return
+    if rows:
+        known = rows[0].viewer_exists
+    else:
+        known = _read(_viewer_statement(), {"viewer_id": viewer_id}).first() is not None
+    if not known:
+        raise user_gone()
 
 
 @dataclass(frozen=True)
@@ -177,6 +211,7 @@ def _article_select(postgresql: bool, has_viewer: bool, include_body: bool) -> S
     ]
     if include_body:
         columns.append(Article.body)
+    columns += _viewer_columns(has_viewer)
     return select(*columns).join(User, User.id == Article.author_id)
 
 
@@ -287,7 +322,7 @@ def _article_dict(row, include_body: bool) -> dict:
         "author": profile_dict(username, bio, image, following),
     }
     if include_body:
-        article["body"] = row.body
+        article["body"] = row[13]
     return article
 
 
@@ -299,6 +334,7 @@ def list_articles(
     params = filters.params()
     values = {**params, **_viewer_params(viewer_id), "limit": limit, "offset": offset}
     rows = _read(page, values).all()
+    _check_viewer(rows, viewer_id)
     if rows:
         total = rows[0].total
     elif offset == 0:
@@ -310,26 +346,28 @@ def list_articles(
 
 def get_article(slug: str, viewer_id: int | None) -> dict | None:
     statement = _article_statement(_postgresql(), viewer_id is not None)
-    row = _read(statement, {"slug": slug, **_viewer_params(viewer_id)}).one_or_none()
-    if row is None:
-        return None
-    return _article_dict(row, include_body=True)
+    rows = _read(statement, {"slug": slug, **_viewer_params(viewer_id)}).all()
+    _check_viewer(rows, viewer_id)
+    return _article_dict(rows[0], include_body=True) if rows else None
 
 
 @functools.cache
 def _profile_statement(has_viewer: bool) -> Select:
-    following = _following(has_viewer, User.id).label("f")
-    return select(User.username, User.bio, User.image, following).where(
-        User.username == bindparam("username", type_=String)
-    )
+    following = _following(has_viewer, User.id).label("following")
+    columns = [User.username, User.bio, User.image, following, *_viewer_columns(has_viewer)]
+    return select(*columns).where(User.username == bindparam("username", type_=String))
 
 
 def get_profile(username: str, viewer_id: int | None) -> dict | None:
-    row = _read(
+    rows = _read(
         _profile_statement(viewer_id is not None),
         {"username": username, **_viewer_params(viewer_id)},
-    ).one_or_none()
-    return None if row is None else profile_dict(row.username, row.bio, row.image, row.f)
+    ).all()
+    _check_viewer(rows, viewer_id)
+    if not rows:
+        return None
+    row = rows[0]
+    return profile_dict(row.username, row.bio, row.image, row.following)
 
 
 def _comment_columns(postgresql: bool, has_viewer: bool) -> Select:
@@ -342,6 +380,7 @@ def _comment_columns(postgresql: bool, has_viewer: bool) -> Select:
         User.bio,
         User.image,
         _following(has_viewer, Comment.author_id).label("following"),
+        *_viewer_columns(has_viewer),
     )
 
 
@@ -369,7 +408,8 @@ def _comment_statement(postgresql: bool, has_viewer: bool) -> Select:
 
 
 def _comment_dict(row) -> dict:
-    comment_id, body, created, updated, username, bio, image, following = row  # _comment_columns
+    # By position, in _comment_columns' order.
+    comment_id, body, created, updated, username, bio, image, following = row[:8]
     return {
         "id": comment_id,
         "createdAt": _iso(created),
@@ -386,9 +426,11 @@ def list_comments(slug: str, viewer_id: int | None) -> list[dict] | None:
         _comments_statement(_postgresql(), viewer_id is not None),
         {"slug": slug, **_viewer_params(viewer_id)},
     ).all()
+    _check_viewer(rows, viewer_id)
     if not rows:
         return None
-    return [_comment_dict(row) for row in rows if row.id is not None]
+    # One row of NULLs stands for an article without comments (see _comments_statement).
+    return [_comment_dict(row) for row in rows if row[0] is not None]
 
 
 def get_comment(comment_id: int, viewer_id: int | None) -> dict:

@@ -1,29 +1,49 @@
 """Request validation with marshmallow.
 
 Every body is `{"<envelope>": {...}}`; `load_body()` checks the envelope and the fields
-and raises 422 with one message per field. Strings are rejected when they hold NUL
-characters, which PostgreSQL cannot store.
+and raises 422 with one message per field. Strings are rejected when they hold control
+characters (conduit/validation.py); only multi-line fields may hold line breaks and tabs.
+Patterns match the whole value, never a prefix.
 """
 
 from __future__ import annotations
+
+import re
 
 from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from .errors import unprocessable
+from .validation import has_control_characters
 
-USERNAME_PATTERN = r"^[\w.-]+$"
+# Usernames appear in URLs (/profiles/<username>): letters, digits, _ . and - only.
+USERNAME_PATTERN = re.compile(r"[\w.-]+")
 MAX_TAGS = 20
 
 
 class Text(fields.String):
-    """A string without NUL characters; leading/trailing whitespace is kept as sent."""
+    """A string without control characters (line breaks and tabs too, unless `multiline`);
+    leading and trailing whitespace is kept as sent."""
+
+    def __init__(self, *args, multiline: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.multiline = multiline
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        if "\x00" in text:
-            raise ValidationError("must not contain NUL characters")
+        if has_control_characters(text, multiline=self.multiline):
+            raise ValidationError("must not contain control characters")
         return text
+
+
+def full_match(pattern: re.Pattern[str], error: str):
+    """A validator for the whole value (marshmallow's Regexp matches a prefix only)."""
+
+    def check(value: str) -> None:
+        if pattern.fullmatch(value) is None:
+            raise ValidationError(error)
+
+    return check
 
 
 def not_blank(value: str) -> None:
@@ -40,11 +60,10 @@ def password_rules(value: str) -> None:
 
 
 def username_field(**kwargs) -> Text:
-    # Usernames appear in URLs (/profiles/<username>), so keep them URL-safe.
     return Text(
         validate=[
             validate.Length(min=1, max=64),
-            validate.Regexp(USERNAME_PATTERN, error="may only contain letters, digits, _ . and -"),
+            full_match(USERNAME_PATTERN, "may only contain letters, digits, _ . and -"),
         ],
         **kwargs,
     )
@@ -74,7 +93,7 @@ class UserUpdateSchema(StrictSchema):
     username = username_field()
     email = email_field()
     password = Text(validate=password_rules)
-    bio = Text(allow_none=True, validate=validate.Length(max=10_000))
+    bio = Text(allow_none=True, multiline=True, validate=validate.Length(max=10_000))
     image = Text(allow_none=True, validate=validate.Length(max=2048))
 
     @validates_schema
@@ -93,15 +112,17 @@ def tag_list_field(**kwargs) -> fields.List:
 
 class ArticleCreateSchema(StrictSchema):
     title = Text(required=True, validate=[validate.Length(max=255), not_blank])
-    description = Text(required=True, validate=[validate.Length(max=1000), not_blank])
-    body = Text(required=True, validate=not_blank)
+    description = Text(
+        required=True, multiline=True, validate=[validate.Length(max=1000), not_blank]
+    )
+    body = Text(required=True, multiline=True, validate=not_blank)
     tagList = tag_list_field(load_default=list)
 
 
 class ArticleUpdateSchema(StrictSchema):
     title = Text(validate=[validate.Length(max=255), not_blank])
-    description = Text(validate=[validate.Length(max=1000), not_blank])
-    body = Text(validate=not_blank)
+    description = Text(multiline=True, validate=[validate.Length(max=1000), not_blank])
+    body = Text(multiline=True, validate=not_blank)
     tagList = tag_list_field()
 
     @validates_schema
@@ -111,7 +132,7 @@ class ArticleUpdateSchema(StrictSchema):
 
 
 class CommentSchema(StrictSchema):
-    body = Text(required=True, validate=[validate.Length(max=10_000), not_blank])
+    body = Text(required=True, multiline=True, validate=[validate.Length(max=10_000), not_blank])
 
 
 def load_body(envelope: str, schema: Schema) -> dict:

@@ -32,8 +32,13 @@ KNOWN_DEFAULT_SECRETS = frozenset(
         "please-change-me",
     }
 )
+LOG_FORMATS = ("json", "text")  # conduit/observability/logs.py
 MIN_SECRET_LENGTH = 32
 PRODUCTION_TAGS_CACHE_SECONDS = 5
+# PostgreSQL's limits on one request's work, in seconds (see _postgresql_limits).
+DEFAULT_STATEMENT_TIMEOUT = 10
+DEFAULT_LOCK_TIMEOUT = 5
+DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT = 15
 
 
 class ConfigError(RuntimeError):
@@ -70,6 +75,13 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     level = env.get("LOG_LEVEL", "INFO").strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -77,6 +89,48 @@ def _log_level(env: Mapping[str, str]) -> str:
             f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}"
         )
     return level
+
+
+def _uwsgi_harakiri() -> int | None:
+    """uWSGI's harakiri in seconds when this process is a uWSGI worker with one set."""
+    try:
+        import uwsgi  # only importable inside uWSGI
+    except ImportError:
+        return None
+    value = uwsgi.opt.get("harakiri")
+    if isinstance(value, list):  # an option given more than once: the last one counts
+        value = value[-1]
+    return int(value) if value else None
+
+
+def _postgresql_limits(env: Mapping[str, str]) -> str:
+    """Server-side limits as libpq `options`, so a stuck query fails its own request.
+
+    A statement that runs too long or waits too long for a lock is cancelled by
+    PostgreSQL, and the request answers 503 (conduit/errors.py) while the worker goes on
+    serving. The statement limit stays below uWSGI's harakiri, which would kill the
+    whole worker (every thread's request) and answer its client with nothing. A session
+    left idle inside a transaction (a thread stuck in Python) loses the transaction and
+    its locks instead of blocking every writer behind it.
+    """
+    statement = _int(env, "DB_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT, minimum=1)
+    lock = _int(env, "DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT, minimum=1)
+    idle = _int(env, "DB_IDLE_IN_TRANSACTION_TIMEOUT", DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT, 1)
+    harakiri = _uwsgi_harakiri()
+    if harakiri is not None and statement >= harakiri:
+        raise ConfigError(
+            f"DB_STATEMENT_TIMEOUT ({statement} s) must be below uWSGI's harakiri ({harakiri} s)"
+        )
+    limits = {
+        "statement_timeout": statement,
+        "lock_timeout": lock,
+        "idle_in_transaction_session_timeout": idle,
+    }
+    return " ".join(f"-c {name}={seconds}s" for name, seconds in limits.items())
+
+
+def migrations_dir(env: Mapping[str, str]) -> str:
+    return env.get("CONDUIT_MIGRATIONS_DIR", "migrations")
 
 
 def _development_secret(instance_path: Path) -> str:
@@ -110,16 +164,19 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
     database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_path / 'conduit.sqlite'}"
     database_url = normalise_database_url(database_url)
 
-    engine_options: dict = {"pool_pre_ping": True}  # drop connections the server closed
+    engine_options: dict = {}
     if database_url.startswith("sqlite"):
         # Writers from several uWSGI workers wait for the lock instead of failing.
         engine_options["connect_args"] = {"timeout": 15}
     else:
+        # Connections the server closed are dropped at checkout without a round trip
+        # (conduit/dbpool.py), not by a `SELECT 1` before every request (pool_pre_ping).
         engine_options.update(
             pool_size=_int(env, "DB_POOL_SIZE", 5, minimum=1),
             max_overflow=_int(env, "DB_MAX_OVERFLOW", 5),
             pool_recycle=_int(env, "DB_POOL_RECYCLE", 1800, minimum=1),
             pool_timeout=_int(env, "DB_POOL_TIMEOUT", 10, minimum=1),
+            connect_args={"options": _postgresql_limits(env)},
         )
 
     origins = [o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()]
@@ -136,7 +193,7 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
-        "MIGRATIONS_DIR": env.get("CONDUIT_MIGRATIONS_DIR", "migrations"),
+        "MIGRATIONS_DIR": migrations_dir(env),
         # GET /api/tags from a per-process cache for this many seconds (conduit/api/tags.py).
         # On in production, where the tag cloud may lag a write by that much; off where
         # tests and developers expect to see their writes at once.
@@ -148,6 +205,10 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         # X-SQL-Statements on every response (conduit/sqlcount.py): for the benchmark.
         "SQL_STATEMENTS_HEADER": _flag(env, "CONDUIT_SQL_STATEMENTS_HEADER"),
         "LOG_LEVEL": _log_level(env),
+        # JSON lines for log pipelines; one readable line per request for a developer.
+        "LOG_FORMAT": _choice(
+            env, "LOG_FORMAT", LOG_FORMATS, "text" if environment == "development" else "json"
+        ),
         "CONDUIT_VERSION": env.get("CONDUIT_VERSION", "dev"),
         "CONDUIT_REVISION": env.get("CONDUIT_REVISION", "unknown"),
     }

@@ -6,8 +6,7 @@ by default (SQL_STATEMENTS_HEADER, env CONDUIT_SQL_STATEMENTS_HEADER=1); when of
 create_app() does not call init_app(), so no listener or hook exists and it costs nothing.
 
 Every statement the app sends through SQLAlchemy counts, including each batch of an
-executemany. The connection pool's liveness ping (pool_pre_ping) does not: it is not a
-statement of the request's own.
+executemany. (The pool checks connections without a statement: conduit/dbpool.py.)
 """
 
 from __future__ import annotations

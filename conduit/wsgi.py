@@ -2,4 +2,5 @@
 
 from . import create_app
 
-app = create_app()
+# Workers serve requests only: no `flask db`, so Alembic stays out of their memory.
+app = create_app(migrations=False)

@@ -9,12 +9,11 @@ from slugify import slugify
 from sqlalchemy import delete, select
 
 from ..auth import current_user, required_viewer_id, viewer_id
-from ..errors import forbidden, not_found
 from ..extensions import db
 from ..models import Article, ArticleTag, Favorite, Tag, insert_ignoring_duplicates, utcnow
 from ..queries import ArticleFilters, get_article, list_articles
 from ..schemas import ArticleCreateSchema, ArticleUpdateSchema, dedupe, load_body
-from . import params
+from . import lookup, params
 
 blueprint = Blueprint("articles", __name__)
 
@@ -63,33 +62,7 @@ def _set_tags(article_id: int, tags: list[str]) -> None:
 
 
 def _article_response(slug: str, viewer: int | None) -> dict:
-    article = get_article(slug, viewer)
-    if article is None:
-        raise not_found("article")
-    return {"article": article}
-
-
-def _owned_article(slug: str) -> Article:
-    """The article at `slug`, which the current user must have written."""
-    user = current_user()
-    article = db.session.execute(
-        select(Article).where(Article.slug == params.path_key(slug, "article"))
-    ).scalar()
-    if article is None:
-        raise not_found("article")
-    if article.author_id != user.id:
-        raise forbidden("article", "only the author may change this article")
-    return article
-
-
-def article_id_or_404(slug: str) -> int:
-    """The id of the article at `slug` (comments and favorites need no more of it)."""
-    article_id = db.session.execute(
-        select(Article.id).where(Article.slug == params.path_key(slug, "article"))
-    ).scalar()
-    if article_id is None:
-        raise not_found("article")
-    return article_id
+    return {"article": lookup.found(get_article(slug, viewer), "article")}
 
 
 @blueprint.post("/articles")
@@ -121,7 +94,7 @@ def article(slug: str):
 
 @blueprint.put("/articles/<slug>")
 def update_article(slug: str):
-    article = _owned_article(slug)
+    article = lookup.owned_article(slug, current_user())
     data = load_body("article", ArticleUpdateSchema())
     if "title" in data and data["title"] != article.title:
         article.slug = _unique_slug(data["title"], article.id)
@@ -139,7 +112,7 @@ def update_article(slug: str):
 
 @blueprint.delete("/articles/<slug>")
 def delete_article(slug: str):
-    article = _owned_article(slug)
+    article = lookup.owned_article(slug, current_user())
     # Comments, favorites and tag links go with it (ON DELETE CASCADE).
     db.session.execute(delete(Article).where(Article.id == article.id))
     db.session.commit()
@@ -149,7 +122,7 @@ def delete_article(slug: str):
 @blueprint.post("/articles/<slug>/favorite")
 def favorite(slug: str):
     user = current_user()
-    article_id = article_id_or_404(slug)
+    article_id = lookup.article_id(slug)
     insert_ignoring_duplicates(Favorite, [{"user_id": user.id, "article_id": article_id}])
     response = _article_response(slug, user.id)
     db.session.commit()
@@ -159,7 +132,7 @@ def favorite(slug: str):
 @blueprint.delete("/articles/<slug>/favorite")
 def unfavorite(slug: str):
     user = current_user()
-    article_id = article_id_or_404(slug)
+    article_id = lookup.article_id(slug)
     db.session.execute(
         delete(Favorite).where(Favorite.user_id == user.id, Favorite.article_id == article_id)
     )

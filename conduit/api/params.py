@@ -5,18 +5,23 @@ from __future__ import annotations
 from flask import request
 
 from ..errors import not_found, unprocessable
+from ..models import MAX_ROW_ID
+from ..validation import has_control_characters, parse_integer
 
 MAX_LIMIT = 100
-MAX_OFFSET = 2**31 - 1
+# PostgreSQL takes a bigint OFFSET; past any real table, a page is empty all the same.
+MAX_OFFSET = 2**63 - 1
+# Longer than any slug or username the tables can hold (String(300), String(64)).
+MAX_KEY_LENGTH = 300
 
 
 def _integer(name: str, default: int, minimum: int, maximum: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 20:
+    value = parse_integer(raw)
+    if value is None:
         raise unprocessable(name, "must be an integer")
-    value = int(raw)
     if not minimum <= value <= maximum:
         raise unprocessable(name, f"must be between {minimum} and {maximum}")
     return value
@@ -28,23 +33,25 @@ def page() -> tuple[int, int]:
 
 
 def text_arg(name: str) -> str | None:
+    """A filter value; one with control characters matches nothing stored, so says so."""
     value = request.args.get(name)
-    if value is not None and "\x00" in value:
-        raise unprocessable(name, "must not contain NUL characters")
+    if value is not None and has_control_characters(value):
+        raise unprocessable(name, "must not contain control characters")
     return value
 
 
 def path_key(value: str, what: str) -> str:
     """A slug or username from the path; one the database could not hold cannot exist."""
-    if "\x00" in value or len(value) > 300:
+    if len(value) > MAX_KEY_LENGTH or has_control_characters(value):
         raise not_found(what)
     return value
 
 
 def path_id(value: str, what: str) -> int:
-    if not value.isascii() or not value.isdigit():
+    """A row id from the path: a positive decimal integer, 404 when no row can have it."""
+    if not (value.isascii() and value.isdigit()):
         raise unprocessable("id", "must be a positive integer")
-    number = int(value)
-    if not 1 <= number <= MAX_OFFSET:
+    number = parse_integer(value)  # None past 19 digits: no row has such an id either
+    if number is None or not 1 <= number <= MAX_ROW_ID:
         raise not_found(what)
     return number

@@ -6,7 +6,7 @@ from flask import Blueprint, g
 from sqlalchemy import or_, select
 
 from ..auth import check_password, create_token, current_user, hash_password
-from ..errors import APIError
+from ..errors import invalid, unauthorized
 from ..extensions import db
 from ..models import User
 from ..schemas import LoginSchema, RegisterSchema, UserUpdateSchema, load_body
@@ -45,7 +45,7 @@ def _ensure_unique(username: str | None, email: str | None, exclude_id: int | No
         if email is not None and taken_email == email:
             errors["email"] = ["has already been taken"]
     if errors:
-        raise APIError(422, errors)
+        raise invalid(errors)
 
 
 @blueprint.post("/users")
@@ -67,7 +67,7 @@ def login():
     data = load_body("user", LoginSchema())
     user = db.session.execute(select(User).where(User.email == data["email"])).scalar()
     if not check_password(data["password"], user.password_hash if user else None):
-        raise APIError(401, {"email or password": ["is invalid"]})
+        raise unauthorized("is invalid", field="email or password")
     return user_response(user)
 
 

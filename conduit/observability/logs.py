@@ -1,16 +1,21 @@
-"""Structured logs: one JSON object per line on stdout.
+"""Logs on stdout: JSON lines for machines (production), text lines for people
+(development, LOG_FORMAT=text).
 
-Every record becomes ``{"time", "level", "logger", "message", ...}`` plus the
+As JSON, every record becomes ``{"time", "level", "logger", "message", ...}`` plus the
 fields passed in ``extra``; a record logged with an exception (``log.exception``)
 carries the whole traceback in ``"exception"``, inside the same single line, so a
 log pipeline never splits a stack trace into unrelated lines. Records logged while
 a request is handled carry its ``request_id``.
+
+As text, a request is one line (``12:01:02 INFO GET /api/tags 200 1.9 ms``). The
+development server's own request line, which would repeat it in colour, is dropped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -20,6 +25,8 @@ from flask import has_request_context, request
 from .requestid import REQUEST_ID_ENVIRON_KEY
 
 ACCESS_LOGGER = "conduit.access"
+# Terminal colour codes, which Werkzeug's development server puts in its messages.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # Attributes every LogRecord has; anything else on a record came in through `extra`.
@@ -44,7 +51,7 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _plain(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _RECORD_ATTRIBUTES:
@@ -60,6 +67,38 @@ class JsonFormatter(logging.Formatter):
             return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
         except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
             return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def _plain(message: str) -> str:
+    return _ANSI_ESCAPE.sub("", message) if "\x1b" in message else message
+
+
+class TextFormatter(logging.Formatter):
+    """One readable line per record; a request's line adds its duration."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        if record.name == ACCESS_LOGGER and hasattr(record, "duration_ms"):
+            line += f" {record.duration_ms:.1f} ms"
+        elif record.name != ACCESS_LOGGER:
+            line += f" [{record.name}]"
+        return _plain(line)
+
+
+class DropServerRequestLines(logging.Filter):
+    """Drops the request line of Werkzeug's development server, which repeats the app's
+    own access line: werkzeug/serving.py, WSGIRequestHandler.log_request() logs
+    '<address> - - [<date>] "%s" %s %s' (request line, status, size) to "werkzeug"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "werkzeug"
+            and isinstance(record.msg, str)
+            and record.msg.endswith('"%s" %s %s')
+        )
 
 
 class RequestIdFilter(logging.Filter):
@@ -88,19 +127,23 @@ class StdoutHandler(logging.StreamHandler):
         pass
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send every logger's records to stdout as JSON; safe to call more than once.
+def configure_logging(level: str = "INFO", log_format: str = "json") -> None:
+    """Send every logger's records to stdout as JSON or text; safe to call more than once.
 
     Only the root logger gets a handler, and only one: handlers others attached
     (a test runner's capture, for one) stay as they are.
     """
     root = logging.getLogger()
-    if not any(isinstance(h, StdoutHandler) for h in root.handlers):
+    handler = next((h for h in root.handlers if isinstance(h, StdoutHandler)), None)
+    if handler is None:
         handler = StdoutHandler()
-        handler.setFormatter(JsonFormatter())
         handler.addFilter(RequestIdFilter())
+        handler.addFilter(DropServerRequestLines())
         root.addHandler(handler)
+    handler.setFormatter(TextFormatter() if log_format == "text" else JsonFormatter())
     root.setLevel(level)
+    # Alembic 1.20 announces each of its plugins at INFO whenever it loads: noise.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # logging.config.fileConfig (Alembic's env.py runs it) disables every logger that
     # exists at the time; an app created after migrations in the same process
     # (the test suite, a notebook) would otherwise log nothing.

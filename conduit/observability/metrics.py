@@ -162,7 +162,7 @@ class PoolInstrumentation:
         self._change(0, -1)
 
     def _checked_out(self, _dbapi_connection, _record, _proxy) -> None:
-        # Checkout comes after the pre-ping (pool_pre_ping): the server answered.
+        # Checkout comes after the closed-connection check (conduit/dbpool.py).
         self._database_is(1)
         self._change(1, 0)
 
@@ -174,7 +174,8 @@ class PoolInstrumentation:
 
     def _error(self, context) -> None:
         # No connection in the context: opening one failed (refused, DNS, auth, timeout).
-        # A failed pre-ping is retried with a fresh connection, which reports itself.
+        # (A pre-ping, were one configured, is retried with a fresh connection, which
+        # reports itself.)
         if context.connection is None and not context.is_pre_ping:
             self._database_is(0)
 

@@ -1,14 +1,18 @@
 """Run by uWSGI's master before it forks the workers (`shared-import` in docker/uwsgi.ini).
 
 Empties PROMETHEUS_MULTIPROC_DIR of a previous run's metric files, so the counters
-of this instance start at zero as Prometheus expects after a restart. The master
-imports this module once per start (and again on a full reload), never per worker.
+of this instance start at zero as Prometheus expects after a restart; and reads the
+migration heads /readyz checks for (conduit/migration_heads.py). The master imports
+this module once per start (and again on a full reload), never per worker.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
+from .. import migration_heads
+from ..settings import migrations_dir
 from .multiprocess import configured_directory, prepare_directory
 
 
@@ -26,3 +30,4 @@ def prepare() -> None:
 
 
 prepare()
+migration_heads.publish(migrations_dir(os.environ))

@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,16 +22,19 @@ from .console import log
 from .deploy import Deployer, DeployOptions
 from .errors import DeployError
 from .pack import plan_pack, run_pack
+from .preflight import PreflightFunction, run_preflight
 from .release import (
     RenderFunction,
     check_environment,
     check_target,
     default_out_dir,
     render_environment,
+    render_values,
 )
 from .render import Rendered
+from .restore import RestoreOptions, Restorer, parse_target_time
 from .runner import Runner
-from .smoke import SmokeOptions, run_smoke
+from .smoke import SmokeOptions, run_smoke, smoke_user
 from .versioning import ENVIRONMENTS, BuildInfo, build_info, dotenv, revision
 from .waiting import Clock
 
@@ -48,6 +52,9 @@ class Context:
     render: RenderFunction = render.render
     smoke: Callable[[str, SmokeOptions], object] = run_smoke
     clock: Clock = field(default_factory=Clock)
+    preflight: PreflightFunction = run_preflight
+    # Wall-clock time (the Clock is monotonic, for waits): restore's target and names.
+    utc_now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def runner(self, args: argparse.Namespace) -> Runner:
         return self.runner_factory(getattr(args, "dry_run", False), self.clock)
@@ -117,8 +124,28 @@ def cmd_render(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _preflight(prepared: Prepared, ctx: Context, *, registry: bool) -> None:
+    """The preflight's read-only checks, as one step of the command (printed in a dry run)."""
+    prepared.runner.step(
+        f"conduit-deploy preflight {prepared.environment}",
+        lambda: ctx.preflight(prepared.environment, prepared.settings, registry=registry),
+        planned=None,
+    )
+
+
+def cmd_preflight(args: argparse.Namespace, ctx: Context) -> int:
+    environment = check_environment(args.environment)
+    # Without the environment, load_settings leaves the cluster-name rule to the
+    # preflight's own check, so a wrong name is reported with every other failure.
+    settings = config.load_settings(ctx.environ, config.PREFLIGHT)
+    ctx.preflight(environment, settings, registry=True)
+    return 0
+
+
 def cmd_cluster(args: argparse.Namespace, ctx: Context) -> int:
     prepared = _prepare(args, ctx, config.CLUSTER)
+    # The cluster stage pulls no image: its preflight leaves the registry out.
+    _preflight(prepared, ctx, registry=False)
     log(f"==> cluster: {prepared.environment} for version {prepared.info.version}")
     options = ClusterOptions(
         validate_timeout=args.validate_timeout,
@@ -134,13 +161,18 @@ def cmd_cluster(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     prepared = _prepare(args, ctx, config.DEPLOY)
+    _preflight(prepared, ctx, registry=True)
     options = DeployOptions(
         rollout_timeout=args.rollout_timeout,
         controller_timeout=args.rollout_timeout,
         address_timeout=args.address_timeout,
         env_file=args.env_file,
     )
-    smoke_options = SmokeOptions(ready_timeout=args.smoke_ready_timeout)
+    smoke_options = SmokeOptions(
+        ready_timeout=args.smoke_ready_timeout,
+        # One smoke user per environment, registered once: users cannot be deleted.
+        user=smoke_user(prepared.environment, prepared.settings.require(config.CONDUIT_SECRET)),
+    )
     deployer = Deployer(
         prepared.environment,
         prepared.info.image(prepared.settings.require(config.CONDUIT_IMAGE_REPOSITORY)),
@@ -151,6 +183,23 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     )
     with cloud_session(prepared.settings, prepared.runner) as session:
         deployer.run(session)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
+    now = ctx.utc_now()
+    moment = parse_target_time(args.to, now)
+    prepared = _prepare(args, ctx, config.RESTORE)
+    restorer = Restorer(
+        render_values(prepared.settings, prepared.info, prepared.environment),
+        prepared.rendered,
+        ctx.render,
+        args.out or default_out_dir(prepared.environment),
+        prepared.runner,
+        RestoreOptions(database_timeout=args.database_timeout),
+    )
+    with cloud_session(prepared.settings, prepared.runner) as session:
+        restorer.run(session, moment, now)
     return 0
 
 
@@ -262,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render_command.set_defaults(handler=cmd_render)
 
+    preflight = commands.add_parser(
+        "preflight",
+        help="check ENV's GCP key, project, APIs, state bucket, IAM permissions, registry "
+        "credentials and cluster name; creates nothing",
+    )
+    preflight.add_argument("environment", metavar="ENV", help=" or ".join(ENVIRONMENTS))
+    preflight.set_defaults(handler=cmd_preflight)
+
     cluster = commands.add_parser(
         "cluster",
         parents=[environment, dry_run],
@@ -303,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         deploy,
         "--smoke-ready-timeout",
         SmokeOptions.ready_timeout,
-        "how long the service may take to answer /readyz",
+        "how long the service may take to answer /readyz through the new load balancer",
     )
     deploy.add_argument(
         "--env-file",
@@ -312,6 +369,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="dotenv file that receives DYNAMIC_ENVIRONMENT_URL (default: %(default)s)",
     )
     deploy.set_defaults(handler=cmd_deploy)
+
+    restore = commands.add_parser(
+        "restore",
+        parents=[environment, dry_run],
+        help="a new database Cluster from ENV's backups at --to TIME, and the app moved to it",
+    )
+    restore.add_argument(
+        "--to",
+        required=True,
+        metavar="TIME",
+        help="RFC 3339 time with offset to restore to, e.g. 2026-11-30T10:42:00Z",
+    )
+    _add_seconds(
+        restore,
+        "--database-timeout",
+        RestoreOptions.database_timeout,
+        "how long the new Cluster may take to become Ready",
+    )
+    restore.set_defaults(handler=cmd_restore)
 
     smoke = commands.add_parser(
         "smoke", help="register, create, list, get and delete an article against BASE_URL"

@@ -38,12 +38,17 @@ PACK_NO_PUSH = "pack --no-push"
 RENDER = "render"
 CLUSTER = "cluster"
 DEPLOY = "deploy"
+RESTORE = "restore"
 INSTALL_TOOLS = "install-tools"
-COMMANDS = (VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, INSTALL_TOOLS)
-# render writes the manifests; cluster and deploy render first.
-RENDERING = (RENDER, CLUSTER, DEPLOY)
-# cluster and deploy talk to GCP (kops reads its state from GCS) and run install-tools.
-CLOUD = (CLUSTER, DEPLOY)
+PREFLIGHT = "preflight"
+COMMANDS = (
+    VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, RESTORE, INSTALL_TOOLS, PREFLIGHT,
+)  # fmt: skip
+# render writes the manifests; cluster, deploy and restore render first.
+RENDERING = (RENDER, CLUSTER, DEPLOY, RESTORE)
+# cluster, deploy and restore talk to GCP (kops reads its state from GCS) and run
+# install-tools; preflight checks what they will need there.
+CLOUD = (CLUSTER, DEPLOY, RESTORE, PREFLIGHT)
 
 # conduit/settings.py refuses a shorter CONDUIT_SECRET in production: fail here first.
 MIN_CONDUIT_SECRET_LENGTH = 32
@@ -57,6 +62,9 @@ _DNS_NAME = re.compile(
 _GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Cloud Storage bucket names without dots: 3-63 lower-case letters, digits, '-' and '_',
+# starting and ending with a letter or digit.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
 
 
 class Scope(enum.Enum):
@@ -164,6 +172,14 @@ def gcp_key(value: str) -> GcpKey:
     return GcpKey(content, str(parsed.get("project_id") or "").strip() or None)
 
 
+def bucket_name(value: str) -> str:
+    if value.startswith("gs://"):
+        raise ValueError(f"must be the bucket's name without gs://, got {value!r}")
+    if not _BUCKET.match(value) or "goog" in value:
+        raise ValueError(f"is not a Cloud Storage bucket name, got {value!r}")
+    return value
+
+
 def sha256(value: str) -> str:
     digest = value.strip().lower()
     if not _SHA256.match(digest):
@@ -246,7 +262,7 @@ K8S_CLUSTER_NAME = Variable(
     "kops cluster name, starting with its environment: `dev.conduit.k8s.local`, "
     "`prod.conduit.k8s.local`",
     dns_name,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
     scope=Scope.ENVIRONMENT,
     # The seed pipeline spelled it K8S_CLUSTER_NAEM; projects that still set that keep working.
     alternatives=("K8S_CLUSTER_NAEM",),
@@ -256,14 +272,14 @@ K8S_CLUSTER_NAME_CONFIRMED = Variable(
     "optional: the exact cluster name, to use a cluster whose name does not start with "
     "its environment (`dev.`, `prod.`); never lets one environment use the other's cluster",
     dns_name,
-    read_by=RENDERING,
+    read_by=(*RENDERING, PREFLIGHT),
     scope=Scope.ENVIRONMENT,
 )
 KOPS_STATE_STORE = Variable(
     "KOPS_STATE_STORE",
     "kops state bucket, `gs://…` (one bucket can hold both clusters)",
     gcs_url,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
 )
 KOPS_FEATURE_FLAGS = Variable(
     "KOPS_FEATURE_FLAGS", "optional kops feature flags", text, read_by=CLOUD
@@ -281,7 +297,7 @@ GCP_PROJECT = Variable(
     "GCP_PROJECT",
     "the GCP project id; unset: the `project_id` of `GCP_CREDENTIAL_FILE`",
     gcp_project,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
     fallback=GCP_CREDENTIAL_FILE.name,
     derive=_project_of_key,
 )
@@ -289,15 +305,16 @@ DOCKER_REGISTRY_USER = Variable(
     "DOCKER_REGISTRY_USER",
     "registry user",
     registry_user,
-    needed_by=(PACK,),
-    read_by=(VERSION, PACK_NO_PUSH, *RENDERING),
+    # deploy and restore render and apply the image pull Secret the API pods use.
+    needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
+    read_by=(VERSION, PACK_NO_PUSH, RENDER, CLUSTER),
 )
 DOCKER_REGISTRY_PASSWORD = Variable(
     "DOCKER_REGISTRY_PASSWORD",
     'registry password or token, **base64-encoded** (`printf %s "$TOKEN" | base64 -w0`)',
     base64_password,
-    needed_by=(PACK,),
-    read_by=(PACK_NO_PUSH,),
+    needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
+    read_by=(PACK_NO_PUSH, RENDER, CLUSTER),
     secret=True,
 )
 CONDUIT_IMAGE_REPOSITORY = Variable(
@@ -305,7 +322,7 @@ CONDUIT_IMAGE_REPOSITORY = Variable(
     "image repository; unset: `docker.io/$DOCKER_REGISTRY_USER/conduit`, or the local "
     f"name `{LOCAL_REPOSITORY}` when no registry is needed (`version`, `pack --no-push`)",
     images.check_repository,
-    needed_by=(PACK, *RENDERING),
+    needed_by=(PACK, *RENDERING, PREFLIGHT),
     read_by=(VERSION, PACK_NO_PUSH),
     fallback=DOCKER_REGISTRY_USER.name,
     derive=_docker_hub_repository,
@@ -315,6 +332,24 @@ BASE_IMAGE = Variable(
     "optional: the Dockerfile's `BASE_IMAGE` build argument",
     images.check_image,
     read_by=(PACK, PACK_NO_PUSH),
+)
+BACKUP_BUCKET = Variable(
+    "BACKUP_BUCKET",
+    "Cloud Storage bucket (name only) for the database's WAL archive and base backups; "
+    "one per environment",
+    bucket_name,
+    needed_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+)
+BACKUP_GCP_CREDENTIAL_FILE = Variable(
+    "BACKUP_GCP_CREDENTIAL_FILE",
+    "key of the service account that may only write `BACKUP_BUCKET` "
+    "(roles/storage.objectAdmin on that bucket), as a **File** variable or the JSON; "
+    "never the CI's own key",
+    gcp_key,
+    needed_by=RENDERING,
+    scope=Scope.ENVIRONMENT,
+    secret=True,
 )
 KOPS_SHA256 = Variable(
     "KOPS_SHA256",
@@ -342,6 +377,8 @@ VARIABLES: tuple[Variable[Any], ...] = (
     DOCKER_REGISTRY_PASSWORD,
     CONDUIT_IMAGE_REPOSITORY,
     BASE_IMAGE,
+    BACKUP_BUCKET,
+    BACKUP_GCP_CREDENTIAL_FILE,
     KOPS_SHA256,
     CONDUIT_DEPLOY_DISABLED,
 )

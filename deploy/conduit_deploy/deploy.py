@@ -3,17 +3,26 @@ commands and when to roll back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from .cloud import CloudSession, export_kubeconfig
 from .console import log
 from .errors import CommandFailed, RolloutFailed, SmokeFailed
-from .render import Rendered
+from .render import GENERATED_SECRETS, Rendered
 from .runner import Result, Runner, tail
 
 MONITORING_CRD = "servicemonitors.monitoring.coreos.com"
+# Server-side apply under this manager: the API server tracks who owns which field
+# (managedFields) and writes no kubectl.kubernetes.io/last-applied-configuration
+# annotation, which client-side apply fills with the whole object, Secret data included.
+FIELD_MANAGER = "conduit-deploy"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 URL_VARIABLE = "DYNAMIC_ENVIRONMENT_URL"
 # Where the ingress serves the API (it rewrites /flask/(.*) to /$1).
 PATH_PREFIX = "/flask/"
@@ -23,13 +32,37 @@ PATH_PREFIX = "/flask/"
 class DeployOptions:
     rollout_timeout: float = 300  # migrations run in the app's init container
     controller_timeout: float = 300
+    # A new Cluster: initdb (or an import), then each standby cloned from the primary.
+    database_timeout: float = 900
     address_timeout: float = 600  # a new GCE load balancer takes a few minutes
     address_interval: float = 10
     env_file: Path = Path("deploy.env")
 
 
-def apply_command(source: Path | str) -> list[str]:
-    return ["kubectl", "apply", "--filename", str(source)]
+def apply_command(source: Path | str, *, take_over: bool = False) -> list[str]:
+    """take_over: fields another manager changed since (a `kubectl scale`) become ours
+    again instead of failing the apply with a conflict."""
+    return [
+        "kubectl",
+        "apply",
+        "--server-side",
+        f"--field-manager={FIELD_MANAGER}",
+        *(["--force-conflicts"] if take_over else []),
+        "--filename",
+        str(source),
+    ]
+
+
+def cluster_ready_command(cluster: str, namespace: str, timeout: float) -> list[str]:
+    return [
+        "kubectl",
+        "wait",
+        "--for=condition=Ready",
+        f"cluster.postgresql.cnpg.io/{cluster}",
+        "--namespace",
+        namespace,
+        f"--timeout={timeout:g}s",
+    ]
 
 
 def rollout_status_command(kind: str, name: str, namespace: str, timeout: float) -> list[str]:
@@ -44,8 +77,31 @@ def rollout_status_command(kind: str, name: str, namespace: str, timeout: float)
     ]
 
 
-def rollout_undo_command(deployment: str, namespace: str) -> list[str]:
-    return ["kubectl", "rollout", "undo", f"deployment/{deployment}", "--namespace", namespace]
+def rollout_undo_command(deployment: str, namespace: str, revision: str) -> list[str]:
+    return [
+        "kubectl",
+        "rollout",
+        "undo",
+        f"deployment/{deployment}",
+        "--namespace",
+        namespace,
+        f"--to-revision={revision}",
+    ]
+
+
+def revision_command(deployment: str, namespace: str) -> list[str]:
+    """The Deployment's current revision; empty output when it does not exist yet."""
+    key = REVISION_ANNOTATION.replace(".", "\\.")
+    return [
+        "kubectl",
+        "get",
+        "deployment",
+        deployment,
+        "--namespace",
+        namespace,
+        "--ignore-not-found",
+        f"--output=jsonpath={{.metadata.annotations.{key}}}",
+    ]
 
 
 def crd_exists_command(name: str) -> list[str]:
@@ -64,6 +120,50 @@ def ingress_address_command(ingress: str, namespace: str) -> list[str]:
         namespace,
         f"--output=jsonpath={path}",
     ]
+
+
+def workloads_command(namespace: str) -> list[str]:
+    return [
+        "kubectl", "get", "deployments,statefulsets", "--namespace", namespace, "--output=json",
+    ]  # fmt: skip
+
+
+def secrets_command(namespace: str) -> list[str]:
+    return [
+        "kubectl", "get", "secrets", "--namespace", namespace,
+        "--selector=app.kubernetes.io/part-of=conduit", "--output=json",
+    ]  # fmt: skip
+
+
+def delete_secrets_command(names: Iterable[str], namespace: str) -> list[str]:
+    return ["kubectl", "delete", "secret", *names, "--namespace", namespace, "--ignore-not-found"]
+
+
+_GENERATED = re.compile(rf"^(?:{'|'.join(map(re.escape, GENERATED_SECRETS))})-[a-z0-9]{{10}}$")
+
+
+def secrets_referenced(workloads: Iterable[dict]) -> set[str]:
+    """The Secret names the pod templates of these workloads use, in any way."""
+    names: set[str] = set()
+    for workload in workloads:
+        pod = workload.get("spec", {}).get("template", {}).get("spec", {})
+        names.update(s.get("name", "") for s in pod.get("imagePullSecrets") or [])
+        for volume in pod.get("volumes") or []:
+            names.add((volume.get("secret") or {}).get("secretName", ""))
+        for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+            for source in container.get("envFrom") or []:
+                names.add((source.get("secretRef") or {}).get("name", ""))
+            for variable in container.get("env") or []:
+                ref = (variable.get("valueFrom") or {}).get("secretKeyRef") or {}
+                names.add(ref.get("name", ""))
+    names.discard("")
+    return names
+
+
+def _items(result: Result) -> list[dict]:
+    if not result.ok or not result.stdout.strip():
+        return []  # a dry run, or a namespace that does not exist yet
+    return json.loads(result.stdout).get("items") or []
 
 
 def service_url(address: str) -> str:
@@ -88,6 +188,10 @@ class Deployer:
         self.runner = runner
         self.options = options
         self.smoke = smoke
+        # The app's revision before this deploy applied anything: the one to go back to.
+        self.revision_before: str | None = None
+        # The Secrets the workloads used before this deploy: a rollback needs them.
+        self.secrets_before: set[str] = set()
 
     def run(self, session: CloudSession) -> str:
         r = self.rendered
@@ -105,6 +209,12 @@ class Deployer:
             )
         )
 
+        if r.database_cluster:
+            self._install_database_operator()
+
+        self.secrets_before = secrets_referenced(
+            _items(self.runner.run(workloads_command(r.namespace), capture=True, check=False))
+        )
         for stage, path in r.stages:
             if not Path(path).read_text(encoding="utf-8").strip():
                 # e.g. the database stage of an environment using a managed database;
@@ -112,14 +222,17 @@ class Deployer:
                 log(f"==> deploy: {stage}: nothing to apply ({path} has no objects)")
                 continue
             log(f"==> deploy: {stage} ({path})")
+            if stage == "app":
+                self.revision_before = self._revision()
             self.runner.run(apply_command(path))
-            if stage == "database" and r.database_statefulset:
+            if stage == "database" and r.database_cluster:
+                log(
+                    f"==> deploy: waiting for cluster/{r.database_cluster} to be Ready "
+                    f"(a primary and its standbys; at most {self.options.database_timeout:g}s)"
+                )
                 self.runner.run(
-                    rollout_status_command(
-                        "statefulset",
-                        r.database_statefulset,
-                        r.namespace,
-                        self.options.rollout_timeout,
+                    cluster_ready_command(
+                        r.database_cluster, r.namespace, self.options.database_timeout
                     )
                 )
             elif stage == "app":
@@ -129,8 +242,26 @@ class Deployer:
         url = self._wait_for_address()
         self._write_env_file(url)
         self._smoke(url)
+        self._prune_secrets()
         self.runner.outcome(f"==> deploy: {self.image} is live in {self.environment} at {url}")
         return url
+
+    def _install_database_operator(self) -> None:
+        """CloudNativePG and its Barman Cloud plugin, pinned; applying again is a no-op."""
+        r = self.rendered
+        log(f"==> deploy: CloudNativePG operator from {r.database_operator_manifest_url}")
+        self.runner.run(apply_command(r.database_operator_manifest_url))
+        log(f"==> deploy: Barman Cloud plugin from {r.database_plugin_manifest_url}")
+        self.runner.run(apply_command(r.database_plugin_manifest_url))
+        for deployment in r.database_operator_deployments:
+            self.runner.run(
+                rollout_status_command(
+                    "deployment",
+                    deployment,
+                    r.database_operator_namespace,
+                    self.options.controller_timeout,
+                )
+            )
 
     def _wait_for_app(self) -> None:
         r = self.rendered
@@ -208,16 +339,67 @@ class Deployer:
 
         self.runner.step(f"conduit-deploy smoke {url.rstrip('/')}", check, planned=None)
 
-    def _roll_back(self, reason: str) -> None:
-        """Undo the app to its previous revision, wait for that, and fail the job."""
+    def _prune_secrets(self) -> None:
+        """Delete the generated Secrets that neither this release nor the one before uses.
+
+        Each change of a secret value makes a new Secret (its name carries a content
+        hash), so they pile up. The previous release's are kept for a rollback.
+        """
         r = self.rendered
+        self.runner.note(
+            "delete the generated Secrets used neither by this release nor the one before"
+        )
+        secrets_path = dict(r.stages).get("secrets")
+        current = {
+            obj["metadata"]["name"]
+            for obj in yaml.safe_load_all(Path(secrets_path).read_text(encoding="utf-8"))
+            if obj
+        } if secrets_path else set()  # fmt: skip
+        existing = {
+            item["metadata"]["name"]
+            for item in _items(
+                self.runner.run(secrets_command(r.namespace), capture=True, check=False)
+            )
+        }
+        stale = sorted(
+            name for name in existing - current - self.secrets_before if _GENERATED.match(name)
+        )
+        if stale:
+            log(f"==> deploy: pruning {len(stale)} old generated Secret(s): {', '.join(stale)}")
+            self.runner.run(delete_secrets_command(stale, r.namespace))
+
+    def _revision(self) -> str:
+        r = self.rendered
+        result = self.runner.run(
+            revision_command(r.app_deployment, r.namespace), capture=True, check=False
+        )
+        return result.stdout.strip() if result.ok else ""
+
+    def _roll_back(self, reason: str) -> None:
+        """Return the app to the revision it ran before this deploy, wait, fail the job.
+
+        Only to that revision: when a retried deploy of the same release changed nothing,
+        `rollout undo` without a revision would go back one release too far.
+        """
+        r = self.rendered
+        deployment = f"deployment/{r.app_deployment}"
         log(f"==> deploy: FAILED: {reason}")
-        log(f"==> deploy: rolling deployment/{r.app_deployment} back to its previous revision")
+        before = self.revision_before
+        if not before:
+            raise RolloutFailed(
+                f"{reason}; rollback impossible: {deployment} is new, no release ran before"
+            )
+        now = self._revision()
+        if now == before:
+            raise RolloutFailed(
+                f"{reason}; {deployment} still runs revision {before}, the release from before "
+                "this deploy: nothing to roll back"
+            )
+        log(f"==> deploy: rolling {deployment} back to revision {before}, from before this deploy")
         undo = self.runner.run(
-            rollout_undo_command(r.app_deployment, r.namespace), capture=True, check=False
+            rollout_undo_command(r.app_deployment, r.namespace, before), capture=True, check=False
         )
         if not undo.ok:
-            # The very first revision has nothing to go back to.
             raise RolloutFailed(
                 f"{reason}; rollback impossible: {tail(undo.stderr or undo.stdout, 1)}"
             )
@@ -227,5 +409,9 @@ class Deployer:
             ),
             check=False,
         )
-        state = "rolled back" if settled.ok else "rollback started but did not finish in time"
-        raise RolloutFailed(f"{reason}; deployment/{r.app_deployment} {state}")
+        state = (
+            f"rolled back to revision {before}"
+            if settled.ok
+            else "rollback started but did not finish in time"
+        )
+        raise RolloutFailed(f"{reason}; {deployment} {state}")

@@ -78,3 +78,23 @@ class RolloutFailed(DeployError):
 
 class SmokeFailed(DeployError):
     """The deployed API did not behave as the smoke test expects."""
+
+
+class CheckFailed(DeployError):
+    """One preflight check failed; the message is the reason and the fix."""
+
+
+class PreflightFailed(DeployError):
+    """At least one preflight check failed (each has printed its line)."""
+
+
+class GcpError(CheckFailed):
+    """A Google Cloud call failed; the message says which and why, on one line."""
+
+    def __init__(self, what: str, detail: str, status: int | None = None):
+        self.status = status
+        super().__init__(f"{what}: {detail}")
+
+
+class RegistryError(CheckFailed):
+    """The registry refused the credentials, or could not be asked."""

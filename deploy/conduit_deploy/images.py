@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 
 DEFAULT_REGISTRY = "docker.io"
+# Docker Hub's names in references and credentials: docker.io and its legacy alias.
+DOCKER_HUB_HOSTS = (DEFAULT_REGISTRY, "index.docker.io")
 
 _ALPHANUMERIC = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|-+)"
@@ -91,3 +93,8 @@ def registry_host(repository: str) -> str | None:
     if rest and ("." in first or ":" in first or first == "localhost"):
         return first
     return None
+
+
+def registry_of(repository: str) -> str:
+    """The registry a repository lives in: Docker Hub unless it names a host."""
+    return registry_host(repository) or DEFAULT_REGISTRY

@@ -43,11 +43,6 @@ class PackPlan:
         return self.tags[0]
 
 
-def registry_of(repository: str) -> str:
-    """The registry a repository lives in: Docker Hub unless it names a host."""
-    return images.registry_host(repository) or images.DEFAULT_REGISTRY
-
-
 def plan_pack(
     settings: Settings, info: BuildInfo, *, revision: str, push: bool, source_url: str | None
 ) -> PackPlan:
@@ -74,7 +69,7 @@ def plan_pack(
         cache_image=None if local else f"{repository}:{LATEST}",
         build_cache=None if local else f"{repository}:{BUILD_CACHE}",
         build_args=tuple(build_args),
-        registry=registry_of(repository),
+        registry=images.registry_of(repository),
         login_user=user if (push or (can_login and not local)) else None,
         push=push,
     )

@@ -57,6 +57,10 @@ def render_values(settings: Settings, info: BuildInfo, environment: str) -> Rend
         db_user=settings.require(config.DB_USER),
         db_password=settings.require(config.DB_PASSWORD),
         conduit_secret=settings.require(config.CONDUIT_SECRET),
+        backup_bucket=settings.require(config.BACKUP_BUCKET),
+        backup_key=settings.require(config.BACKUP_GCP_CREDENTIAL_FILE).text,
+        registry_user=settings.get(config.DOCKER_REGISTRY_USER),
+        registry_password=settings.get(config.DOCKER_REGISTRY_PASSWORD),
     )
 
 

@@ -20,6 +20,8 @@ Nothing here talks to a cluster and nothing imports the app.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import tempfile
@@ -49,6 +51,23 @@ INGRESS_CONTROLLER_MANIFEST_URL = (
 INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx"
 INGRESS_CONTROLLER_DEPLOYMENT = "ingress-nginx-controller"
 
+# The CloudNativePG operator and its Barman Cloud plugin, from their release manifests
+# (installation_upgrade.md of the operator, installation.mdx of the plugin). The plugin
+# needs cert-manager, which kops installs (certManager in k8s/kops/cluster.yaml.j2).
+CNPG_VERSION = "1.30.0"
+CNPG_OPERATOR_MANIFEST_URL = (
+    "https://raw.githubusercontent.com/cloudnative-pg/cloudnative-pg/"
+    f"release-1.30/releases/cnpg-{CNPG_VERSION}.yaml"
+)
+BARMAN_CLOUD_VERSION = "v0.14.0"
+BARMAN_CLOUD_MANIFEST_URL = (
+    "https://github.com/cloudnative-pg/plugin-barman-cloud/releases/download/"
+    f"{BARMAN_CLOUD_VERSION}/manifest.yaml"
+)
+CNPG_NAMESPACE = "cnpg-system"
+CNPG_OPERATOR_DEPLOYMENT = "cnpg-controller-manager"
+BARMAN_CLOUD_DEPLOYMENT = "barman-cloud"
+
 # Stages in the order the deploy tool applies them.
 STAGES = ("namespace", "secrets", "database", "app", "ingress")
 # Every object carries app.kubernetes.io/component; it decides the stage.
@@ -65,9 +84,20 @@ PART_OF = {"app.kubernetes.io/part-of": "conduit"}
 # Names the manifests in k8s/base use for what render() generates.
 APP_SECRET = "conduit-app"  # noqa: S105 - an object name, not a secret
 DATABASE_SECRET = "postgres-credentials"  # noqa: S105 - an object name
+BACKUP_SECRET = "conduit-backup-gcs"  # noqa: S105 - an object name
+BACKUP_KEY_FILE = "credentials.json"
+# The API pods pull their image with it (imagePullSecrets): a private repository works,
+# and the nodes pull as the registry user instead of anonymously (rate-limited per IP).
+REGISTRY_SECRET = "registry-credentials"  # noqa: S105 - an object name
+# What render() generates with a content-hash suffix; the deploy prunes old ones.
+GENERATED_SECRETS = (APP_SECRET, DATABASE_SECRET, BACKUP_SECRET, REGISTRY_SECRET)
+# Docker's config names Docker Hub by its legacy index URL (what `docker login` writes).
+DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 APP_IMAGE_PLACEHOLDER = "conduit"
-# The app reaches PostgreSQL through the headless Service of k8s/base.
-DATABASE_HOST = "postgres"
+# The app reaches the primary through the CloudNativePG operator's read-write Service,
+# <cluster>-rw, of the overlay's Cluster (a restore renames it: k8s/README.md). Without
+# a Cluster (a managed database), a Service of the default cluster's name leads there.
+DEFAULT_DATABASE_CLUSTER = "conduit-db"
 DATABASE_PORT = 5432
 DATABASE_NAME = "conduit"
 
@@ -84,6 +114,8 @@ _VALUE_RULES: dict[str, Callable[[str], object]] = {
     "db_user": config.DB_USER.parse,
     "db_password": config.DB_PASSWORD.parse,
     "conduit_secret": config.CONDUIT_SECRET.parse,
+    "backup_bucket": config.BACKUP_BUCKET.parse,
+    "backup_key": config.BACKUP_GCP_CREDENTIAL_FILE.parse,
 }
 
 
@@ -100,10 +132,22 @@ class RenderValues:
     db_user: str
     db_password: str
     conduit_secret: str
+    backup_bucket: str  # the bucket's name; the environment's backups go under /<env>
+    backup_key: str  # JSON key of the service account that may write only that bucket
+    # The registry account the nodes pull the image with; None: anonymous pulls.
+    registry_user: str | None = None
+    registry_password: str | None = None
+    # kustomize patches on top of the overlay, for one command (a restore renames the
+    # Cluster and bootstraps it from the backups); committed overlays need none.
+    overlay_patches: tuple[dict, ...] = ()
+
+    @property
+    def backup_destination(self) -> str:
+        return f"gs://{self.backup_bucket}/{self.environment}"
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("db_password", "conduit_secret"):
+        for name in ("db_password", "conduit_secret", "backup_key", "registry_password"):
             shown[name] = "***"
         return f"RenderValues({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
@@ -116,12 +160,19 @@ class Rendered:
     stages: list[tuple[str, Path]]
     monitoring_file: Path | None
     namespace: str
-    database_statefulset: str  # "" when the environment uses a managed database
+    database_cluster: str  # "" when the environment uses a managed database
     app_deployment: str
     ingress_name: str
     ingress_controller_manifest_url: str = INGRESS_CONTROLLER_MANIFEST_URL
     ingress_controller_namespace: str = INGRESS_CONTROLLER_NAMESPACE
     ingress_controller_deployment: str = INGRESS_CONTROLLER_DEPLOYMENT
+    database_operator_manifest_url: str = CNPG_OPERATOR_MANIFEST_URL
+    database_plugin_manifest_url: str = BARMAN_CLOUD_MANIFEST_URL
+    database_operator_namespace: str = CNPG_NAMESPACE
+    database_operator_deployments: tuple[str, ...] = (
+        CNPG_OPERATOR_DEPLOYMENT,
+        BARMAN_CLOUD_DEPLOYMENT,
+    )
 
 
 def repo_root() -> Path:
@@ -183,7 +234,7 @@ def render(values: RenderValues, out_dir: Path, runner: Runner | None = None) ->
         monitoring_file=monitoring_file,
         namespace=namespace,
         # "" when the overlay uses a managed database instead (k8s/README.md).
-        database_statefulset=single_name(objects, "StatefulSet", "database", required=False),
+        database_cluster=single_name(objects, "Cluster", "database", required=False),
         app_deployment=single_name(objects, "Deployment", "api"),
         ingress_name=single_name(objects, "Ingress", "ingress"),
     )
@@ -217,11 +268,15 @@ def validate_values(values: RenderValues, known_environments: Iterable[str]) -> 
         raise RenderError("; ".join(problems))
 
 
-def database_url(user: str, password: str) -> str:
+def database_host(cluster: str) -> str:
+    return f"{cluster}-rw"
+
+
+def database_url(user: str, password: str, cluster: str = DEFAULT_DATABASE_CLUSTER) -> str:
     """The SQLAlchemy URL of the in-cluster PostgreSQL, credentials percent-encoded."""
     return (
         f"postgresql+psycopg://{quote(user, safe='')}:{quote(password, safe='')}"
-        f"@{DATABASE_HOST}:{DATABASE_PORT}/{DATABASE_NAME}"
+        f"@{database_host(cluster)}:{DATABASE_PORT}/{DATABASE_NAME}"
     )
 
 
@@ -318,15 +373,22 @@ def build_overlay(
     """Build the overlay with the release's image, version and Secrets added."""
     if not (overlay / "kustomization.yaml").is_file():
         raise RenderError(f"no kustomize overlay at {overlay}")
+    cluster = _cluster_name(overlay, values.overlay_patches, runner)
     # A private directory (mode 0700) for the secret files; removed right after the build.
     with tempfile.TemporaryDirectory(prefix="conduit-render-") as workdir:
         work = Path(workdir)
         secret_files = {
             "conduit_secret": values.conduit_secret,
-            "database_url": database_url(values.db_user, values.db_password),
+            "database_url": database_url(
+                values.db_user, values.db_password, cluster or DEFAULT_DATABASE_CLUSTER
+            ),
             "db_user": values.db_user,
             "db_password": values.db_password,
+            "backup_key": values.backup_key,
         }
+        pull_secret = docker_config_json(values)
+        if pull_secret is not None:
+            secret_files["dockerconfigjson"] = pull_secret
         for name, content in secret_files.items():
             write_private(work / name, content)
         kustomization = {
@@ -335,6 +397,14 @@ def build_overlay(
             # kustomize accepts a base outside the kustomization root only as a relative path.
             "resources": [os.path.relpath(overlay.resolve(), work)],
             "images": [split_image(values.image)],
+            "patches": [
+                # The role name and bucket first: a restore's patch then renames the
+                # Cluster and replaces its initdb bootstrap.
+                *database_patches(values),
+                *values.overlay_patches,
+                *_pull_secret_patches(pull_secret is not None),
+                version_patch(values.version),
+            ],
             "secretGenerator": [
                 {
                     "name": APP_SECRET,
@@ -347,39 +417,29 @@ def build_overlay(
                     "options": {"labels": {**PART_OF, COMPONENT_LABEL: "api"}, "immutable": True},
                 },
                 {
+                    # The app's role: the Cluster's initdb owner and managed role read
+                    # it (CloudNativePG wants the basic-auth shape).
                     "name": DATABASE_SECRET,
                     "namespace": namespace,
-                    "type": "Opaque",
-                    "files": [
-                        "POSTGRES_USER=db_user",
-                        "POSTGRES_PASSWORD=db_password",
-                    ],
+                    "type": "kubernetes.io/basic-auth",
+                    "files": ["username=db_user", "password=db_password"],
                     "options": {
                         "labels": {**PART_OF, COMPONENT_LABEL: "database"},
                         "immutable": True,
                     },
                 },
-            ],
-            # The version labels the API pods only: on the StatefulSet's template it
-            # would restart PostgreSQL on every release.
-            "patches": [
                 {
-                    "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
-                    "patch": yaml.safe_dump(
-                        [
-                            {
-                                "op": "add",
-                                "path": f"/metadata/labels/{_pointer(VERSION_LABEL)}",
-                                "value": values.version,
-                            },
-                            {
-                                "op": "add",
-                                "path": f"/spec/template/metadata/labels/{_pointer(VERSION_LABEL)}",
-                                "value": values.version,
-                            },
-                        ]
-                    ),
-                }
+                    # The backup service account's key, read by the Barman Cloud plugin.
+                    "name": BACKUP_SECRET,
+                    "namespace": namespace,
+                    "type": "Opaque",
+                    "files": [f"{BACKUP_KEY_FILE}=backup_key"],
+                    "options": {
+                        "labels": {**PART_OF, COMPONENT_LABEL: "database"},
+                        "immutable": True,
+                    },
+                },
+                *_pull_secret_generator(pull_secret is not None, namespace),
             ],
         }
         (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
@@ -395,6 +455,119 @@ def build_overlay(
     if not objects:
         raise RenderError(f"kustomize overlay {overlay} rendered no objects")
     return objects
+
+
+def version_patch(version: str) -> dict:
+    """The release's version on the API pods only: on the database's pods it would
+    restart PostgreSQL on every release."""
+    label = _pointer(VERSION_LABEL)
+    return {
+        "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
+        "patch": yaml.safe_dump(
+            [
+                {"op": "add", "path": f"/metadata/labels/{label}", "value": version},
+                {"op": "add", "path": f"/spec/template/metadata/labels/{label}", "value": version},
+            ]
+        ),
+    }
+
+
+def _cluster_name(overlay: Path, patches: tuple[dict, ...], runner: Runner) -> str:
+    """The name of the overlay's Cluster (after the extra patches); "" without one."""
+    if not patches:
+        built = kustomize_build(overlay, runner)
+    else:
+        with tempfile.TemporaryDirectory(prefix="conduit-render-") as workdir:
+            work = Path(workdir)
+            kustomization = {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(overlay.resolve(), work)],
+                "patches": list(patches),
+            }
+            (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+            built = kustomize_build(work, runner)
+    objects = [doc for doc in yaml.safe_load_all(built) if doc]
+    return single_name(objects, "Cluster", "database", required=False)
+
+
+def database_patches(values: RenderValues) -> list[dict]:
+    """The app's role name and the backup bucket, into the CloudNativePG objects.
+
+    A target that matches nothing (an overlay without them) is no error for kustomize.
+    """
+    role = values.db_user
+    return [
+        {
+            "target": {"kind": "Cluster", "labelSelector": f"{COMPONENT_LABEL}=database"},
+            "patch": yaml.safe_dump(
+                [
+                    {"op": "replace", "path": "/spec/bootstrap/initdb/owner", "value": role},
+                    {"op": "replace", "path": "/spec/managed/roles/0/name", "value": role},
+                ]
+            ),
+        },
+        {
+            "target": {"kind": "ObjectStore", "labelSelector": f"{COMPONENT_LABEL}=database"},
+            "patch": yaml.safe_dump(
+                [
+                    {
+                        "op": "replace",
+                        "path": "/spec/configuration/destinationPath",
+                        "value": values.backup_destination,
+                    }
+                ]
+            ),
+        },
+    ]
+
+
+def docker_config_json(values: RenderValues) -> str | None:
+    """The .dockerconfigjson of the image's registry, None without registry credentials."""
+    if not (values.registry_user and values.registry_password):
+        return None
+    registry = images.registry_of(images.parse(values.image).repository)
+    key = DOCKER_HUB_AUTH_KEY if registry in images.DOCKER_HUB_HOSTS else registry
+    pair = f"{values.registry_user}:{values.registry_password}".encode()
+    auth = {
+        "username": values.registry_user,
+        "password": values.registry_password,
+        "auth": base64.b64encode(pair).decode(),
+    }
+    return json.dumps({"auths": {key: auth}})
+
+
+def _pull_secret_generator(enabled: bool, namespace: str) -> list[dict]:
+    if not enabled:
+        return []
+    return [
+        {
+            "name": REGISTRY_SECRET,
+            "namespace": namespace,
+            "type": "kubernetes.io/dockerconfigjson",
+            "files": [".dockerconfigjson=dockerconfigjson"],
+            "options": {"labels": {**PART_OF, COMPONENT_LABEL: "api"}, "immutable": True},
+        }
+    ]
+
+
+def _pull_secret_patches(enabled: bool) -> list[dict]:
+    """imagePullSecrets on the API pods; kustomize gives the name its content hash."""
+    if not enabled:
+        return []
+    patch = [
+        {
+            "op": "add",
+            "path": "/spec/template/spec/imagePullSecrets",
+            "value": [{"name": REGISTRY_SECRET}],
+        }
+    ]
+    return [
+        {
+            "target": {"kind": "Deployment", "labelSelector": f"{COMPONENT_LABEL}=api"},
+            "patch": yaml.safe_dump(patch),
+        }
+    ]
 
 
 def _pointer(key: str) -> str:

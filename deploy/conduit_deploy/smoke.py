@@ -2,10 +2,17 @@
 
 The first mismatch fails the test (later steps build on earlier ones), after the
 article it created is deleted. deploy/README.md lists the steps.
+
+Users cannot be deleted through the API, so a deploy logs in as its environment's one
+smoke user (smoke_user()), registering it only the first time; a standalone run
+against a throwaway instance registers a fresh user.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable
@@ -24,11 +31,44 @@ TAGS = ["conduit-deploy", "smoke-test"]
 
 
 @dataclass(frozen=True)
+class SmokeUser:
+    username: str
+    email: str
+    password: str = field(repr=False)
+
+
+def smoke_user(environment: str, conduit_secret: str) -> SmokeUser:
+    """The environment's smoke user, derived from its CONDUIT_SECRET.
+
+    The same secret gives the same user on every deploy, so the user is registered once
+    and reused; nothing needs storing. The password is an HMAC of the secret, which it
+    does not reveal. A new CONDUIT_SECRET (which logs every user out anyway) gives a new
+    name too, so the old user is never needed again.
+    """
+    digest = hmac.new(
+        conduit_secret.encode(), f"conduit-deploy smoke user {environment}".encode(), hashlib.sha256
+    ).digest()
+    username = f"smoke-{environment}-{digest[:4].hex()}"
+    password = base64.urlsafe_b64encode(digest[4:]).decode().rstrip("=")
+    return SmokeUser(username, f"{username}@example.com", password)
+
+
+def fresh_user() -> SmokeUser:
+    """A new user for a throwaway instance (make run, the image test)."""
+    suffix = f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}{secrets.token_hex(3)}"
+    username = f"smoke{suffix}"
+    return SmokeUser(username, f"{username}@example.com", secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
 class SmokeOptions:
     request_timeout: float = 10.0  # seconds for each connect and each read
     connect_retries: int = 3  # only for connections that never reached the server
-    ready_timeout: float = 60.0  # how long /readyz may take to answer 200
-    ready_interval: float = 2.0
+    # A new GCE load balancer answers only once its health checks pass, minutes after
+    # the ingress shows its address.
+    ready_timeout: float = 600.0  # how long /readyz may take to answer 200
+    ready_interval: float = 5.0
+    user: SmokeUser | None = None  # None: register a fresh user
 
 
 class Step(Exception):
@@ -171,8 +211,9 @@ def run_smoke(
     report = report or Report()
     clock = clock or Clock()
     client = Client(base_url, options, session or session_with_retries(options))
+    user = options.user or fresh_user()
+    username = user.username
     suffix = f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}{secrets.token_hex(3)}"
-    username = f"smoke{suffix}"
     article = {
         "title": f"Smoke test {suffix}",
         "description": "Written by conduit-deploy smoke",
@@ -188,24 +229,8 @@ def run_smoke(
         status = wait_ready(client, options, clock)
         report.ok(f"service ready: GET /readyz -> {status}")
 
-        step = "register a new user"
-        status, body = client.call(
-            "POST",
-            "/api/users",
-            expect=(201, 200),
-            json={
-                "user": {
-                    "username": username,
-                    "email": f"{username}@example.com",
-                    "password": secrets.token_urlsafe(16),
-                }
-            },
-        )
-        user = (body or {}).get("user") or {}
-        if user.get("username") != username or not user.get("token"):
-            raise Step(f"the response has no token or a different username: {body!r}")
-        client.token = user["token"]
-        report.ok(f"register {username}: POST /api/users -> {status}, token received")
+        step = "log in"
+        report.ok(sign_in(client, user, reuse=options.user is not None))
 
         step = "create an article"
         status, body = client.call(
@@ -254,6 +279,38 @@ def run_smoke(
         ) from None
     report.out(f"smoke: all {report.passed} checks passed against {client.base_url}")
     return report.passed
+
+
+def sign_in(client: Client, user: SmokeUser, *, reuse: bool) -> str:
+    """Log in as `user` (registering it when it does not exist yet); keep its token."""
+    credentials = {"email": user.email, "password": user.password}
+    if reuse:
+        status, body = client.call(
+            "POST", "/api/users/login", expect=(200, 401), json={"user": credentials}
+        )
+        if status == 200:
+            client.token = _token(body, user)
+            return f"log in {user.username}: POST /api/users/login -> 200, token received"
+    status, body = client.call(
+        "POST",
+        "/api/users",
+        expect=(201, 200, 422),
+        json={"user": {"username": user.username, **credentials}},
+    )
+    if status == 422:
+        raise Step(
+            f"{user.username} exists but its password does not match (was the user "
+            f"changed by hand?): {body!r}"
+        )
+    client.token = _token(body, user)
+    return f"register {user.username}: POST /api/users -> {status}, token received"
+
+
+def _token(body: Any, user: SmokeUser) -> str:
+    found = (body or {}).get("user") or {}
+    if found.get("username") != user.username or not found.get("token"):
+        raise Step(f"the response has no token or a different username: {body!r}")
+    return found["token"]
 
 
 def _clean_up(client: Client, slug: str, report: Report) -> None:

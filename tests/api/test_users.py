@@ -92,6 +92,8 @@ def test_login_with_wrong_credentials_is_401(client, register, credentials):
     response = client.post("/api/users/login", json={"user": credentials})
     assert response.status_code == 401
     assert response.get_json() == {"errors": {"email or password": ["is invalid"]}}
+    # RFC 9110 section 15.5.2: a 401 carries a challenge naming the scheme.
+    assert response.headers["WWW-Authenticate"] == "Token"
 
 
 def test_current_user_echoes_the_token(client, register):

@@ -69,6 +69,26 @@ def test_closed_connections_are_failures_only_when_keep_alive_is_on():
     assert timeouts.failed == 2
 
 
+def test_the_cpu_bound_counts_the_server_and_the_database():
+    goal = Goal(max_cpu_ms=1.2)
+    within = result(goal=goal, app_cpu_ms=0.8, db_cpu_ms=0.4, client_cpu_ms=5.0)
+    report.judge(within, ceiling_rps=5000, keep_alive=True)
+    assert within.met is True
+    over = result(goal=goal, app_cpu_ms=0.8, db_cpu_ms=0.41)
+    report.judge(over, ceiling_rps=5000, keep_alive=True)
+    assert over.misses == ["1.21 ms CPU app + db > 1.2 ms"]
+    unmeasured = result(goal=goal)
+    report.judge(unmeasured, ceiling_rps=5000, keep_alive=True)
+    assert unmeasured.met is False
+
+
+def test_a_burst_on_new_connections_counts_closes_as_no_failure():
+    closed = {**NO_SOCKET_ERRORS, "read": 300}
+    burst = result(goal=Goal(max_p99_ms=1000), socket_errors=closed, new_connections=True)
+    report.judge(burst, ceiling_rps=5000, keep_alive=True)
+    assert (burst.failed, burst.met) == (0, True)
+
+
 def test_a_scenario_without_a_goal_has_no_verdict():
     r = result(name="login", rps=8, p99=3000, goal=None)
     report.judge(r, ceiling_rps=5000, keep_alive=False)

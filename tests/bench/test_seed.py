@@ -1,4 +1,4 @@
-"""`flask seed`: a deterministic, realistic dataset, and never on top of existing data."""
+"""`python -m bench.seed`: a deterministic, realistic dataset, and never on top of existing data."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from collections import Counter
 from dataclasses import asdict
 
 import pytest
+from click.testing import CliRunner
 from flask_migrate import upgrade
 from sqlalchemy import select
 
+from bench.seed import ANCHOR, MAX_TAGS_PER_ARTICLE, Counts, generate, seed_command
 from conduit import create_app
 from conduit.extensions import db
 from conduit.models import Article, ArticleTag, Comment, Favorite, Follow, Tag, User
-from conduit.seed import ANCHOR, MAX_TAGS_PER_ARTICLE, Counts, generate
 from tests.support import app_env
 
 SMALL = Counts(users=30, articles=120, tags=12, follows=80, favorites=300, comments=250)
@@ -24,7 +25,9 @@ PASSWORD = "seeded password"
 
 
 def seed(app, *args: str):
-    return app.test_cli_runner().invoke(args=["seed", *args])
+    """Run the command as `python -m bench.seed` would, on `app`'s database."""
+    env = app_env(app.config["SQLALCHEMY_DATABASE_URI"])
+    return CliRunner().invoke(seed_command, args, env=env)
 
 
 def test_the_same_seed_gives_the_same_data_and_another_seed_other_data():

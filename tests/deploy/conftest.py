@@ -10,7 +10,7 @@ import pytest
 from conduit_deploy.runner import Invocation, Result, Runner
 from conduit_deploy.waiting import Clock
 
-from .support import FakeClock
+from .support import RENDERED_SECRETS, FakeClock
 
 
 @dataclass
@@ -60,7 +60,7 @@ class FakeRendered:
     stages: list[tuple[str, Path]]
     monitoring_file: Path | None
     namespace: str = "conduit"
-    database_statefulset: str = "postgres"
+    database_cluster: str = "conduit-db"
     app_deployment: str = "conduit"
     ingress_name: str = "conduit"
     ingress_controller_manifest_url: str = (
@@ -68,6 +68,10 @@ class FakeRendered:
     )
     ingress_controller_namespace: str = "ingress-nginx"
     ingress_controller_deployment: str = "ingress-nginx-controller"
+    database_operator_manifest_url: str = "https://example.invalid/cnpg-1.30.0.yaml"
+    database_plugin_manifest_url: str = "https://example.invalid/barman-cloud/manifest.yaml"
+    database_operator_namespace: str = "cnpg-system"
+    database_operator_deployments: tuple[str, ...] = ("cnpg-controller-manager", "barman-cloud")
 
 
 STAGE_NAMES = ("namespace", "secrets", "database", "app", "ingress")
@@ -92,7 +96,14 @@ class FakeRender:
         for index, name in enumerate(STAGE_NAMES, start=1):
             path = out_dir / f"{index:02d}-{name}.yaml"
             empty = name == "database" and self.managed_database
-            path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
+            if name == "secrets":
+                path.write_text(
+                    "".join(
+                        f"---\nkind: Secret\nmetadata: {{name: {n}}}\n" for n in RENDERED_SECRETS
+                    )
+                )
+            else:
+                path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
             stages.append((name, path))
         monitoring = None
         if self.monitoring:
@@ -100,10 +111,25 @@ class FakeRender:
             monitoring.write_text("kind: ServiceMonitor\n")
         rendered = FakeRendered(kops, stages, monitoring)
         if self.managed_database:
-            rendered.database_statefulset = ""
+            rendered.database_cluster = ""
         return rendered
 
 
 @pytest.fixture
 def fake_render() -> FakeRender:
     return FakeRender()
+
+
+@dataclass
+class FakePreflight:
+    """Stands in for the preflight's cloud calls: records which environment it checked."""
+
+    calls: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __call__(self, environment: str, settings: object, *, registry: bool) -> None:
+        self.calls.append((environment, registry))
+
+
+@pytest.fixture
+def preflight() -> FakePreflight:
+    return FakePreflight()

@@ -17,6 +17,14 @@ GCP_KEY = {
 }
 DB_PASSWORD = "db-password-0123456789"
 CONDUIT_SECRET = "conduit-secret-0123456789abcdef0123456789"
+BACKUP_KEY = {
+    "type": "service_account",
+    "project_id": "conduit-dev-123",
+    "client_email": "conduit-backup@conduit-dev-123.iam.gserviceaccount.com",
+    "private_key": "not-a-real-backup-key",
+}
+# The generated Secrets the fake render writes, hash suffix included.
+RENDERED_SECRETS = ("conduit-app-aaaaaaaaaa", "registry-credentials-bbbbbbbbbb")
 
 
 def ci_environ(**overrides: str | None) -> dict[str, str]:
@@ -38,6 +46,8 @@ def ci_environ(**overrides: str | None) -> dict[str, str]:
         "DB_USER": "conduit",
         "DB_PASSWORD": DB_PASSWORD,
         "CONDUIT_SECRET": CONDUIT_SECRET,
+        "BACKUP_BUCKET": "conduit-dev-backups",
+        "BACKUP_GCP_CREDENTIAL_FILE": json.dumps(BACKUP_KEY),
     }
     for name, value in overrides.items():
         if value is None:

@@ -165,11 +165,13 @@ def test_help_gives_the_unit_of_every_option_that_takes_a_number():
     assert "(default: 300 s)" in deploy_help
 
 
-def test_a_missing_kops_points_to_install_tools(tmp_path, fake_render, capsys):
+def test_a_missing_kops_points_to_install_tools(tmp_path, fake_render, preflight, capsys):
     def runner(dry_run, clock):
         return Runner(dry_run=dry_run, clock=clock, which=lambda name: None)
 
-    ctx = Context(environ=ci_environ(), runner_factory=runner, render=fake_render)
+    ctx = Context(
+        environ=ci_environ(), runner_factory=runner, render=fake_render, preflight=preflight
+    )
     assert main(["cluster", "dev", "--out", str(tmp_path)], ctx) == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
         "conduit-deploy: error: kops is not installed or not on PATH "

@@ -64,13 +64,14 @@ def kops(recorder):
 
 
 @pytest.fixture
-def run_cluster(recorder, kops, fake_render, clock, capsys, tmp_path):
+def run_cluster(recorder, kops, fake_render, clock, capsys, tmp_path, preflight):
     def run(*argv, environ=None):
         ctx = Context(
             environ=environ or ci_environ(),
             runner_factory=recorder.runner,
             render=fake_render,
             clock=clock,
+            preflight=preflight,
         )
         code = main(["cluster", *argv, "--out", str(tmp_path / "out")], ctx)
         out, err = capsys.readouterr()
@@ -183,10 +184,10 @@ def test_no_rolling_update_skips_the_roll_and_the_prune_of_an_update(run_cluster
     assert [c[1] for c in recorder.commands][-2:] == ["update", "validate"]
 
 
-def test_the_dry_run_shows_every_path_in_order(run_cluster, recorder, tmp_path):
+def test_the_dry_run_shows_every_path_in_order(run_cluster, recorder, preflight, tmp_path):
     code, _, _ = run_cluster("dev", "--dry-run")
     assert code == 0
-    assert recorder.calls == []
+    assert (recorder.calls, preflight.calls) == ([], [])
     spec = spec_file(tmp_path)
     plan = [line for line in recorder.planned if not line.startswith("export ")]
     validate = [
@@ -194,6 +195,7 @@ def test_the_dry_run_shows_every_path_in_order(run_cluster, recorder, tmp_path):
         f"#   kops validate cluster --name {CLUSTER} --output json",
     ]
     assert plan == [
+        "# conduit-deploy preflight dev",
         "# the cluster's state picks one path: create, update or upgrade",
         f"kops get cluster --name {CLUSTER} --output yaml",
         f"kops export kubecfg --name {CLUSTER} --admin=2h",

@@ -56,6 +56,11 @@ def test_nothing_set_names_all_deploy_variables():
         "K8S_CLUSTER_NAME (or K8S_CLUSTER_NAEM)",
         "KOPS_STATE_STORE",
         "GCP_CREDENTIAL_FILE",
+        # deploy checks the registry in its preflight and renders the image pull Secret
+        "DOCKER_REGISTRY_USER",
+        "DOCKER_REGISTRY_PASSWORD",
+        "BACKUP_BUCKET",
+        "BACKUP_GCP_CREDENTIAL_FILE",
         "GCP_PROJECT (or GCP_CREDENTIAL_FILE)",
         "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER)",
     )
@@ -163,7 +168,10 @@ def test_every_malformed_variable_is_reported_together():
     environ = ci_environ(DOCKER_REGISTRY_PASSWORD="%%%", GCP_CREDENTIAL_FILE="{oops")
     with pytest.raises(VariableErrors) as caught:
         load(environ)
-    assert [problem.split()[0] for problem in caught.value.invalid] == ["GCP_CREDENTIAL_FILE"]
+    assert [problem.split()[0] for problem in caught.value.invalid] == [
+        "GCP_CREDENTIAL_FILE",
+        "DOCKER_REGISTRY_PASSWORD",
+    ]
     with pytest.raises(VariableErrors) as caught:
         load(environ, "pack")
     assert [problem.split()[0] for problem in caught.value.invalid] == ["DOCKER_REGISTRY_PASSWORD"]
@@ -257,6 +265,9 @@ def test_per_environment_variables_are_the_ones_that_differ_between_dev_and_prod
         "CONDUIT_SECRET",
         "K8S_CLUSTER_NAME",
         "K8S_CLUSTER_NAME_CONFIRMED",
+        # Each environment's backups in its own bucket, written by its own key.
+        "BACKUP_BUCKET",
+        "BACKUP_GCP_CREDENTIAL_FILE",
     }
 
 
@@ -267,7 +278,7 @@ def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
     cluster = next(row for row in rows if row.startswith("| `K8S_CLUSTER_NAME`"))
     assert cluster.startswith(
         "| `K8S_CLUSTER_NAME` (or `K8S_CLUSTER_NAEM`) | dev, prod | no "
-        "| `render`, `cluster`, `deploy` | — |"
+        "| `render`, `cluster`, `deploy`, `restore`, `preflight` | — |"
     )
 
 

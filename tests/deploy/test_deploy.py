@@ -3,6 +3,7 @@ dotenv report, the smoke test, and rollback when the rollout or the smoke test f
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -10,7 +11,7 @@ from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
 
-from .support import ci_environ, tag_environ
+from .support import RENDERED_SECRETS, ci_environ, tag_environ
 
 CLUSTER = "dev.conduit.k8s.local"
 ADDRESS = "203.0.113.7"
@@ -27,8 +28,20 @@ class Cluster:
     undo_ok: bool = True
     undo_settles: bool = True
     undone: bool = False
+    # The app's revision as each query finds it: before this deploy's apply, then at
+    # a rollback. A retried deploy of the same release finds the same revision twice.
+    revisions: list[str] = field(default_factory=lambda: ["3", "4"])
+    workloads: list[dict] = field(default_factory=list)  # before this deploy
+    secrets: list[str] = field(default_factory=list)  # part-of=conduit, after it
 
     def respond(self, args):
+        if args[:4] == ("kubectl", "get", "deployments,statefulsets", "--namespace"):
+            return Result(args, 0, json.dumps({"items": self.workloads}))
+        if args[:3] == ("kubectl", "get", "secrets"):
+            items = [{"metadata": {"name": name}} for name in self.secrets]
+            return Result(args, 0, json.dumps({"items": items}))
+        if args[:3] == ("kubectl", "get", "deployment"):
+            return Result(args, 0, self.revisions.pop(0) if self.revisions else "4")
         if args[:3] == ("kubectl", "get", "crd"):
             found = "customresourcedefinition.apiextensions.k8s.io/" + args[3]
             return Result(args, 0, found + "\n" if self.crd else "")
@@ -60,6 +73,45 @@ class Smoke:
             raise SmokeFailed(self.fail_with)
 
 
+def apply(source) -> tuple[str, ...]:
+    return (
+        "kubectl",
+        "apply",
+        "--server-side",
+        "--field-manager=conduit-deploy",
+        "--filename",
+        str(source),
+    )
+
+
+REVISION = (
+    "kubectl",
+    "get",
+    "deployment",
+    "conduit",
+    "--namespace",
+    "conduit",
+    "--ignore-not-found",
+    "--output=jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+)
+WORKLOADS = (
+    "kubectl", "get", "deployments,statefulsets", "--namespace", "conduit", "--output=json",
+)  # fmt: skip
+SECRETS = (
+    "kubectl", "get", "secrets", "--namespace", "conduit",
+    "--selector=app.kubernetes.io/part-of=conduit", "--output=json",
+)  # fmt: skip
+UNDO = (
+    "kubectl",
+    "rollout",
+    "undo",
+    "deployment/conduit",
+    "--namespace",
+    "conduit",
+    "--to-revision=3",
+)
+
+
 @pytest.fixture
 def cluster():
     return Cluster()
@@ -71,7 +123,7 @@ def smoke():
 
 
 @pytest.fixture
-def run_deploy(recorder, fake_render, clock, capsys, tmp_path, cluster, smoke):
+def run_deploy(recorder, fake_render, clock, capsys, tmp_path, cluster, smoke, preflight):
     recorder.respond = cluster.respond
 
     def run(*argv, environ=None):
@@ -81,6 +133,7 @@ def run_deploy(recorder, fake_render, clock, capsys, tmp_path, cluster, smoke):
             render=fake_render,
             smoke=smoke,
             clock=clock,
+            preflight=preflight,
         )
         code = main(
             [
@@ -110,12 +163,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
     ingress = "{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}"
     assert recorder.commands == [
         ("kops", "export", "kubecfg", "--name", CLUSTER, "--admin=2h"),
-        (
-            "kubectl",
-            "apply",
-            "--filename",
-            "https://example.invalid/ingress-nginx/controller-v1.15.1/deploy.yaml",
-        ),
+        apply("https://example.invalid/ingress-nginx/controller-v1.15.1/deploy.yaml"),
         (
             "kubectl",
             "rollout",
@@ -125,19 +173,41 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "ingress-nginx",
             "--timeout=300s",
         ),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "namespace")),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "secrets")),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "database")),
+        apply("https://example.invalid/cnpg-1.30.0.yaml"),
+        apply("https://example.invalid/barman-cloud/manifest.yaml"),
         (
             "kubectl",
             "rollout",
             "status",
-            "statefulset/postgres",
+            "deployment/cnpg-controller-manager",
             "--namespace",
-            "conduit",
+            "cnpg-system",
             "--timeout=300s",
         ),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "app")),
+        (
+            "kubectl",
+            "rollout",
+            "status",
+            "deployment/barman-cloud",
+            "--namespace",
+            "cnpg-system",
+            "--timeout=300s",
+        ),
+        WORKLOADS,
+        apply(stage(tmp_path, "namespace")),
+        apply(stage(tmp_path, "secrets")),
+        apply(stage(tmp_path, "database")),
+        (
+            "kubectl",
+            "wait",
+            "--for=condition=Ready",
+            "cluster.postgresql.cnpg.io/conduit-db",
+            "--namespace",
+            "conduit",
+            "--timeout=900s",
+        ),
+        REVISION,
+        apply(stage(tmp_path, "app")),
         (
             "kubectl",
             "rollout",
@@ -147,7 +217,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "conduit",
             "--timeout=300s",
         ),
-        ("kubectl", "apply", "--filename", stage(tmp_path, "ingress")),
+        apply(stage(tmp_path, "ingress")),
         (
             "kubectl",
             "get",
@@ -157,7 +227,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "--output",
             "name",
         ),
-        ("kubectl", "apply", "--filename", str(tmp_path / "out" / "monitoring.yaml")),
+        apply(tmp_path / "out" / "monitoring.yaml"),
         (
             "kubectl",
             "get",
@@ -176,6 +246,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "conduit",
             f"--output=jsonpath={ingress}",
         ),
+        SECRETS,
     ]
     assert smoke.urls == [f"http://{ADDRESS}/flask"]
     assert (tmp_path / "deploy.env").read_text() == f"DYNAMIC_ENVIRONMENT_URL={URL}\n"
@@ -190,12 +261,7 @@ def test_monitoring_is_skipped_without_the_prometheus_operator(
     cluster.crd = False
     code, _, err = run_deploy("dev")
     assert code == 0
-    assert (
-        "kubectl",
-        "apply",
-        "--filename",
-        str(tmp_path / "out" / "monitoring.yaml"),
-    ) not in recorder.commands
+    assert apply(tmp_path / "out" / "monitoring.yaml") not in recorder.commands
     assert "monitoring skipped: the cluster has no servicemonitors.monitoring.coreos.com" in err
 
 
@@ -205,9 +271,7 @@ def test_a_failed_app_rollout_is_rolled_back_and_fails(
     cluster.app_rollout_ok = False
     code, _, err = run_deploy("dev")
     assert code == 1
-    after_app = recorder.commands[
-        recorder.commands.index(("kubectl", "apply", "--filename", stage(tmp_path, "app"))) + 1 :
-    ]
+    after_app = recorder.commands[recorder.commands.index(apply(stage(tmp_path, "app"))) + 1 :]
     assert after_app == [
         (
             "kubectl",
@@ -218,7 +282,8 @@ def test_a_failed_app_rollout_is_rolled_back_and_fails(
             "conduit",
             "--timeout=300s",
         ),
-        ("kubectl", "rollout", "undo", "deployment/conduit", "--namespace", "conduit"),
+        REVISION,
+        UNDO,
         (
             "kubectl",
             "rollout",
@@ -235,7 +300,7 @@ def test_a_failed_app_rollout_is_rolled_back_and_fails(
         "conduit-deploy: error: the rollout of docker.io/team/conduit:01234567 did not finish"
     )
     assert "exceeded its progress deadline" in last
-    assert last.endswith("; deployment/conduit rolled back")
+    assert last.endswith("; deployment/conduit rolled back to revision 3")
 
 
 def test_a_rollback_that_does_not_settle_says_so(run_deploy, cluster):
@@ -250,8 +315,9 @@ def test_a_failed_smoke_test_rolls_back_and_fails(run_deploy, recorder, smoke):
     smoke.fail_with = "smoke test failed at 'create an article': POST /api/articles -> 500"
     code, _, err = run_deploy("dev")
     assert code == 1
-    assert recorder.commands[-2:] == [
-        ("kubectl", "rollout", "undo", "deployment/conduit", "--namespace", "conduit"),
+    assert recorder.commands[-3:] == [
+        REVISION,
+        UNDO,
         (
             "kubectl",
             "rollout",
@@ -264,7 +330,7 @@ def test_a_failed_smoke_test_rolls_back_and_fails(run_deploy, recorder, smoke):
     ]
     assert err.strip().splitlines()[-1] == (
         "conduit-deploy: error: smoke test failed at 'create an article': "
-        "POST /api/articles -> 500; deployment/conduit rolled back"
+        "POST /api/articles -> 500; deployment/conduit rolled back to revision 3"
     )
 
 
@@ -274,13 +340,40 @@ def test_the_environment_url_is_kept_even_when_the_smoke_test_fails(run_deploy, 
     assert (tmp_path / "deploy.env").read_text() == f"DYNAMIC_ENVIRONMENT_URL={URL}\n"
 
 
-def test_the_first_release_cannot_be_rolled_back(run_deploy, cluster):
+def test_the_first_release_cannot_be_rolled_back(run_deploy, recorder, cluster):
+    cluster.app_rollout_ok = False
+    cluster.revisions = ["", "1"]
+    code, _, err = run_deploy("dev")
+    assert code == 1
+    assert err.strip().endswith(
+        "rollback impossible: deployment/conduit is new, no release ran before"
+    )
+    assert not [c for c in recorder.commands if c[:3] == ("kubectl", "rollout", "undo")]
+
+
+def test_an_undo_kubectl_refuses_is_reported(run_deploy, cluster):
     cluster.app_rollout_ok = False
     cluster.undo_ok = False
     code, _, err = run_deploy("dev")
     assert code == 1
     assert err.strip().endswith(
         'rollback impossible: error: no rollout history found for deployment "conduit"'
+    )
+
+
+def test_a_retried_deploy_of_the_same_release_does_not_roll_back_further(
+    run_deploy, recorder, cluster, smoke
+):
+    # The apply changed nothing (same commit): the revision before and after is 3.
+    # `rollout undo` without --to-revision would go back to the release before it.
+    cluster.revisions = ["3", "3"]
+    smoke.fail_with = "smoke test failed at 'service ready': not ready within 600s"
+    code, _, err = run_deploy("dev")
+    assert code == 1
+    assert not [c for c in recorder.commands if c[:3] == ("kubectl", "rollout", "undo")]
+    assert err.strip().endswith(
+        "deployment/conduit still runs revision 3, the release from before this deploy: "
+        "nothing to roll back"
     )
 
 
@@ -328,16 +421,22 @@ def test_dry_run_prints_every_step(run_deploy, recorder, smoke, tmp_path):
     assert (recorder.calls, smoke.urls) == ([], [])
     assert not (tmp_path / "deploy.env").exists()
     plan = [line for line in recorder.planned if not line.startswith("export ")]
-    assert plan[0] == f"kops export kubecfg --name {CLUSTER} --admin=2h"
-    assert plan[-7:] == [
+    assert plan[:2] == [
+        "# conduit-deploy preflight dev",
+        f"kops export kubecfg --name {CLUSTER} --admin=2h",
+    ]
+    assert plan[-9:] == [
         "# only if servicemonitors.monitoring.coreos.com exists (prometheus-operator):",
         "kubectl get crd servicemonitors.monitoring.coreos.com --ignore-not-found --output name",
-        f"kubectl apply --filename {tmp_path / 'out' / 'monitoring.yaml'}",
+        "kubectl apply --server-side --field-manager=conduit-deploy "
+        f"--filename {tmp_path / 'out' / 'monitoring.yaml'}",
         "# repeated every 10s until it prints an address, for at most 600s:",
         "kubectl get ingress conduit --namespace conduit "
         "'--output=jsonpath={.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}'",
         f"# write {tmp_path / 'deploy.env'}: DYNAMIC_ENVIRONMENT_URL=http://<ingress-address>/flask/",
         "# conduit-deploy smoke http://<ingress-address>/flask",
+        "# delete the generated Secrets used neither by this release nor the one before",
+        " ".join(SECRETS),
     ]
 
 
@@ -347,6 +446,69 @@ def test_an_environment_with_a_managed_database_has_no_database_stage(
     fake_render.managed_database = True
     code, _, err = run_deploy("dev")
     assert code == 0
-    assert ("kubectl", "apply", "--filename", stage(tmp_path, "database")) not in recorder.commands
-    assert not [c for c in recorder.commands if "statefulset/postgres" in c]
+    assert apply(stage(tmp_path, "database")) not in recorder.commands
+    # No database of its own: no operator to install, no Cluster to wait for.
+    assert not [c for c in recorder.commands if any("cnpg" in part for part in c)]
     assert f"database: nothing to apply ({stage(tmp_path, 'database')} has no objects)" in err
+
+
+def pod_using(*secrets: str) -> dict:
+    return {
+        "kind": "Deployment",
+        "spec": {
+            "template": {
+                "spec": {
+                    "imagePullSecrets": [{"name": s} for s in secrets if "registry" in s],
+                    "containers": [
+                        {"envFrom": [{"secretRef": {"name": s}} for s in secrets if "app" in s]}
+                    ],
+                }
+            }
+        },
+    }
+
+
+def test_old_generated_secrets_are_pruned_but_the_previous_releases_kept(
+    run_deploy, recorder, cluster
+):
+    previous = ("conduit-app-pppppppppp", "registry-credentials-qqqqqqqqqq")
+    database = {
+        "kind": "StatefulSet",
+        "spec": {"template": {"spec": {"containers": [{"env": [
+            {"valueFrom": {"secretKeyRef": {"name": "postgres-credentials-rrrrrrrrrr"}}}
+        ]}]}}},
+    }  # fmt: skip
+    cluster.workloads = [pod_using(*previous), database]
+    cluster.secrets = [
+        *RENDERED_SECRETS,
+        *previous,
+        "postgres-credentials-rrrrrrrrrr",
+        "conduit-app-oooooooooo",  # two releases ago
+        "registry-credentials-ssssssssss",  # ditto
+        "postgres-credentials-tttttttttt",  # replaced long ago
+        "conduit-tls",  # not generated: never touched
+    ]
+    code, _, err = run_deploy("dev")
+    assert code == 0
+    assert recorder.commands[-1] == (
+        "kubectl", "delete", "secret",
+        "conduit-app-oooooooooo", "postgres-credentials-tttttttttt",
+        "registry-credentials-ssssssssss",
+        "--namespace", "conduit", "--ignore-not-found",
+    )  # fmt: skip
+    assert "pruning 3 old generated Secret(s)" in err
+
+
+def test_nothing_is_pruned_when_the_deploy_fails(run_deploy, recorder, cluster, smoke):
+    cluster.secrets = ["conduit-app-oooooooooo"]
+    smoke.fail_with = "boom"
+    code, _, _ = run_deploy("dev")
+    assert code == 1
+    assert SECRETS not in recorder.commands
+    assert not [c for c in recorder.commands if c[:3] == ("kubectl", "delete", "secret")]
+
+
+def test_a_first_deploy_prunes_nothing(run_deploy, recorder):
+    code, _, _ = run_deploy("dev")
+    assert code == 0
+    assert not [c for c in recorder.commands if c[:3] == ("kubectl", "delete", "secret")]

@@ -70,3 +70,17 @@ def test_an_image_has_a_tag_or_a_digest():
 )
 def test_the_registry_host_is_the_first_component_when_it_looks_like_one(repository, host):
     assert images.registry_host(repository) == host
+
+
+@pytest.mark.parametrize(
+    ("repository", "host"),
+    [
+        ("docker.io/team/conduit", "docker.io"),
+        ("team/conduit", "docker.io"),
+        ("registry.gitlab.com/team/conduit", "registry.gitlab.com"),
+        ("localhost:5000/conduit", "localhost:5000"),
+        ("localhost/conduit", "localhost"),
+    ],
+)
+def test_registry_of(repository, host):
+    assert images.registry_of(repository) == host

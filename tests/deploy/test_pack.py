@@ -3,9 +3,7 @@ push per pipeline."""
 
 from __future__ import annotations
 
-import pytest
 from conduit_deploy.cli import Context, main
-from conduit_deploy.pack import registry_of
 from conduit_deploy.runner import Result
 
 from .support import REGISTRY_PASSWORD, ci_environ, tag_environ
@@ -199,17 +197,3 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(recorder, capsys):
     )
     assert recorder.planned[-1] == "docker push docker.io/team/conduit:buildcache"
     assert len(recorder.planned) == 8  # login, 2 pulls, 2 builds, 3 pushes
-
-
-@pytest.mark.parametrize(
-    ("repository", "host"),
-    [
-        ("docker.io/team/conduit", "docker.io"),
-        ("team/conduit", "docker.io"),
-        ("registry.gitlab.com/team/conduit", "registry.gitlab.com"),
-        ("localhost:5000/conduit", "localhost:5000"),
-        ("localhost/conduit", "localhost"),
-    ],
-)
-def test_registry_of(repository, host):
-    assert registry_of(repository) == host

@@ -104,3 +104,38 @@ def test_smoke_fails_readably_when_the_prefix_is_wrong(api_url):
     assert progress
     assert all(line.startswith("    GET /readyz: attempt ") for line in progress)
     assert last.startswith("conduit-deploy: error: smoke test failed at 'service ready'")
+
+
+def test_a_deploys_smoke_user_is_registered_once_then_reused(api_url):
+    from conduit_deploy.smoke import Report, SmokeOptions, run_smoke, smoke_user
+
+    user = smoke_user("dev", "a-conduit-secret-of-at-least-32-characters")
+    outputs: list[list[str]] = []
+    for _ in range(2):
+        lines: list[str] = []
+        options = SmokeOptions(user=user, ready_timeout=10, ready_interval=0.1)
+        assert run_smoke(api_url, options, report=Report(out=lines.append)) == 7
+        outputs.append(lines)
+    assert outputs[0][2].startswith(f"  ok    register {user.username}: POST /api/users -> 201")
+    assert outputs[1][2].startswith(f"  ok    log in {user.username}: POST /api/users/login -> 200")
+    # What it created is gone: the user has no article left.
+    articles = requests.get(f"{api_url}/api/articles?author={user.username}", timeout=5).json()
+    assert articles["articlesCount"] == 0
+
+
+def test_each_environment_and_secret_has_its_own_smoke_user():
+    from conduit_deploy.smoke import smoke_user
+
+    secret = "a-conduit-secret-of-at-least-32-characters"
+    dev, again, prod = (
+        smoke_user("dev", secret),
+        smoke_user("dev", secret),
+        smoke_user("prod", secret),
+    )
+    assert dev == again
+    assert dev.username.startswith("smoke-dev-")
+    assert prod.username.startswith("smoke-prod-")
+    assert dev.password != prod.password
+    assert smoke_user("dev", secret + "rotated").username != dev.username
+    assert dev.password not in repr(dev)
+    assert secret not in dev.password

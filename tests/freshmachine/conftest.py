@@ -7,6 +7,7 @@ this repository, and the folder of the pinned RealWorld files (REALWORLD_DIR ins
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from tests import upstream
 from tests.freshmachine.support import (
     BASE_IMAGE,
     CA_BUNDLE,
+    DEFAULT_CACHE,
     HERE,
     HOME,
     IMAGE,
@@ -70,6 +72,18 @@ def bare_clone(tmp_path_factory) -> Path:
     return target
 
 
+def cache_volumes() -> list[str]:
+    """docker run options that mount the download cache, or none for a cold run."""
+    folder = os.environ.get("FRESHMACHINE_CACHE", DEFAULT_CACHE)
+    MEASURED["npm cache kept between runs (1 = yes)"] = 1 if folder else 0
+    if not folder:
+        return []
+    path = Path(folder) / "npm"
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, USER_ID, USER_ID)
+    return ["--volume", f"{path}:/srv/cache/npm", "--env", "npm_config_cache=/srv/cache/npm"]
+
+
 @pytest.fixture(scope="module")
 def machine(machine_image: str, bare_clone: Path) -> Iterator[Machine]:
     realworld = upstream.path("realworld", "openapi.yml").parent
@@ -84,6 +98,7 @@ def machine(machine_image: str, bare_clone: Path) -> Iterator[Machine]:
             "--env", f"PIP_CERT={CA_BUNDLE}", "--env", f"NODE_EXTRA_CA_CERTS={CA_BUNDLE}",
             # The host's network is shared: the Postman tier's uWSGI takes a free port.
             "--env", f"POSTMAN_PORT={free_port()}",
+            *cache_volumes(),
             machine_image,
         ],
         check=True,

@@ -16,6 +16,10 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MEASUREMENTS = ROOT / "build" / "freshmachine" / "measurements.json"
 HOME = "/home/newcomer"
 USER_ID = 1000  # newcomer's, fixed in the Dockerfile
+# npm's download cache, kept between runs on this machine: it changes how fast packages
+# arrive, never which ones. FRESHMACHINE_CACHE= (empty) runs cold. (pip's would not help
+# here: this machine's proxy answers without the headers pip needs to cache a download.)
+DEFAULT_CACHE = "/var/cache/conduit-freshmachine"
 
 
 @dataclass

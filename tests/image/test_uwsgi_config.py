@@ -8,6 +8,8 @@ a container; these run without Docker, in seconds.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import secrets
@@ -51,6 +53,7 @@ def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 @dataclass
 class Server:
     url: str
+    port: int
     process: subprocess.Popen
     log: Path  # stdout
     errors: Path  # stderr
@@ -81,7 +84,7 @@ def launch(tmp_path: Path, env: dict[str, str]) -> Server:
             stdout=out,
             stderr=err,
         )
-    return Server(f"http://127.0.0.1:{port}", process, log, errors)
+    return Server(f"http://127.0.0.1:{port}", port, process, log, errors)
 
 
 @pytest.fixture
@@ -127,9 +130,18 @@ def start(tmp_path: Path) -> Iterator:
         server.stop()
 
 
-def register(url: str, name: str) -> requests.Response:
+def register_body(name: str) -> str:
     user = {"username": name, "email": f"{name}@example.com", "password": "a long password"}
-    return requests.post(f"{url}/api/users", json={"user": user}, timeout=60)
+    return json.dumps({"user": user})
+
+
+def register(url: str, name: str) -> requests.Response:
+    return requests.post(
+        f"{url}/api/users",
+        data=register_body(name),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(start):
@@ -201,15 +213,61 @@ def test_a_large_token_header_gets_an_answer(start):
     assert "errors" in response.json()
 
 
-def test_responses_tell_clients_not_to_reuse_the_connection(start):
-    # uWSGI closes the connection after each response; a client that kept it for the
-    # next request would sometimes have that request reset.
+def test_one_connection_carries_requests_of_every_kind(start):
+    # HTTP/1.1 keep-alive through uWSGI's router: reads, writes, errors and empty
+    # answers all leave the connection open for the next request.
     server = start()
-    with requests.Session() as session:
-        for _ in range(200):
-            response = session.get(f"{server.url}/api/tags", timeout=10)
-            assert response.status_code == 200
-            assert response.headers["Connection"] == "close"
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    sockets = set()
+    for round_ in range(30):
+        for method, path, body, status in [
+            ("GET", "/api/tags", None, 200),
+            ("POST", "/api/users", register_body(f"kept{round_}"), 201),
+            ("POST", "/api/users", register_body(f"kept{round_}"), 422),
+            ("GET", "/api/no-such-route", None, 404),
+            ("DELETE", "/api/articles/none", None, 401),
+            ("OPTIONS", "/api/tags", None, 200),
+            ("HEAD", "/healthz", None, 200),
+        ]:
+            headers = {"Content-Type": "application/json"} if body else {}
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            assert response.status == status, (method, path)
+            assert not response.will_close, (method, path)
+            sockets.add(id(connection.sock))
+    assert len(sockets) == 1
+    # A 204 has no Content-Length (RFC 9110 forbids it): the router closes the connection
+    # after it and says so, and the answer carries no stray body.
+    token = json.loads(register(server.url, "deleter").text)["user"]["token"]
+    article = {"article": {"title": "Gone", "description": "d", "body": "b"}}
+    headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
+    connection.request("POST", "/api/articles", body=json.dumps(article), headers=headers)
+    connection.getresponse().read()
+    connection.request("DELETE", "/api/articles/gone", headers=headers)
+    response = connection.getresponse()
+    assert response.status == 204
+    assert response.read() == b""
+    assert response.getheader("Connection") == "close"
+    connection.request("GET", "/api/articles/gone")  # on a new connection
+    assert connection.getresponse().status == 404
+    connection.close()
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(start, tmp_path):
+    # Declares 2 GiB and sends a few bytes: the answer comes from Content-Length alone,
+    # as JSON, and nothing of the body is buffered anywhere.
+    server = start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.putrequest("POST", "/api/users")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(2 * 1024**3))
+    connection.endheaders(b'{"user": {')
+    response = connection.getresponse()
+    assert response.status == 413
+    assert "body" in json.loads(response.read())["errors"]
+    connection.close()
+    assert requests.get(f"{server.url}/api/tags", timeout=10).status_code == 200
 
 
 def test_logs_go_to_stdout(start):

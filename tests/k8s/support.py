@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +36,17 @@ def sample_values(environment: str = "dev", **overrides: str) -> RenderValues:
         db_user="conduit",
         db_password="pw-" + secrets.token_urlsafe(24),
         conduit_secret="cs-" + secrets.token_urlsafe(40),
+        backup_bucket=f"conduit-{environment}-backups",
+        backup_key=json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "conduit-sample-42",
+                "client_email": "conduit-backup@conduit-sample-42.iam.gserviceaccount.com",
+                "private_key": "bk-" + secrets.token_urlsafe(40),
+            }
+        ),
+        registry_user="conduit-ci",
+        registry_password="rp-" + secrets.token_urlsafe(24),
     )
     return replace(values, **overrides)
 

@@ -9,6 +9,8 @@ from tests.k8s.support import RenderedEnv
 
 # kustomize's content-hash suffix of generated ConfigMaps and Secrets.
 _HASH_SUFFIX = re.compile(r"-[a-z0-9]{10}$")
+# The same suffix inside a path: lists of named items are keyed by name (flatten()).
+_HASH_IN_KEY = re.compile(r"-[a-z0-9]{10}\]")
 
 # (kind, name, path pattern) of every field allowed to differ between dev and prod.
 INTENDED_DIFFERENCES = [
@@ -19,12 +21,15 @@ INTENDED_DIFFERENCES = [
         "conduit",
         r"spec\.template\.spec\.(initContainers|containers)\[\w+\]\.resources\..*",
     ),
-    ("StatefulSet", "postgres", r"spec\.template\.spec\.containers\[postgres\]\.resources\..*"),
+    # PostgreSQL: instances, synchronous standby, zone spreading, PDBs, sizes.
     (
-        "StatefulSet",
-        "postgres",
-        r"spec\.volumeClaimTemplates\[0\]\.spec\.(storageClassName|resources\.requests\.storage)",
+        "Cluster",
+        "conduit-db",
+        r"spec\.(instances|enablePDB|postgresql\.synchronous\..*"
+        r"|affinity\.(topologyKey|podAntiAffinityType)|storage\..*|resources\..*)",
     ),
+    # Each environment's backups go to its own bucket (BACKUP_BUCKET) and folder.
+    ("ObjectStore", "conduit-backups", r"spec\.configuration\.destinationPath"),
     # Objects only prod has.
     ("HorizontalPodAutoscaler", "conduit", r".*"),
     ("StorageClass", "conduit-postgres-ssd", r".*"),
@@ -63,6 +68,7 @@ def normalised(env: RenderedEnv) -> dict[tuple[str, str, str], object]:
             obj = {**obj, "data": dict.fromkeys(obj["data"], "<secret>")}
         name = _HASH_SUFFIX.sub("", obj["metadata"]["name"])
         for path, value in flatten(obj).items():
+            path = _HASH_IN_KEY.sub("]", path)
             if isinstance(value, str):
                 value = _HASH_SUFFIX.sub("", value)
             leaves[(obj["kind"], name, path)] = value

@@ -20,6 +20,8 @@ import pytest
 from tests.k8s import nginx_conf
 from tests.k8s.support import K8S
 
+PUBLIC_PATH = "/flask/(api(?:/.*)?|healthz|readyz)$"
+
 
 class EchoHandler(BaseHTTPRequestHandler):
     def _echo(self) -> None:
@@ -93,11 +95,11 @@ def get(
             "/flask/api/articles/how-to-train-your-dragon/comments",
             "/api/articles/how-to-train-your-dragon/comments",
         ),
-        ("/flask", "/"),
-        ("/flask/", "/"),
         ("/flask/api/articles?limit=5&offset=10", "/api/articles?limit=5&offset=10"),
-        ("/flask?tag=dragons", "/?tag=dragons"),
+        ("/flask/api/tags", "/api/tags"),
+        ("/flask/api", "/api"),
         ("/flask/readyz", "/readyz"),
+        ("/flask/healthz", "/healthz"),
     ],
 )
 def test_api_under_flask_reaches_the_app_without_the_prefix(proxy, public_path, app_path):
@@ -107,12 +109,50 @@ def test_api_under_flask_reaches_the_app_without_the_prefix(proxy, public_path, 
 
 
 @pytest.mark.parametrize(
-    "public_path", ["/flaskx", "/flaskx/api/articles", "/api/articles", "/", "/other/flask/api"]
-)
-def test_paths_outside_the_prefix_get_the_default_backend(proxy, public_path):
+    "public_path",
+    [
+        "/flaskx", "/flaskx/api/articles", "/api/articles", "/", "/other/flask/api",
+        "/flask", "/flask/", "/flask/apix", "/flask/readyzz",
+    ],
+)  # fmt: skip
+def test_paths_outside_the_public_api_get_the_default_backend(proxy, public_path):
     status, echoed = get(proxy, public_path)
     assert status == 404
     assert echoed is None, "the request must not reach the app"
+
+
+# Spellings of the metrics path a client might try; nginx normalises the path before it
+# matches locations and rewrites (merge_slashes, dot segments, %XX), so none may reach
+# the app as anything that resolves to /metrics.
+METRICS_TRICKS = [
+    "/flask/metrics", "/flask/metrics/", "/flask/Metrics", "/flask/METRICS",
+    "/flask/metrics?format=prometheus", "/flask//metrics", "/flask///metrics",
+    "/flask/./metrics", "/flask/api/../metrics", "/flask/api/./../metrics",
+    "/flask/api/%2e%2e/metrics", "/flask/api/%2E%2E/metrics", "/flask/%2fmetrics",
+    "/flask/%2Fmetrics", "/flask/api%2f..%2fmetrics", "/flask/%6detrics",
+    "/flask/api/..%2fmetrics", "/flask/readyz/../metrics", "/flask/healthz/..%2Fmetrics",
+    "/flask/api//..//metrics", "/flask/api/;/../metrics", "/flask/api/%252e%252e/metrics",
+    "/flask/api/articles/../../metrics", "/metrics", "//flask/metrics",
+]  # fmt: skip
+
+
+def test_the_app_serves_metrics_at_the_path_the_ingress_hides(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert b"# TYPE" in response.data
+
+
+@pytest.mark.parametrize("public_path", METRICS_TRICKS)
+def test_metrics_are_not_reachable_through_the_ingress(proxy, request, public_path):
+    status, echoed = get(proxy, public_path)
+    if echoed is None:
+        assert status in (400, 404), f"{public_path} -> {status}"
+        return
+    # nginx passed it on as an API path (say /api/;/../metrics): the app, which
+    # resolves no dot segments, must answer that path with a 404, not with metrics.
+    response = request.getfixturevalue("client").get(echoed["path"])
+    assert response.status_code == 404, f"{public_path} reached the app as {echoed['path']}"
+    assert b"# TYPE" not in response.data
 
 
 def test_methods_and_bodies_pass_through(proxy):
@@ -132,8 +172,8 @@ def test_translation_follows_ingress_nginx(tmp_path):
     """The generated locations are the ones ingress-nginx's template writes."""
     [ingress] = nginx_conf.load_ingresses(K8S / "base")
     conf = nginx_conf.render_conf([ingress], "127.0.0.1:1", "127.0.0.1:2", tmp_path)
-    assert 'location ~* "^/flask(/|$)(.*)" {' in conf
-    assert 'rewrite "(?i)/flask(/|$)(.*)" /$2 break;' in conf
+    assert f'location ~* "^{PUBLIC_PATH}" {{' in conf
+    assert f'rewrite "(?i){PUBLIC_PATH}" /$1 break;' in conf
     assert 'location ~* "^/" {' in conf
 
 

@@ -1,151 +1,22 @@
-"""The kops Cluster and InstanceGroups: structure, GCE specifics and sizes per environment.
+"""The kops Cluster and InstanceGroups: the rules kops 1.35 enforces, and our sizes.
 
-kops ships no JSON schema and cannot run here, so the rendered spec is checked against
-a schema of the fields this project uses (unknown keys are refused, which catches a
-misspelt field kops would silently ignore) and against the rules kops enforces at
-`kops create` time that matter to us.
+kops cannot run here, so tests/k8s/kops_rules.py transcribes, with file and line, the
+checks kops v1.35.2 makes on every field the template uses. The rendered specs must
+pass all of them, and each rule has a negative case below: a rendered spec broken so
+that kops would refuse it must be refused with kops' message.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import copy
+from collections.abc import Callable
 
-import jsonschema
+import pytest
+from conduit_deploy import tools
 
+from tests.k8s import kops_rules
+from tests.k8s.kops_rules import KopsSpec
 from tests.k8s.support import RenderedEnv
-
-_STRING = {"type": "string", "minLength": 1}
-_CIDRS = {"type": "array", "items": {"type": "string", "format": "cidr"}}
-_QUANTITY = {"type": "string", "pattern": r"^[0-9]+(m|Mi|Gi)?$"}
-
-
-def _object(properties: dict, required: list[str] | None = None) -> dict:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required if required is not None else list(properties),
-        "additionalProperties": False,
-    }
-
-
-_METADATA = _object({"name": _STRING, "labels": {"type": "object"}}, ["name"])
-
-CLUSTER_SCHEMA = _object(
-    {
-        "apiVersion": {"const": "kops.k8s.io/v1alpha2"},
-        "kind": {"const": "Cluster"},
-        "metadata": _METADATA,
-        "spec": _object(
-            {
-                "cloudProvider": {"const": "gce"},
-                "project": _STRING,
-                "configBase": {"type": "string", "pattern": r"^gs://[a-z0-9._-]+/.+"},
-                "kubernetesVersion": {"type": "string", "pattern": r"^v?1\.[0-9]+\.[0-9]+$"},
-                "channel": {"const": "stable"},
-                "api": _object(
-                    {
-                        "loadBalancer": _object(
-                            {
-                                "type": {"enum": ["Public", "Internal"]},
-                                "class": {"enum": ["Regional", "Global"]},
-                            }
-                        )
-                    }
-                ),
-                "topology": _object(
-                    {"dns": _object({"type": {"enum": ["None", "Public", "Private"]}})}
-                ),
-                "kubernetesApiAccess": {**_CIDRS, "minItems": 1},
-                "sshAccess": _CIDRS,
-                "authorization": _object({"rbac": _object({})}),
-                "iam": _object(
-                    {"allowContainerRegistry": {"type": "boolean"}, "legacy": {"const": False}}
-                ),
-                "networking": _object({"cilium": _object({"enableNodePort": {"type": "boolean"}})}),
-                "kubeProxy": _object({"enabled": {"type": "boolean"}}),
-                "nonMasqueradeCIDR": {"type": "string", "format": "cidr"},
-                "podCIDR": {"type": "string", "format": "cidr"},
-                "serviceClusterIPRange": {"type": "string", "format": "cidr"},
-                "subnets": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": _object(
-                        {
-                            "name": _STRING,
-                            "region": _STRING,
-                            "type": {"enum": ["Public", "Private"]},
-                            "cidr": {"type": "string", "format": "cidr"},
-                        }
-                    ),
-                },
-                "kubelet": _object(
-                    {
-                        "anonymousAuth": {"const": False},
-                        "authenticationTokenWebhook": {"const": True},
-                        "authorizationMode": {"const": "Webhook"},
-                    }
-                ),
-                "certManager": _object({"enabled": {"type": "boolean"}}),
-                "metricsServer": _object(
-                    {"enabled": {"type": "boolean"}, "insecure": {"type": "boolean"}}
-                ),
-                "etcdClusters": {
-                    "type": "array",
-                    "items": _object(
-                        {
-                            "name": {"enum": ["main", "events"]},
-                            "cpuRequest": _QUANTITY,
-                            "memoryRequest": _QUANTITY,
-                            "manager": _object(
-                                {"backupRetentionDays": {"type": "integer", "minimum": 1}}
-                            ),
-                            "etcdMembers": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": _object({"name": _STRING, "instanceGroup": _STRING}),
-                            },
-                        }
-                    ),
-                },
-            }
-        ),
-    }
-)
-
-INSTANCE_GROUP_SCHEMA = _object(
-    {
-        "apiVersion": {"const": "kops.k8s.io/v1alpha2"},
-        "kind": {"const": "InstanceGroup"},
-        "metadata": _object({"name": _STRING, "labels": _object({"kops.k8s.io/cluster": _STRING})}),
-        "spec": _object(
-            {
-                "role": {"enum": ["Master", "Node"]},
-                "image": {"type": "string", "pattern": r"^[a-z0-9-]+/[a-z0-9-]+$"},
-                "machineType": {"type": "string", "pattern": r"^[a-z][a-z0-9]*-[a-z]+(-[0-9]+)?$"},
-                "minSize": {"type": "integer", "minimum": 1},
-                "maxSize": {"type": "integer", "minimum": 1},
-                "rootVolumeSize": {"type": "integer", "minimum": 20},
-                "rootVolumeType": {"enum": ["pd-standard", "pd-balanced", "pd-ssd"]},
-                "subnets": {"type": "array", "minItems": 1, "items": _STRING},
-                "zones": {"type": "array", "minItems": 1, "maxItems": 1, "items": _STRING},
-                "nodeLabels": {"type": "object"},
-            }
-        ),
-    }
-)
-
-_FORMATS = jsonschema.FormatChecker()
-
-
-@_FORMATS.checks("cidr", raises=ValueError)
-def _is_cidr(value: object) -> bool:
-    ipaddress.ip_network(value)
-    return True
-
-
-def schema_errors(document: dict, schema: dict) -> list[str]:
-    validator = jsonschema.Draft202012Validator(schema, format_checker=_FORMATS)
-    return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(document)]
 
 
 def cluster_of(env: RenderedEnv) -> dict:
@@ -159,27 +30,313 @@ def groups_of(env: RenderedEnv, role: str | None = None) -> list[dict]:
     ]
 
 
+def kops_spec(env: RenderedEnv) -> KopsSpec:
+    return KopsSpec(copy.deepcopy(cluster_of(env)), copy.deepcopy(groups_of(env)))
+
+
+def control_plane(k: KopsSpec) -> dict:
+    return next(g for g in k.groups if g["spec"]["role"] == "Master")
+
+
+def nodes(k: KopsSpec) -> dict:
+    return next(g for g in k.groups if g["spec"]["role"] == "Node")
+
+
+def _set(path: str, value) -> Callable[[KopsSpec], None]:
+    """A mutation setting the cluster's spec.<path> (dots separate keys)."""
+
+    def mutate(k: KopsSpec) -> None:
+        *parents, last = path.split(".")
+        target = k.spec
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[last] = value
+
+    return mutate
+
+
+def _subnet(**changes) -> Callable[[KopsSpec], None]:
+    return lambda k: k.spec["subnets"][0].update(changes)
+
+
+def _second_subnet(**changes) -> Callable[[KopsSpec], None]:
+    return lambda k: k.spec["subnets"].append({**k.spec["subnets"][0], **changes})
+
+
+def _etcd(index: int, **changes) -> Callable[[KopsSpec], None]:
+    return lambda k: k.spec["etcdClusters"][index].update(changes)
+
+
+def _member(**changes) -> Callable[[KopsSpec], None]:
+    return lambda k: k.spec["etcdClusters"][0]["etcdMembers"][0].update(changes)
+
+
+def _group(select: Callable[[KopsSpec], dict], **changes) -> Callable[[KopsSpec], None]:
+    return lambda k: select(k)["spec"].update(changes)
+
+
+def _drop(path: str) -> Callable[[KopsSpec], None]:
+    def mutate(k: KopsSpec) -> None:
+        *parents, last = path.split(".")
+        target = k.spec
+        for key in parents:
+            target = target[key]
+        del target[last]
+
+    return mutate
+
+
+def _even_etcd(k: KopsSpec) -> None:
+    members = k.spec["etcdClusters"][0]["etcdMembers"]
+    if len(members) % 2:
+        members.append({**members[0], "name": "extra"})
+    else:  # pragma: no cover - both environments have an odd count
+        members.pop()
+
+
+def _both(*mutations: Callable[[KopsSpec], None]) -> Callable[[KopsSpec], None]:
+    def mutate(k: KopsSpec) -> None:
+        for mutation in mutations:
+            mutation(k)
+
+    return mutate
+
+
+def _rename_cluster(name: str) -> Callable[[KopsSpec], None]:
+    return lambda k: k.cluster["metadata"].update(name=name)
+
+
+# rule name -> (environment, mutation, the message kops prints). Every rule has one.
+NEGATIVE_CASES: dict[str, tuple[str, Callable[[KopsSpec], None], str]] = {
+    "cluster fields are declared by v1alpha2": (
+        "dev", _set("kubernetesVersoin", "1.35.7"),
+        "spec.kubernetesVersoin: unknown field",
+    ),
+    "instance group fields are declared by v1alpha2": (
+        "dev", _group(nodes, minSize="1"),
+        "spec.minSize: json: cannot unmarshal '1' into Go value of type int32",
+    ),
+    "cluster name is a DNS subdomain": (
+        "dev", _rename_cluster("Conduit_Dev.k8s.local"),
+        'objectMeta.name: Invalid value: "Conduit_Dev.k8s.local": Cluster Name must be a '
+        "valid DNS name",
+    ),
+    "cluster name has a dot unless DNS is None": (
+        "dev", _both(_rename_cluster("conduit-dev"), _set("topology.dns.type", "Public")),
+        'objectMeta.name: Invalid value: "conduit-dev": Cluster Name must be a fully-qualified '
+        "DNS name",
+    ),
+    "cloudProvider is a known provider": (
+        "dev", _set("cloudProvider", "gcp"),
+        'spec.cloudProvider: Unsupported value: "gcp": supported values: "gce", "digitalocean"',
+    ),
+    "GCE needs a project": (
+        "dev", _drop("project"), "project is required for GCE",
+    ),
+    "kubernetesVersion is not newer than kops' minor": (
+        "dev", _set("kubernetesVersion", "1.36.0"), "kops upgrade is required",
+    ),
+    "kubernetesVersion is at least the oldest supported": (
+        "dev", _set("kubernetesVersion", "1.28.15"), "kubernetes upgrade is required",
+    ),
+    "kubernetesVersion is not deprecated": (
+        "dev", _set("kubernetesVersion", "1.30.14"),
+        "Kops support for this Kubernetes version is deprecated",
+    ),
+    "access CIDRs parse": (
+        "dev", _set("kubernetesApiAccess", ["203.0.113.7"]),
+        'spec.kubernetesAPIAccess[0]: Invalid value: "203.0.113.7": Could not be parsed as a '
+        'CIDR (did you mean "203.0.113.7/32")',
+    ),
+    "api.loadBalancer.class only on AWS": (
+        # The blocker of issue 12: the old template set class: Regional.
+        "dev", _set("api.loadBalancer.class", "Regional"),
+        "spec.api.loadBalancer.class: Forbidden: class is only supported on AWS",
+    ),
+    "internal API load balancer needs a private subnet": (
+        "dev", _set("api.loadBalancer.type", "Internal"),
+        "spec.api.loadBalancer.type: Forbidden: Internal LoadBalancers must have at least one "
+        "subnet of type Private",
+    ),
+    "iam.legacy is not set": (
+        "dev", _set("iam.legacy", True),
+        "spec.iam.legacy: Forbidden: legacy IAM permissions are no longer supported",
+    ),
+    "GCE has no networkCIDR": (
+        "dev", _set("networkCIDR", "10.0.0.0/16"),
+        "spec.networking.networkCIDR: Forbidden: gce doesn't support networkCIDR",
+    ),
+    "nonMasqueradeCIDR parses and is IPv4 or ::/0": (
+        "dev", _set("nonMasqueradeCIDR", "10.0.0.1/8"),
+        'spec.networking.nonMasqueradeCIDR: Invalid value: "10.0.0.1/8": Network contains bits '
+        'outside prefix (did you mean "10.0.0.0/8")',
+    ),
+    "podCIDR parses and lies inside nonMasqueradeCIDR": (
+        "dev", _set("podCIDR", "100.96.0.0/11"),
+        'spec.networking.podCIDR: Forbidden: podCIDR "100.96.0.0/11" must be a subnet of '
+        'nonMasqueradeCIDR "10.0.0.0/8"',
+    ),
+    "serviceClusterIPRange parses": (
+        "dev", _set("serviceClusterIPRange", "10.1.0.0/33"),
+        'spec.networking.serviceClusterIPRange: Invalid value: "10.1.0.0/33": Could not be '
+        "parsed as a CIDR",
+    ),
+    "at least one subnet": (
+        "dev", _set("subnets", []),
+        "spec.networking.subnets: Required value: must configure at least one subnet",
+    ),
+    "subnet names are set and unique": (
+        "dev", _second_subnet(cidr="10.0.64.0/19"),
+        'spec.networking.subnets[1].name: Duplicate value: "europe-west1"',
+    ),
+    "GCE subnets have one region": (
+        "dev", _second_subnet(name="us", region="us-central1", cidr="10.0.64.0/19"),
+        "spec.networking.subnets[1].region: Forbidden: clusters cannot span regions",
+    ),
+    "GCE subnets have no zone": (
+        "dev", _subnet(zone="europe-west1-b"),
+        'spec.networking.subnets[0].zone: Invalid value: "europe-west1-b": zones should not be '
+        "specified for GCE subnets, as GCE subnets are regional",
+    ),
+    "subnet type is supported": (
+        "dev", _subnet(type="Regional"),
+        'spec.networking.subnets[0].type: Unsupported value: "Regional": supported values: '
+        '"Public", "Private", "DualStack", "Utility"',
+    ),
+    "subnet CIDR parses and overlaps neither pods nor Services": (
+        "dev", _subnet(cidr="10.1.0.0/19"),
+        'spec.networking.subnets[0].cidr: Forbidden: subnet "europe-west1" cidr "10.1.0.0/19" '
+        'must not overlap serviceClusterIPRange "10.1.0.0/16"',
+    ),
+    "topology.dns.type is supported": (
+        "dev", _set("topology.dns.type", "Gossip"),
+        'spec.networking.topology.dns.type: Unsupported value: "Gossip": supported values: '
+        '"Public", "Private", "None"',
+    ),
+    "one networking option": (
+        "dev", _set("networking.kubenet", {}),
+        "spec.networking.cilium: Forbidden: only one networking option permitted, found "
+        "cilium, kubenet",
+    ),
+    "Cilium NodePort needs kube-proxy disabled": (
+        "dev", _set("kubeProxy.enabled", True),
+        "spec.spec.kubeProxy.enabled: Forbidden: When Cilium NodePort is enabled, kubeProxy "
+        "must be disabled",
+    ),
+    "secure metrics-server needs cert-manager": (
+        "dev", _set("certManager.enabled", False),
+        "spec.metricsServer.insecure: Forbidden: Secure metrics server requires that cert "
+        "manager is enabled",
+    ),
+    "etcd clusters are declared": (
+        "dev", _both(_set("etcdClusters", []), lambda k: k.groups.remove(control_plane(k))),
+        "spec.etcdClusters: Required value",
+    ),
+    "etcd cluster names are supported": (
+        "dev", _etcd(1, name="cache"),
+        'spec.etcdClusters[1].name: Unsupported value: "cache": supported values: "cilium", '
+        '"main", "events"',
+    ),
+    "etcd cluster names are unique": (
+        "dev", _etcd(1, name="main"),
+        "spec.etcdClusters[0].backupStore: Forbidden: the backup store must be unique for each "
+        "etcd cluster",
+    ),
+    "etcd clusters have an odd number of members": (
+        "prod", _even_etcd,
+        "spec.etcdClusters[0].etcdMembers: Invalid value: 4: Should be an odd number of "
+        "control-plane-zones for quorum",
+    ),
+    "etcd members name an instance group": (
+        "dev", _member(name=""),
+        "spec.etcdClusters[0].etcdMembers[0].name: Required value: etcdMember did not have name",
+    ),
+    "instance groups are named": (
+        "dev", lambda k: nodes(k)["metadata"].update(name=""),
+        "objectMeta.name: Required value",
+    ),
+    "instance group role is supported": (
+        "dev", _group(nodes, role="Worker"),
+        'spec.role: Unsupported value: "Worker": supported values: "ControlPlane", '
+        '"APIServer", "Node", "Bastion"',
+    ),
+    "control-plane groups have one instance and a subnet": (
+        "dev", _group(control_plane, minSize=3, maxSize=3),
+        "spec.maxSize: Invalid value: 3: controlPlane InstanceGroup must have maxSize set to 1, "
+        "add more InstanceGroups instead",
+    ),
+    "maxSize is at least minSize": (
+        "dev", _group(nodes, minSize=2, maxSize=1),
+        "spec.maxSize: Forbidden: maxSize must be greater than or equal to minSize.",
+    ),
+    "instance groups name an image": (
+        "dev", _group(nodes, image=""), "spec.image: Forbidden: image must be specified.",
+    ),
+    "GCE instance groups name zones": (
+        "dev", _group(nodes, zones=[]), "spec.zones: Required value: zones should be specified",
+    ),
+    "instance group subnets exist in the cluster": (
+        "dev", _group(nodes, subnets=["europe-west1-b"]),
+        'spec.networking.subnets[0]: Not found: "europe-west1-b"',
+    ),
+    "control-plane groups are members of every etcd cluster": (
+        "dev", lambda k: control_plane(k)["metadata"].update(name="control-plane-b"),
+        'spec.metadata.name: Forbidden: InstanceGroup "control-plane-b" with role ControlPlane '
+        'must have a member in etcd cluster "main"',
+    ),
+    "node labels have at most one slash": (
+        "dev", lambda k: nodes(k)["spec"]["nodeLabels"].update({"a/b/c": "x"}),
+        'spec.nodeLabels: Invalid value: "a/b/c": Node label may only contain a single slash',
+    ),
+}  # fmt: skip
+
+
+def test_every_kops_rule_cites_kops_and_has_a_negative_case():
+    names = [r.name for r in kops_rules.RULES]
+    assert len(names) == len(set(names))
+    assert set(NEGATIVE_CASES) == set(names)
+    for r in kops_rules.RULES:
+        assert r.cite.startswith(("pkg/", "upup/")), r.name
+
+
+def test_rendered_specs_pass_every_kops_rule(env):
+    assert kops_rules.violations(kops_spec(env)) == []
+
+
+@pytest.mark.parametrize("rule", kops_rules.RULES, ids=lambda r: r.name)
+def test_kops_rule_refuses_a_spec_that_breaks_it(rule, rendered_envs):
+    environment, mutate, message = NEGATIVE_CASES[rule.name]
+    spec = kops_spec(rendered_envs[environment])
+    mutate(spec)
+    found = list(rule.check(spec))
+    assert any(message in line for line in found), found
+    # The whole rule set refuses it too, with the same message.
+    assert any(message in line for line in kops_rules.violations(spec))
+
+
+def test_kubernetes_version_is_in_the_range_the_pinned_kops_manages(env):
+    version = kops_rules.kubernetes_version(cluster_of(env)["spec"]["kubernetesVersion"])
+    assert version is not None
+    # apply_cluster.go:77 (oldest not deprecated) .. the kops minor (apply_cluster.go:939-962)
+    assert version >= (1, 31, 0)
+    assert version[:2] <= kops_rules.KOPS_VERSION
+
+
+def test_rules_were_read_from_the_pinned_kops_minor():
+    pinned = tuple(int(part) for part in tools.KOPS_VERSION.split(".")[:2])
+    assert pinned == kops_rules.KOPS_VERSION, "re-read the kops rules for the new kops minor"
+
+
+def test_cluster_name_without_a_dot_is_accepted_with_dns_none(rendered_envs):
+    spec = kops_spec(rendered_envs["dev"])
+    spec.cluster["metadata"]["name"] = "conduit-dev"
+    assert kops_rules.violations(spec) == []
+
+
 def test_kops_file_holds_one_cluster_and_its_instance_groups(env):
     kinds = [d["kind"] for d in env.kops]
     assert kinds[0] == "Cluster"
     assert set(kinds[1:]) == {"InstanceGroup"}
-
-
-def test_cluster_matches_schema(env):
-    assert schema_errors(cluster_of(env), CLUSTER_SCHEMA) == []
-
-
-def test_instance_groups_match_schema(env):
-    errors = {
-        g["metadata"]["name"]: schema_errors(g, INSTANCE_GROUP_SCHEMA) for g in groups_of(env)
-    }
-    assert errors == {name: [] for name in errors}
-
-
-def test_schema_refuses_a_misspelt_field(env):
-    cluster = cluster_of(env)
-    broken = {**cluster, "spec": {**cluster["spec"], "kubernetesVersoin": "1.35.5"}}
-    assert any("kubernetesVersoin" in error for error in schema_errors(broken, CLUSTER_SCHEMA))
 
 
 def test_cluster_uses_the_deploy_values(env):

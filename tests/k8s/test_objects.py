@@ -89,12 +89,6 @@ def test_api_probes_use_the_app_health_endpoints(env):
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 
 
-def test_database_probes_use_pg_isready(env):
-    [container] = workload(env, "database")["spec"]["template"]["spec"]["containers"]
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert "pg_isready" in " ".join(container[probe]["exec"]["command"])
-
-
 def test_migrations_run_before_the_app_with_the_same_image(env):
     spec = workload(env, "api")["spec"]["template"]["spec"]
     [migrate] = spec["initContainers"]
@@ -150,13 +144,6 @@ def test_each_service_selects_one_workload_and_reaches_its_ports(env):
                 assert target_port in ports.values()
 
 
-def test_statefulset_is_governed_by_a_headless_service(env):
-    statefulset = workload(env, "database")
-    service = env.one("Service", statefulset["spec"]["serviceName"])
-    assert service["spec"]["clusterIP"] == "None"
-    assert pods_selected(env, service["spec"]["selector"]) == [statefulset]
-
-
 def test_pdb_and_spread_constraints_select_the_api_pods(env):
     api = workload(env, "api")
     [pdb] = env.find("PodDisruptionBudget")
@@ -203,22 +190,6 @@ def test_hpa_scales_the_api_deployment(rendered_envs):
     assert "replicas" not in workload(prod, "api")["spec"]
 
 
-def test_database_volume_per_environment(rendered_envs):
-    def claim(env: RenderedEnv) -> dict:
-        [template] = workload(env, "database")["spec"]["volumeClaimTemplates"]
-        return template["spec"]
-
-    dev, prod = claim(rendered_envs["dev"]), claim(rendered_envs["prod"])
-    assert (dev["storageClassName"], dev["resources"]["requests"]["storage"]) == (
-        "standard-csi",
-        "5Gi",
-    )
-    assert prod["resources"]["requests"]["storage"] == "50Gi"
-    storage_class = rendered_envs["prod"].one("StorageClass", prod["storageClassName"])
-    assert storage_class["reclaimPolicy"] == "Retain"
-    assert storage_class["allowVolumeExpansion"] is True
-
-
 # --- network policies ------------------------------------------------------------------
 
 
@@ -229,22 +200,6 @@ def policies(env: RenderedEnv) -> dict[str, dict]:
 def test_all_ingress_traffic_is_denied_by_default(env):
     deny = policies(env)["default-deny-ingress"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
-
-
-def test_only_the_api_reaches_postgres_on_5432(env):
-    database, api = workload(env, "database"), workload(env, "api")
-    selecting = [
-        p
-        for p in policies(env).values()
-        if p["spec"]["podSelector"] and pods_selected(env, p["spec"]["podSelector"]) == [database]
-    ]
-    [policy] = selecting
-    [rule] = policy["spec"]["ingress"]
-    [peer] = rule["from"]
-    assert set(peer) == {"podSelector"}, "a namespaceSelector would widen it to other namespaces"
-    assert pods_selected(env, peer["podSelector"]) == [api]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
-    assert 5432 in container_ports(database["spec"]["template"]).values()
 
 
 def test_only_the_ingress_controller_reaches_the_api(env):
@@ -309,7 +264,9 @@ def test_secret_stage_holds_exactly_the_generated_secrets(env):
     keys = {s["metadata"]["name"].rsplit("-", 1)[0]: set(s["data"]) for s in secrets}
     assert keys == {
         "conduit-app": {"CONDUIT_SECRET", "DATABASE_URL"},
-        "postgres-credentials": {"POSTGRES_USER", "POSTGRES_PASSWORD"},
+        "postgres-credentials": {"username", "password"},
+        "conduit-backup-gcs": {"credentials.json"},
+        "registry-credentials": {".dockerconfigjson"},
     }
     assert all(s["immutable"] is True for s in secrets)
 

@@ -6,11 +6,8 @@ the documentation cannot drift from what kustomize and render() accept.
 
 from __future__ import annotations
 
-import base64
-
 import yaml
 from conduit_deploy.render import render
-from sqlalchemy.engine import make_url
 
 from tests.k8s import nginx_conf
 from tests.k8s.support import load_all, sample_values
@@ -18,27 +15,33 @@ from tests.k8s.test_schemas import schema_errors
 
 KUBERNETES_VERSION = "1.35.5"
 
+# Every CloudNativePG object goes; a Service with the operator's read-write name (the
+# host in DATABASE_URL) leads to the managed instance instead.
 MANAGED_DATABASE_PATCHES = [
-    {
-        "patch": "$patch: delete\napiVersion: apps/v1\nkind: StatefulSet\n"
-        "metadata: {name: postgres}\n"
-    },
-    {
-        "patch": "$patch: delete\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
-        "metadata: {name: postgres-from-api}\n"
-    },
-    {
-        "target": {"kind": "Service", "name": "postgres"},
-        "patch": "- op: remove\n  path: /spec/selector\n",
-    },
+    {"patch": f"$patch: delete\napiVersion: {api}\nkind: {kind}\nmetadata: {{name: {name}}}\n"}
+    for api, kind, name in [
+        ("postgresql.cnpg.io/v1", "Cluster", "conduit-db"),
+        ("postgresql.cnpg.io/v1", "ScheduledBackup", "conduit-db-nightly"),
+        ("barmancloud.cnpg.io/v1", "ObjectStore", "conduit-backups"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "postgres-ingress"),
+    ]
 ]
-MANAGED_DATABASE_ENDPOINTS = """\
+MANAGED_DATABASE_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: conduit-db-rw
+  labels:
+    app.kubernetes.io/component: database
+spec:
+  ports: [{name: postgres, port: 5432, protocol: TCP, targetPort: 5432}]
+---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
-  name: postgres-managed
+  name: conduit-db-managed
   labels:
-    kubernetes.io/service-name: postgres
+    kubernetes.io/service-name: conduit-db-rw
     app.kubernetes.io/component: database
 addressType: IPv4
 ports: [{name: postgres, port: 5432, protocol: TCP}]
@@ -66,31 +69,25 @@ def edit_overlay(root, environment, *, patches=(), resources=(), files=None):
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
 
 
-def test_managed_database_replaces_the_statefulset(repo_copy, tmp_path):
+def test_managed_database_replaces_the_cloudnativepg_cluster(repo_copy, tmp_path):
     edit_overlay(
         repo_copy,
         "prod",
         patches=MANAGED_DATABASE_PATCHES,
-        resources=["database-endpoints.yaml"],
-        files={"database-endpoints.yaml": MANAGED_DATABASE_ENDPOINTS},
+        resources=["database-managed.yaml"],
+        files={"database-managed.yaml": MANAGED_DATABASE_SERVICE},
     )
-    values = sample_values("prod")
-    rendered = render(values, tmp_path)
+    rendered = render(sample_values("prod"), tmp_path)
     stages = {name: load_all(path) for name, path in rendered.stages}
     objects = [o for stage in stages.values() for o in stage]
 
-    assert rendered.database_statefulset == ""
-    assert [o for o in objects if o["kind"] == "StatefulSet"] == []
+    assert not [o for o in objects if o["apiVersion"].split("/")[0].endswith("cnpg.io")]
     database = {(o["kind"], o["metadata"]["name"]): o for o in stages["database"]}
-    service = database[("Service", "postgres")]
+    service = database[("Service", "conduit-db-rw")]
     assert "selector" not in service["spec"]
-    endpoints = database[("EndpointSlice", "postgres-managed")]
-    assert endpoints["metadata"]["labels"]["kubernetes.io/service-name"] == "postgres"
+    endpoints = database[("EndpointSlice", "conduit-db-managed")]
+    assert endpoints["metadata"]["labels"]["kubernetes.io/service-name"] == "conduit-db-rw"
     assert endpoints["metadata"]["namespace"] == rendered.namespace
-    # DATABASE_URL still names the Service, which now leads to the managed instance.
-    app_secret = next(o for o in stages["secrets"] if "DATABASE_URL" in o["data"])
-    url = make_url(base64.b64decode(app_secret["data"]["DATABASE_URL"]).decode())
-    assert url.host == service["metadata"]["name"]
     assert schema_errors(objects, KUBERNETES_VERSION) == []
 
 
@@ -111,4 +108,4 @@ def test_host_and_tls_on_the_ingress(repo_copy, tmp_path):
     # The rewrite moves to the host's server; other hosts get the default backend.
     conf = nginx_conf.render_conf([ingress], "127.0.0.1:1", "127.0.0.1:2", tmp_path)
     assert "server_name conduit.example.org;" in conf
-    assert conf.count('rewrite "(?i)/flask(/|$)(.*)" /$2 break;') == 1
+    assert conf.count('rewrite "(?i)/flask/(api(?:/.*)?|healthz|readyz)$" /$1 break;') == 1

@@ -35,8 +35,9 @@ def test_stages_come_in_apply_order(env):
 def test_each_stage_holds_its_objects(env):
     kinds = {name: sorted(o["kind"] for o in load_all(path)) for name, path in env.rendered.stages}
     assert kinds["namespace"] == ["Namespace", "NetworkPolicy"]
-    assert kinds["secrets"] == ["Secret", "Secret"]
-    assert {"StatefulSet", "Service", "NetworkPolicy"} <= set(kinds["database"])
+    # app, database role, backup key, image pull
+    assert kinds["secrets"] == ["Secret", "Secret", "Secret", "Secret"]
+    assert {"Cluster", "ObjectStore", "ScheduledBackup", "NetworkPolicy"} <= set(kinds["database"])
     assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"} <= set(
         kinds["app"]
     )
@@ -46,7 +47,6 @@ def test_each_stage_holds_its_objects(env):
 def test_rendered_names_are_the_objects_the_deploy_tool_waits_on(env):
     rendered = env.rendered
     assert env.one("Namespace")["metadata"]["name"] == rendered.namespace
-    assert env.one("StatefulSet")["metadata"]["name"] == rendered.database_statefulset
     assert env.one("Deployment")["metadata"]["name"] == rendered.app_deployment
     assert env.one("Ingress")["metadata"]["name"] == rendered.ingress_name
     namespaced = [o for o in env.objects if o["kind"] not in ("Namespace", "StorageClass")]
@@ -90,11 +90,10 @@ def test_release_image_and_version_reach_the_api_pods_only(env):
     assert template["metadata"]["labels"]["app.kubernetes.io/version"] == SAMPLE_VERSION
     # The selector is immutable: a version in it would make the next release fail to apply.
     assert "app.kubernetes.io/version" not in deployment["spec"]["selector"]["matchLabels"]
-    # A version label on PostgreSQL's template would restart the database on every release.
-    assert (
-        "app.kubernetes.io/version"
-        not in env.one("StatefulSet")["spec"]["template"]["metadata"]["labels"]
-    )
+    # A version label on PostgreSQL's pods would restart the database on every release.
+    cluster = env.one("Cluster")
+    assert "app.kubernetes.io/version" not in cluster["metadata"]["labels"]
+    assert "app.kubernetes.io/version" not in cluster["spec"]["inheritedMetadata"]["labels"]
     # The app reads its version from that label.
     for container in template["spec"]["initContainers"] + template["spec"]["containers"]:
         [variable] = [v for v in container["env"] if v["name"] == "CONDUIT_VERSION"]
@@ -114,21 +113,15 @@ def test_a_new_release_reuses_the_config_map(tmp_path):
     assert config_names(first) == config_names(second)
 
 
-def test_database_url_points_at_the_postgres_service(env):
+def test_database_url_points_at_the_read_write_service(env):
     secret = next(s for s in env.find("Secret") if "DATABASE_URL" in s["data"])
     url = make_url(base64.b64decode(secret["data"]["DATABASE_URL"]).decode())
-    service = env.one("Service", "postgres")
+    cluster = env.one("Cluster")
     assert url.drivername == "postgresql+psycopg"
-    assert (url.host, url.port) == (
-        service["metadata"]["name"],
-        service["spec"]["ports"][0]["port"],
-    )
+    # The operator's Service that always leads to the current primary.
+    assert (url.host, url.port) == (f"{cluster['metadata']['name']}-rw", 5432)
     assert (url.username, url.password) == (env.values.db_user, env.values.db_password)
-    postgres_env = {
-        e["name"]: e
-        for e in env.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert url.database == postgres_env["POSTGRES_DB"]["value"]
+    assert url.database == cluster["spec"]["bootstrap"]["initdb"]["database"]
 
 
 def test_password_with_url_special_characters_survives(tmp_path):
@@ -136,9 +129,9 @@ def test_password_with_url_special_characters_survives(tmp_path):
     rendered = render(sample_values("dev", db_password=password), tmp_path)
     secrets = load_all(dict(rendered.stages)["secrets"])
     app = next(s for s in secrets if "DATABASE_URL" in s["data"])
-    db = next(s for s in secrets if "POSTGRES_PASSWORD" in s["data"])
+    db = next(s for s in secrets if s["type"] == "kubernetes.io/basic-auth")
     assert make_url(base64.b64decode(app["data"]["DATABASE_URL"]).decode()).password == password
-    assert base64.b64decode(db["data"]["POSTGRES_PASSWORD"]).decode() == password
+    assert base64.b64decode(db["data"]["password"]).decode() == password
 
 
 def test_changed_secret_gets_a_new_name_so_pods_roll(tmp_path):

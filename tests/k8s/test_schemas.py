@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import all_versions
 
+from tests.k8s.crd import crd_errors
 from tests.k8s.support import RenderedEnv, load_all
 
 
@@ -57,9 +58,9 @@ def test_every_rendered_object_is_valid_for_the_cluster_version(env):
     assert schema_errors(env.objects, kubernetes_version(env)) == []
 
 
-def test_every_rendered_object_is_a_builtin_kind(env):
-    # Custom resources belong in k8s/monitoring (validated on their own), not in the stages.
-    assert [o["kind"] for o in env.objects if not is_builtin(o)] == []
+def test_every_custom_resource_in_the_stages_has_a_pinned_crd(env):
+    # Custom resources are validated against their CRDs in tests/k8s/test_cnpg.py.
+    assert [e for o in env.objects if not is_builtin(o) for e in crd_errors(o)] == []
 
 
 def test_monitoring_builtin_objects_are_valid(env):

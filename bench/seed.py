@@ -1,4 +1,9 @@
-"""`flask seed`: a realistic, deterministic dataset for demos and the load benchmark.
+"""A realistic, deterministic dataset for demos and the load benchmark.
+
+    python -m bench.seed --users 50 --articles 300 --seed 7   # with DATABASE_URL etc. set
+
+It lives beside the benchmark, not in the `conduit` package: no server runs it, so the
+image does not ship it and no worker imports it.
 
 The same options give the same users, articles, tags, follows, favorites and comments
 (names, texts, timestamps, who follows whom) on every machine: generation draws from one
@@ -21,13 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import click
-from flask.cli import with_appcontext
 from slugify import slugify
 from sqlalchemy import func, insert, inspect, select
 
-from .auth import hash_password
-from .extensions import db
-from .models import Article, ArticleTag, Comment, Favorite, Follow, Tag, User
+from conduit import create_app
+from conduit.auth import hash_password
+from conduit.extensions import db
+from conduit.models import Article, ArticleTag, Comment, Favorite, Follow, Tag, User
 
 # Every generated timestamp lies before this moment, so reruns produce identical rows.
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
@@ -416,7 +421,6 @@ def _count_option(name: str, default: int, help: str):
 
 
 @click.command("seed")
-@with_appcontext
 @_count_option("users", 200, "Users to create.")
 @_count_option("articles", 2000, "Articles, each with 1 to 5 tags.")
 @_count_option("tags", 50, "Distinct tags.")
@@ -447,11 +451,20 @@ def seed_command(
     seed: int,
     password: str,
 ) -> None:
-    """Fill an empty, migrated database with a realistic, deterministic dataset."""
+    """Fill an empty, migrated database with a realistic, deterministic dataset.
+
+    The database and settings come from the environment, as for the app (DATABASE_URL,
+    CONDUIT_ENV, ...).
+    """
     counts = Counts(users, articles, tags, follows, favorites, comments)
     problems = counts.problems()
     if problems:
         raise click.UsageError("; ".join(problems))
+    with create_app().app_context():
+        _seed(counts, seed, password)
+
+
+def _seed(counts: Counts, seed: int, password: str) -> None:
     if not inspect(db.engine).has_table(User.__tablename__):
         raise click.ClickException(
             "the database has no Conduit tables: run `flask db upgrade` first"
@@ -477,3 +490,7 @@ def seed_command(
     )
     if data.users:
         click.echo(f"log in as {data.users[0]['email']} with the --password given")
+
+
+if __name__ == "__main__":
+    seed_command()

@@ -1,0 +1,169 @@
+"""The Google Cloud REST calls of the preflight, authorised by the service-account key.
+
+google-auth turns the key into an OAuth access token (a JWT signed with the key,
+exchanged at the key's token_uri); each call then sends it as a Bearer token. The base
+URLs are parameters so that tests can serve them from 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import google.auth.exceptions
+import google.auth.transport.requests
+import requests
+from google.oauth2 import service_account
+
+from .errors import GcpError
+
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+# projects.testIamPermissions takes at most 100 permissions per call.
+PERMISSIONS_PER_CALL = 100
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    resource_manager: str = "https://cloudresourcemanager.googleapis.com"
+    service_usage: str = "https://serviceusage.googleapis.com"
+    storage: str = "https://storage.googleapis.com"
+
+
+def _api_error(response: requests.Response) -> str:
+    """'HTTP 403 PERMISSION_DENIED: message' from Google's JSON error body, if any."""
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    if not isinstance(error, dict):  # OAuth endpoints answer {"error": "invalid_grant"}
+        error = {"status": str(error)}
+    parts = [f"HTTP {response.status_code}", str(error.get("status") or response.reason or "")]
+    message = " ".join(str(error.get("message") or "").split())
+    return " ".join(p for p in parts if p) + (f": {message[:300]}" if message else "")
+
+
+class GcpClient:
+    def __init__(
+        self,
+        key: Mapping[str, Any],
+        *,
+        endpoints: Endpoints | None = None,
+        session: requests.Session | None = None,
+        timeout: float = 15.0,
+    ):
+        self.endpoints = endpoints or Endpoints()
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self._key = key
+        self._credentials: service_account.Credentials | None = None
+
+    @property
+    def email(self) -> str:
+        return str(self._key.get("client_email", ""))
+
+    def authorize(self) -> None:
+        """Exchange the key for an access token; GcpError says why that failed."""
+        if self._key.get("type") != "service_account":
+            raise GcpError(
+                "the key", 'is not a service-account key (its "type" is not "service_account")'
+            )
+        try:
+            credentials = service_account.Credentials.from_service_account_info(
+                self._key, scopes=[SCOPE]
+            )
+        except (ValueError, KeyError) as error:
+            raise GcpError("the key", f"cannot be used: {error}") from None
+        request = google.auth.transport.requests.Request(self.session)
+        try:
+            credentials.refresh(request)
+        except google.auth.exceptions.RefreshError as error:
+            # args[0] is Google's "error: description" (e.g. invalid_grant: Invalid JWT
+            # Signature for a deleted key); never the key itself.
+            raise GcpError("the key was refused", str(error.args[0])[:300]) from None
+        except google.auth.exceptions.TransportError as error:
+            raise GcpError("the token endpoint", f"unreachable: {error}") from None
+        self._credentials = credentials
+
+    def _call(self, what: str, method: str, url: str, **kwargs: Any) -> dict:
+        if self._credentials is None:
+            self.authorize()
+        headers = {"Authorization": f"Bearer {self._credentials.token}"}  # type: ignore[union-attr]
+        try:
+            response = self.session.request(
+                method, url, headers=headers, timeout=self.timeout, **kwargs
+            )
+        except requests.RequestException as error:
+            raise GcpError(what, f"{type(error).__name__}: {error}") from None
+        if not response.ok:
+            raise GcpError(what, _api_error(response), response.status_code)
+        try:
+            return response.json() if response.content else {}
+        except ValueError:
+            raise GcpError(what, f"HTTP {response.status_code}, a body that is not JSON") from None
+
+    # --- Cloud Resource Manager v1 -------------------------------------------------------
+
+    def project(self, project_id: str) -> dict:
+        """projects.get: the project's number, name and lifecycleState."""
+        return self._call(
+            f"project {project_id}",
+            "GET",
+            f"{self.endpoints.resource_manager}/v1/projects/{project_id}",
+        )
+
+    def missing_permissions(self, project_id: str, permissions: Iterable[str]) -> list[str]:
+        """projects.testIamPermissions: which of `permissions` the caller lacks there."""
+        wanted = list(dict.fromkeys(permissions))
+        granted: set[str] = set()
+        for start in range(0, len(wanted), PERMISSIONS_PER_CALL):
+            batch = wanted[start : start + PERMISSIONS_PER_CALL]
+            body = self._call(
+                f"testIamPermissions on project {project_id}",
+                "POST",
+                f"{self.endpoints.resource_manager}/v1/projects/{project_id}:testIamPermissions",
+                json={"permissions": batch},
+            )
+            granted.update(body.get("permissions") or [])
+        return [p for p in wanted if p not in granted]
+
+    # --- Service Usage v1 ----------------------------------------------------------------
+
+    def enabled_services(self, project_id: str) -> set[str]:
+        """services.list with filter state:ENABLED, every page."""
+        return set(self._enabled_service_pages(project_id))
+
+    def _enabled_service_pages(self, project_id: str) -> Iterator[str]:
+        params: dict[str, Any] = {"filter": "state:ENABLED", "pageSize": 200}
+        while True:
+            body = self._call(
+                f"the enabled APIs of project {project_id}",
+                "GET",
+                f"{self.endpoints.service_usage}/v1/projects/{project_id}/services",
+                params=params,
+            )
+            for service in body.get("services") or []:
+                yield str(service.get("config", {}).get("name") or "").strip()
+            token = body.get("nextPageToken")
+            if not token:
+                return
+            params = {**params, "pageToken": token}
+
+    # --- Cloud Storage JSON API v1 -------------------------------------------------------
+
+    def bucket(self, name: str) -> dict:
+        """buckets.get: the bucket's location and settings."""
+        url = f"{self.endpoints.storage}/storage/v1/b/{name}"
+        return self._call(f"bucket gs://{name}", "GET", url)
+
+    def missing_bucket_permissions(self, name: str, permissions: Iterable[str]) -> list[str]:
+        """buckets.testIamPermissions: which of `permissions` the caller lacks on the bucket."""
+        wanted = list(dict.fromkeys(permissions))
+        body = self._call(
+            f"testIamPermissions on bucket gs://{name}",
+            "GET",
+            f"{self.endpoints.storage}/storage/v1/b/{name}/iam/testPermissions",
+            params={"permissions": wanted},
+        )
+        granted = set(body.get("permissions") or [])
+        return [p for p in wanted if p not in granted]

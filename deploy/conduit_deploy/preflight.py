@@ -1,0 +1,250 @@
+"""`conduit-deploy preflight ENV`: everything kops and the deploy need, checked up front.
+
+Each check prints one line, ok or FAIL with the reason and the fix; every check runs
+even after one fails, so a first run shows all that is missing at once. The checks only
+read: nothing is created. `cluster` and `deploy` run them before anything else.
+
+What kops on GCE needs, read from kops v1.35.2 (paths in github.com/kubernetes/kops):
+
+* APIs: kops builds clients for Compute, Cloud Storage, IAM and Cloud Resource
+  Manager (upup/pkg/fi/cloudup/gce/gce_cloud.go:142-170; its DNS client is used only
+  with a DNS zone, and our clusters use `topology.dns.type: None`).
+* Project permissions: it creates a service account per instance-group role
+  (pkg/model/gcemodel/service_accounts.go:48-88, via gcetasks/serviceaccount.go:67,134,149),
+  binds them to roles/container.serviceAgent and roles/compute.viewer on the project
+  (service_accounts.go:99-126, gcetasks/projectiambinding.go:117,130), runs instances
+  as them, and creates the instance templates, managed instance groups, network,
+  subnet, firewall rules, disks, address, forwarding rule, target pool and health
+  checks of the cluster (pkg/model/gcemodel/*.go; docs/getting_started/gce.md:164-179
+  lists what `kops delete cluster` removes).
+* State bucket: kops reads and writes its state there and grants the instances'
+  service accounts access to it through the bucket's IAM policy
+  (pkg/model/gcemodel/storageacl.go:171-176, gcetasks/storagebucketiam.go:112,124).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import config
+from .config import Settings
+from .console import log
+from .errors import CheckFailed, DeployError, GcpError, PreflightFailed
+from .gcp import Endpoints, GcpClient
+from .registry import Repository, check_push_access
+
+REQUIRED_APIS = {
+    "compute.googleapis.com": "Compute Engine API",
+    "storage.googleapis.com": "Cloud Storage API",
+    "iam.googleapis.com": "Identity and Access Management (IAM) API",
+    "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
+}
+
+
+@dataclass(frozen=True)
+class Need:
+    permission: str
+    role: str  # the predefined role the guide grants for it (deploy/google-cloud.md)
+    why: str
+
+
+PROJECT_PERMISSIONS = (
+    Need("resourcemanager.projects.get", "roles/browser", "the preflight reads the project"),
+    Need("serviceusage.services.list", "roles/serviceusage.serviceUsageViewer",
+         "the preflight lists the enabled APIs"),
+    Need("resourcemanager.projects.getIamPolicy", "roles/resourcemanager.projectIamAdmin",
+         "kops binds its node service accounts to project roles"),
+    Need("resourcemanager.projects.setIamPolicy", "roles/resourcemanager.projectIamAdmin",
+         "kops binds its node service accounts to project roles"),
+    Need("iam.serviceAccounts.get", "roles/iam.serviceAccountAdmin",
+         "kops creates a service account per role"),
+    Need("iam.serviceAccounts.create", "roles/iam.serviceAccountAdmin",
+         "kops creates a service account per role"),
+    Need("iam.serviceAccounts.update", "roles/iam.serviceAccountAdmin",
+         "kops keeps its service accounts' descriptions"),
+    Need("iam.serviceAccounts.delete", "roles/iam.serviceAccountAdmin",
+         "kops delete cluster removes them"),
+    Need("iam.serviceAccounts.actAs", "roles/iam.serviceAccountUser",
+         "the instances run as those service accounts"),
+    *(
+        Need(f"compute.{resource}.{verb}", "roles/compute.admin", "kops creates the cluster")
+        for resource in (
+            "instanceTemplates", "instanceGroupManagers", "instances", "disks", "networks",
+            "subnetworks", "firewalls", "addresses", "forwardingRules", "targetPools",
+            "httpHealthChecks", "healthChecks",
+        )
+        for verb in ("create", "delete", "get")
+    ),
+    Need("compute.zones.list", "roles/compute.admin", "kops finds the region's zones"),
+)  # fmt: skip
+
+BUCKET_PERMISSIONS = (
+    "storage.buckets.get",
+    "storage.buckets.getIamPolicy",
+    "storage.buckets.setIamPolicy",
+    "storage.objects.create",
+    "storage.objects.delete",
+    "storage.objects.get",
+    "storage.objects.list",
+)
+BUCKET_ROLE = "roles/storage.admin"
+
+
+class PreflightFunction(Protocol):
+    def __call__(self, environment: str, settings: Settings, *, registry: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    run: Callable[[], str]  # the detail of a pass; raises DeployError on a failure
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one environment's preflight checks."""
+
+    environment: str
+    project: str
+    state_store: str  # gs://bucket[/prefix]
+    cluster_name: str
+    cluster_name_confirmed: str | None = None  # K8S_CLUSTER_NAME_CONFIRMED
+    key_project: str | None = None  # project_id inside the key
+
+    @property
+    def bucket(self) -> str:
+        return self.state_store.removeprefix("gs://").split("/", 1)[0]
+
+
+def _grouped(needs: Sequence[Need], missing: Sequence[str]) -> str:
+    roles: dict[str, list[str]] = {}
+    for need in needs:
+        if need.permission in missing:
+            roles.setdefault(need.role, []).append(need.permission)
+    return "; ".join(f"grant {role} ({', '.join(perms)})" for role, perms in roles.items())
+
+
+def checks(target: Target, gcp: GcpClient) -> list[Check]:
+    """The checks of the cluster name and of Google Cloud, in the order they print."""
+
+    def key() -> str:
+        gcp.authorize()
+        return f"service account {gcp.email}"
+
+    def project() -> str:
+        found = gcp.project(target.project)
+        state = found.get("lifecycleState", "")
+        if state != "ACTIVE":
+            raise CheckFailed(f"project {target.project} is {state or 'not active'}")
+        origin = ""
+        if target.key_project and target.key_project != target.project:
+            origin = f" (the key belongs to {target.key_project})"
+        return f"{target.project} is active{origin}"
+
+    def apis() -> str:
+        missing = sorted(set(REQUIRED_APIS) - gcp.enabled_services(target.project))
+        if missing:
+            raise CheckFailed(
+                f"not enabled: {', '.join(missing)}: run `gcloud services enable "
+                f"{' '.join(missing)} --project {target.project}`"
+            )
+        return ", ".join(sorted(REQUIRED_APIS))
+
+    def bucket() -> str:
+        try:
+            gcp.bucket(target.bucket)
+        except GcpError as error:
+            if error.status == 404:
+                raise CheckFailed(
+                    f"gs://{target.bucket} does not exist: create it (deploy/google-cloud.md)"
+                ) from None
+            raise
+        missing = gcp.missing_bucket_permissions(target.bucket, BUCKET_PERMISSIONS)
+        if missing:
+            raise CheckFailed(
+                f"the key lacks {', '.join(missing)} on gs://{target.bucket}: grant "
+                f"{BUCKET_ROLE} on the bucket"
+            )
+        return f"gs://{target.bucket} is readable and writable"
+
+    def permissions() -> str:
+        wanted = [need.permission for need in PROJECT_PERMISSIONS]
+        missing = gcp.missing_permissions(target.project, wanted)
+        if missing:
+            raise CheckFailed(
+                f"{len(missing)} of {len(wanted)} permissions missing on {target.project}: "
+                + _grouped(PROJECT_PERMISSIONS, missing)
+            )
+        return f"all {len(wanted)} permissions kops needs"
+
+    def name() -> str:
+        problem = config.cluster_name_problem(
+            target.environment, target.cluster_name, target.cluster_name_confirmed
+        )
+        if problem:
+            raise CheckFailed(problem)
+        return target.cluster_name
+
+    return [
+        Check("cluster name", name),
+        Check("service-account key", key),
+        Check("project", project),
+        Check("APIs enabled", apis),
+        Check("state bucket", bucket),
+        Check("IAM permissions", permissions),
+    ]
+
+
+def run_checks(found: Sequence[Check], out: Callable[[str], None] = log) -> None:
+    """Run every check, one line each; raise PreflightFailed naming the failures."""
+    failed = []
+    for check in found:
+        try:
+            detail = check.run()
+        except DeployError as error:
+            failed.append(check.name)
+            out(f"  FAIL  {check.name}: {error}")
+        else:
+            out(f"  ok    {check.name}: {detail}")
+    if failed:
+        raise PreflightFailed(
+            f"preflight: {len(failed)} of {len(found)} checks failed ({', '.join(failed)}); "
+            "fix them and run again (deploy/google-cloud.md explains each)"
+        )
+
+
+def run_preflight(
+    environment: str,
+    settings: Settings,
+    *,
+    registry: bool,
+    endpoints: Endpoints | None = None,
+    registry_api: str | None = None,
+) -> None:
+    """Every check of `environment`, from the parsed CI variables; registry=False leaves
+    the registry out (the cluster stage pulls no image)."""
+    key = settings.require(config.GCP_CREDENTIAL_FILE)
+    target = Target(
+        environment=environment,
+        project=settings.require(config.GCP_PROJECT),
+        state_store=settings.require(config.KOPS_STATE_STORE),
+        cluster_name=settings.require(config.K8S_CLUSTER_NAME),
+        cluster_name_confirmed=settings.get(config.K8S_CLUSTER_NAME_CONFIRMED),
+        key_project=key.project_id,
+    )
+    found = checks(target, GcpClient(json.loads(key.text), endpoints=endpoints))
+    if registry:
+        user = settings.require(config.DOCKER_REGISTRY_USER)
+        password = settings.require(config.DOCKER_REGISTRY_PASSWORD)
+        repository = Repository.parse(settings.require(config.CONDUIT_IMAGE_REPOSITORY))
+        found.append(
+            Check(
+                "registry credentials",
+                lambda: check_push_access(repository, user, password, api_url=registry_api),
+            )
+        )
+    log(f"==> preflight: {environment}")
+    run_checks(found)

@@ -1,0 +1,58 @@
+"""Pooled connections the database server closed (a restart, a terminated backend) are
+dropped at checkout without a round trip (conduit/dbpool.py): no request fails once the
+server is back."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, event, text
+
+from conduit import dbpool
+from conduit.extensions import db
+
+
+def terminate_other_backends(database_url: str) -> int:
+    """What a PostgreSQL restart does to the app's pooled connections."""
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as connection:
+        ended = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    engine.dispose()
+    return ended
+
+
+@pytest.fixture
+def postgres_app(app, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("connections closed by PostgreSQL: run with flask test --postgres")
+    return app
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_closed_is_replaced_before_use(postgres_app, database_url):
+    client = postgres_app.test_client()
+    assert client.get("/api/articles").status_code == 200  # the pool now holds a connection
+    assert terminate_other_backends(database_url) >= 1
+    for path in ("/api/articles", "/api/tags", "/readyz"):
+        assert client.get(path).status_code == 200, path
+
+
+@pytest.mark.postgres
+def test_without_the_check_the_first_request_fails(postgres_app, database_url):
+    # The negative case: the check is what saves that request.
+    with postgres_app.app_context():
+        engine = db.engine
+    event.remove(engine, "checkout", dbpool._check)
+    client = postgres_app.test_client()
+    assert client.get("/api/articles").status_code == 200
+    terminate_other_backends(database_url)
+    response = client.get("/api/articles")
+    assert response.status_code == 503
+    assert response.get_json() == {
+        "errors": {"database": ["temporarily unavailable, please retry"]}
+    }
+    assert client.get("/api/articles").status_code == 200  # the pool recovers by itself

@@ -1,0 +1,451 @@
+"""`conduit-deploy preflight`, against a local fake of Google Cloud and a registry.
+
+No cloud is reachable here, so one HTTP server on 127.0.0.1 (pytest-httpserver) plays
+the OAuth token endpoint, Cloud Resource Manager, Service Usage, Cloud Storage and a
+Docker registry's token service, with the request and response shapes of their REST
+references. The token endpoint checks the JWT that google-auth signs with the key,
+and every API call must carry the token it handed out.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import time
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+from conduit_deploy.cli import Context, main
+from conduit_deploy.errors import GcpError, PreflightFailed, RegistryError
+from conduit_deploy.gcp import Endpoints, GcpClient
+from conduit_deploy.preflight import (
+    BUCKET_PERMISSIONS,
+    PROJECT_PERMISSIONS,
+    REQUIRED_APIS,
+    run_preflight,
+)
+from conduit_deploy.registry import Repository, check_push_access
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from werkzeug import Request, Response
+
+from tests.deploy.support import REGISTRY_PASSWORD, ci_environ
+
+PROJECT = "conduit-dev-123"
+BUCKET = "conduit-kops-state"
+ACCESS_TOKEN = "ya29.fake-access-token"
+REGISTRY_TOKEN_PATH = "/registry-token"
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    return ("127.0.0.1", 0)  # pytest-httpserver's fixture reads this: IPv4 loopback only
+
+
+@pytest.fixture(scope="module")
+def private_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def b64json(part: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def jwt(claims: dict) -> str:
+    """An unsigned JWT-shaped token, as a registry's token service returns (payload only)."""
+
+    def encode(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{encode({'alg': 'none'})}.{encode(claims)}.sig"
+
+
+class FakeCloud:
+    """State of the fake project, bucket and registry; tests change it, then call."""
+
+    def __init__(self, server, private_key):
+        self.server = server
+        self.url = server.url_for("").rstrip("/")
+        self.public_key = private_key.public_key()
+        self.key_refused = False
+        self.project_state = "ACTIVE"
+        self.enabled = set(REQUIRED_APIS) | {
+            "serviceusage.googleapis.com",
+            "logging.googleapis.com",
+        }
+        self.project_denied: set[str] = set()
+        self.bucket_exists = True
+        self.bucket_denied: set[str] = set()
+        self.registry_password = REGISTRY_PASSWORD
+        self.registry_actions = ["pull", "push"]
+        self.requests: list[str] = []
+        server.expect_request("/token", method="POST").respond_with_handler(self.token)
+        for path in (
+            f"/v1/projects/{PROJECT}",
+            f"/v1/projects/{PROJECT}:testIamPermissions",
+            f"/v1/projects/{PROJECT}/services",
+            f"/storage/v1/b/{BUCKET}",
+            f"/storage/v1/b/{BUCKET}/iam/testPermissions",
+        ):
+            server.expect_request(path).respond_with_handler(self.api)
+        server.expect_request("/v2/").respond_with_handler(self.registry_probe)
+        server.expect_request(REGISTRY_TOKEN_PATH).respond_with_handler(self.registry_token)
+
+    def key(self, private_key, **changes) -> dict:
+        pem = private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        return {
+            "type": "service_account",
+            "project_id": PROJECT,
+            "private_key_id": "0123abcd",
+            "private_key": pem,
+            "client_email": f"deployer@{PROJECT}.iam.gserviceaccount.com",
+            "client_id": "1234567890",
+            "token_uri": f"{self.url}/token",
+            **changes,
+        }
+
+    def token(self, request: Request) -> Response:
+        """OAuth 2.0 JWT bearer grant: verify the assertion's signature and claims."""
+        form = parse_qs(request.get_data(as_text=True))
+        assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+        header, claims, signature = form["assertion"][0].split(".")
+        self.public_key.verify(
+            base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)),
+            f"{header}.{claims}".encode(),
+            padding.PKCS1v15(),
+            hashes.SHA256(),
+        )
+        payload = b64json(claims)
+        # google-auth always names Google's token endpoint as the audience.
+        assert payload["aud"] == "https://oauth2.googleapis.com/token"
+        assert payload["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+        assert payload["exp"] > time.time()
+        if self.key_refused:
+            body = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+            return Response(json.dumps(body), 400, content_type="application/json")
+        body = {"access_token": ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"}
+        return Response(json.dumps(body), content_type="application/json")
+
+    @staticmethod
+    def error(status: int, code: str, message: str) -> Response:
+        body = {"error": {"code": status, "message": message, "status": code}}
+        return Response(json.dumps(body), status, content_type="application/json")
+
+    def api(self, request: Request) -> Response:
+        self.requests.append(f"{request.method} {request.path}")
+        if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+            return self.error(401, "UNAUTHENTICATED", "Request had invalid authentication")
+        path = request.path
+        if path == f"/v1/projects/{PROJECT}":
+            body = {
+                "projectId": PROJECT,
+                "projectNumber": "42",
+                "lifecycleState": self.project_state,
+            }
+        elif path.endswith(":testIamPermissions"):
+            asked = request.get_json()["permissions"]
+            assert len(asked) <= 100
+            body = {"permissions": [p for p in asked if p not in self.project_denied]}
+        elif path.endswith("/services"):
+            assert request.args["filter"] == "state:ENABLED"
+            names = sorted(self.enabled)
+            page = int(request.args.get("pageToken", "0"))
+            body = {
+                "services": [
+                    {"name": f"projects/42/services/{n}", "config": {"name": n}, "state": "ENABLED"}
+                    for n in names[page : page + 2]
+                ]
+            }
+            if page + 2 < len(names):  # two per page: the client must follow nextPageToken
+                body["nextPageToken"] = str(page + 2)
+        elif path.endswith("/iam/testPermissions"):
+            if not self.bucket_exists:
+                return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
+            asked = request.args.getlist("permissions")
+            body = {
+                "kind": "storage#testIamPermissionsResponse",
+                "permissions": [p for p in asked if p not in self.bucket_denied],
+            }
+        else:  # the bucket
+            if not self.bucket_exists:
+                return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
+            body = {"kind": "storage#bucket", "name": BUCKET, "location": "EUROPE-WEST1"}
+        return Response(json.dumps(body), content_type="application/json")
+
+    def registry_probe(self, request: Request) -> Response:
+        challenge = f'Bearer realm="{self.url}{REGISTRY_TOKEN_PATH}",service="registry.docker.io"'
+        return Response("{}", 401, headers={"WWW-Authenticate": challenge})
+
+    def registry_token(self, request: Request) -> Response:
+        auth = request.authorization
+        if auth is None or (auth.username, auth.password) != ("team", self.registry_password):
+            return Response('{"details":"incorrect username or password"}', 401)
+        assert request.args["service"] == "registry.docker.io"
+        scope = request.args["scope"]
+        assert scope == "repository:team/conduit:pull,push"
+        access = [{"type": "repository", "name": "team/conduit", "actions": self.registry_actions}]
+        return Response(
+            json.dumps({"token": jwt({"access": access})}), content_type="application/json"
+        )
+
+
+@pytest.fixture
+def cloud(httpserver, private_key) -> FakeCloud:
+    return FakeCloud(httpserver, private_key)
+
+
+def preflight(cloud: FakeCloud, private_key, capsys, **environ: str | None):
+    key = json.dumps(cloud.key(private_key))
+    ctx = Context(
+        environ=ci_environ(GCP_CREDENTIAL_FILE=key, **environ),
+        preflight=functools.partial(
+            run_preflight,
+            endpoints=Endpoints(cloud.url, cloud.url, cloud.url),
+            registry_api=cloud.url,
+        ),
+    )
+    code = main(["preflight", "dev"], ctx)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err, key
+
+
+def lines(output: str, status: str) -> list[str]:
+    return [line.split(":", 1)[0].strip()[len(status) :].strip()
+            for line in output.splitlines() if line.strip().startswith(status)]  # fmt: skip
+
+
+def test_everything_in_place_passes_every_check(cloud, private_key, capsys):
+    code, output, _ = preflight(cloud, private_key, capsys)
+    assert code == 0, output
+    assert lines(output, "ok") == [
+        "cluster name", "service-account key", "project", "APIs enabled", "state bucket",
+        "IAM permissions", "registry credentials",
+    ]  # fmt: skip
+    assert lines(output, "FAIL") == []
+    assert "service account deployer@conduit-dev-123.iam.gserviceaccount.com" in output
+    assert f"all {len(PROJECT_PERMISSIONS)} permissions kops needs" in output
+
+
+def test_every_failure_is_reported_at_once(cloud, private_key, capsys):
+    cloud.enabled -= {"iam.googleapis.com"}
+    cloud.project_denied = {"iam.serviceAccounts.actAs", "compute.instances.create"}
+    cloud.bucket_denied = {"storage.buckets.setIamPolicy"}
+    cloud.registry_password = "another-password"
+    code, output, key = preflight(
+        cloud, private_key, capsys, K8S_CLUSTER_NAME="prod.conduit.k8s.local"
+    )
+    assert code == 1
+    assert lines(output, "FAIL") == [
+        "cluster name", "APIs enabled", "state bucket", "IAM permissions", "registry credentials",
+    ]  # fmt: skip
+    assert lines(output, "ok") == ["service-account key", "project"]
+    assert "gcloud services enable iam.googleapis.com --project conduit-dev-123" in output
+    assert "grant roles/iam.serviceAccountUser (iam.serviceAccounts.actAs)" in output
+    assert "grant roles/compute.admin (compute.instances.create)" in output
+    assert "storage.buckets.setIamPolicy on gs://conduit-kops-state" in output
+    assert "refused DOCKER_REGISTRY_USER 'team'" in output
+    assert "K8S_CLUSTER_NAME 'prod.conduit.k8s.local' is the prod cluster, not dev's" in output
+    assert (
+        output.rstrip()
+        .splitlines()[-1]
+        .startswith(
+            "conduit-deploy: error: preflight: 5 of 7 checks failed (cluster name, APIs enabled"
+        )
+    )
+    # One line per check, and no secret in any of them.
+    for secret in (REGISTRY_PASSWORD, "another-password", json.loads(key)["private_key"][30:90]):
+        assert secret not in output
+
+
+def test_a_refused_key_says_why(cloud, private_key, capsys):
+    cloud.key_refused = True
+    code, output, _ = preflight(cloud, private_key, capsys)
+    assert code == 1
+    assert (
+        "FAIL  service-account key: the key was refused: invalid_grant: Invalid JWT Signature."
+        in output
+    )
+    # The checks that need a token fail too, each saying so, instead of being skipped.
+    assert lines(output, "FAIL")[:4] == [
+        "service-account key",
+        "project",
+        "APIs enabled",
+        "state bucket",
+    ]
+    assert cloud.requests == []
+
+
+def test_a_missing_bucket_and_an_inactive_project(cloud, private_key, capsys):
+    cloud.bucket_exists = False
+    cloud.project_state = "DELETE_REQUESTED"
+    code, output, _ = preflight(cloud, private_key, capsys)
+    assert code == 1
+    assert "FAIL  project: project conduit-dev-123 is DELETE_REQUESTED" in output
+    assert "FAIL  state bucket: gs://conduit-kops-state does not exist" in output
+
+
+def test_a_read_only_registry_token_cannot_push(cloud, private_key, capsys):
+    cloud.registry_actions = ["pull"]
+    code, output, _ = preflight(cloud, private_key, capsys)
+    assert code == 1
+    assert "grants no push to team/conduit (granted: pull)" in output
+
+
+def test_permission_checks_are_batched_by_100(cloud, private_key):
+    client = GcpClient(cloud.key(private_key), endpoints=Endpoints(cloud.url, cloud.url, cloud.url))
+    wanted = [f"compute.things{i}.get" for i in range(150)]
+    cloud.project_denied = {wanted[0], wanted[120]}
+    assert client.missing_permissions(PROJECT, wanted) == [wanted[0], wanted[120]]
+    assert cloud.requests.count(f"POST /v1/projects/{PROJECT}:testIamPermissions") == 2
+
+
+def test_an_api_error_is_one_line_with_google_status(cloud, private_key):
+    client = GcpClient(cloud.key(private_key), endpoints=Endpoints(cloud.url, cloud.url, cloud.url))
+    cloud.bucket_exists = False
+    with pytest.raises(GcpError) as raised:
+        client.bucket(BUCKET)
+    assert str(raised.value) == (
+        "bucket gs://conduit-kops-state: HTTP 404 NOT_FOUND: The specified bucket does not exist."
+    )
+    assert raised.value.status == 404
+
+
+def test_an_unreachable_endpoint_is_reported(private_key, httpserver):
+    cloud = FakeCloud(httpserver, private_key)
+    closed = "http://127.0.0.1:9"  # discard port: nothing listens
+    client = GcpClient(
+        cloud.key(private_key), endpoints=Endpoints(closed, closed, closed), timeout=2
+    )
+    with pytest.raises(GcpError, match=r"^project conduit-dev-123: ConnectionError"):
+        client.project(PROJECT)
+
+
+def test_not_a_service_account_key(private_key, httpserver):
+    cloud = FakeCloud(httpserver, private_key)
+    client = GcpClient(cloud.key(private_key, type="authorized_user"))
+    with pytest.raises(GcpError, match="is not a service-account key"):
+        client.authorize()
+
+
+def test_registry_with_basic_auth(httpserver):
+    def probe(request: Request) -> Response:
+        auth = request.authorization
+        if auth and (auth.username, auth.password) == ("u", "p"):
+            return Response("{}")
+        return Response("{}", 401, headers={"WWW-Authenticate": 'Basic realm="registry"'})
+
+    httpserver.expect_request("/v2/").respond_with_handler(probe)
+    repository = Repository.parse("registry.example.com:5000/team/conduit")
+    url = httpserver.url_for("").rstrip("/")
+    assert "u may push" in check_push_access(repository, "u", "p", api_url=url)
+    with pytest.raises(RegistryError, match="refused DOCKER_REGISTRY_USER 'u'"):
+        check_push_access(repository, "u", "wrong", api_url=url)
+
+
+@pytest.mark.parametrize(
+    ("reference", "registry", "path", "api"),
+    [
+        ("docker.io/team/conduit", "docker.io", "team/conduit", "https://registry-1.docker.io"),
+        ("team/conduit", "docker.io", "team/conduit", "https://registry-1.docker.io"),
+        ("conduit", "docker.io", "library/conduit", "https://registry-1.docker.io"),
+        ("index.docker.io/conduit", "index.docker.io", "library/conduit",
+         "https://registry-1.docker.io"),
+        ("registry.gitlab.com/g/p/conduit", "registry.gitlab.com", "g/p/conduit",
+         "https://registry.gitlab.com"),
+        ("localhost:5000/conduit", "localhost:5000", "conduit", "https://localhost:5000"),
+    ],
+)  # fmt: skip
+def test_repository_references(reference, registry, path, api):
+    repository = Repository.parse(reference)
+    assert (repository.registry, repository.path, repository.api_url()) == (registry, path, api)
+
+
+@pytest.mark.parametrize(
+    ("name", "confirmed", "failure"),
+    [
+        ("dev.conduit.k8s.local", None, None),
+        # Another environment's cluster: the confirmation does not help.
+        ("prod.conduit.k8s.local", "prod.conduit.k8s.local", "is the prod cluster, not dev's"),
+        ("devx.conduit.k8s.local", None, "does not start with 'dev.'"),
+        ("conduit.k8s.local", None, "K8S_CLUSTER_NAME_CONFIRMED=conduit.k8s.local in the dev"),
+        ("conduit.k8s.local", "other.k8s.local", "does not start with 'dev.'"),
+        ("conduit.k8s.local", "conduit.k8s.local", None),
+    ],
+)
+def test_the_cluster_name_line_applies_the_cluster_name_rule(
+    cloud, private_key, capsys, name, confirmed, failure
+):
+    code, output, _ = preflight(
+        cloud, private_key, capsys, K8S_CLUSTER_NAME=name, K8S_CLUSTER_NAME_CONFIRMED=confirmed
+    )
+    if failure is None:
+        assert code == 0, output
+        assert f"ok    cluster name: {name}" in output
+    else:
+        assert code == 1
+        assert lines(output, "FAIL") == ["cluster name"]
+        assert failure in output
+
+
+def test_bucket_permissions_include_what_kops_does_to_the_bucket():
+    # kops writes its state and sets the bucket's IAM policy (storagebucketiam.go:112,124).
+    assert {"storage.objects.create", "storage.buckets.setIamPolicy"} <= set(BUCKET_PERMISSIONS)
+
+
+def test_requests_stay_local(cloud):
+    assert cloud.url.startswith("http://127.0.0.1:")
+    assert requests.get(f"{cloud.url}/v2/", timeout=5).status_code == 401
+
+
+# --- cluster and deploy run it first --------------------------------------------------
+
+
+@pytest.fixture
+def stage_command(recorder, fake_render, clock, tmp_path, capsys):
+    """Run `cluster` or `deploy` of dev with the given preflight; (exit code, stderr)."""
+
+    def run(command: str, preflight, *options: str) -> tuple[int, str]:
+        ctx = Context(
+            environ=ci_environ(),
+            runner_factory=recorder.runner,
+            render=fake_render,
+            clock=clock,
+            preflight=preflight,
+        )
+        code = main([command, "dev", "--out", str(tmp_path / "out"), *options], ctx)
+        return code, capsys.readouterr().err
+
+    return run
+
+
+@pytest.mark.parametrize("command", ["cluster", "deploy"])
+def test_a_dry_run_prints_the_preflight_first_and_calls_nothing(
+    command, stage_command, recorder, preflight
+):
+    assert stage_command(command, preflight, "--dry-run")[0] == 0
+    assert preflight.calls == []
+    assert recorder.planned[0] == "# conduit-deploy preflight dev"
+
+
+@pytest.mark.parametrize(("command", "registry"), [("cluster", False), ("deploy", True)])
+def test_cluster_and_deploy_run_the_preflight_first_and_stop_when_it_fails(
+    command, registry, stage_command, recorder
+):
+    seen: list[tuple[str, bool, int]] = []
+
+    def failing(environment, settings, *, registry):
+        seen.append((environment, registry, len(recorder.calls)))
+        raise PreflightFailed("preflight: 1 of 6 checks failed (APIs enabled)")
+
+    code, err = stage_command(command, failing)
+    assert code == 1
+    # The cluster stage pulls no image, so its preflight leaves the registry out.
+    assert seen == [("dev", registry, 0)]
+    assert recorder.calls == []
+    assert err.endswith("conduit-deploy: error: preflight: 1 of 6 checks failed (APIs enabled)\n")
