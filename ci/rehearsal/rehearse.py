@@ -76,6 +76,10 @@ PROJECT_VARIABLES = {
         "KOPS_STATE_STORE": "gs://rehearsal-kops-state",
         "GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
         "CONDUIT_IMAGE_REPOSITORY": "registry.example.com/rehearsal/conduit",
+        "DOCKER_REGISTRY_USER": "rehearsal",
+        "DOCKER_REGISTRY_PASSWORD": "cmVoZWFyc2FsLXRva2Vu",  # base64 of "rehearsal-token"
+        "BACKUP_BUCKET": "rehearsal-backups",
+        "BACKUP_GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
     },
 }
 
