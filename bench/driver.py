@@ -397,6 +397,30 @@ class Server:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def worker_memory_mib(self) -> list[dict[str, float]]:
+        """Each worker's resident memory (rss), its proportional share of pages shared
+        with other processes (pss) and the pages only it holds (private): RSS counts
+        every shared page in full in every worker, PSS adds up to what the pod uses."""
+        found = []
+        for pid in self.workers():
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except OSError:
+                continue
+            kib = {
+                name: int(value)
+                for name, value in re.findall(r"^(\w+):\s+(\d+) kB", rollup, re.MULTILINE)
+            }
+            private = kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)
+            found.append(
+                {
+                    "rss": round(kib.get("Rss", 0) / 1024, 1),
+                    "pss": round(kib.get("Pss", 0) / 1024, 1),
+                    "private": round(private / 1024, 1),
+                }
+            )
+        return found
+
     def worker_rss_mib(self) -> list[float]:
         sizes = []
         for pid in self.workers():
@@ -721,6 +745,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         rss = server.worker_rss_mib()
+        memory = server.worker_memory_mib()
         minimal_rss = minimal.worker_rss_mib()
         processes = len(server.workers())
         served = sum(r.requests for r in results if r.name != "minimal")
@@ -771,6 +796,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "worker_rss_mib": [round(mib, 1) for mib in rss],
         "minimal_app_worker_rss_mib": [round(mib, 1) for mib in minimal_rss],
+        "worker_memory_mib": memory,
         "rss_goal_mib": RSS_GOAL_MIB,
         "requests_served": served,
     }
