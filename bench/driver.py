@@ -422,16 +422,7 @@ class Server:
         return found
 
     def worker_rss_mib(self) -> list[float]:
-        sizes = []
-        for pid in self.workers():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-            if match:
-                sizes.append(int(match.group(1)) / 1024)
-        return sizes
+        return [memory["rss"] for memory in self.worker_memory_mib()]
 
 
 # --- one scenario --------------------------------------------------------------------
@@ -744,8 +735,8 @@ def main(argv: list[str] | None = None) -> int:
                     profiler,
                 )
             )
-        rss = server.worker_rss_mib()
         memory = server.worker_memory_mib()
+        rss = [worker["rss"] for worker in memory]
         minimal_rss = minimal.worker_rss_mib()
         processes = len(server.workers())
         served = sum(r.requests for r in results if r.name != "minimal")
