@@ -43,10 +43,11 @@ def test_in_ci_a_tier_without_its_program_fails():
 def test_the_run_ends_with_one_summary_line_per_tier():
     result = nox("--sessions", "lint", "postgres", TEST_DATABASE_URL=None, CI=None)
     summary = [line for line in result.stderr.splitlines() if line.startswith("nox > * ")]
-    assert [line.split(",")[0] for line in summary] == [
-        "nox > * lint: success",
-        "nox > * postgres: skipped (needs TEST_DATABASE_URL",
-    ]
+    # lint's own outcome depends on the tree it runs in (a GitLab job adds caches to it);
+    # what is under test is one line per tier, naming its outcome.
+    assert [line.split(":")[0] for line in summary] == ["nox > * lint", "nox > * postgres"]
+    assert summary[0].split(",")[0] in {"nox > * lint: success", "nox > * lint: aborted"}
+    assert summary[1].startswith("nox > * postgres: skipped (needs TEST_DATABASE_URL")
 
 
 def test_unknown_tier_is_an_error():

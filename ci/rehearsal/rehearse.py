@@ -5,8 +5,9 @@ runner's config.toml would say it (README.md beside this file has the details):
 
 - the images are local stand-ins built by build-images.sh under the file's image names;
 - the runner adds the host's Docker socket (for the dind stand-in only), one shared
-  /certs/client volume (a GitLab runner's `volumes = ["/certs/client"]`) and a local
-  copy of the RealWorld inputs (REALWORLD_DIR), because GitHub is out of reach here;
+  /certs/client volume (a GitLab runner's `volumes = ["/certs/client"]`) and local
+  copies of the pinned upstream inputs (REALWORLD_DIR and the other variables of
+  tests/upstream.toml), because GitHub is out of reach here;
 - pipelines are simulated by the variables GitLab sets for each kind of pipeline.
 
     python ci/rehearsal/rehearse.py                     # the default plan below
@@ -75,6 +76,10 @@ PROJECT_VARIABLES = {
         "KOPS_STATE_STORE": "gs://rehearsal-kops-state",
         "GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
         "CONDUIT_IMAGE_REPOSITORY": "registry.example.com/rehearsal/conduit",
+        "DOCKER_REGISTRY_USER": "rehearsal",
+        "DOCKER_REGISTRY_PASSWORD": "cmVoZWFyc2FsLXRva2Vu",  # base64 of "rehearsal-token"
+        "BACKUP_BUCKET": "rehearsal-backups",
+        "BACKUP_GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
     },
 }
 
@@ -158,26 +163,35 @@ def prepare_checkout(source: Path, checkout: Path) -> None:
     sh(*git, "commit", "-q", "-m", "rehearsal")
 
 
-def realworld_dir() -> Path:
-    configured = os.environ.get("REALWORLD_DIR")
-    if configured:
-        return Path(configured).resolve()
-    # Fills build/upstream/realworld from the pinned URLs, checked by SHA-256.
-    fetched = subprocess.run(
-        [sys.executable, "-m", "tests.upstream", "fetch", "realworld"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if fetched.returncode != 0:
-        reason = (fetched.stderr.strip().splitlines() or ["no reason given"])[-1]
-        raise SystemExit(f"rehearsal: no RealWorld inputs for the jobs: {reason}")
-    return ROOT / "build" / "upstream" / "realworld"
+def upstream_dirs() -> dict[str, Path]:
+    """A local copy of each group of pinned upstream inputs (tests/upstream.toml), by
+    the variable that names it: the host's own setting, else the host's pinned download."""
+    sys.path.insert(0, str(ROOT))
+    from tests import upstream  # the one manifest of pinned inputs
+
+    folders = {}
+    for group, pins in upstream.load_pins().items():
+        variable = next(iter(pins.values())).env
+        configured = os.environ.get(variable)
+        if configured:
+            folders[variable] = Path(configured).resolve()
+            continue
+        fetched = subprocess.run(
+            [sys.executable, "-m", "tests.upstream", "fetch", group],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if fetched.returncode != 0:
+            reason = (fetched.stderr.strip().splitlines() or ["no reason given"])[-1]
+            raise SystemExit(f"rehearsal: no local copy of the {group} inputs: {reason}")
+        folders[variable] = upstream.CACHE / group
+    return folders
 
 
 def runner_options(
-    pipeline: str, *, realworld: Path | None, extra: dict[str, str] | None = None
+    pipeline: str, *, upstream: dict[str, Path], extra: dict[str, str] | None = None
 ) -> list[str]:
     options = [
         "--no-color",
@@ -194,9 +208,9 @@ def runner_options(
         "--ignore-predefined-vars",
         "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH,CI_COMMIT_TAG",
     ]
-    if realworld is not None:
-        options += ["--volume", f"{realworld}:/rehearsal/realworld:ro"]
-        options += ["--variable", "REALWORLD_DIR=/rehearsal/realworld"]
+    for variable, folder in upstream.items():
+        inside = f"/rehearsal/upstream/{variable.lower()}"
+        options += ["--volume", f"{folder}:{inside}:ro", "--variable", f"{variable}={inside}"]
     variables = {
         # The Dockerfile's default base (python:3.11-slim-bookworm) has no stand-in: the
         # build starts from the stand-in of the pinned image the jobs use, as a project
@@ -249,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, default=ROOT, help="the working tree to rehearse")
     parser.add_argument("--work", type=Path, default=WORK, help="checkout and logs go here")
     parser.add_argument(
-        "--no-realworld",
+        "--no-upstream",
         action="store_true",
-        help="give the jobs no local RealWorld copy (as on a runner without one)",
+        help="give the jobs no local copies of the pinned upstream inputs",
     )
     parser.add_argument(
         "--variable",
@@ -273,13 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = args.work / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     prepare_checkout(args.source.resolve(), checkout)
-    realworld = None if args.no_realworld else realworld_dir()
+    upstream = {} if args.no_upstream else upstream_dirs()
     extra = dict(item.split("=", 1) for item in args.variable)
 
     results = []
     for pipeline, jobs in plan.items():
         print(f"rehearsal: {pipeline} pipeline", flush=True)
-        options = runner_options(pipeline, realworld=realworld, extra=extra)
+        options = runner_options(pipeline, upstream=upstream, extra=extra)
         for job in jobs:
             result = run_job(checkout, job, options, log_dir)
             print(result.line(), flush=True)

@@ -88,7 +88,7 @@ def test_the_test_job_without_the_realworld_spec_fails(tmp_path):
     # The job unchanged, on a runner that can neither download the pinned RealWorld
     # files nor has a local copy: the job fails at the fetch, before any test runs.
     source = copy_of_this_repository(tmp_path / "repo")
-    result = rehearse_copy(source, "--job", "test", "--no-realworld")
+    result = rehearse_copy(source, "--job", "test", "--no-upstream")
     assert result.returncode != 0, result.stdout + result.stderr
     assert job_line(result.stdout, "test").startswith("failed "), result.stdout + result.stderr
     log = (source.parent / "work" / "logs" / "test.log").read_text()

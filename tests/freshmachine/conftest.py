@@ -84,16 +84,28 @@ def cache_volumes() -> list[str]:
     return ["--volume", f"{path}:/srv/cache/npm", "--env", "npm_config_cache=/srv/cache/npm"]
 
 
+def upstream_volumes() -> list[str]:
+    """Every pinned upstream group's folder, mounted read-only under its variable (the
+    machine reaches PyPI and npm, not the upstream hosts)."""
+    options = []
+    for group, pins in upstream.load_pins().items():
+        pin = next(iter(pins.values()))
+        folder = upstream.resolve(pin)
+        for _ in Path(pin.name).parts:
+            folder = folder.parent
+        inside = f"/srv/upstream/{group}"
+        options += ["--volume", f"{folder}:{inside}:ro", "--env", f"{pin.env}={inside}"]
+    return options
+
+
 @pytest.fixture(scope="module")
 def machine(machine_image: str, bare_clone: Path) -> Iterator[Machine]:
-    realworld = upstream.path("realworld", "openapi.yml").parent
     name = f"conduit-freshmachine-{secrets.token_hex(4)}"
     subprocess.run(
         [
             "docker", "run", "--detach", "--rm", "--name", name, "--network", "host",
             "--volume", f"{bare_clone}:/srv/conduit.git:ro",
-            "--volume", f"{realworld}:/srv/realworld:ro",
-            "--env", "REALWORLD_DIR=/srv/realworld",
+            *upstream_volumes(),
             # This machine reaches PyPI and npm through a TLS-inspecting proxy.
             "--env", f"PIP_CERT={CA_BUNDLE}", "--env", f"NODE_EXTRA_CA_CERTS={CA_BUNDLE}",
             # The host's network is shared: the Postman tier's uWSGI takes a free port.
