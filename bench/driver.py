@@ -397,17 +397,32 @@ class Server:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def worker_rss_mib(self) -> list[float]:
-        sizes = []
+    def worker_memory_mib(self) -> list[dict[str, float]]:
+        """Each worker's resident memory (rss), its proportional share of pages shared
+        with other processes (pss) and the pages only it holds (private): RSS counts
+        every shared page in full in every worker, PSS adds up to what the pod uses."""
+        found = []
         for pid in self.workers():
             try:
-                status = Path(f"/proc/{pid}/status").read_text()
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             except OSError:
                 continue
-            match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-            if match:
-                sizes.append(int(match.group(1)) / 1024)
-        return sizes
+            kib = {
+                name: int(value)
+                for name, value in re.findall(r"^(\w+):\s+(\d+) kB", rollup, re.MULTILINE)
+            }
+            private = kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)
+            found.append(
+                {
+                    "rss": round(kib.get("Rss", 0) / 1024, 1),
+                    "pss": round(kib.get("Pss", 0) / 1024, 1),
+                    "private": round(private / 1024, 1),
+                }
+            )
+        return found
+
+    def worker_rss_mib(self) -> list[float]:
+        return [memory["rss"] for memory in self.worker_memory_mib()]
 
 
 # --- one scenario --------------------------------------------------------------------
@@ -720,7 +735,8 @@ def main(argv: list[str] | None = None) -> int:
                     profiler,
                 )
             )
-        rss = server.worker_rss_mib()
+        memory = server.worker_memory_mib()
+        rss = [worker["rss"] for worker in memory]
         minimal_rss = minimal.worker_rss_mib()
         processes = len(server.workers())
         served = sum(r.requests for r in results if r.name != "minimal")
@@ -771,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "worker_rss_mib": [round(mib, 1) for mib in rss],
         "minimal_app_worker_rss_mib": [round(mib, 1) for mib in minimal_rss],
+        "worker_memory_mib": memory,
         "rss_goal_mib": RSS_GOAL_MIB,
         "requests_served": served,
     }

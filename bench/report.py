@@ -214,7 +214,8 @@ def markdown(run: dict, results: list[ScenarioResult]) -> str:
         f"- Data: {run['dataset']}.",
         f"- Worker RSS at the end, after {run.get('requests_served', 0):,} requests: {rss} MiB"
         + (f" (goal ≤{rss_goal} MiB: {'met' if rss_met else '**not met**'})" if rss_goal else "")
-        + (f"; the minimal app's: {minimal_rss} MiB." if minimal_rss else "."),
+        + (f"; the minimal app's: {minimal_rss} MiB." if minimal_rss else ".")
+        + _shared_memory(run.get("worker_memory_mib", [])),
         (
             f"- Keep-alive: {sum(r.requests for r in kept_alive):,} requests on kept-alive "
             f"connections, {resets} read or write errors (resets)."
@@ -249,3 +250,13 @@ def write(directory: Path, run: dict, results: list[ScenarioResult]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(to_json(run, results))
     (directory / "results.md").write_text(markdown(run, results))
+
+
+def _shared_memory(workers: list[dict]) -> str:
+    """PSS and private memory of the workers: what they cost the pod, shared pages
+    counted once (RSS counts them in every worker)."""
+    if not workers:
+        return ""
+    pss = ", ".join(f"{w['pss']:.0f}" for w in workers)
+    private = ", ".join(f"{w['private']:.0f}" for w in workers)
+    return f" Proportional (PSS): {pss} MiB; private to each worker: {private} MiB."

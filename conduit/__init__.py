@@ -60,6 +60,9 @@ def register_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
+    from .queries import close_read_connection
+
+    app.teardown_request(close_read_connection)
     with app.app_context():
         engine = db.engine
     if engine.dialect.name == "postgresql":

@@ -136,3 +136,15 @@ def test_the_results_files_hold_the_table_and_the_machine(tmp_path):
     assert "| 0 (+3 socket errors) |" in markdown
     assert "Goals: not met for Articles." in markdown
     assert "61, 60 MiB" in markdown
+
+
+def test_the_workers_shared_memory_is_reported_beside_their_rss(tmp_path):
+    memory = [
+        {"rss": 80.2, "pss": 45.4, "private": 35.1},
+        {"rss": 72.0, "pss": 35.0, "private": 24.2},
+    ]
+    report.write(tmp_path, {**RUN, "worker_memory_mib": memory}, [result(name="healthz")])
+    markdown = (tmp_path / "results.md").read_text()
+    assert "Proportional (PSS): 45, 35 MiB; private to each worker: 35, 24 MiB." in markdown
+    report.write(tmp_path, RUN, [result(name="healthz")])
+    assert "PSS" not in (tmp_path / "results.md").read_text()
