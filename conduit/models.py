@@ -120,9 +120,20 @@ class ArticleTag(db.Model):
         ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
     )
     tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    # The article's created_at, copied by a trigger (migration d8f3b6a1c402), never by
+    # the app: a page of ?tag= is then a walk of the index below in the lists' order.
+    article_created_at: Mapped[datetime | None] = mapped_column(
+        Timestamp, server_default=FetchedValue()
+    )
 
-    # ?tag= looks up by tag: the article ids come from the index alone (index-only scan).
-    __table_args__ = (Index("ix_article_tags_tag_id_article_id", "tag_id", "article_id"),)
+    __table_args__ = (
+        Index(
+            "ix_article_tags_tag_id_article_created_at_article_id",
+            "tag_id",
+            "article_created_at",
+            "article_id",
+        ),
+    )
 
 
 class Favorite(db.Model):

@@ -224,6 +224,23 @@ def _page_bounds(statement: Select) -> Select:
     )
 
 
+def _newest_matching_ids(shape: tuple, conditions: list) -> Select:
+    """The ids of the matching articles, newest first (as every list is ordered)."""
+    if shape == (True, False, False, False):
+        # The tag alone: its links carry their article's created_at, and their index
+        # (tag_id, article_created_at, article_id) yields them newest first, so the walk
+        # stops after the page instead of sorting every link of a popular tag.
+        tag_id = select(Tag.id).where(Tag.name == bindparam("tag", type_=String))
+        return (
+            select(ArticleTag.article_id)
+            .where(ArticleTag.tag_id == tag_id.scalar_subquery())
+            .order_by(ArticleTag.article_created_at.desc(), ArticleTag.article_id.desc())
+        )
+    return (
+        select(Article.id).where(*conditions).order_by(Article.created_at.desc(), Article.id.desc())
+    )
+
+
 @functools.cache
 def _page_statements(postgresql: bool, has_viewer: bool, shape: tuple) -> tuple[Select, Select]:
     """(a page with the total as a column, the total alone) for these filters."""
@@ -240,7 +257,7 @@ def _page_statements(postgresql: bool, has_viewer: bool, shape: tuple) -> tuple[
         # A deferred join: the page's ids first, which the filters and the indexes find
         # without reading article rows, then rows, counts and tags for those ids only
         # (rather than for every match before the sort keeps a page of them).
-        page_ids = _page_bounds(select(Article.id).where(*conditions).order_by(*newest_first))
+        page_ids = _page_bounds(_newest_matching_ids(shape, conditions))
         page = page.where(Article.id.in_(page_ids.correlate(None))).order_by(*newest_first)
     return page, count
 
