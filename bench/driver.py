@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from dockerfile_parse import DockerfileParser
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -47,6 +48,13 @@ BIN = Path(sys.executable).parent
 SERVER_VENV = REPO / "build" / "bench" / "server-venv"
 DEFAULT_DATABASE_URL = "postgresql+psycopg://conduit:conduit@127.0.0.1:5432/conduit_bench"
 CONFIGMAP = REPO / "k8s" / "base" / "kustomization.yaml"
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+# Of the image's environment, what the interpreter and the C library read when the
+# process starts (PYTHONOPTIMIZE, MALLOC_*): they change what a worker holds. Not
+# PYTHONDONTWRITEBYTECODE: the image compiles its bytecode when it is built, the
+# benchmark's virtualenv keeps what its first run compiles.
+INTERPRETER_PREFIXES = ("PYTHON", "MALLOC_")
+NOT_INTERPRETER = {"PYTHONDONTWRITEBYTECODE"}
 DATASET = {
     "users": 200,
     "articles": 2000,
@@ -181,9 +189,23 @@ def deployment_settings(path: Path = CONFIGMAP) -> dict[str, str]:
         raise BenchError(f"cannot read the production settings from {path}: {error}") from None
 
 
+def image_settings(path: Path = DOCKERFILE) -> dict[str, str]:
+    """The interpreter settings the image's final stage puts in its environment."""
+    try:
+        envs = DockerfileParser(str(path), cache_content=True).envs
+    except OSError as error:
+        raise BenchError(f"cannot read the image's settings from {path}: {error}") from None
+    return {
+        name: value
+        for name, value in envs.items()
+        if name.startswith(INTERPRETER_PREFIXES) and name not in NOT_INTERPRETER
+    }
+
+
 def server_env(database_url: str, port: int, logs: Path) -> dict[str, str]:
-    """Production settings, then the caller's own overrides, then what the run needs."""
-    env = {**deployment_settings(), **os.environ}
+    """Production settings (the Deployment's, the image's interpreter settings), then the
+    caller's own overrides, then what the run needs."""
+    env = {**deployment_settings(), **image_settings(), **os.environ}
     env.pop("PORT", None)
     # Metrics files of our own: the master empties this directory when it starts, so
     # sharing the default with another server on this machine would break both.
