@@ -9,6 +9,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import reads
 from .dbpool import drop_closed_connections
 from .extensions import cors, db
 from .jsonprovider import OrjsonProvider
@@ -60,13 +61,11 @@ def register_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
-    from .queries import close_read_connection
-
-    app.teardown_request(close_read_connection)
     with app.app_context():
         engine = db.engine
     if engine.dialect.name == "postgresql":
         drop_closed_connections(engine)
+    reads.init_app(app, app.config["SQLALCHEMY_ENGINE_OPTIONS"])
     cors.init_app(
         app,
         resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, DateTime, FetchedValue, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -63,6 +64,12 @@ class Article(db.Model):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # The names of its tags, kept equal to article_tags by triggers (see the migration
+    # b7d41f0c9e25): written by the database, never by the app. Sorted on PostgreSQL;
+    # SQLite's JSON array is sorted when read.
+    tag_list: Mapped[list[str]] = mapped_column(
+        ARRAY(String(64)).with_variant(JSON(), "sqlite"), server_default=FetchedValue()
+    )
 
     __table_args__ = (
         # Every list is "newest first", globally or per author (the feed and ?author=);

@@ -2,10 +2,11 @@
 
 A page of articles is one statement whatever its size: each row carries the article,
 its author, the favorites count, the viewer's favorited/following flags, the article's
-tags (aggregated in the database) and the number of all matches (an uncorrelated
-subquery the database computes once). Only a page past the end, which has no row to
+tag names (kept on the article by the database: migration b7d41f0c9e25) and the number
+of all matches (an uncorrelated subquery the database computes once). Only a page past the end, which has no row to
 carry the total, costs a second statement. Rows become plain dicts for the JSON
-encoder; no ORM objects are built on this path.
+encoder; no ORM objects are built on this path. Where the statements run is
+conduit/reads.py's business.
 
 The token names its user by id and reads never load that user's row; instead every
 statement run for a signed-in viewer carries a `viewer_exists` column, so a token whose
@@ -15,19 +16,17 @@ user was deleted gets 401 at no extra statement (only an empty result costs one 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import orjson
-from flask import g, has_request_context, request
-from sqlalchemy import Connection, Integer, Select, String, bindparam, exists, false, func, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import Integer, Select, String, bindparam, exists, false, func, select
 from sqlalchemy.orm import aliased
-from sqlalchemy.types import NullType
 
 from .auth import user_gone
 from .extensions import db
 from .models import Article, ArticleTag, Comment, Favorite, Follow, Tag, User
+from .reads import read
 
 
 def isoformat(moment: datetime) -> str:
@@ -86,15 +85,13 @@ def _viewer_statement() -> Select:
     return select(_viewer_user.id).where(_viewer_user.id == _viewer())
 
 
-def _check_viewer(rows: list, viewer_id: int | None) -> None:
-    """401 when the token's user no longer exists; `rows` came with a viewer_exists column."""
+def _check_viewer(rows: Sequence, viewer_id: int | None, position: int = -1) -> None:
+    """401 when the token's user no longer exists; `rows` came with a viewer_exists column
+    at `position` (the last one, unless a column was added after _viewer_columns())."""
     if viewer_id is None:
         return
-    if rows:
-        known = rows[0].viewer_exists
-    else:
-        known = _read(_viewer_statement(), {"viewer_id": viewer_id}).first() is not None
-    if not known:
+    # Without a row to carry the column, one statement more asks for the user alone.
+    if not (rows[0][position] if rows else read(_viewer_statement(), {"viewer_id": viewer_id})):
         raise user_gone()
 
 
@@ -153,33 +150,12 @@ def _conditions(tag: bool, author: bool, favorited: bool, feed: bool) -> list:
 
 
 def _postgresql() -> bool:
-    return db.session.get_bind().dialect.name == "postgresql"
+    return db.engine.dialect.name == "postgresql"
 
 
-def _tag_list(postgresql: bool):
-    """The article's tag names as one column: a sorted array on PostgreSQL; a JSON array
-    on SQLite, which cannot order inside an aggregate (see _tag_names)."""
-    if postgresql:
-        # psycopg returns text[] as a list already: NullType skips SQLAlchemy's copy of it.
-        names = func.array_agg(aggregate_order_by(Tag.name, Tag.name), type_=NullType())
-    else:
-        names = func.json_group_array(Tag.name)
-    return (
-        select(names)
-        .select_from(ArticleTag)
-        .join(Tag, Tag.id == ArticleTag.tag_id)
-        .where(ArticleTag.article_id == Article.id)
-        .correlate(Article)
-        .scalar_subquery()
-    )
-
-
-def _tag_names(value) -> list[str]:
-    if value is None:  # array_agg over no rows
-        return []
-    if isinstance(value, str):  # SQLite's JSON; its default collation sorts like Python
-        return sorted(orjson.loads(value))
-    return value
+def _tag_names(value: list[str]) -> list[str]:
+    # In code point order on every backend (SQLite's array is in link order).
+    return sorted(value)
 
 
 def _article_select(postgresql: bool, has_viewer: bool, include_body: bool) -> Select:
@@ -207,7 +183,7 @@ def _article_select(postgresql: bool, has_viewer: bool, include_body: bool) -> S
         favorites_count.label("favorites_count"),
         favorited.label("favorited"),
         _following(has_viewer, Article.author_id).label("following"),
-        _tag_list(postgresql).label("tag_list"),
+        Article.tag_list,
     ]
     if include_body:
         columns.append(Article.body)
@@ -273,53 +249,6 @@ def _article_statement(postgresql: bool, has_viewer: bool) -> Select:
     )
 
 
-# Requests that never write. HTTP says they are safe; this API keeps to it.
-READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
-
-
-def _connection() -> Connection:
-    """Where a read runs: for a read-only request not already in a transaction, a Core
-    connection of its own in autocommit; otherwise the session's connection.
-
-    Each statement of a read-only request then is its own transaction, which under READ
-    COMMITTED is what it sees anyway, and PostgreSQL is spared the BEGIN and ROLLBACK
-    round trips: under load they cost it more CPU than a single-article query. Taking
-    the connection straight from the engine also skips the ORM session's transaction
-    bookkeeping, which these reads never need. It goes back to the pool when the
-    request ends (close_read_connection). A write request, or a read inside a
-    transaction already begun, keeps the session's transaction.
-    """
-    connection = g.get(_READ_CONNECTION)
-    if connection is not None:
-        return connection
-    session = db.session()
-    if (
-        not session.in_transaction()
-        and has_request_context()
-        and request.method in READ_ONLY_METHODS
-    ):
-        connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        setattr(g, _READ_CONNECTION, connection)
-        return connection
-    return session.connection()
-
-
-_READ_CONNECTION = "_conduit_read_connection"
-
-
-def close_read_connection(_error=None) -> None:
-    """teardown_request: the read connection of the request, if any, back to the pool."""
-    connection = g.pop(_READ_CONNECTION, None)
-    if connection is not None:
-        connection.close()
-
-
-def _read(statement: Select, params: dict):
-    """Run a read on the session's connection as plain Core rows: Session.execute()
-    would add the ORM's result handling, which these columns don't need."""
-    return _connection().execute(statement, params)
-
-
 def _viewer_params(viewer_id: int | None) -> dict:
     return {} if viewer_id is None else {"viewer_id": viewer_id}
 
@@ -352,20 +281,20 @@ def list_articles(
     page, count = _page_statements(_postgresql(), viewer_id is not None, filters.shape())
     params = filters.params()
     values = {**params, **_viewer_params(viewer_id), "limit": limit, "offset": offset}
-    rows = _read(page, values).all()
-    _check_viewer(rows, viewer_id)
+    rows = read(page, values)
+    _check_viewer(rows, viewer_id, position=-2)  # the total comes after it
     if rows:
-        total = rows[0].total
+        total = rows[0][-1]  # the last column
     elif offset == 0:
         total = 0  # the same snapshot found no match at all
     else:
-        total = _read(count, params).scalar_one()  # a page past the end
+        total = read(count, params)[0][0]  # a page past the end
     return [_article_dict(row, include_body=False) for row in rows], total
 
 
 def get_article(slug: str, viewer_id: int | None) -> dict | None:
     statement = _article_statement(_postgresql(), viewer_id is not None)
-    rows = _read(statement, {"slug": slug, **_viewer_params(viewer_id)}).all()
+    rows = read(statement, {"slug": slug, **_viewer_params(viewer_id)})
     _check_viewer(rows, viewer_id)
     return _article_dict(rows[0], include_body=True) if rows else None
 
@@ -378,15 +307,14 @@ def _profile_statement(has_viewer: bool) -> Select:
 
 
 def get_profile(username: str, viewer_id: int | None) -> dict | None:
-    rows = _read(
+    rows = read(
         _profile_statement(viewer_id is not None),
         {"username": username, **_viewer_params(viewer_id)},
-    ).all()
+    )
     _check_viewer(rows, viewer_id)
     if not rows:
         return None
-    row = rows[0]
-    return profile_dict(row.username, row.bio, row.image, row.following)
+    return profile_dict(*rows[0][:4])
 
 
 def _comment_columns(postgresql: bool, has_viewer: bool) -> Select:
@@ -441,10 +369,10 @@ def _comment_dict(row) -> dict:
 def list_comments(slug: str, viewer_id: int | None) -> list[dict] | None:
     """All comments of the article at `slug`, newest first, in one statement; None when
     there is no such article."""
-    rows = _read(
+    rows = read(
         _comments_statement(_postgresql(), viewer_id is not None),
         {"slug": slug, **_viewer_params(viewer_id)},
-    ).all()
+    )
     _check_viewer(rows, viewer_id)
     if not rows:
         return None
@@ -453,10 +381,10 @@ def list_comments(slug: str, viewer_id: int | None) -> list[dict] | None:
 
 
 def get_comment(comment_id: int, viewer_id: int | None) -> dict:
-    row = _read(
+    (row,) = read(
         _comment_statement(_postgresql(), viewer_id is not None),
         {"id": comment_id, **_viewer_params(viewer_id)},
-    ).one()
+    )
     return _comment_dict(row)
 
 
@@ -473,4 +401,4 @@ def _tags_statement() -> Select:
 
 def all_tags() -> list[str]:
     """Tags in use, most used first (what a tag cloud shows), then by name."""
-    return list(_read(_tags_statement(), {}).scalars())
+    return [name for (name,) in read(_tags_statement(), {})]

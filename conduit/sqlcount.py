@@ -5,8 +5,9 @@ outside that a page of articles costs the same few statements whatever its size.
 by default (SQL_STATEMENTS_HEADER, env CONDUIT_SQL_STATEMENTS_HEADER=1); when off,
 create_app() does not call init_app(), so no listener or hook exists and it costs nothing.
 
-Every statement the app sends through SQLAlchemy counts, including each batch of an
-executemany. (The pool checks connections without a statement: conduit/dbpool.py.)
+Every statement the app sends counts: through SQLAlchemy (each batch of an executemany
+too) or on the read path's cursor (conduit/reads.py). (The pool checks connections
+without a statement: conduit/dbpool.py.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from flask import Flask, Response, g, has_request_context
 from sqlalchemy import event
 
+from . import reads
 from .extensions import db
 
 HEADER = "X-SQL-Statements"
@@ -31,8 +33,9 @@ def _report(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    # Statements of read-only requests bypass SQLAlchemy's execution events (reads.py).
+    reads.add_statement_listener(app, _count)
     with app.app_context():
-        engines = list(db.engines.values())
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", _count)
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", _count)
     app.after_request(_report)

@@ -21,9 +21,9 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from conduit import create_app
+from conduit import create_app, reads
 from conduit.extensions import db
-from tests.support import app_env, engine_events
+from tests.support import app_env, dispose_engines, engine_events
 
 BACKEND = os.environ.get("CONDUIT_TEST_BACKEND", "sqlite")
 # Tiers that take a whole machine (Docker, a container per run; PostgreSQL servers of
@@ -102,7 +102,7 @@ def app(database_url: str) -> Iterator[Flask]:
             else:
                 for table in tables:
                     connection.execute(text(f"DELETE FROM {table}"))
-        db.engine.dispose()
+    dispose_engines(app)
 
 
 @pytest.fixture
@@ -164,7 +164,12 @@ def count_statements(app: Flask):
         def record(conn, cursor, statement, parameters, context, executemany):
             statements.append(statement)
 
-        with engine_events(app, "before_cursor_execute", record):
-            yield statements
+        # Read-only requests on PostgreSQL run on the read path's cursor (conduit/reads.py).
+        reads.add_statement_listener(app, statements.append)
+        try:
+            with engine_events(app, "before_cursor_execute", record):
+                yield statements
+        finally:
+            reads.remove_statement_listener(app, statements.append)
 
     return counting

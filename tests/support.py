@@ -93,6 +93,15 @@ def uwsgi_binary() -> str:
     return str(beside) if beside.is_file() else require_program("uwsgi")
 
 
+def dispose_engines(app) -> None:
+    """Close the pooled connections of every engine of the app (conduit/reads.py has one
+    of its own on PostgreSQL), as a test's app goes away."""
+    from conduit import reads  # here: the deploy tool's tests never load the app
+
+    for engine in reads.engines(app):
+        engine.dispose()
+
+
 @contextmanager
 def engine_events(app, name: str, handler: Callable) -> Iterator[None]:
     """Attach `handler` to the app's SQLAlchemy engine event `name` for the block."""

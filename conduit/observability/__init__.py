@@ -23,7 +23,7 @@ import time
 
 from flask import Flask, request
 
-from ..extensions import db
+from .. import reads
 from .logs import ACCESS_LOGGER, configure_logging
 from .metrics import METRICS_PATH, UNMATCHED_ROUTE, Metrics, register_metrics
 from .requestid import REQUEST_ID_ENVIRON_KEY, REQUEST_ID_HEADER, request_id_from
@@ -92,9 +92,7 @@ def _record_route() -> None:
 
 def register_observability(app: Flask) -> None:
     """Metrics, request ids and access logs; call after the database is set up."""
-    with app.app_context():
-        engine = db.engine
-    metrics = register_metrics(app, engine)
+    metrics = register_metrics(app, reads.engines(app))
     app.extensions["conduit_metrics"] = metrics
     # First in line, so no other hook can answer before the route is recorded.
     app.before_request_funcs.setdefault(None, []).insert(0, _record_route)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, event, text
 
-from conduit import dbpool
-from conduit.extensions import db
+from conduit import dbpool, reads
 
 
 def terminate_other_backends(database_url: str) -> int:
@@ -44,9 +43,8 @@ def test_a_connection_the_server_closed_is_replaced_before_use(postgres_app, dat
 @pytest.mark.postgres
 def test_without_the_check_the_first_request_fails(postgres_app, database_url):
     # The negative case: the check is what saves that request.
-    with postgres_app.app_context():
-        engine = db.engine
-    event.remove(engine, "checkout", dbpool._check)
+    for engine in reads.engines(postgres_app):  # the session's pool and the reads' pool
+        event.remove(engine, "checkout", dbpool._check)
     client = postgres_app.test_client()
     assert client.get("/api/articles").status_code == 200
     terminate_other_backends(database_url)

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from conduit import create_app
 from conduit.settings import ConfigError, load_settings
-from tests.support import app_env
+from tests.support import app_env, dispose_engines
 
 GOOD_SECRET = "k" * 40
 POSTGRES = "postgresql://u:p@db:5432/conduit"
@@ -132,7 +132,4 @@ def test_a_blocked_request_answers_503_and_others_are_served(
     assert 1 <= time.monotonic() - started < 10
     # Nothing was written, and the connection the cancelled statement used works again.
     assert client.get(f"/api/articles/{locked_article}").get_json()["article"]["body"] == "the body"
-    with app.app_context():
-        from conduit.extensions import db
-
-        db.engine.dispose()
+    dispose_engines(app)

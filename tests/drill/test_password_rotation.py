@@ -25,7 +25,7 @@ from tests.drill.local import (
     LocalPostgres,
     scratch_directory,
 )
-from tests.support import app_env
+from tests.support import app_env, dispose_engines
 
 
 def app_for(server: LocalPostgres, password: str):
@@ -38,8 +38,6 @@ def app_for(server: LocalPostgres, password: str):
 
 def test_a_rotated_password_reaches_new_pods_and_spares_running_ones(postgres_bin: Path) -> None:
     from flask_migrate import upgrade
-
-    from conduit.extensions import db
 
     old, new = "old-" + secrets.token_hex(12), "new-" + secrets.token_hex(12)
     with scratch_directory() as root:
@@ -66,8 +64,7 @@ def test_a_rotated_password_reaches_new_pods_and_spares_running_ones(postgres_bi
             fresh = app_for(server, new).test_client().get("/readyz")
         finally:
             if running is not None:
-                with running.app_context():
-                    db.engine.dispose()
+                dispose_engines(running)
             server.stop()
 
     assert stale.status_code == 503

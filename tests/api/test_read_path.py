@@ -1,0 +1,172 @@
+"""Read-only requests read on PostgreSQL through the read path (conduit/reads.py): a pool
+of their own in autocommit, the driver's cursor; writes keep their transaction."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import jwt
+import pytest
+
+from conduit import reads
+from tests.support import engine_events
+
+READ_PATHS = [
+    "/api/articles",
+    "/api/articles?tag=t",
+    "/api/articles/read-me",
+    "/api/articles/read-me/comments",
+    "/api/profiles/author",
+    "/api/tags",
+]
+
+
+@contextmanager
+def statements_by_path(app):
+    """{"session": [...], "reads": [...]}: the SQL each path ran during the block, and
+    whether each session statement ran in autocommit."""
+    seen: dict[str, list] = {"session": [], "reads": [], "session_autocommit": []}
+
+    def on_session(conn, cursor, statement, *_args):
+        seen["session"].append(statement)
+        seen["session_autocommit"].append(
+            getattr(conn.connection.driver_connection, "autocommit", None)
+        )
+
+    reads.add_statement_listener(app, seen["reads"].append)
+    try:
+        with engine_events(app, "before_cursor_execute", on_session):
+            yield seen
+    finally:
+        reads.remove_statement_listener(app, seen["reads"].append)
+
+
+@pytest.fixture
+def postgres_app(app, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+    return app
+
+
+@pytest.fixture
+def article(register, create_article):
+    author = register("author")
+    return author, create_article(author, title="Read me", tags=["t"])
+
+
+@pytest.mark.parametrize("path", READ_PATHS)
+def test_on_sqlite_reads_go_through_the_session(app, database_url, article, path):
+    if database_url.startswith("postgresql"):
+        pytest.skip("SQLite's behaviour; PostgreSQL's is tested below")
+    with statements_by_path(app) as seen:
+        assert app.test_client().get(path).status_code == 200
+    assert seen["session"]
+    assert not seen["reads"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("path", READ_PATHS)
+def test_a_get_request_reads_on_the_read_path_in_autocommit(postgres_app, article, path):
+    client = postgres_app.test_client()
+    with statements_by_path(postgres_app) as seen:
+        assert client.get(path).status_code == 200
+    assert seen["reads"]
+    assert not seen["session"]
+    read_engine = reads.engines(postgres_app)[1]
+    with read_engine.connect() as connection:
+        assert connection.connection.driver_connection.autocommit
+        # Nothing was left open on the connection the request gave back.
+        assert connection.connection.driver_connection.info.transaction_status.name == "IDLE"
+
+
+@pytest.mark.postgres
+def test_a_write_request_keeps_its_transaction(postgres_app, article):
+    author, _ = article
+    client = postgres_app.test_client()
+    client.get("/api/articles")  # the read pool has served a request
+    with statements_by_path(postgres_app) as seen:
+        response = client.post(
+            "/api/articles",
+            json={"article": {"title": "Two", "description": "d", "body": "b", "tagList": ["x"]}},
+            headers=author.headers,
+        )
+    assert response.status_code == 201
+    # Its reads (the article it answers with) belong to its transaction.
+    assert len(seen["session"]) > 1
+    assert not seen["reads"]
+    assert not any(seen["session_autocommit"])
+
+
+def _every_read(viewer_id: int, author: str, slug: str, comment_id: int):
+    """(statement, parameters) for each statement queries.py runs, in every shape."""
+    from conduit import queries
+
+    for has_viewer in (False, True):
+        viewer = {"viewer_id": viewer_id} if has_viewer else {}
+        shapes = [(False, False, False, False), (True, False, False, False)]
+        shapes += [(False, True, False, False), (False, False, True, False)]
+        if has_viewer:
+            shapes.append((False, False, False, True))
+        for shape in shapes:
+            page, count = queries._page_statements(True, has_viewer, shape)
+            filters = {"tag": "t", "author": author, "favorited": author, "feed_of": viewer_id}
+            values = {k: v for k, v, on in zip(filters, filters.values(), shape, strict=True) if on}
+            yield page, {**values, **viewer, "limit": 20, "offset": 0}
+            yield count, values
+        yield queries._article_statement(True, has_viewer), {"slug": slug, **viewer}
+        yield queries._comments_statement(True, has_viewer), {"slug": slug, **viewer}
+        yield queries._comment_statement(True, has_viewer), {"id": comment_id, **viewer}
+        yield queries._profile_statement(has_viewer), {"username": author, **viewer}
+    yield queries._viewer_statement(), {"viewer_id": viewer_id}
+    yield queries._tags_statement(), {}
+
+
+@pytest.mark.postgres
+def test_rows_of_the_read_path_equal_sqlalchemys(postgres_app, article, register):
+    """The driver's cursor gives exactly what SQLAlchemy's execution gives, for every
+    statement the API reads with."""
+    author, created = article
+    viewer = register("viewer")
+    client = postgres_app.test_client()
+    headers = viewer.headers
+    assert (
+        client.post(f"/api/profiles/{author.username}/follow", headers=headers).status_code == 200
+    )
+    assert (
+        client.post(f"/api/articles/{created['slug']}/favorite", headers=headers).status_code == 200
+    )
+    comment = client.post(
+        f"/api/articles/{created['slug']}/comments",
+        json={"comment": {"body": "a comment"}},
+        headers=headers,
+    ).get_json()["comment"]
+    viewer_id = int(jwt.decode(viewer.token, options={"verify_signature": False})["sub"])
+    compared = 0
+    shapes = _every_read(viewer_id, author.username, created["slug"], comment["id"])
+    for statement, parameters in shapes:
+        # A POST reads through the session, that is through SQLAlchemy's execution.
+        with postgres_app.test_request_context("/", method="POST"):
+            via_session = [tuple(row) for row in reads.read(statement, parameters)]
+        with postgres_app.test_request_context("/", method="GET"):
+            via_cursor = [tuple(row) for row in reads.read(statement, parameters)]
+        assert via_cursor == via_session, statement
+        compared += bool(via_cursor)
+    assert compared > 20  # the data made most statements return rows
+
+
+@pytest.mark.postgres
+def test_an_error_on_the_read_path_is_sqlalchemys(postgres_app, article):
+    """A failing statement raises what SQLAlchemy's execution would (the app's error
+    handlers rely on it), and the connection goes back to the pool usable."""
+    import psycopg
+    from sqlalchemy import text
+    from sqlalchemy.exc import DataError
+
+    with (
+        postgres_app.test_request_context("/", method="GET"),
+        pytest.raises(DataError) as raised,
+    ):
+        reads.read(text("SELECT 1 / 0"), {})
+    assert isinstance(raised.value.orig, psycopg.errors.DivisionByZero)
+    assert "SELECT 1 / 0" in str(raised.value)
+    assert postgres_app.test_client().get("/api/articles").status_code == 200
