@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 
 
-def _closed_by_server(dbapi_connection) -> bool:
+def closed_by_server(dbapi_connection) -> bool:
     if dbapi_connection.closed or dbapi_connection.broken:
         return True
     poller = select.poll()
@@ -32,7 +32,7 @@ def _closed_by_server(dbapi_connection) -> bool:
 
 
 def _check(dbapi_connection, _record, _proxy) -> None:
-    if _closed_by_server(dbapi_connection):
+    if closed_by_server(dbapi_connection):
         raise DisconnectionError("the database server closed this connection")
 
 

@@ -3,10 +3,10 @@
 A page of articles is one statement whatever its size: each row carries the article,
 its author, the favorites count, the viewer's favorited/following flags, the article's
 tag names (kept on the article by the database: migration b7d41f0c9e25) and the number
-of all matches (an uncorrelated subquery the database computes once). Only a page past the end, which has no row to
-carry the total, costs a second statement. Rows become plain dicts for the JSON
-encoder; no ORM objects are built on this path. Where the statements run is
-conduit/reads.py's business.
+of all matches (an uncorrelated subquery the database computes once). Only a page past
+the end, which has no row to carry the total, costs a second statement. Rows become
+plain dicts for the JSON encoder; no ORM objects are built on this path. Where the
+statements run is conduit/reads.py's business.
 
 The token names its user by id and reads never load that user's row; instead every
 statement run for a signed-in viewer carries a `viewer_exists` column, so a token whose

@@ -66,9 +66,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -89,6 +91,14 @@ def _log_level(env: Mapping[str, str]) -> str:
             f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}"
         )
     return level
+
+
+def _in_uwsgi() -> bool:
+    try:
+        import uwsgi  # noqa: F401  (only importable inside uWSGI)
+    except ImportError:
+        return False
+    return True
 
 
 def _uwsgi_harakiri() -> int | None:
@@ -192,6 +202,11 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "CORS_ORIGINS": origins,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        # Each thread keeps its read connection between requests (conduit/reads.py):
+        # by default under uWSGI, whose threads live as long as their worker.
+        "DB_READ_CONNECTION_PER_THREAD": _flag(
+            env, "DB_READ_CONNECTION_PER_THREAD", default=_in_uwsgi()
+        ),
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "MIGRATIONS_DIR": migrations_dir(env),
         # GET /api/tags from a per-process cache for this many seconds (conduit/api/tags.py).

@@ -93,6 +93,24 @@ def uwsgi_binary() -> str:
     return str(beside) if beside.is_file() else require_program("uwsgi")
 
 
+def terminate_other_backends(database_url: str) -> int:
+    """What a PostgreSQL restart does to an app's pooled connections: every other
+    backend of the database ends (each waited for, up to 5 s: PostgreSQL 14+'s
+    pg_terminate_backend(pid, timeout), so the app's sockets are closed on return)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as connection:
+        ended = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    engine.dispose()
+    return ended
+
+
 def dispose_engines(app) -> None:
     """Close the pooled connections of every engine of the app (conduit/reads.py has one
     of its own on PostgreSQL), as a test's app goes away."""

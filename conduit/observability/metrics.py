@@ -116,8 +116,10 @@ class Metrics:
 
 
 class PoolInstrumentation:
-    """Connection counts of the app's pools together (the ORM session's and, on
-    PostgreSQL, the read-only requests' one: conduit/reads.py).
+    """Connection counts of the ORM session's pool, which every write uses, and whether
+    the database answers (from every engine of the app). The read-only requests' pool
+    (conduit/reads.py) is not counted: under uWSGI each worker thread keeps one of its
+    connections, so its count would only ever be the number of threads.
 
     The pools' events keep the counts (exact, where reading pool.checkedout() could be
     off while a connection is on its way back to the queue); the gauges are written
@@ -126,9 +128,9 @@ class PoolInstrumentation:
     cost 50 µs a request (make bench), and a gauge is only ever read by a scrape.
     """
 
-    def __init__(self, metrics: Metrics, engines: Sequence[Engine]):
+    def __init__(self, metrics: Metrics, engine: Engine, others: Sequence[Engine] = ()):
         self._metrics = metrics
-        self._backend = engines[0].dialect.name
+        self._backend = engine.dialect.name
         self._lock = threading.Lock()
         self._in_use = 0
         self._open = 0
@@ -136,20 +138,18 @@ class PoolInstrumentation:
         self._in_use_gauge = metrics.pool_connections.labels("in_use")
         self._idle_gauge = metrics.pool_connections.labels("idle")
         self.publish()
-        limit = 0
-        for engine in engines:
-            pool = engine.pool
-            if isinstance(pool, QueuePool):
-                limit += pool.size() + max(pool._max_overflow, 0)  # no public accessor
-            event.listen(pool, "connect", self._connected)
-            event.listen(pool, "close", self._closed)
-            event.listen(pool, "checkout", self._checked_out)
-            event.listen(pool, "checkin", self._checked_in)
-            # A detached connection leaves the pool for good, still in the caller's hands.
-            event.listen(pool, "detach", self._detached)
-            event.listen(engine, "handle_error", self._error)
-        if limit:
-            metrics.pool_max.set(limit)
+        pool = engine.pool
+        if isinstance(pool, QueuePool):
+            metrics.pool_max.set(pool.size() + max(pool._max_overflow, 0))  # no accessor
+        event.listen(pool, "connect", self._connected)
+        event.listen(pool, "close", self._closed)
+        event.listen(pool, "checkout", self._checked_out)
+        event.listen(pool, "checkin", self._checked_in)
+        # A detached connection leaves the pool for good, still in the caller's hands.
+        event.listen(pool, "detach", self._detached)
+        for each in (engine, *others):
+            event.listen(each, "handle_error", self._error)
+            event.listen(each.pool, "checkout", self._database_answered)
         if multiprocess.configured_directory() is not None:
             # Another worker may answer the scrape: keep this one's share current.
             threading.Thread(
@@ -187,9 +187,11 @@ class PoolInstrumentation:
         self._change(0, -1)
 
     def _checked_out(self, _dbapi_connection, _record, _proxy) -> None:
+        self._change(1, 0)
+
+    def _database_answered(self, _dbapi_connection, _record, _proxy) -> None:
         # Checkout comes after the closed-connection check (conduit/dbpool.py).
         self._database_is(1)
-        self._change(1, 0)
 
     def _checked_in(self, _dbapi_connection, _record) -> None:
         self._change(-1, 0)
@@ -249,9 +251,10 @@ def metrics_view(exposed: CollectorRegistry, pools: PoolInstrumentation):
 
 
 def register_metrics(app: Flask, engines: Sequence[Engine]) -> Metrics:
+    """Metrics of the app; `engines`: the session's first, then any other."""
     registry, exposed = create_registry()
     metrics = Metrics(registry)
     metrics.build_info.labels(app.config["CONDUIT_VERSION"], app.config["CONDUIT_REVISION"]).set(1)
-    pools = PoolInstrumentation(metrics, engines)
+    pools = PoolInstrumentation(metrics, engines[0], engines[1:])
     app.add_url_rule(METRICS_PATH, "metrics", metrics_view(exposed, pools), methods=["GET"])
     return metrics

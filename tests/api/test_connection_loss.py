@@ -5,23 +5,10 @@ server is back."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event
 
 from conduit import dbpool, reads
-
-
-def terminate_other_backends(database_url: str) -> int:
-    """What a PostgreSQL restart does to the app's pooled connections."""
-    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.connect() as connection:
-        ended = connection.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-    engine.dispose()
-    return ended
+from tests.support import terminate_other_backends
 
 
 @pytest.fixture

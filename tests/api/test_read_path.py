@@ -3,13 +3,15 @@ of their own in autocommit, the driver's cursor; writes keep their transaction."
 
 from __future__ import annotations
 
+import threading
+import time
 from contextlib import contextmanager
 
 import jwt
 import pytest
 
-from conduit import reads
-from tests.support import engine_events
+from conduit import create_app, reads
+from tests.support import app_env, dispose_engines, engine_events, terminate_other_backends
 
 READ_PATHS = [
     "/api/articles",
@@ -170,3 +172,93 @@ def test_an_error_on_the_read_path_is_sqlalchemys(postgres_app, article):
     assert isinstance(raised.value.orig, psycopg.errors.DivisionByZero)
     assert "SELECT 1 / 0" in str(raised.value)
     assert postgres_app.test_client().get("/api/articles").status_code == 200
+
+
+# --- a read connection per thread (what uWSGI workers do) ------------------------------
+
+
+@pytest.fixture
+def per_thread_app(database_url, article):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+    app = create_app(env=app_env(database_url, DB_READ_CONNECTION_PER_THREAD="1"))
+    yield app
+    dispose_engines(app)
+
+
+def backend_of_reads(app, path="/api/articles") -> int:
+    """The PostgreSQL backend that served a request's reads."""
+    pids = []
+
+    def listener(_sql):
+        connection = reads._request_connection(app.extensions["conduit_reads"])
+        pids.append(connection.connection.driver_connection.info.backend_pid)
+
+    reads.add_statement_listener(app, listener)
+    try:
+        assert app.test_client().get(path).status_code == 200
+    finally:
+        reads.remove_statement_listener(app, listener)
+    assert len(set(pids)) == 1
+    return pids[0]
+
+
+@pytest.mark.postgres
+def test_a_thread_keeps_its_read_connection_between_requests(per_thread_app):
+    first = backend_of_reads(per_thread_app)
+    assert backend_of_reads(per_thread_app, "/api/tags") == first
+    assert backend_of_reads(per_thread_app) == first
+
+
+@pytest.mark.postgres
+def test_without_per_thread_each_request_gives_its_connection_back(app, database_url, article):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+    assert app.test_client().get("/api/articles").status_code == 200
+    pool = reads.engines(app)[1].pool
+    assert (pool.checkedout(), pool.checkedin()) == (0, 1)
+
+
+@pytest.mark.postgres
+def test_threads_do_not_share_read_connections(per_thread_app):
+    here = backend_of_reads(per_thread_app)
+    there = []
+    worker = threading.Thread(target=lambda: there.append(backend_of_reads(per_thread_app)))
+    worker.start()
+    worker.join(timeout=30)
+    assert there
+    assert there[0] != here
+
+
+@pytest.mark.postgres
+def test_a_kept_connection_the_server_closed_is_replaced(per_thread_app, database_url):
+    first = backend_of_reads(per_thread_app)
+    assert terminate_other_backends(database_url) >= 1
+    assert backend_of_reads(per_thread_app) != first  # and the request answered 200
+
+
+@pytest.mark.postgres
+def test_a_kept_connection_is_replaced_at_the_recycle_age(database_url, article):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+    app = create_app(
+        env=app_env(database_url, DB_READ_CONNECTION_PER_THREAD="1", DB_POOL_RECYCLE="1")
+    )
+    try:
+        first = backend_of_reads(app)
+        assert backend_of_reads(app) == first
+        time.sleep(1.2)
+        assert backend_of_reads(app) != first
+    finally:
+        dispose_engines(app)
+
+
+@pytest.mark.postgres
+def test_a_kept_connection_an_error_invalidated_is_replaced(per_thread_app):
+    first = backend_of_reads(per_thread_app)
+    pool = per_thread_app.extensions["conduit_reads"]
+    with per_thread_app.test_request_context("/", method="GET"):
+        connection = reads._request_connection(pool)
+        connection.invalidate()  # what a lost connection's error does (_translated)
+        reads._release()
+    assert backend_of_reads(per_thread_app) != first
