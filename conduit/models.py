@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, FetchedValue, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    FetchedValue,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -77,6 +88,19 @@ class Article(db.Model):
         Index("ix_articles_created_at_id", "created_at", "id"),
         Index("ix_articles_author_id_created_at_id", "author_id", "created_at", "id"),
     )
+
+
+class ArticleTotal(db.Model):
+    """How many articles exist: one row, kept by triggers on `articles` (migration
+    c5e2a9d7f310), written by the database, never by the app. A page of the whole list
+    reads it instead of counting every article; a missing row means 0."""
+
+    __tablename__ = "article_totals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    articles: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
 
 
 class Tag(db.Model):

@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 
 from .auth import user_gone
 from .extensions import db
-from .models import Article, ArticleTag, Comment, Favorite, Follow, Tag, User
+from .models import Article, ArticleTag, ArticleTotal, Comment, Favorite, Follow, Tag, User
 from .reads import read
 
 
@@ -199,6 +199,9 @@ def _article_select(postgresql: bool, has_viewer: bool, include_body: bool) -> S
 def _count_statement(shape: tuple, conditions: list) -> Select:
     """The number of articles matching the filters."""
     tag, author, favorited, feed = shape
+    if not any(shape):
+        # Kept by the database as articles come and go; no row yet means none.
+        return select(func.coalesce(select(ArticleTotal.articles).scalar_subquery(), 0))
     # A link row stands for one article (primary key) that exists (foreign key): when
     # the tag alone filters, count its links and leave the articles table alone.
     if tag and not (author or favorited or feed):
