@@ -77,6 +77,24 @@ tiers: $(VENV)/.test ## List the test tiers
 bench: $(VENV)/.test ## Load benchmark on PostgreSQL under uWSGI; writes bench/results/
 	bench/run.sh
 
+# The benchmark's server runs from a virtualenv of its own with what the image installs
+# (docker/Dockerfile: the runtime dependencies and the server extra, pinned by
+# requirements.lock), not from .venv, whose tools add libraries the app then imports
+# (cryptography, through the deploy tool's google-auth, is 10 MiB in every worker).
+# bench/run.sh makes it.
+BENCH_SERVER_VENV := build/bench/server-venv
+$(BENCH_SERVER_VENV)/.installed: pyproject.toml requirements.lock
+	$(call say,creating $(BENCH_SERVER_VENV) with what the image installs (runtime dependencies$(,) uWSGI))
+	rm -rf $(BENCH_SERVER_VENV)
+	$(PYTHON) -m venv $(BENCH_SERVER_VENV)
+	$(BENCH_SERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements.lock --editable '.[server]'
+	# Bytecode at every optimisation level, compiled now as the image's build does (the
+	# image runs at PYTHONOPTIMIZE=2): with PYTHONDONTWRITEBYTECODE set, each server
+	# start would compile every module again, and hold more memory after it.
+	$(BENCH_SERVER_VENV)/bin/python -m compileall -q -j0 -o 0 -o 1 -o 2 $(BENCH_SERVER_VENV)/lib >/dev/null
+	touch $@
+
 rehearse: ## Run .gitlab-ci.yml's jobs here in stand-in images (Docker, root: ci/rehearsal/README.md)
 	$(MAKE) test TIERS=rehearsal
 

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from dockerfile_parse import DockerfileParser
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -43,8 +44,17 @@ from conduit.settings import ConfigError, load_settings, normalise_database_url
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The server's own virtualenv: what the image installs, none of .venv's tools (Makefile).
+SERVER_VENV = REPO / "build" / "bench" / "server-venv"
 DEFAULT_DATABASE_URL = "postgresql+psycopg://conduit:conduit@127.0.0.1:5432/conduit_bench"
 CONFIGMAP = REPO / "k8s" / "base" / "kustomization.yaml"
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+# Of the image's environment, what the interpreter and the C library read when the
+# process starts (PYTHONOPTIMIZE, MALLOC_*): they change what a worker holds. Not
+# PYTHONDONTWRITEBYTECODE: the image compiles its bytecode when it is built, the
+# benchmark's virtualenv keeps what its first run compiles.
+INTERPRETER_PREFIXES = ("PYTHON", "MALLOC_")
+NOT_INTERPRETER = {"PYTHONDONTWRITEBYTECODE"}
 DATASET = {
     "users": 200,
     "articles": 2000,
@@ -179,9 +189,23 @@ def deployment_settings(path: Path = CONFIGMAP) -> dict[str, str]:
         raise BenchError(f"cannot read the production settings from {path}: {error}") from None
 
 
+def image_settings(path: Path = DOCKERFILE) -> dict[str, str]:
+    """The interpreter settings the image's final stage puts in its environment."""
+    try:
+        envs = DockerfileParser(str(path), cache_content=True).envs
+    except OSError as error:
+        raise BenchError(f"cannot read the image's settings from {path}: {error}") from None
+    return {
+        name: value
+        for name, value in envs.items()
+        if name.startswith(INTERPRETER_PREFIXES) and name not in NOT_INTERPRETER
+    }
+
+
 def server_env(database_url: str, port: int, logs: Path) -> dict[str, str]:
-    """Production settings, then the caller's own overrides, then what the run needs."""
-    env = {**deployment_settings(), **os.environ}
+    """Production settings (the Deployment's, the image's interpreter settings), then the
+    caller's own overrides, then what the run needs."""
+    env = {**deployment_settings(), **image_settings(), **os.environ}
     env.pop("PORT", None)
     # Metrics files of our own: the master empties this directory when it starts, so
     # sharing the default with another server on this machine would break both.
@@ -315,16 +339,22 @@ class Server:
     """uWSGI with docker/uwsgi.ini, as the image runs it, on 127.0.0.1:port."""
 
     def __init__(
-        self, ini: Path, env: dict[str, str], port: int, log: Path, ready_path: str = "/readyz"
+        self,
+        uwsgi: Path,
+        ini: Path,
+        env: dict[str, str],
+        port: int,
+        log: Path,
+        ready_path: str = "/readyz",
     ):
-        self.ini, self.env, self.port, self.log = ini, env, port, log
+        self.uwsgi, self.ini, self.env, self.port, self.log = uwsgi, ini, env, port, log
         self.ready_path = ready_path
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         with self.log.open("w") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own command line
-                [str(BIN / "uwsgi"), "--ini", str(self.ini)],
+                [str(self.uwsgi), "--ini", str(self.ini)],
                 cwd=REPO,
                 env=self.env,
                 stdout=out,
@@ -629,6 +659,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--logs", type=Path, default=REPO / "build" / "bench")
     parser.add_argument(
+        "--server-venv",
+        type=Path,
+        default=Path(os.environ.get("BENCH_SERVER_VENV", SERVER_VENV)),
+        help="the virtualenv the server runs from (default: the image's packages, made by "
+        "bench/run.sh)",
+    )
+    parser.add_argument(
         "--uwsgi-ini",
         type=Path,
         default=REPO / "docker" / "uwsgi.ini",
@@ -648,8 +685,12 @@ def main(argv: list[str] | None = None) -> int:
     binary = shutil.which("wrk")
     if binary is None:
         raise BenchError("wrk is not installed (apt-get install wrk)")
-    if not (BIN / "uwsgi").exists():
-        raise BenchError(f"uWSGI is not installed in {BIN} (make install)")
+    uwsgi = args.server_venv / "bin" / "uwsgi"
+    if not uwsgi.exists():
+        raise BenchError(
+            f"uWSGI is not installed in {args.server_venv} (bench/run.sh or "
+            f"`make {_shown(SERVER_VENV)}/.installed` creates that virtualenv)"
+        )
     database_url = normalise_database_url(args.database_url)
     if not database_url.startswith("postgresql"):
         raise BenchError(
@@ -690,8 +731,9 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [s for s in chosen if s.name == "minimal" or s.name in args.only]
     profiler = pyspy.Profiler(BIN, args.logs, args.profile_format) if args.profile else None
 
-    server = Server(args.uwsgi_ini, env, args.port, args.logs / "uwsgi.log")
+    server = Server(uwsgi, args.uwsgi_ini, env, args.port, args.logs / "uwsgi.log")
     minimal = Server(
+        uwsgi,
         minimal_app_ini(args.uwsgi_ini, args.logs),
         {**env, "PROMETHEUS_MULTIPROC_DIR": env["PROMETHEUS_MULTIPROC_DIR"] + "-minimal"},
         free_port(),
@@ -755,7 +797,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "cpu_model": cpu_model(),
             "python": platform.python_version(),
-            "uwsgi": version_of([str(BIN / "uwsgi"), "--version"], r"^(\S+)"),
+            "uwsgi": version_of([str(uwsgi), "--version"], r"^(\S+)"),
             "postgresql": postgres_version,
             "wrk": version_of([binary, "-v"], r"wrk (?:debian/)?([\d.]+)"),
             # Anything else running shares the CPUs with the run and moves every figure.
@@ -764,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "server": {
             "config": _shown(args.uwsgi_ini),
+            "virtualenv": _shown(args.server_venv),
             "processes": processes,
             "threads": int(env.get("UWSGI_THREADS", "4")),
             "keep_alive": keep_alive,

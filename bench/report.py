@@ -202,7 +202,9 @@ def markdown(run: dict, results: list[ScenarioResult]) -> str:
         f"PostgreSQL {machine['postgresql']}, wrk {machine['wrk']}; load average "
         f"{machine['load_average_before']} before the run, {machine['load_average_after']} "
         "after (above 0 means other work shared the CPUs).",
-        f"- Server: uWSGI with {server['config']}, {server['processes']} processes x "
+        f"- Server: uWSGI with {server['config']}"
+        + (f" from {server['virtualenv']}" if "virtualenv" in server else "")
+        + f", {server['processes']} processes x "
         f"{server['threads']} threads, HTTP keep-alive "
         f"{'on' if server['keep_alive'] else 'off (a new connection per request)'}, "
         f"bcrypt cost {server['bcrypt_log_rounds']}, database pool "

@@ -8,12 +8,19 @@
 #   bench/run.sh --only articles tags     # some scenarios (the /healthz ceiling always runs)
 #   bench/run.sh --profile articles --profile-format raw   # py-spy on the workers
 #   BENCH_DATABASE_URL=postgresql://... bench/run.sh       # another server: not started here
+#   BENCH_SERVER_VENV=.venv bench/run.sh   # serve from another virtualenv (not made here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-$PWD/.venv/bin}
 [ -x "$BIN/python" ] || { echo "bench: $BIN/python is missing (run make install)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+
+# The server runs from a virtualenv with the image's packages only (Makefile says why);
+# made once, again when pyproject.toml or requirements.lock change.
+if [ -z "${BENCH_SERVER_VENV:-}" ]; then
+  make --no-print-directory build/bench/server-venv/.installed
+fi
 
 if [ -z "${BENCH_DATABASE_URL:-}" ]; then
   .ci/start-postgres.sh >/dev/null

@@ -38,8 +38,13 @@ def publish(directory: str) -> None:
     """Read the heads in a child process and put them in this process's environment,
     which the workers it forks inherit: the master's own imports would end up in every
     worker's memory."""
+    # Under uWSGI, sys.executable is the interpreter's resolved binary (e.g.
+    # /usr/bin/python3.11), outside the virtualenv: the child would find neither this
+    # package nor Alembic. So it gets this process's module path.
+    path = os.pathsep.join(entry or os.getcwd() for entry in sys.path)
     completed = subprocess.run(  # noqa: S603 - this interpreter, this module
         [sys.executable, "-m", __name__, directory],
+        env={**os.environ, "PYTHONPATH": path},
         capture_output=True,
         text=True,
         timeout=120,

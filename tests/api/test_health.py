@@ -1,7 +1,13 @@
 """Liveness and readiness."""
 
-from conduit import create_app
+import os
+import sys
+from pathlib import Path
+
+from conduit import create_app, migration_heads
 from tests.support import app_env
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def test_healthz_needs_no_database(tmp_path):
@@ -45,3 +51,15 @@ def test_health_endpoints_ignore_tokens(client):
     headers = {"Authorization": "Token garbage"}
     assert client.get("/healthz", headers=headers).status_code == 200
     assert client.get("/readyz", headers=headers).status_code == 200
+
+
+def test_migration_heads_are_read_by_an_interpreter_outside_the_virtualenv(monkeypatch):
+    # uWSGI sets sys.executable to the resolved interpreter binary (its log says
+    # "detected binary path: /usr/bin/python3.11"), which is not the virtualenv's: the
+    # master's child process must still find this package and Alembic.
+    monkeypatch.setattr(sys, "executable", os.path.realpath(sys.executable))
+    monkeypatch.delenv(migration_heads.ENV_VAR, raising=False)
+    migration_heads.publish(str(MIGRATIONS))
+    published = set(os.environ[migration_heads.ENV_VAR].split(","))
+    assert published == migration_heads.read(str(MIGRATIONS))
+    assert published  # at least one head: the comparison above is not of two empty sets

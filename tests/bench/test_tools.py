@@ -61,6 +61,34 @@ def test_the_server_gets_the_deployments_settings_and_the_callers_overrides(monk
             assert env[name] == value
 
 
+def test_the_server_gets_the_images_interpreter_settings(monkeypatch, tmp_path):
+    monkeypatch.delenv("PYTHONOPTIMIZE", raising=False)
+    env = driver.server_env("postgresql+psycopg://u:p@127.0.0.1/db", 9999, tmp_path)
+    assert env["PYTHONOPTIMIZE"] == driver.image_settings()["PYTHONOPTIMIZE"]
+    monkeypatch.setenv("PYTHONOPTIMIZE", "0")  # the caller's override wins
+    env = driver.server_env("postgresql+psycopg://u:p@127.0.0.1/db", 9999, tmp_path)
+    assert env["PYTHONOPTIMIZE"] == "0"
+
+
+def test_only_the_final_stages_interpreter_settings_are_taken(tmp_path):
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM base AS build\n"
+        "ENV PYTHONOPTIMIZE=1 MALLOC_ARENA_MAX=8\n"
+        "FROM base\n"
+        "ENV PATH=/opt/venv/bin:$PATH \\\n"
+        "    PYTHONDONTWRITEBYTECODE=1 \\\n"
+        "    PYTHONOPTIMIZE=2 \\\n"
+        "    CONDUIT_ENV=production\n"
+    )
+    assert driver.image_settings(dockerfile) == {"PYTHONOPTIMIZE": "2"}
+
+
+def test_an_unreadable_dockerfile_stops_the_run(tmp_path):
+    with pytest.raises(BenchError, match="cannot read the image's settings"):
+        driver.image_settings(tmp_path / "missing")
+
+
 def test_unreadable_production_settings_stop_the_run(tmp_path):
     broken = tmp_path / "kustomization.yaml"
     broken.write_text("configMapGenerator: []\n")

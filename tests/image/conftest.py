@@ -14,6 +14,7 @@ machine by docker/build-base-image.sh and reused by every later run.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -40,6 +41,18 @@ MIGRATION_CONTAINERS = 3
 BUILD_TIMEOUT_S = 1800  # the first build compiles uWSGI; later ones reuse its layer
 READY_TIMEOUT_S = 60
 METRICS: list[str] = []  # measurements, printed at the end and kept in reports/
+# Run in the server container: RSS and PSS (MiB) of each uWSGI worker, i.e. each child
+# of the master (pid 1) but the HTTP routers, whose pids (the container's) are the
+# arguments. PSS counts the pages a worker shares with the master once in the pod.
+WORKER_MEMORY = """
+import os, re, sys
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    status = open(f"/proc/{pid}/status").read()
+    if re.search(r"^PPid:\\s+1$", status, re.M) and pid not in sys.argv[1:]:
+        rollup = open(f"/proc/{pid}/smaps_rollup").read()
+        kib = dict(re.findall(r"^(Rss|Pss):\\s+(\\d+) kB", rollup, re.M))
+        print(round(int(kib["Rss"]) / 1024), round(int(kib["Pss"]) / 1024))
+"""
 
 
 def unavailable(message: str):
@@ -273,14 +286,20 @@ def server(serve_image: Callable[..., Server], docker: Docker) -> Iterator[Serve
     """The server container the serving tests share (uWSGI, the image's CMD)."""
     server = serve_image("server")
     yield server
-    # docker top needs the pid column. The workers are the master's children (their
-    # names cannot say so: pyuwsgi runs under python3, which uWSGI cannot rename).
-    top = docker("top", server.container.name, "-eo", "pid,ppid,rss", check=False)
-    processes = [line.split() for line in top.splitlines()[1:]]
-    pids = {pid for pid, _, _ in processes}
-    workers = [int(rss) // 1024 for _, ppid, rss in processes if ppid in pids]
+    # Read inside the container: its pids are the ones uWSGI logs, and process names
+    # cannot tell a worker from the router (pyuwsgi runs under python3, which uWSGI
+    # cannot rename).
+    log = docker("logs", server.container.name, check=False)
+    routers = re.findall(r"spawned uWSGI http \d+ \(pid: (\d+)\)", log)
+    found = docker("exec", server.container.name, "python", "-c", WORKER_MEMORY, *routers,
+                   check=False)  # fmt: skip
+    workers = [line.split() for line in found.splitlines()]
     if workers:
-        METRICS.append(f"RSS per uWSGI worker after the tier's traffic: {workers} MiB")
+        METRICS.append(
+            "uWSGI workers after the tier's traffic: "
+            f"RSS {', '.join(rss for rss, _ in workers)} MiB, "
+            f"PSS {', '.join(pss for _, pss in workers)} MiB"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,37 @@ def test_carries_no_compiler_pip_tests_or_local_data(docker, image):
     assert docker.run_once(image.ref, "sh", "-c", UNWANTED + " 2>/dev/null || true") == ""
 
 
+# What the server imports (conduit/preload.py's modules and the app), then every one of
+# those modules whose bytecode file is missing: the interpreter would compile it from
+# source at each start, in every process.
+UNCOMPILED = """
+import os, sys
+import conduit.preload, conduit.wsgi
+print(sys.flags.optimize)
+for module in list(sys.modules.values()):
+    cached = getattr(module, "__cached__", None)
+    if cached and not os.path.exists(cached):
+        print(module.__name__)
+"""
+
+
+def test_the_server_runs_optimised_from_bytecode_built_into_the_image(docker, image):
+    """PYTHONOPTIMIZE=2 (no docstrings: less memory per worker) with the bytecode of that
+    level compiled at build time for everything the server imports, standard library
+    included (the image cannot write it: PYTHONDONTWRITEBYTECODE, non-root user)."""
+    env = (
+        "--env",
+        "CONDUIT_SECRET=" + uuid.uuid4().hex * 2,
+        "--env",
+        "DATABASE_URL=postgresql+psycopg://nobody:x@127.0.0.1:9/none",  # never connected
+    )
+    optimize, *uncompiled = docker.run_once(
+        image.ref, "python", "-c", UNCOMPILED, options=env
+    ).split()
+    assert optimize == "2"
+    assert uncompiled == []
+
+
 # --- serving ----------------------------------------------------------------------
 
 

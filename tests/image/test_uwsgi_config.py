@@ -312,3 +312,11 @@ def test_logs_go_to_stdout(start):
         if not line.startswith("[uWSGI] getting INI configuration")
     ]
     assert stray == []
+
+
+def test_the_master_starts_without_an_error(start):
+    # The master's shared imports (conduit/preload.py, the migration heads) run before
+    # any worker: an exception there is only logged, and the workers start anyway.
+    server = start()
+    assert requests.get(f"{server.url}/readyz", timeout=10).status_code == 200
+    assert "Traceback" not in server.output()
