@@ -4,8 +4,8 @@ Every page of the whole article list carried the number of all articles, counted
 anew: an index scan of every article per page (half of PostgreSQL's work for a page
 of 2,000 articles, growing with the table). article_totals holds the number in one
 row that triggers on `articles` keep, whichever code inserts or deletes: the list
-reads one row. Writers of articles queue on that row until they commit: article
-creation is rare next to reading. (Filtered lists count only their matches, found
+reads one row. Writers of articles take that row only while they commit (deferred
+triggers on PostgreSQL). (Filtered lists count only their matches, found
 through their indexes.)
 
 Revision ID: c5e2a9d7f310
@@ -29,16 +29,20 @@ ADD = """INSERT INTO article_totals (id, articles) VALUES (1, {count})
     ON CONFLICT (id) DO UPDATE SET articles = article_totals.articles + excluded.articles"""
 SUBTRACT = "UPDATE article_totals SET articles = articles - {count} WHERE id = 1"
 
+# On PostgreSQL the counting waits for the commit (deferred constraint triggers, one
+# call per row): the row is then locked from the commit's start to its end, not for
+# the whole transaction, so concurrent creates do not queue behind each other's work
+# (immediate triggers halved the benchmark's article creates per second).
 POSTGRESQL = [
     f"""CREATE FUNCTION article_totals_add() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        {ADD.format(count="(SELECT count(*) FROM changed_articles)")};
+        {ADD.format(count="1")};
         RETURN NULL;
     END;
     $$""",
     f"""CREATE FUNCTION article_totals_subtract() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        {SUBTRACT.format(count="(SELECT count(*) FROM changed_articles)")};
+        {SUBTRACT.format(count="1")};
         RETURN NULL;
     END;
     $$""",
@@ -48,12 +52,12 @@ POSTGRESQL = [
         RETURN NULL;
     END;
     $$""",
-    """CREATE TRIGGER articles_inserted AFTER INSERT ON articles
-       REFERENCING NEW TABLE AS changed_articles
-       FOR EACH STATEMENT EXECUTE FUNCTION article_totals_add()""",
-    """CREATE TRIGGER articles_deleted AFTER DELETE ON articles
-       REFERENCING OLD TABLE AS changed_articles
-       FOR EACH STATEMENT EXECUTE FUNCTION article_totals_subtract()""",
+    """CREATE CONSTRAINT TRIGGER articles_inserted AFTER INSERT ON articles
+       DEFERRABLE INITIALLY DEFERRED
+       FOR EACH ROW EXECUTE FUNCTION article_totals_add()""",
+    """CREATE CONSTRAINT TRIGGER articles_deleted AFTER DELETE ON articles
+       DEFERRABLE INITIALLY DEFERRED
+       FOR EACH ROW EXECUTE FUNCTION article_totals_subtract()""",
     # TRUNCATE fires no DELETE trigger.
     """CREATE TRIGGER articles_truncated AFTER TRUNCATE ON articles
        FOR EACH STATEMENT EXECUTE FUNCTION article_totals_reset()""",
