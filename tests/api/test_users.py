@@ -224,3 +224,30 @@ def test_login_required(client, method, path):
     response = getattr(client, method)(path, json={})
     assert response.status_code == 401
     assert response.is_json
+
+
+def test_a_token_that_passed_once_still_expires(client, register, monkeypatch):
+    """Verified tokens are remembered per process (conduit/auth.py); the expiry is not."""
+    from conduit import auth
+
+    alice = register("alice")
+    assert client.get("/api/user", headers=alice.headers).status_code == 200
+    expires = jwt.decode(alice.token, options={"verify_signature": False})["exp"]
+    monkeypatch.setattr(auth.time, "time", lambda: expires + 1)
+    response = client.get("/api/user", headers=alice.headers)
+    assert response.status_code == 401
+    assert response.get_json() == {"errors": {"token": ["token has expired"]}}
+
+
+def test_a_token_that_passed_under_one_secret_fails_under_another(client, register, database_url):
+    from conduit import create_app
+    from tests.support import app_env, dispose_engines
+
+    alice = register("alice")
+    assert client.get("/api/user", headers=alice.headers).status_code == 200
+    other = create_app(env=app_env(database_url, CONDUIT_SECRET="x" * 48))
+    try:
+        response = other.test_client().get("/api/user", headers=alice.headers)
+        assert response.status_code == 401
+    finally:
+        dispose_engines(other)
