@@ -65,7 +65,7 @@ def register_extensions(app: Flask) -> None:
         engine = db.engine
     if engine.dialect.name == "postgresql":
         drop_closed_connections(engine)
-    reads.init_app(app, app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+    reads.init_app(app, engine)
     cors.init_app(
         app,
         resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},

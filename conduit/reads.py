@@ -53,7 +53,7 @@ class ReadPool:
     """The read-only requests' engine (None on SQLite), their connections and their
     compiled statements."""
 
-    def __init__(self, engine: Engine | None, per_thread: bool = False, recycle: float = 1800):
+    def __init__(self, engine: Engine | None, per_thread: bool, recycle: float | None):
         self.engine = engine
         self.per_thread = per_thread
         self._recycle = recycle
@@ -86,7 +86,7 @@ class ReadPool:
     def _usable(self, connection: Connection) -> bool:
         if connection.invalidated or connection.closed:
             return False
-        if time.monotonic() - self._held.since > self._recycle:
+        if self._recycle is not None and time.monotonic() - self._held.since > self._recycle:
             return False
         if closed_by_server(connection.connection.dbapi_connection):
             connection.invalidate()
@@ -103,22 +103,25 @@ class ReadPool:
         return compiled
 
 
-def init_app(app: Flask, engine_options: Mapping) -> None:
-    """Create the read pool next to Flask-SQLAlchemy's engine (PostgreSQL only)."""
+def init_app(app: Flask, session_engine: Engine) -> None:
+    """Create the read pool beside Flask-SQLAlchemy's engine, with its options
+    (PostgreSQL only)."""
     engine = None
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
-    recycle = engine_options.get("pool_recycle", 1800)
-    if url.startswith("postgresql"):
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    if session_engine.dialect.name == "postgresql":
         engine = create_engine(
-            url,
-            **engine_options,
+            session_engine.url,
+            **options,
             isolation_level="AUTOCOMMIT",
             # Autocommit leaves no transaction to roll back when a connection returns.
             pool_reset_on_return=None,
         )
         drop_closed_connections(engine)
-    per_thread = app.config["DB_READ_CONNECTION_PER_THREAD"]
-    app.extensions[_EXTENSION] = ReadPool(engine, per_thread=per_thread, recycle=recycle)
+    app.extensions[_EXTENSION] = ReadPool(
+        engine,
+        per_thread=app.config["DB_READ_CONNECTION_PER_THREAD"],
+        recycle=options.get("pool_recycle"),  # DB_POOL_RECYCLE, as the pools have it
+    )
     app.teardown_request(_release)
 
 

@@ -93,19 +93,19 @@ def _log_level(env: Mapping[str, str]) -> str:
     return level
 
 
-def _in_uwsgi() -> bool:
+def _uwsgi():
+    """uWSGI's module when this process is a uWSGI worker, else None."""
     try:
-        import uwsgi  # noqa: F401  (only importable inside uWSGI)
+        import uwsgi  # only importable inside uWSGI
     except ImportError:
-        return False
-    return True
+        return None
+    return uwsgi
 
 
 def _uwsgi_harakiri() -> int | None:
     """uWSGI's harakiri in seconds when this process is a uWSGI worker with one set."""
-    try:
-        import uwsgi  # only importable inside uWSGI
-    except ImportError:
+    uwsgi = _uwsgi()
+    if uwsgi is None:
         return None
     value = uwsgi.opt.get("harakiri")
     if isinstance(value, list):  # an option given more than once: the last one counts
@@ -205,7 +205,7 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         # Each thread keeps its read connection between requests (conduit/reads.py):
         # by default under uWSGI, whose threads live as long as their worker.
         "DB_READ_CONNECTION_PER_THREAD": _flag(
-            env, "DB_READ_CONNECTION_PER_THREAD", default=_in_uwsgi()
+            env, "DB_READ_CONNECTION_PER_THREAD", default=_uwsgi() is not None
         ),
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "MIGRATIONS_DIR": migrations_dir(env),
