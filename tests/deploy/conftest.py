@@ -1,4 +1,5 @@
-"""Fixtures for the deploy tool: a recording runner, a fake clock, a fake render."""
+"""Fixtures for the deploy tool: a recording runner, a fake clock, a fake render, and the
+command line run with them."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conduit_deploy.cli import Context, main
 from conduit_deploy.runner import Invocation, Result, Runner
 from conduit_deploy.waiting import Clock
 
-from .support import RENDERED_SECRETS, FakeClock
+from .support import RENDERED_SECRETS, FakeClock, ci_environ
 
 
 @dataclass
@@ -52,6 +54,27 @@ def recorder() -> Recorder:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def run_command(recorder, clock, capsys, tmp_path):
+    """run_command("deploy", "dev", ..., **context) -> (exit code, stdout, stderr): the
+    command line with the recording runner, the fake clock, the CI variables of
+    ci_environ() (or `environ`) and its files under tmp_path/out; `context` sets the
+    Context's other stand-ins (render, smoke, preflight, utc_now)."""
+
+    def run(*argv: str, environ=None, **context) -> tuple[int, str, str]:
+        ctx = Context(
+            environ=environ or ci_environ(),
+            runner_factory=recorder.runner,
+            clock=clock,
+            **context,
+        )
+        code = main([*argv, "--out", str(tmp_path / "out")], ctx)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @dataclass

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conduit_deploy.cli import Context, main
 from conduit_deploy.cluster import (
     ClusterPath,
     ClusterState,
@@ -64,18 +63,11 @@ def kops(recorder):
 
 
 @pytest.fixture
-def run_cluster(recorder, kops, fake_render, clock, capsys, tmp_path, preflight):
+def run_cluster(run_command, kops, fake_render, preflight):
     def run(*argv, environ=None):
-        ctx = Context(
-            environ=environ or ci_environ(),
-            runner_factory=recorder.runner,
-            render=fake_render,
-            clock=clock,
-            preflight=preflight,
+        return run_command(
+            "cluster", *argv, environ=environ, render=fake_render, preflight=preflight
         )
-        code = main(["cluster", *argv, "--out", str(tmp_path / "out")], ctx)
-        out, err = capsys.readouterr()
-        return code, out, err
 
     return run
 

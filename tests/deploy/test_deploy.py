@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
-from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
 
@@ -123,31 +122,20 @@ def smoke():
 
 
 @pytest.fixture
-def run_deploy(recorder, fake_render, clock, capsys, tmp_path, cluster, smoke, preflight):
+def run_deploy(run_command, recorder, fake_render, tmp_path, cluster, smoke, preflight):
     recorder.respond = cluster.respond
 
     def run(*argv, environ=None):
-        ctx = Context(
-            environ=environ or ci_environ(),
-            runner_factory=recorder.runner,
+        return run_command(
+            "deploy",
+            *argv,
+            "--env-file",
+            str(tmp_path / "deploy.env"),
+            environ=environ,
             render=fake_render,
             smoke=smoke,
-            clock=clock,
             preflight=preflight,
         )
-        code = main(
-            [
-                "deploy",
-                *argv,
-                "--out",
-                str(tmp_path / "out"),
-                "--env-file",
-                str(tmp_path / "deploy.env"),
-            ],
-            ctx,
-        )
-        out, err = capsys.readouterr()
-        return code, out, err
 
     return run
 

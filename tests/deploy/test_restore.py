@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conduit_deploy.cli import Context, main
 from conduit_deploy.deploy import apply_command
 from conduit_deploy.restore import restored_name
 from conduit_deploy.runner import Result, find_program, format_command
 
 from tests.k8s.crd import crd_errors
-
-from .support import ci_environ
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TARGET = "conduit-db-r202611301200"
@@ -41,19 +38,11 @@ def kustomize_for_real(args: tuple[str, ...]) -> Result | None:
 
 
 @pytest.fixture
-def run_restore(recorder, clock, capsys, tmp_path):
+def run_restore(run_command, recorder):
     recorder.respond = kustomize_for_real
 
     def run(*argv: str) -> tuple[int, str, str]:
-        ctx = Context(
-            environ=ci_environ(),
-            runner_factory=recorder.runner,
-            clock=clock,
-            utc_now=lambda: NOW,
-        )
-        code = main(["restore", "dev", *argv, "--out", str(tmp_path / "out")], ctx)
-        out, err = capsys.readouterr()
-        return code, out, err
+        return run_command("restore", "dev", *argv, utc_now=lambda: NOW)
 
     return run
 
