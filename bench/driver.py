@@ -64,6 +64,7 @@ DATASET = {
     "comments": 4000,
     "seed": 1,
 }
+SEED_ARGS = [item for key, value in DATASET.items() for item in (f"--{key}", str(value))]
 SEED_PASSWORD = "benchmark-password"  # noqa: S105 - of the seeded users, on a throwaway database
 
 # Shares are of the minimal Flask app's requests/s; CPU is uWSGI's and PostgreSQL's.
@@ -261,6 +262,18 @@ def run_python(args: list[str], env: dict[str, str], log: Path) -> str:
     return completed.stdout
 
 
+def seed_database(url: str, env: dict[str, str], logs: Path) -> None:
+    """A fresh database `url` with the benchmark's dataset (the users' password is
+    SEED_PASSWORD); `env` runs the migrations, logs go to `logs`."""
+    print(f"bench: recreating {make_url(url).database}, migrating, seeding", flush=True)
+    fresh_database(url)
+    run_python(["-m", "flask", "db", "upgrade"], env, logs / "migrate.log")
+    seeded = run_python(
+        ["-m", "bench.seed", *SEED_ARGS, "--password", SEED_PASSWORD], env, logs / "seed.log"
+    )
+    print("bench: " + seeded.splitlines()[0], flush=True)
+
+
 def choose_fixtures(url: str) -> tuple[Fixtures, str, int | None]:
     """The scenarios' user, tag and article; the server's version and main process."""
     engine = create_engine(url)
@@ -346,16 +359,17 @@ class Server:
         port: int,
         log: Path,
         ready_path: str = "/readyz",
+        cwd: Path = REPO,
     ):
         self.uwsgi, self.ini, self.env, self.port, self.log = uwsgi, ini, env, port, log
-        self.ready_path = ready_path
+        self.ready_path, self.cwd = ready_path, cwd
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         with self.log.open("w") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own command line
                 [str(self.uwsgi), "--ini", str(self.ini)],
-                cwd=REPO,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -455,6 +469,16 @@ class Server:
         return [memory["rss"] for memory in self.worker_memory_mib()]
 
 
+def log_in(server: Server, email: str, password: str = SEED_PASSWORD) -> str:
+    """A token of the seeded user `email`, from the server's own login."""
+    status, _, content = server.request(
+        "POST", "/api/users/login", body={"user": {"email": email, "password": password}}
+    )
+    if status != 200:
+        raise BenchError(f"cannot log in as {email}: {status} {content[:200]!r}")
+    return json.loads(content)["user"]["token"]
+
+
 # --- one scenario --------------------------------------------------------------------
 
 
@@ -481,7 +505,7 @@ def probe(server: Server, scenario: Scenario, headers: dict, body: dict | None) 
     return found
 
 
-def _probe_body(name: str, context: dict) -> dict | None:
+def probe_body(name: str, context: dict) -> dict | None:
     """The body of the probe request: what the scenario's Lua script sends."""
     if name == "login":
         return {"user": {"email": context["email"], "password": SEED_PASSWORD}}
@@ -504,16 +528,10 @@ def minimal_app_ini(ini: Path, logs: Path) -> Path:
     return path
 
 
-def run_scenario(
-    server: Server,
-    scenario: Scenario,
-    load: wrk.Load,
-    warm_up_s: int,
-    context: dict,
-    logs: Path,
-    profiler: pyspy.Profiler | None,
-) -> ScenarioResult:
-    url = f"http://127.0.0.1:{server.port}{scenario.path}"
+def scenario_load(
+    scenario: Scenario, load: wrk.Load, context: dict
+) -> tuple[dict[str, str], wrk.Load, dict[str, str]]:
+    """What wrk sends for `scenario`: its headers, its load and its script's environment."""
     headers = {"Authorization": f"Token {context['token']}"} if scenario.auth else {}
     if scenario.new_connections:
         headers["Connection"] = "close"
@@ -524,11 +542,25 @@ def run_scenario(
         "BENCH_PASSWORD": SEED_PASSWORD,
         "BENCH_NONCE": context["nonce"],
     }
+    return headers, load, env
+
+
+def run_scenario(
+    server: Server,
+    scenario: Scenario,
+    load: wrk.Load,
+    warm_up_s: int,
+    context: dict,
+    logs: Path,
+    profiler: pyspy.Profiler | None,
+) -> ScenarioResult:
+    url = f"http://127.0.0.1:{server.port}{scenario.path}"
+    headers, load, env = scenario_load(scenario, load, context)
     binary = context["wrk"]
     if scenario.warm_up and warm_up_s:
         wrk.run(binary, url, scenario.script, _with_duration(load, warm_up_s), headers, env)
     # After the warm-up, so caches are in the state the load meets (e.g. /api/tags).
-    found = probe(server, scenario, headers, _probe_body(scenario.name, context))
+    found = probe(server, scenario, headers, probe_body(scenario.name, context))
     running = profiler.start(scenario.name, load.duration_s) if profiler else None
     backends = context["backends"]
     app_cpu = cpu.tree_seconds(server.process.pid)
@@ -680,17 +712,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def programs(server_venv: Path) -> tuple[str, Path]:
+    """wrk, and the uWSGI of the server's virtualenv: the run needs both."""
     binary = shutil.which("wrk")
     if binary is None:
         raise BenchError("wrk is not installed (apt-get install wrk)")
-    uwsgi = args.server_venv / "bin" / "uwsgi"
+    uwsgi = server_venv / "bin" / "uwsgi"
     if not uwsgi.exists():
         raise BenchError(
-            f"uWSGI is not installed in {args.server_venv} (bench/run.sh or "
+            f"uWSGI is not installed in {server_venv} (bench/run.sh or "
             f"`make {_shown(SERVER_VENV)}/.installed` creates that virtualenv)"
         )
+    return binary, uwsgi
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    binary, uwsgi = programs(args.server_venv)
     database_url = normalise_database_url(args.database_url)
     if not database_url.startswith("postgresql"):
         raise BenchError(
@@ -708,19 +746,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     load_before = os.getloadavg()[0]
-    print(f"bench: recreating {make_url(database_url).database}, migrating, seeding", flush=True)
-    fresh_database(database_url)
-    run_python(["-m", "flask", "db", "upgrade"], env, args.logs / "migrate.log")
-    seed_args = [item for key, value in DATASET.items() for item in (f"--{key}", str(value))]
-    print(
-        "bench: "
-        + run_python(
-            ["-m", "bench.seed", *seed_args, "--password", SEED_PASSWORD],
-            env,
-            args.logs / "seed.log",
-        ).splitlines()[0],
-        flush=True,
-    )
+    seed_database(database_url, env, args.logs)
     fixtures, postgres_version, postmaster = choose_fixtures(database_url)
 
     chosen = scenarios(fixtures)
@@ -748,15 +774,8 @@ def main(argv: list[str] | None = None) -> int:
         if profiler:
             profiler.attach(server.process.pid, set(args.profile))
         keep_alive = server.keeps_connections_alive()
-        status, _, content = server.request(
-            "POST",
-            "/api/users/login",
-            body={"user": {"email": fixtures.email, "password": SEED_PASSWORD}},
-        )
-        if status != 200:
-            raise BenchError(f"cannot log in as {fixtures.email}: {status} {content[:200]!r}")
         context = {
-            "token": json.loads(content)["user"]["token"],
+            "token": log_in(server, fixtures.email),
             "email": fixtures.email,
             "nonce": secrets.token_hex(4),
             "wrk": binary,
@@ -824,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": args.warm_up,
         },
         "dataset": (
-            f"`python -m bench.seed` {' '.join(seed_args)}; feed of {fixtures.email} "
+            f"`python -m bench.seed` {' '.join(SEED_ARGS)}; feed of {fixtures.email} "
             f"({fixtures.feed_size} articles), article {fixtures.slug} "
             f"({fixtures.comments} comments, 99th percentile)"
         ),
