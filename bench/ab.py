@@ -160,6 +160,16 @@ def table(a: Summary, b: Summary) -> str:
     return "\n".join(rows)
 
 
+def errors(summaries: Sequence[Summary], logs: Path) -> list[str]:
+    """One loud line per variant whose runs had errors (the run then exits 1)."""
+    return [
+        f"ab: ERROR: {s.name} answered {', '.join(s.failures)}: its figures measure "
+        f"errors, not the lever (see {logs / f'uwsgi-{s.name}.log'})"
+        for s in summaries
+        if s.failures
+    ]
+
+
 def order(round_index: int, variants: Sequence[Variant]) -> list[Variant]:
     """A B, then B A, ...: neither always runs first, after the other has warmed the
     caches the two share (PostgreSQL's, the CPU's)."""
@@ -330,7 +340,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed and not postgres:
         raise BenchError("--seed recreates a PostgreSQL database: --database-url is not one")
     args.logs.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     base = driver.server_env(database_url, 0, args.logs)
     if args.seed:
@@ -418,17 +427,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nab: load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}; compare "
         f"{b.name} with {a.name} within this run only; logs in {args.logs}"
     )
-    failed = [s for s in (a, b) if s.failures]
-    for summary in failed:
-        print(
-            f"ab: ERROR: {summary.name} answered {', '.join(summary.failures)}: its figures "
-            f"measure errors, not the lever (see {args.logs}/uwsgi-{summary.name}.log)",
-            file=sys.stderr,
-        )
-    return 1 if failed else 0
+    complaints = errors((a, b), args.logs)
+    for complaint in complaints:
+        print(complaint, file=sys.stderr)
+    return 1 if complaints else 0
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         sys.exit(main())
     except (BenchError, wrk.WrkError) as error:
