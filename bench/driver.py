@@ -772,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         minimal.start()
         server.start()
         if profiler:
-            profiler.attach(server.process.pid, set(args.profile))
+            profiler.attach(server.workers, set(args.profile))
         keep_alive = server.keeps_connections_alive()
         context = {
             "token": log_in(server, fixtures.email),

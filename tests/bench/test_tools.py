@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -30,9 +32,9 @@ def test_a_missing_process_is_an_error():
 def test_profile_summary_groups_lines_of_a_function_and_skips_process_frames():
     raw = "\n".join(
         [
-            'process 1:"uWSGI worker 1";app (a.py:10);query (q.py:5) 6',
-            'process 2:"uWSGI worker 2";app (a.py:12);render (r.py:7) 3',
-            'process 2:"uWSGI worker 2";app (a.py:12) 1',
+            'process 31165:"python3 /opt/venv/bin/uwsgi";app (a.py:10);query (q.py:5) 6',
+            "thread (0x7F3A);app (a.py:12);render (r.py:7) 3",
+            "app (a.py:12) 1",
             "garbage line",
         ]
     )
@@ -40,7 +42,79 @@ def test_profile_summary_groups_lines_of_a_function_and_skips_process_frames():
     assert summary["app (a.py)"] == (1.0, 0.1)
     assert summary["query (q.py)"] == (0.6, 0.6)
     assert summary["render (r.py)"] == (0.3, 0.3)
-    assert not any(name.startswith("process") for name in summary)
+    assert not any(name.startswith(("process", "thread")) for name in summary)
+
+
+UWSGI_LOG = """\
+spawned uWSGI master process (pid: 100)
+spawned uWSGI worker 1 (pid: 101, cores: 4)
+spawned uWSGI worker 2 (pid: 102, cores: 4)
+spawned uWSGI http 1 (pid: 103)
+worker 1 killed successfully (pid: 101)
+Respawned uWSGI worker 1 (new pid: 104)
+"""
+
+
+def test_the_workers_are_the_masters_children_but_its_router(monkeypatch, tmp_path):
+    # pyuwsgi cannot name its processes (all are `python3 .../uwsgi`): the workers are
+    # found in the process tree, the router by the pid uWSGI logged when it spawned it.
+    log = tmp_path / "uwsgi.log"
+    log.write_text(UWSGI_LOG)
+    server = driver.Server(Path("uwsgi"), Path("uwsgi.ini"), {}, 8000, log)
+    server.process = SimpleNamespace(pid=100)
+    monkeypatch.setattr(cpu, "children", lambda pid: {100: [102, 103, 104]}[pid])
+    assert server.workers() == [102, 104]  # a worker respawned since is found too
+
+
+FAKE_PY_SPY = """\
+#!/bin/sh
+# Writes a raw profile naming the pid it was asked to record.
+pid=""; output=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pid) pid=$2; shift ;;
+    --output) output=$2; shift ;;
+    --subprocesses) echo "--subprocesses samples the master and the router" >&2; exit 2 ;;
+  esac
+  shift
+done
+echo "app (a.py:1);worker_$pid (w.py:2) 5" > "$output"
+"""
+
+
+def test_each_worker_is_recorded_on_its_own_and_their_samples_add_up(tmp_path, capsys):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "py-spy").write_text(FAKE_PY_SPY)
+    (bin_dir / "py-spy").chmod(0o755)
+    profiler = pyspy.Profiler(bin_dir, tmp_path, "raw")
+    asked = []
+    profiler.attach(lambda: asked.append(1) or [201, 202], {"articles"})
+    assert profiler.start("tags", 1) is None  # not a profiled scenario
+    assert asked == []
+    recording = profiler.start("articles", 1)
+    profiler.finish(recording)
+    assert asked == [1]  # the workers as they are when the recording starts
+    assert profiler.outputs["articles"] == [
+        tmp_path / "profile-articles-201.txt",
+        tmp_path / "profile-articles-202.txt",
+    ]
+    profiler.summarise()
+    out = capsys.readouterr().out
+    assert "100.0%   0.0%  app (a.py)" in out
+    assert " 50.0%  50.0%  worker_201 (w.py)" in out
+    assert " 50.0%  50.0%  worker_202 (w.py)" in out
+
+
+def test_a_server_without_workers_cannot_be_profiled(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "py-spy").write_text(FAKE_PY_SPY)
+    (bin_dir / "py-spy").chmod(0o755)
+    profiler = pyspy.Profiler(bin_dir, tmp_path, "raw")
+    profiler.attach(list, {"articles"})
+    with pytest.raises(BenchError, match="no uWSGI worker to profile during articles"):
+        profiler.start("articles", 1)
 
 
 def test_the_server_gets_the_deployments_settings_and_the_callers_overrides(monkeypatch, tmp_path):
