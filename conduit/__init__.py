@@ -9,9 +9,9 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import reads
+from . import cors, reads
 from .dbpool import drop_closed_connections
-from .extensions import cors, db
+from .extensions import db
 from .jsonprovider import OrjsonProvider
 from .observability import configure_logging, register_observability
 from .request_body import read_unread_bodies
@@ -66,13 +66,7 @@ def register_extensions(app: Flask) -> None:
     if engine.dialect.name == "postgresql":
         drop_closed_connections(engine)
     reads.init_app(app, engine)
-    cors.init_app(
-        app,
-        resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-        expose_headers=["X-Request-ID"],
-        max_age=600,
-    )
+    cors.init_app(app)
 
 
 def register_migrations(app: Flask) -> None:

@@ -1,6 +1,5 @@
 """Extension objects, created unbound and attached to the app in create_app()."""
 
-from flask_cors import CORS
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -20,4 +19,3 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-cors = CORS()

@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ENVIRONMENTS = ("production", "development", "testing")
 
@@ -91,6 +92,31 @@ def _log_level(env: Mapping[str, str]) -> str:
             f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}"
         )
     return level
+
+
+def _cors_origins(env: Mapping[str, str]) -> list[str]:
+    """CORS_ORIGINS: * (the default), comma-separated origins, or empty for none."""
+    origins = [part.strip() for part in env.get("CORS_ORIGINS", "*").split(",") if part.strip()]
+    for origin in origins:
+        if origin != "*" and not _is_origin(origin):
+            raise ConfigError(
+                f"CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], "
+                "nothing after it) nor *"
+            )
+    return origins
+
+
+def _is_origin(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError:
+        return False
+    return (
+        bool(parts.scheme and parts.hostname)
+        and f"{parts.scheme}://{parts.netloc}" == value
+        and "@" not in parts.netloc
+    )
 
 
 def _uwsgi():
@@ -189,8 +215,6 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
             connect_args={"options": _postgresql_limits(env)},
         )
 
-    origins = [o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()]
-
     return {
         "CONDUIT_ENV": environment,
         "TESTING": environment == "testing",
@@ -199,7 +223,7 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         # 12 rounds: about 0.25 s per hash on one current core (see README).
         "BCRYPT_LOG_ROUNDS": _int(env, "BCRYPT_LOG_ROUNDS", 12, minimum=4),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1024),
-        "CORS_ORIGINS": origins,
+        "CORS_ORIGINS": _cors_origins(env),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         # Each thread keeps its read connection between requests (conduit/reads.py):

@@ -94,20 +94,6 @@ def test_invalid_settings_are_named(tmp_path, name, value, message):
         load_settings(tmp_path, env)
 
 
-def test_cors_allows_configured_origins(database_url):
-    from tests.support import app_env
-
-    app = create_app(env=app_env(database_url, CORS_ORIGINS="https://front.example"))
-    client = app.test_client()
-    allowed = client.options(
-        "/api/articles",
-        headers={"Origin": "https://front.example", "Access-Control-Request-Method": "GET"},
-    )
-    assert allowed.headers["Access-Control-Allow-Origin"] == "https://front.example"
-    other = client.get("/api/tags", headers={"Origin": "https://evil.example"})
-    assert "Access-Control-Allow-Origin" not in other.headers
-
-
 def test_log_level_from_environment(tmp_path):
     env = {"CONDUIT_ENV": "production", "CONDUIT_SECRET": GOOD_SECRET}
     assert load_settings(tmp_path, env)["LOG_LEVEL"] == "INFO"
