@@ -81,6 +81,9 @@ class Article(db.Model):
     tag_list: Mapped[list[str]] = mapped_column(
         ARRAY(String(64)).with_variant(JSON(), "sqlite"), server_default=FetchedValue()
     )
+    # How many users favorited it, kept by triggers on favorites (migration e4a7c2d9b158):
+    # written by the database, never by the app.
+    favorites_count: Mapped[int] = mapped_column(Integer, server_default=FetchedValue())
 
     __table_args__ = (
         # Every list is "newest first", globally or per author (the feed and ?author=);
@@ -142,7 +145,8 @@ class Favorite(db.Model):
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
-    # favoritesCount counts by article: the primary key only helps per user.
+    # An article's favorites by article (its deletion's cascade, the migration's backfill):
+    # the primary key only helps per user.
     article_id: Mapped[int] = mapped_column(
         ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True, index=True
     )

@@ -159,12 +159,6 @@ def _tag_names(value: list[str]) -> list[str]:
 
 
 def _article_select(postgresql: bool, has_viewer: bool, include_body: bool) -> Select:
-    favorites_count = (
-        select(func.count())
-        .where(Favorite.article_id == Article.id)
-        .correlate(Article)
-        .scalar_subquery()
-    )
     favorited = (
         exists().where(Favorite.article_id == Article.id, Favorite.user_id == _viewer())
         if has_viewer
@@ -180,7 +174,7 @@ def _article_select(postgresql: bool, has_viewer: bool, include_body: bool) -> S
         User.username,
         User.bio,
         User.image,
-        favorites_count.label("favorites_count"),
+        Article.favorites_count,
         favorited.label("favorited"),
         _following(has_viewer, Article.author_id).label("following"),
         Article.tag_list,
