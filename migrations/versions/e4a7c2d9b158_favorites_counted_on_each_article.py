@@ -40,12 +40,21 @@ POSTGRESQL = [
         RETURN NULL;
     END;
     $$""",
+    """CREATE FUNCTION articles_reset_favorites_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE articles SET favorites_count = 0 WHERE favorites_count <> 0;
+        RETURN NULL;
+    END;
+    $$""",
     """CREATE TRIGGER favorites_inserted AFTER INSERT ON favorites
        REFERENCING NEW TABLE AS changed_favorites
        FOR EACH STATEMENT EXECUTE FUNCTION articles_count_favorites()""",
     """CREATE TRIGGER favorites_deleted AFTER DELETE ON favorites
        REFERENCING OLD TABLE AS changed_favorites
        FOR EACH STATEMENT EXECUTE FUNCTION articles_count_favorites()""",
+    # TRUNCATE fires no DELETE trigger.
+    """CREATE TRIGGER favorites_truncated AFTER TRUNCATE ON favorites
+       FOR EACH STATEMENT EXECUTE FUNCTION articles_reset_favorites_count()""",
 ]
 SQLITE = [
     """CREATE TRIGGER favorites_inserted AFTER INSERT ON favorites BEGIN
@@ -78,12 +87,15 @@ def upgrade():
 
 def downgrade():
     postgresql_ = op.get_bind().dialect.name == "postgresql"
-    for trigger in ("favorites_inserted", "favorites_deleted"):
-        op.execute(
-            f"DROP TRIGGER {trigger} ON favorites" if postgresql_ else f"DROP TRIGGER {trigger}"
-        )
+    triggers = ["favorites_inserted", "favorites_deleted"]
     if postgresql_:
+        for trigger in [*triggers, "favorites_truncated"]:
+            op.execute(f"DROP TRIGGER {trigger} ON favorites")
         op.execute("DROP FUNCTION articles_count_favorites()")
+        op.execute("DROP FUNCTION articles_reset_favorites_count()")
+    else:
+        for trigger in triggers:
+            op.execute(f"DROP TRIGGER {trigger}")
     # In place, no batch mode: SQLite's batch mode rebuilds the table, and with it would
     # go the triggers earlier migrations put on articles (SQLite 3.35+ drops in place).
     op.drop_column("articles", "favorites_count")
