@@ -111,9 +111,6 @@ class Tag(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    # How many articles carry it, kept by triggers on article_tags (migration
-    # f2b8d5c1a7e3): written by the database, never by the app.
-    article_count: Mapped[int] = mapped_column(Integer, server_default=FetchedValue())
 
 
 class ArticleTag(db.Model):

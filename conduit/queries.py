@@ -196,10 +196,15 @@ def _count_statement(shape: tuple, conditions: list) -> Select:
     if not any(shape):
         # Kept by the database as articles come and go; no row yet means none.
         return select(func.coalesce(select(ArticleTotal.articles).scalar_subquery(), 0))
+    # A link row stands for one article (primary key) that exists (foreign key): when
+    # the tag alone filters, count its links and leave the articles table alone.
     if tag and not (author or favorited or feed):
-        # Kept on the tag's row by the database; no such tag means none.
-        count = select(Tag.article_count).where(Tag.name == bindparam("tag", type_=String))
-        return select(func.coalesce(count.scalar_subquery(), 0))
+        return (
+            select(func.count())
+            .select_from(ArticleTag)
+            .join(Tag, Tag.id == ArticleTag.tag_id)
+            .where(Tag.name == bindparam("tag", type_=String))
+        )
     # It reads `articles` on its own: never correlated with a query it is part of.
     return select(func.count()).select_from(Article).where(*conditions).correlate(None)
 

@@ -54,13 +54,10 @@ def _set_tags(article_id: int, tags: list[str]) -> None:
     if not tags:
         return
     insert_ignoring_duplicates(Tag, [{"name": name} for name in tags])
-    ids = db.session.execute(select(Tag.id).where(Tag.name.in_(tags)).order_by(Tag.id)).scalars()
-    # In tag id order: the database counts each tag's articles on its row as the links
-    # arrive (migration f2b8d5c1a7e3), and writers that take shared rows in one order
-    # never deadlock on them.
+    ids = dict(db.session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(tags))).all())
     db.session.execute(
         ArticleTag.__table__.insert(),
-        [{"article_id": article_id, "tag_id": tag_id} for tag_id in ids],
+        [{"article_id": article_id, "tag_id": ids[name]} for name in tags],
     )
 
 

@@ -1,8 +1,7 @@
 """Values the database keeps with triggers, whoever writes (the app, a previous release
 during a rolling deploy, an operator with psql): each article's tag names (migration
 b7d41f0c9e25), the number of articles (c5e2a9d7f310), each tag link's article
-creation time (d8f3b6a1c402), each article's number of favorites (e4a7c2d9b158), each
-tag's number of articles (f2b8d5c1a7e3)."""
+creation time (d8f3b6a1c402), each article's number of favorites (e4a7c2d9b158)."""
 
 import threading
 
@@ -206,53 +205,16 @@ def test_concurrent_favorites_of_one_article_each_count(
     assert favorites_count(app.test_client(), slug) == 2
 
 
-def tag_count(client, tag: str) -> int:
-    return client.get(f"/api/articles?tag={tag}&limit=1").get_json()["articlesCount"]
-
-
-def test_a_tag_counts_its_articles_through_edits_deletions_and_cascades(
-    app, client, register, create_article
-):
-    author, other = register("author"), register("other")
-    first = create_article(author, title="first", tags=["a", "b"])["slug"]
-    create_article(other, title="second", tags=["b", "a"])
-    assert (tag_count(client, "a"), tag_count(client, "b")) == (2, 2)
-    client.put(
-        f"/api/articles/{first}", json={"article": {"tagList": ["b", "c"]}}, headers=author.headers
-    )
-    assert [tag_count(client, t) for t in "abc"] == [1, 2, 1]
-    client.delete(f"/api/articles/{first}", headers=author.headers)
-    assert [tag_count(client, t) for t in "abc"] == [1, 1, 0]
-    with app.app_context():  # a user's articles, and their links, go with the user
-        db.session.execute(text("DELETE FROM users WHERE username = 'other'"))
-        db.session.commit()
-    assert [tag_count(client, t) for t in "abc"] == [0, 0, 0]
-    assert tag_count(client, "never-used") == 0
-
-
-def test_the_migration_counts_the_tag_links_already_there(app, client, register, create_article):
-    author = register("author")
-    for n in range(3):
-        create_article(author, title=f"post {n}", tags=["kept", f"only-{n}"])
-    with app.app_context():
-        downgrade(revision="e4a7c2d9b158")  # before the count existed
-        upgrade()
-    assert (tag_count(client, "kept"), tag_count(client, "only-1")) == (3, 1)
-    create_article(author, title="one more", tags=["kept"])
-    assert tag_count(client, "kept") == 4  # and the triggers are back
-
-
 @pytest.mark.postgres
-def test_truncating_links_or_favorites_resets_their_counts(
+def test_truncating_favorites_resets_the_counts(
     app, database_url, client, register, create_article
 ):
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no TRUNCATE: run with flask test --postgres")
     author = register("author")
-    slug = create_article(author, title="both", tags=["t"])["slug"]
+    slug = create_article(author, title="liked")["slug"]
     client.post(f"/api/articles/{slug}/favorite", headers=author.headers)
     with app.app_context():
-        db.session.execute(text("TRUNCATE article_tags, favorites"))
+        db.session.execute(text("TRUNCATE favorites"))
         db.session.commit()
-    assert tag_count(client, "t") == 0
     assert favorites_count(client, slug) == 0
