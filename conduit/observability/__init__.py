@@ -8,23 +8,23 @@
 * counts the request and times it into the latency histogram, labelled with the
   route template Flask matched (recorded by a before_request hook), the method and
   the status, and keeps the in-flight gauge;
-* writes one JSON access line: method, route, path, status, duration_ms, request_id.
+* writes one access line (``logs.AccessLog``): method, route, path, status,
+  duration_ms, request_id, remote_addr.
 
 It is a WSGI middleware rather than Flask hooks so that the timing covers all of
 Flask's work (routing, error handlers, the database session's teardown) and the
 in-flight gauge is decremented even when something inside Flask fails. The work per
-request is a few dictionary look-ups, two metric updates and one log record.
+request is a few dictionary look-ups, two metric updates and one line written.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 
 from flask import Flask, request
 
 from .. import reads
-from .logs import ACCESS_LOGGER, configure_logging
+from .logs import AccessLog, configure_logging
 from .metrics import METRICS_PATH, UNMATCHED_ROUTE, Metrics, register_metrics
 from .requestid import REQUEST_ID_ENVIRON_KEY, REQUEST_ID_HEADER, request_id_from
 
@@ -36,10 +36,10 @@ ROUTE_ENVIRON_KEY = "conduit.route"
 class RequestObserver:
     """WSGI middleware: request id, HTTP metrics and the access log line."""
 
-    def __init__(self, wsgi_app, metrics: Metrics):
+    def __init__(self, wsgi_app, metrics: Metrics, access_log: AccessLog):
         self.wsgi_app = wsgi_app
         self.metrics = metrics
-        self.access_log = logging.getLogger(ACCESS_LOGGER)
+        self.access_log = access_log
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
@@ -65,21 +65,16 @@ class RequestObserver:
             if counted:
                 self.metrics.in_flight.dec()
                 self.metrics.observe_request(route, method, status, seconds)
-            path = environ.get("PATH_INFO", "")
-            self.access_log.info(
-                "%s %s %s",
-                method,
-                path,
-                status,
-                extra={
+            self.access_log.write(
+                {
                     "method": method,
                     "route": route,
-                    "path": path,
+                    "path": environ.get("PATH_INFO", ""),
                     "status": int(status),
                     "duration_ms": round(seconds * 1000, 3),
                     "request_id": request_id,
                     "remote_addr": environ.get("REMOTE_ADDR"),
-                },
+                }
             )
 
 
@@ -96,4 +91,4 @@ def register_observability(app: Flask) -> None:
     app.extensions["conduit_metrics"] = metrics
     # First in line, so no other hook can answer before the route is recorded.
     app.before_request_funcs.setdefault(None, []).insert(0, _record_route)
-    app.wsgi_app = RequestObserver(app.wsgi_app, metrics)
+    app.wsgi_app = RequestObserver(app.wsgi_app, metrics, AccessLog(app.config["LOG_FORMAT"]))

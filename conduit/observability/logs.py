@@ -9,6 +9,9 @@ a request is handled carry its ``request_id``.
 
 As text, a request is one line (``12:01:02 INFO GET /api/tags 200 1.9 ms``). The
 development server's own request line, which would repeat it in colour, is dropped.
+
+The access line of each request is written by ``AccessLog``, in the same two forms,
+without going through a Logger (see its docstring for why).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import json
 import logging
 import re
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -46,9 +51,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         data = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "time": _time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": _plain(record.getMessage()),
@@ -62,11 +65,19 @@ class JsonFormatter(logging.Formatter):
             data["exception"] = record.exc_text
         if record.stack_info:
             data["stack"] = self.formatStack(record.stack_info)
-        try:
-            # Values orjson has no encoding for are logged as their str(), not lost.
-            return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-            return json.dumps(data, default=str, ensure_ascii=False)
+        return _json(data)
+
+
+def _time(created: float) -> str:
+    return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _json(data: dict) -> str:
+    try:
+        # Values orjson has no encoding for are logged as their str(), not lost.
+        return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        return json.dumps(data, default=str, ensure_ascii=False)
 
 
 def _plain(message: str) -> str:
@@ -74,18 +85,53 @@ def _plain(message: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """One readable line per record; a request's line adds its duration."""
+    """One readable line per record, its logger's name at the end."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
+        super().__init__("%(asctime)s %(levelname)-7s %(message)s", datefmt=_TEXT_DATE)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
-        if record.name == ACCESS_LOGGER and hasattr(record, "duration_ms"):
-            line += f" {record.duration_ms:.1f} ms"
-        elif record.name != ACCESS_LOGGER:
-            line += f" [{record.name}]"
-        return _plain(line)
+        return _plain(f"{super().formatMessage(record)} [{record.name}]")
+
+
+_TEXT_DATE = "%H:%M:%S"
+
+
+class AccessLog:
+    """The access line of each request, on stdout as configure_logging's handler would
+    write a record: JSON ({"time", "level", "logger": "conduit.access", "message", then
+    the fields}) or, as text, ``12:01:02 INFO    GET /api/tags 200 1.9 ms``.
+
+    Written here rather than logged: it is the one record of every request, and
+    logging's machinery for it (a LogRecord, the logger hierarchy, the handler's lock
+    and filters, which a handler of its own did not make cheaper) cost 0.04-0.05 ms
+    of CPU per request served by uWSGI, 7 % of a single article (bench/README.md).
+    The "conduit.access" logger still decides whether the line is written (LOG_LEVEL
+    WARNING silences it); handlers attached to that logger do not receive it.
+    """
+
+    def __init__(self, log_format: str) -> None:
+        self.logger = logging.getLogger(ACCESS_LOGGER)
+        self.text = log_format == "text"
+        self.lock = threading.Lock()  # one whole line at a time, as a handler's lock
+
+    def write(self, fields: dict) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        now = time.time()
+        message = _plain(f"{fields['method']} {fields['path']} {fields['status']}")
+        if self.text:
+            clock = time.strftime(_TEXT_DATE, time.localtime(now))
+            line = f"{clock} INFO    {message} {fields['duration_ms']:.1f} ms"
+        else:
+            line = _json(
+                {"time": _time(now), "level": "INFO", "logger": ACCESS_LOGGER, "message": message}
+                | fields
+            )
+        stream = sys.stdout  # whatever it is now: test runners swap it
+        with self.lock:
+            stream.write(line + "\n")
+            stream.flush()
 
 
 class DropServerRequestLines(logging.Filter):

@@ -92,3 +92,70 @@ def test_log_format_follows_the_environment(tmp_path, environment, expected):
 def test_an_unknown_log_format_is_named(tmp_path):
     with pytest.raises(ConfigError, match="LOG_FORMAT must be one of json, text, got 'xml'"):
         load_settings(tmp_path, {"CONDUIT_ENV": "development", "LOG_FORMAT": "xml"})
+
+
+def access_records(output: str) -> list[dict]:
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [r for r in records if r["logger"] == "conduit.access"]
+
+
+def test_the_access_line_carries_the_request_in_one_json_record(database_url, capsys):
+    app = create_app(env=app_env(database_url, LOG_FORMAT="json"))
+    capsys.readouterr()
+    response = app.test_client().get("/api/articles/no-such", headers={"X-Request-ID": "r-1"})
+    (line,) = access_records(capsys.readouterr().out)
+    assert line["level"] == "INFO"
+    assert line["message"] == "GET /api/articles/no-such 404"
+    assert {k: line[k] for k in ("method", "route", "path", "status", "request_id")} == {
+        "method": "GET",
+        "route": "/api/articles/<slug>",
+        "path": "/api/articles/no-such",
+        "status": 404,
+        "request_id": "r-1",
+    }
+    assert response.headers["X-Request-ID"] == "r-1"
+    assert line["duration_ms"] >= 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["time"])
+
+
+def test_the_access_line_follows_the_log_level(database_url, capsys):
+    app = create_app(env=app_env(database_url, LOG_LEVEL="WARNING"))
+    capsys.readouterr()
+    app.test_client().get("/api/tags")
+    logging.getLogger("conduit.test").warning("still written")
+    output = capsys.readouterr().out
+    assert access_records(output) == []
+    assert "still written" in output
+
+
+def test_a_hostile_path_cannot_break_or_colour_the_line(database_url, capsys):
+    path = '/api/profiles/a"b%1B[31mred\\'
+    for log_format in ("json", "text"):
+        app = create_app(env=app_env(database_url, LOG_FORMAT=log_format))
+        capsys.readouterr()
+        app.test_client().get(path)
+        output = capsys.readouterr().out
+        assert "\x1b" not in output
+        if log_format == "json":
+            (line,) = access_records(output)
+            assert line["path"] == '/api/profiles/a"b\x1b[31mred\\'  # kept, escaped as JSON
+        else:
+            # The colour sequence goes as a whole, as from any other record.
+            assert re.search(r'INFO    GET /api/profiles/a"bred\\ 404 \d+\.\d ms', output)
+
+
+def test_lines_written_by_many_threads_stay_whole(database_url, capsys):
+    app = create_app(env=app_env(database_url, LOG_FORMAT="json"))
+    capsys.readouterr()
+
+    def requests():
+        client = app.test_client()
+        for _ in range(50):
+            client.get("/healthz")
+
+    threads = [threading.Thread(target=requests) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(access_records(capsys.readouterr().out)) == 400  # every line parses
