@@ -58,6 +58,10 @@ class ReadPool:
         self.per_thread = per_thread
         self._recycle = recycle
         self._held = threading.local()
+        # Every thread's kept connection, so that dispose() can close them: checked out
+        # for good, they are out of the engine's reach.
+        self._kept: set[Connection] = set()
+        self._kept_lock = threading.Lock()
         self._compiled: dict[Executable, Compiled] = {}
         # Called with each SQL string run here (conduit/sqlcount.py, tests).
         self.statement_listeners: list[Callable[[str], None]] = []
@@ -72,16 +76,33 @@ class ReadPool:
         if connection is not None:
             if self._usable(connection):
                 return connection
+            self._forget(connection)
             connection.close()  # an invalidated one is discarded, not pooled
         connection = self.engine.connect()
         self._held.connection = connection
         self._held.since = time.monotonic()
+        with self._kept_lock:
+            self._kept.add(connection)
         return connection
+
+    def _forget(self, connection: Connection) -> None:
+        with self._kept_lock:
+            self._kept.discard(connection)
 
     def release(self, connection: Connection) -> None:
         """The end of the request: back to the pool, unless the thread keeps it."""
         if not self.per_thread:
             connection.close()
+
+    def dispose(self) -> None:
+        """Close every connection of the pool, the threads' kept ones too: for when no
+        request runs any more (a test's app going away)."""
+        with self._kept_lock:
+            kept, self._kept = self._kept, set()
+        for connection in kept:
+            connection.close()
+        if self.engine is not None:
+            self.engine.dispose()
 
     def _usable(self, connection: Connection) -> bool:
         if connection.invalidated or connection.closed:
@@ -123,6 +144,11 @@ def init_app(app: Flask, session_engine: Engine) -> None:
         recycle=options.get("pool_recycle"),  # DB_POOL_RECYCLE, as the pools have it
     )
     app.teardown_request(_release)
+
+
+def dispose(app: Flask) -> None:
+    """Close the read pool's connections, those the threads keep included."""
+    app.extensions[_EXTENSION].dispose()
 
 
 def engines(app: Flask) -> list[Engine]:

@@ -112,12 +112,15 @@ def terminate_other_backends(database_url: str) -> int:
 
 
 def dispose_engines(app) -> None:
-    """Close the pooled connections of every engine of the app (conduit/reads.py has one
-    of its own on PostgreSQL), as a test's app goes away."""
+    """Close every connection of the app: its session's pool and, on PostgreSQL, the read
+    pool of conduit/reads.py with the connections its threads keep, as a test's app
+    goes away."""
     from conduit import reads  # here: the deploy tool's tests never load the app
+    from conduit.extensions import db
 
-    for engine in reads.engines(app):
-        engine.dispose()
+    reads.dispose(app)  # with the connections uWSGI threads would keep
+    with app.app_context():
+        db.engine.dispose()
 
 
 @contextmanager

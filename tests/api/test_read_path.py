@@ -9,9 +9,16 @@ from contextlib import contextmanager
 
 import jwt
 import pytest
+from sqlalchemy import create_engine, text
 
 from conduit import create_app, reads
-from tests.support import app_env, dispose_engines, engine_events, terminate_other_backends
+from tests.support import (
+    app_env,
+    dispose_engines,
+    engine_events,
+    terminate_other_backends,
+    wait_until,
+)
 
 READ_PATHS = [
     "/api/articles",
@@ -262,3 +269,25 @@ def test_a_kept_connection_an_error_invalidated_is_replaced(per_thread_app):
         connection.invalidate()  # what a lost connection's error does (_translated)
         reads._release()
     assert backend_of_reads(per_thread_app) != first
+
+
+def backends(database_url: str) -> set[int]:
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as connection:
+        pids = connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        found = set(pids)
+    engine.dispose()
+    return found
+
+
+@pytest.mark.postgres
+def test_disposing_the_app_closes_the_connections_threads_keep(database_url, article):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+    app = create_app(env=app_env(database_url, DB_READ_CONNECTION_PER_THREAD="1"))
+    kept = backend_of_reads(app)
+    assert kept in backends(database_url)  # still open after its request
+    dispose_engines(app)
+    wait_until(lambda: kept not in backends(database_url), "the kept connection closed", 10)
