@@ -84,17 +84,19 @@ def _plain(message: str) -> str:
     return _ANSI_ESCAPE.sub("", message) if "\x1b" in message else message
 
 
+# One text line's layout, for records and the access line alike.
+_TEXT_LINE = "%(asctime)s %(levelname)-7s %(message)s"
+_TEXT_DATE = "%H:%M:%S"
+
+
 class TextFormatter(logging.Formatter):
     """One readable line per record, its logger's name at the end."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(message)s", datefmt=_TEXT_DATE)
+        super().__init__(_TEXT_LINE, datefmt=_TEXT_DATE)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return _plain(f"{super().formatMessage(record)} [{record.name}]")
-
-
-_TEXT_DATE = "%H:%M:%S"
 
 
 class AccessLog:
@@ -121,8 +123,11 @@ class AccessLog:
         now = time.time()
         message = _plain(f"{fields['method']} {fields['path']} {fields['status']}")
         if self.text:
-            clock = time.strftime(_TEXT_DATE, time.localtime(now))
-            line = f"{clock} INFO    {message} {fields['duration_ms']:.1f} ms"
+            line = _TEXT_LINE % {
+                "asctime": time.strftime(_TEXT_DATE, time.localtime(now)),
+                "levelname": "INFO",
+                "message": f"{message} {fields['duration_ms']:.1f} ms",
+            }
         else:
             line = _json(
                 {"time": _time(now), "level": "INFO", "logger": ACCESS_LOGGER, "message": message}
