@@ -190,15 +190,18 @@ def _article_select(postgresql: bool, has_viewer: bool, include_body: bool) -> S
 # reused statement also keeps its cache key (SQLAlchemy's compiled-SQL lookup).
 
 
+# The shape (ArticleFilters.shape()) of ?tag= alone, which reads tag links, not articles.
+_TAG_ALONE = (True, False, False, False)
+
+
 def _count_statement(shape: tuple, conditions: list) -> Select:
     """The number of articles matching the filters."""
-    tag, author, favorited, feed = shape
     if not any(shape):
         # Kept by the database as articles come and go; no row yet means none.
         return select(func.coalesce(select(ArticleTotal.articles).scalar_subquery(), 0))
     # A link row stands for one article (primary key) that exists (foreign key): when
     # the tag alone filters, count its links and leave the articles table alone.
-    if tag and not (author or favorited or feed):
+    if shape == _TAG_ALONE:
         return (
             select(func.count())
             .select_from(ArticleTag)
@@ -220,8 +223,8 @@ def _page_bounds(statement: Select) -> Select:
 
 def _newest_matching_ids(shape: tuple, conditions: list) -> Select:
     """The ids of the matching articles, newest first (as every list is ordered)."""
-    if shape == (True, False, False, False):
-        # The tag alone: its links carry their article's created_at, and their index
+    if shape == _TAG_ALONE:
+        # Its links carry their article's created_at, and their index
         # (tag_id, article_created_at, article_id) yields them newest first, so the walk
         # stops after the page instead of sorting every link of a popular tag.
         tag_id = select(Tag.id).where(Tag.name == bindparam("tag", type_=String))
