@@ -56,31 +56,41 @@ PIPELINES: dict[str, dict[str, str | None]] = {
         "CI_COMMIT_BRANCH": "main",
         "CI_COMMIT_TAG": None,
     },
+    # A release: a pushed tag vX.Y.Z (a tag pipeline has no branch).
+    "release": {
+        "CI_PIPELINE_SOURCE": "push",
+        "CI_COMMIT_BRANCH": None,
+        "CI_COMMIT_TAG": "v1.0.0",
+    },
 }
-# A merge request's jobs, then the default branch's cluster and deploy jobs (dry run);
-# pack would push, and a runner here has no registry to push to.
+# A merge request's jobs, then the cluster and deploy jobs (dry run) of the default
+# branch (dev) and of a release tag (prod; cluster:prod is manual there, a person's
+# start is this run). pack would push, and a runner here has no registry to push to.
 DEFAULT_PLAN = {
     "merge_request": ["test", "lint", "pack:check"],
     "default_branch": ["cluster:dev", "deploy:dev"],
+    "release": ["cluster:prod", "deploy:prod"],
 }
 
 # Variables a project would set in its settings, with values that reach no cloud. The
 # cluster and deploy jobs run with the deploy tool's dry run switched on.
+DEPLOY_VARIABLES = {
+    "CONDUIT_DEPLOY_DRY_RUN": "1",
+    "DB_USER": "conduit",
+    "DB_PASSWORD": "rehearsal-password-0123456789",
+    "CONDUIT_SECRET": "rehearsal-secret-0123456789abcdef0123456789abcdef",
+    "KOPS_STATE_STORE": "gs://rehearsal-kops-state",
+    "GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
+    "CONDUIT_IMAGE_REPOSITORY": "registry.example.com/rehearsal/conduit",
+    "DOCKER_REGISTRY_USER": "rehearsal",
+    "DOCKER_REGISTRY_PASSWORD": "cmVoZWFyc2FsLXRva2Vu",  # base64 of "rehearsal-token"
+    "BACKUP_BUCKET": "rehearsal-backups",
+    "BACKUP_GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
+}
 PROJECT_VARIABLES = {
-    "default_branch": {
-        "CONDUIT_DEPLOY_DRY_RUN": "1",
-        "DB_USER": "conduit",
-        "DB_PASSWORD": "rehearsal-password-0123456789",
-        "CONDUIT_SECRET": "rehearsal-secret-0123456789abcdef0123456789abcdef",
-        "K8S_CLUSTER_NAME": "dev.conduit.k8s.local",
-        "KOPS_STATE_STORE": "gs://rehearsal-kops-state",
-        "GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
-        "CONDUIT_IMAGE_REPOSITORY": "registry.example.com/rehearsal/conduit",
-        "DOCKER_REGISTRY_USER": "rehearsal",
-        "DOCKER_REGISTRY_PASSWORD": "cmVoZWFyc2FsLXRva2Vu",  # base64 of "rehearsal-token"
-        "BACKUP_BUCKET": "rehearsal-backups",
-        "BACKUP_GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
-    },
+    "default_branch": {**DEPLOY_VARIABLES, "K8S_CLUSTER_NAME": "dev.conduit.k8s.local"},
+    # The cluster name is scoped to the prod environment in the project's settings.
+    "release": {**DEPLOY_VARIABLES, "K8S_CLUSTER_NAME": "prod.conduit.k8s.local"},
 }
 
 
