@@ -250,7 +250,7 @@ def rehearsal(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def freshmachine(session: nox.Session) -> None:
-    """The README's `make run` and `make test` in a new bookworm container."""
+    """The README's `make run` and `make test` in new Debian containers (trixie, bookworm)."""
     start(session)
     require(session, ROOT_USER, DOCKER, DEBOOTSTRAP, NODE, NODE_TOOLS)
     run(session, str(BIN / "python"), "-m", "pytest", "tests/freshmachine", *pytest_args(session))

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Builds a minimal Debian bookworm image with Python 3 from the Debian archive, for
-# machines that can reach a Debian mirror but no container registry (the project's CI).
+# Builds a minimal Debian image (bookworm unless DEBIAN_SUITE says otherwise) with
+# Python 3 from the Debian archive, for machines that can reach a Debian mirror but no
+# container registry (the project's CI).
 # The Dockerfile takes it as `--build-arg BASE_IMAGE=conduit-base:bookworm`; everywhere
 # else the official python image is the base. The image tier (tests/image/conftest.py)
 # runs it when the base is missing, so it is built once per machine.
 #
-#   docker/build-base-image.sh [TAG]     default TAG: conduit-base:bookworm
+#   docker/build-base-image.sh [TAG]     default TAG: conduit-base:$DEBIAN_SUITE
+#   DEBIAN_SUITE=trixie docker/build-base-image.sh   # Debian 13 (the new-user tier's too)
 #
 # An image already present under TAG is reused; REBUILD=1 builds it again.
 # Needs root, debootstrap and a running Docker engine. The Debian mirror is the one
 # this machine's apt uses, unless DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR say otherwise.
 set -euo pipefail
 
-tag=${1:-conduit-base:bookworm}
-suite=bookworm
+suite=${DEBIAN_SUITE:-bookworm}
+tag=${1:-conduit-base:$suite}
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
 log() { echo "build-base-image: $*"; }

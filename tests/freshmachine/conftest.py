@@ -19,15 +19,16 @@ import pytest
 
 from tests import upstream
 from tests.freshmachine.support import (
-    BASE_IMAGE,
     CA_BUNDLE,
     DEFAULT_CACHE,
     HERE,
     HOME,
-    IMAGE,
+    RELEASES,
     USER_ID,
     Machine,
     Served,
+    base_image,
+    machine_image,
     report,
 )
 from tests.support import ROOT, free_port
@@ -46,19 +47,30 @@ def _build(*args: str, timeout: float) -> None:
         pytest.fail(f"{args[0]} failed:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def machine_image(tmp_path_factory) -> str:
-    """The image, rebuilt only when the base or the Dockerfile changed (Docker's cache)."""
-    _build(str(ROOT / "docker" / "build-base-image.sh"), BASE_IMAGE, timeout=900)
+@pytest.fixture(scope="module", params=sorted(RELEASES))
+def release(request) -> str:
+    """Every test of the tier runs on each Debian release a new user may have."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def image(release: str, tmp_path_factory) -> str:
+    """The machine's image, rebuilt only when the base or the Dockerfile changed."""
+    base = base_image(release)
+    _build(
+        "env", f"DEBIAN_SUITE={release}", str(ROOT / "docker" / "build-base-image.sh"), base,
+        timeout=900,
+    )  # fmt: skip
     context = tmp_path_factory.mktemp("freshmachine-context")
     shutil.copy(HERE / "Dockerfile", context / "Dockerfile")
     shutil.copy(CA_BUNDLE, context / CA_BUNDLE.name)
+    tag = machine_image(release)
     _build(
         "docker", "build", "--quiet", "--network", "host",
-        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", IMAGE, str(context),
+        "--build-arg", f"BASE_IMAGE={base}", "--tag", tag, str(context),
         timeout=600,
     )  # fmt: skip
-    return IMAGE
+    return tag
 
 
 @pytest.fixture(scope="session")
@@ -99,8 +111,8 @@ def upstream_volumes() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def machine(machine_image: str, bare_clone: Path) -> Iterator[Machine]:
-    name = f"conduit-freshmachine-{secrets.token_hex(4)}"
+def machine(release: str, image: str, bare_clone: Path) -> Iterator[Machine]:
+    name = f"conduit-freshmachine-{release}-{secrets.token_hex(4)}"
     subprocess.run(
         [
             "docker", "run", "--detach", "--rm", "--name", name, "--network", "host",
@@ -111,17 +123,19 @@ def machine(machine_image: str, bare_clone: Path) -> Iterator[Machine]:
             # The host's network is shared: the Postman tier's uWSGI takes a free port.
             "--env", f"POSTMAN_PORT={free_port()}",
             *cache_volumes(),
-            machine_image,
+            image,
         ],
         check=True,
         capture_output=True,
     )  # fmt: skip
-    machine = Machine(name)
+    machine = Machine(name, release)
     try:
         yield machine
     finally:
         subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
-        MEASURED.update(machine.measurements)
+        MEASURED.update(
+            {f"{release}: {what}": value for what, value in machine.measurements.items()}
+        )
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from pathlib import Path
 from tests.support import ROOT
 
 HERE = Path(__file__).parent
-BASE_IMAGE = "conduit-base:bookworm"
-IMAGE = "conduit-freshmachine:bookworm"
+# The Debian releases a new user may have, and the python3 each ships: trixie (13) is
+# Debian's stable release, bookworm (12) the one before it and this project's own base.
+RELEASES = {"bookworm": "3.11", "trixie": "3.13"}
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MEASUREMENTS = ROOT / "build" / "freshmachine" / "measurements.json"
 HOME = "/home/newcomer"
@@ -22,11 +23,21 @@ USER_ID = 1000  # newcomer's, fixed in the Dockerfile
 DEFAULT_CACHE = "/var/cache/conduit-freshmachine"
 
 
+def base_image(release: str) -> str:
+    """docker/build-base-image.sh's debootstrapped Debian with python3."""
+    return f"conduit-base:{release}"
+
+
+def machine_image(release: str) -> str:
+    return f"conduit-freshmachine:{release}"
+
+
 @dataclass
 class Machine:
     """One running container; commands run as its unprivileged user, in its home."""
 
     name: str
+    release: str
     measurements: dict[str, float] = field(default_factory=dict)
 
     def sh(self, script: str, timeout: float) -> subprocess.CompletedProcess[str]:

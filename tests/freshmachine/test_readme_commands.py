@@ -1,7 +1,8 @@
 """The README's two commands on a new user's machine: `make run` serves, `make test` passes.
 
 The machine (tests/freshmachine/Dockerfile) has python3, python3-venv, python3-pip,
-make, git and curl. Everything else must come from the repository's own files.
+make, git and curl, on each Debian release of support.RELEASES. Everything else must
+come from the repository's own files.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from nox import registry
 
 from noxfile import NO_DOCKER
 from tests import upstream
-from tests.freshmachine.support import HOME, Machine, Served
+from tests.freshmachine.support import HOME, RELEASES, Machine, Served
 from tests.support import ROOT
 
 # noxfile.py's closing lines: "nox > * <tier>: success|skipped (<why>)|failed|aborted ..."
@@ -38,6 +39,9 @@ def test_the_machine_has_only_what_a_new_user_has(machine: Machine):
     assert len(present.stdout.split()) == 5, present.stdout
     absent = machine.sh("for p in gcc cc node npm psql docker; do command -v $p; done", timeout=30)
     assert absent.stdout == "", f"the machine should not have: {absent.stdout.split()}"
+    # The release's own Python, not one the image brought from elsewhere.
+    version = machine.sh("python3 -c 'import sys; print(*sys.version_info[:2], sep=\".\")'", 30)
+    assert version.stdout.strip() == RELEASES[machine.release], version.stdout + version.stderr
 
 
 def test_make_run_says_what_it_does_and_installs_only_the_runtime(machine: Machine, served: Served):
