@@ -36,7 +36,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from bench import BenchError, cpu, pyspy, report, wrk
+from bench import BenchError, cpu, mix, pyspy, report, wrk
 from bench.report import Goal, ScenarioResult
 from conduit import models  # noqa: F401 - registers the tables in the metadata
 from conduit.extensions import db as conduit_db
@@ -75,6 +75,8 @@ READ_GOAL = Goal(min_share=0.30)
 BURST_CONNECTIONS = 200
 BURST_GOAL = Goal(max_p99_ms=1000)
 RSS_GOAL_MIB = 60
+# The --only name of the memory goal's own measure (bench/mix.py), run after the scenarios.
+MEMORY = "memory"
 MINIMAL_APP = "bench.minimal_app:app"
 
 
@@ -479,6 +481,63 @@ def log_in(server: Server, email: str, password: str = SEED_PASSWORD) -> str:
     return json.loads(content)["user"]["token"]
 
 
+class KeptAlive:
+    """A bench.mix sender: one HTTP/1.1 connection for every request, a new one only
+    when the server closes it."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.connection: http.client.HTTPConnection | None = None
+
+    def __call__(self, method: str, path: str, headers: dict, body: dict | None) -> mix.Response:
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        payload = None if body is None else json.dumps(body)
+        if payload is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        self.connection.request(method, path, body=payload, headers=headers)
+        response = self.connection.getresponse()
+        content = response.read()
+        if response.will_close:
+            self.close()
+        return response.status, content
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def memory_after_mix(
+    uwsgi: Path, ini: Path, env: dict[str, str], logs: Path, fixtures: Fixtures
+) -> dict:
+    """Each worker's memory after bench/mix.py's requests, on a server of its own started
+    for it (the issue's measure: see bench/mix.py)."""
+    port = free_port()
+    server = Server(uwsgi, ini, {**env, "PORT": str(port)}, port, logs / "memory-uwsgi.log")
+    send = KeptAlive(port)
+    try:
+        server.start()
+        reader = mix.Reader(
+            fixtures.email,
+            SEED_PASSWORD,
+            log_in(server, fixtures.email),
+            fixtures.slug,
+            fixtures.tag,
+        )
+        kinds = mix.run(send, reader, nonce=secrets.token_hex(4))
+        return {
+            "requests": sum(kinds.values()),
+            "kinds": dict(kinds),
+            "workers": server.worker_memory_mib(),
+        }
+    except (OSError, http.client.HTTPException) as error:
+        raise BenchError(f"memory mix: {error}\n{server.log_tail()}") from None
+    finally:
+        send.close()
+        server.stop()
+
+
 # --- one scenario --------------------------------------------------------------------
 
 
@@ -671,7 +730,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         nargs="+",
         metavar="SCENARIO",
-        help="run these scenarios only (the ceiling always runs)",
+        help=f"run these scenarios only (the ceiling always runs; {MEMORY}: the memory mix)",
     )
     parser.add_argument(
         "--profile",
@@ -751,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
 
     chosen = scenarios(fixtures)
     if args.only:
-        unknown = set(args.only) - {s.name for s in chosen}
+        unknown = set(args.only) - {s.name for s in chosen} - {MEMORY}
         if unknown:
             raise BenchError(f"unknown scenarios: {', '.join(sorted(unknown))}")
         chosen = [s for s in chosen if s.name == "minimal" or s.name in args.only]
@@ -804,6 +863,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
         minimal.stop()
+    memory_mix = None
+    if not args.only or MEMORY in args.only:
+        print(f"bench: {MEMORY}: {mix.REQUESTS:,} requests of every kind, fresh server", flush=True)
+        memory_mix = memory_after_mix(uwsgi, args.uwsgi_ini, env, args.logs, fixtures)
 
     ceiling = results[0]
     for result in results:
@@ -851,6 +914,7 @@ def main(argv: list[str] | None = None) -> int:
         "minimal_app_worker_rss_mib": [round(mib, 1) for mib in minimal_rss],
         "worker_memory_mib": memory,
         "rss_goal_mib": RSS_GOAL_MIB,
+        "memory_after_mix": memory_mix,
         "requests_served": served,
     }
     report.write(args.results, run, results)

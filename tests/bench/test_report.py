@@ -148,3 +148,37 @@ def test_the_workers_shared_memory_is_reported_beside_their_rss(tmp_path):
     assert "Proportional (PSS): 45, 35 MiB; private to each worker: 35, 24 MiB." in markdown
     report.write(tmp_path, RUN, [result(name="healthz")])
     assert "PSS" not in (tmp_path / "results.md").read_text()
+
+
+def test_the_memory_goal_is_judged_after_the_mix_when_the_run_has_it(tmp_path):
+    workers = [
+        {"rss": 58.6, "pss": 30.1, "private": 20.0},
+        {"rss": 59.4, "pss": 31.0, "private": 21.2},
+    ]
+    after_mix = {"requests": 10_000, "kinds": {"article list": 3000}, "workers": workers}
+    # The end of the run is over the goal, the mix is not: the mix decides.
+    run = {**RUN, "worker_rss_mib": [66.0, 64.2], "rss_goal_mib": 60}
+    report.write(tmp_path, {**run, "memory_after_mix": after_mix}, [result(name="healthz")])
+    markdown = (tmp_path / "results.md").read_text()
+    assert (
+        "after 10,000 requests of every kind on a fresh server (bench/mix.py), where the goal "
+        "is judged: RSS 59, 59 MiB (goal ≤60 MiB: met). Proportional (PSS): 30, 31 MiB"
+    ) in markdown
+    assert "after 0 requests: 66, 64 MiB." in markdown
+    assert "Goals: all met." in markdown
+
+    over = [{**worker, "rss": 61.0} for worker in workers]
+    report.write(
+        tmp_path,
+        {**run, "memory_after_mix": {**after_mix, "workers": over}},
+        [result(name="healthz")],
+    )
+    markdown = (tmp_path / "results.md").read_text()
+    assert "RSS 61, 61 MiB (goal ≤60 MiB: **not met**)" in markdown
+    assert "Goals: not met for worker RSS ≤60 MiB." in markdown
+
+    # Without the mix (a run of some scenarios), the end of the run is judged.
+    report.write(tmp_path, {**run, "memory_after_mix": None}, [result(name="healthz")])
+    markdown = (tmp_path / "results.md").read_text()
+    assert "of every kind" not in markdown
+    assert "66, 64 MiB (goal ≤60 MiB: **not met**)" in markdown
