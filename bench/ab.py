@@ -86,10 +86,17 @@ class Sample:
     cpu_s: float  # the server's processes (master, router, workers) during the run
     non_2xx: int
     socket_errors: dict[str, int]
+    # The database's backends during the run (a local PostgreSQL only). The servers take
+    # turns, so what the backends spend while one is loaded is that server's.
+    db_cpu_s: float | None = None
 
     @property
     def cpu_ms_per_request(self) -> float:
         return 1000 * self.cpu_s / max(self.requests, 1)
+
+    @property
+    def db_ms_per_request(self) -> float | None:
+        return None if self.db_cpu_s is None else 1000 * self.db_cpu_s / max(self.requests, 1)
 
     @property
     def requests_per_s(self) -> float:
@@ -106,6 +113,7 @@ class Summary:
     requests: int
     non_2xx: int
     socket_errors: dict[str, int]
+    db_ms_median: float | None = None
 
     @property
     def failures(self) -> list[str]:
@@ -123,6 +131,7 @@ def summarise(name: str, samples: Sequence[Sample]) -> Summary:
     if not samples:
         raise ValueError(f"no runs of {name} to summarise")
     cpu_ms = [s.cpu_ms_per_request for s in samples]
+    db_ms = [s.db_ms_per_request for s in samples]
     errors: dict[str, int] = {}
     for sample in samples:
         for kind, count in sample.socket_errors.items():
@@ -136,28 +145,41 @@ def summarise(name: str, samples: Sequence[Sample]) -> Summary:
         requests=sum(s.requests for s in samples),
         non_2xx=sum(s.non_2xx for s in samples),
         socket_errors=errors,
+        db_ms_median=None if None in db_ms else statistics.median(db_ms),
     )
 
 
 def table(a: Summary, b: Summary) -> str:
+    """The two variants and B/A. The database's column is there when both have it."""
+    with_db = a.db_ms_median is not None and b.db_ms_median is not None
     rows = [
-        f"{'':8} {'CPU ms/request median (min)':>28} {'requests/s median':>18} "
-        f"{'requests':>9} {'non-2xx':>8}  socket errors",
+        f"{'':8} {'CPU ms/request median (min)':>28}"
+        + (f" {'PostgreSQL ms median':>21}" if with_db else "")
+        + f" {'requests/s median':>18} {'requests':>9} {'non-2xx':>8}  socket errors",
     ]
     for s in (a, b):
         errors = ", ".join(f"{k} {v}" for k, v in s.socket_errors.items() if v) or "none"
         rows.append(
-            f"{s.name:8} {f'{s.cpu_ms_median:.3f} ({s.cpu_ms_min:.3f})':>28} "
-            f"{s.requests_per_s_median:>18,.0f} {s.requests:>9,} {s.non_2xx:>8}  {errors}"
+            f"{s.name:8} {f'{s.cpu_ms_median:.3f} ({s.cpu_ms_min:.3f})':>28}"
+            + (f" {s.db_ms_median:>21.3f}" if with_db else "")
+            + f" {s.requests_per_s_median:>18,.0f} {s.requests:>9,} {s.non_2xx:>8}  {errors}"
         )
-    cpu_ratio = b.cpu_ms_median / a.cpu_ms_median if a.cpu_ms_median else float("nan")
-    rps_ratio = (
-        b.requests_per_s_median / a.requests_per_s_median
-        if a.requests_per_s_median
-        else float("nan")
+    rows.append(
+        f"{f'{b.name}/{a.name}':8} {_ratio(b.cpu_ms_median, a.cpu_ms_median):>28.3f}"
+        + (f" {_ratio(b.db_ms_median, a.db_ms_median):>21.3f}" if with_db else "")
+        + f" {_ratio(b.requests_per_s_median, a.requests_per_s_median):>18.3f}"
     )
-    rows.append(f"{f'{b.name}/{a.name}':8} {cpu_ratio:>28.3f} {rps_ratio:>18.3f}")
+    if with_db:
+        total_a, total_b = a.cpu_ms_median + a.db_ms_median, b.cpu_ms_median + b.db_ms_median
+        rows.append(
+            f"uWSGI + PostgreSQL ms/request medians: {a.name} {total_a:.3f}, "
+            f"{b.name} {total_b:.3f}, {b.name}/{a.name} {_ratio(total_b, total_a):.3f}"
+        )
     return "\n".join(rows)
+
+
+def _ratio(b: float, a: float) -> float:
+    return b / a if a else float("nan")
 
 
 def errors(summaries: Sequence[Summary], logs: Path) -> list[str]:
@@ -177,18 +199,28 @@ def order(round_index: int, variants: Sequence[Variant]) -> list[Variant]:
 
 
 def measure(
-    server: driver.Server, run: Callable[[], wrk.WrkResult], tree_seconds=cpu.tree_seconds
+    server: driver.Server,
+    run: Callable[[], wrk.WrkResult],
+    tree_seconds=cpu.tree_seconds,
+    backends: Callable[[], list[int]] | None = None,
+    backend_ticks=cpu.processes_ticks,
 ) -> Sample:
-    """One run, with the CPU time the server's processes spent during it."""
+    """One run, with the CPU time the server's processes spent during it, and the
+    database backends' when `backends` lists them."""
+    db_before = backend_ticks(backends()) if backends else None
     before = tree_seconds(server.process.pid)
     result = run()
     spent = tree_seconds(server.process.pid) - before
+    db_spent = None
+    if backends:
+        db_spent = cpu.seconds_between(db_before, backend_ticks(backends()))
     return Sample(
         requests=result.requests,
         duration_s=result.duration_s,
         cpu_s=spent,
         non_2xx=result.non_2xx,
         socket_errors=result.socket_errors,
+        db_cpu_s=db_spent,
     )
 
 
@@ -346,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         driver.seed_database(database_url, base, args.logs)
     needs_fixtures = postgres and (args.auth or not args.target.startswith("/"))
     fixtures = driver.choose_fixtures(database_url)[0] if needs_fixtures else None
+    # The database's CPU is read from its backends' /proc entries: a local server only.
+    local = postgres and driver.local_postmaster(database_url) is not None
+    backends = driver.database_backends(database_url) if local else None
     if args.auth and fixtures is None:
         raise BenchError("--auth signs in as a seeded user: it needs make bench's PostgreSQL")
     scenario = target_scenario(args.target, fixtures)
@@ -408,11 +443,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for index in range(args.rounds):
             for variant in order(index, [variant for variant, _ in servers]):
                 server = by_name[variant.name]
-                sample = measure(server, lambda s=server: run(s, args.duration))
+                sample = measure(server, lambda s=server: run(s, args.duration), backends=backends)
                 samples[variant.name].append(sample)
                 print(
                     f"ab: round {index + 1}/{args.rounds} {variant.name}: "
-                    f"{sample.cpu_ms_per_request:.3f} ms CPU/request, "
+                    f"{sample.cpu_ms_per_request:.3f} ms CPU/request"
+                    + (
+                        ""
+                        if sample.db_ms_per_request is None
+                        else f" + {sample.db_ms_per_request:.3f} PostgreSQL"
+                    )
+                    + ", "
                     f"{sample.requests_per_s:,.0f} requests/s, {sample.non_2xx} non-2xx",
                     flush=True,
                 )

@@ -304,15 +304,25 @@ def choose_fixtures(url: str) -> tuple[Fixtures, str, int | None]:
                 )
             ).one()
             version = db.execute(text("SHOW server_version")).scalar_one()
-            # While this backend runs: its parent is the server's main process.
-            postmaster = _postmaster(db.execute(text("SELECT pg_backend_pid()")).scalar_one())
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
             # Fresh statistics, as autovacuum would have them on a live database.
             tables = ", ".join(table.name for table in conduit_db.metadata.sorted_tables)
             db.execute(text(f"VACUUM ANALYZE {tables}"))
     finally:
         engine.dispose()
-    return Fixtures(email, feed_size, tag, slug, comments), version.split()[0], postmaster
+    fixtures = Fixtures(email, feed_size, tag, slug, comments)
+    return fixtures, version.split()[0], local_postmaster(url)
+
+
+def local_postmaster(url: str) -> int | None:
+    """The PostgreSQL server's main process when it runs on this machine, else None."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as db:
+            # While this backend runs: its parent is the server's main process.
+            return _postmaster(db.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def database_backends(url: str):

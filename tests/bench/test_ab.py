@@ -3,6 +3,7 @@ figures it prints and when it fails; then one short real run (two uWSGI servers)
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -122,9 +123,11 @@ def test_each_server_gets_the_shared_settings_its_overrides_and_its_own_port_fil
 # --- the figures ---------------------------------------------------------------------
 
 
-def sample(requests: int, cpu_s: float, non_2xx: int = 0, **errors: int) -> ab.Sample:
+def sample(
+    requests: int, cpu_s: float, non_2xx: int = 0, db_cpu_s: float | None = None, **errors: int
+) -> ab.Sample:
     socket_errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0, **errors}
-    return ab.Sample(requests, 2.0, cpu_s, non_2xx, socket_errors)
+    return ab.Sample(requests, 2.0, cpu_s, non_2xx, socket_errors, db_cpu_s)
 
 
 def test_the_summary_is_the_median_and_min_of_cpu_per_request_and_the_median_rate():
@@ -146,6 +149,23 @@ def test_the_table_gives_b_over_a():
     assert rows["A"][:4] == ["A", "1.000", "(1.000)", "500"]
     assert rows["B"][:4] == ["B", "0.800", "(0.800)", "625"]
     assert rows["B/A"] == ["B/A", "0.800", "1.250"]
+
+
+def test_the_databases_cpu_is_summarised_and_compared_when_both_variants_have_it():
+    a = ab.summarise("A", [sample(1000, 1.0, db_cpu_s=0.4), sample(1000, 1.0, db_cpu_s=0.2)])
+    b = ab.summarise("B", [sample(1000, 0.9, db_cpu_s=0.15)])
+    assert a.db_ms_median == pytest.approx(0.3)
+    lines = ab.table(a, b).splitlines()
+    assert "PostgreSQL ms median" in lines[0]
+    rows = {line.split()[0]: line.split() for line in lines[1:4]}
+    assert rows["A"][:4] == ["A", "1.000", "(1.000)", "0.300"]
+    assert rows["B"][:4] == ["B", "0.900", "(0.900)", "0.150"]
+    assert rows["B/A"][:3] == ["B/A", "0.900", "0.500"]
+    assert lines[4] == "uWSGI + PostgreSQL ms/request medians: A 1.300, B 1.050, B/A 0.808"
+    # A variant measured without the database's figures leaves the column out.
+    unknown = ab.summarise("B", [sample(1000, 0.9), sample(1000, 0.9, db_cpu_s=0.1)])
+    assert unknown.db_ms_median is None
+    assert "PostgreSQL" not in ab.table(a, unknown)
 
 
 def test_a_variant_with_errors_is_named_and_fails_the_run(tmp_path):
@@ -181,6 +201,26 @@ def test_a_run_is_charged_the_cpu_the_server_spent_during_it():
     assert seen == [4242, 4242]
     assert found.cpu_ms_per_request == pytest.approx(0.5)
     assert found.requests_per_s == pytest.approx(600)
+    assert found.db_ms_per_request is None
+
+
+def test_a_run_is_charged_the_cpu_its_database_backends_spent_during_it():
+    readings = iter([10.0, 10.9])
+    # Backend 11 ran throughout, 12 started during the run (all of it counts), 13 ended.
+    listed = iter([[11, 13], [11, 12]])
+    ticks = iter([{11: 500, 13: 70}, {11: 530, 12: 6}])
+    server = SimpleNamespace(process=SimpleNamespace(pid=4242))
+    result = WrkResult(1800, 3.0, 0, {"connect": 0, "read": 0, "write": 0, "timeout": 0}, {})
+    found = ab.measure(
+        server,
+        lambda: result,
+        tree_seconds=lambda pid: next(readings),
+        backends=lambda: next(listed),
+        backend_ticks=lambda pids: {pid: used for pid, used in next(ticks).items() if pid in pids},
+    )
+    ticks_per_second = os.sysconf("SC_CLK_TCK")
+    assert found.db_cpu_s == pytest.approx(36 / ticks_per_second)  # 30 + 6 ticks
+    assert found.db_ms_per_request == pytest.approx(1000 * 36 / ticks_per_second / 1800)
 
 
 # --- a real run ----------------------------------------------------------------------
