@@ -8,9 +8,11 @@ the Deployment's and the image's settings, one secret), on the same database; va
 B (or A) differs by environment variables, its uWSGI configuration or its code (another
 git worktree). After a warm-up of each, bounded wrk runs alternate between them (A B, B
 A, A B, ...), and the CPU time of each server's processes is read from /proc around
-each run. On a shared machine the absolute figures move by 20-30 % from one minute to
-the next; two servers measured in turn over the same minutes move together, so their
-ratio is what a run gives. Database CPU is not split between them (they share it).
+each run (and, on a local PostgreSQL, that of the database's backends: the servers
+take turns, so what the backends spend during a server's run is that server's). On a
+shared machine the absolute figures move by 20-30 % from one minute to the next; two
+servers measured in turn over the same minutes move together, so their ratio is what a
+run gives.
 """
 
 from __future__ import annotations
@@ -201,19 +203,11 @@ def order(round_index: int, variants: Sequence[Variant]) -> list[Variant]:
 def measure(
     server: driver.Server,
     run: Callable[[], wrk.WrkResult],
-    tree_seconds=cpu.tree_seconds,
     backends: Callable[[], list[int]] | None = None,
-    backend_ticks=cpu.processes_ticks,
 ) -> Sample:
     """One run, with the CPU time the server's processes spent during it, and the
     database backends' when `backends` lists them."""
-    db_before = backend_ticks(backends()) if backends else None
-    before = tree_seconds(server.process.pid)
-    result = run()
-    spent = tree_seconds(server.process.pid) - before
-    db_spent = None
-    if backends:
-        db_spent = cpu.seconds_between(db_before, backend_ticks(backends()))
+    result, spent, db_spent = cpu.spent_during(run, server.process.pid, backends)
     return Sample(
         requests=result.requests,
         duration_s=result.duration_s,

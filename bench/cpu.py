@@ -10,7 +10,11 @@ its live children.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PROC = Path("/proc")
 
@@ -73,3 +77,19 @@ def parent_of(pid: int) -> int | None:
         return parse_stat((PROC / str(pid) / "stat").read_text())[0]
     except (OSError, ValueError, IndexError):
         return None
+
+
+def spent_during(
+    run: Callable[[], T], root: int, backends: Callable[[], list[int]] | None = None
+) -> tuple[T, float, float | None]:
+    """run()'s result, the CPU seconds `root`'s process tree spent during it and, when
+    `backends` lists processes (the database's backends, read before and after), theirs;
+    None without `backends`."""
+    listed_before = processes_ticks(backends()) if backends else None
+    tree_before = tree_seconds(root)
+    result = run()
+    tree = tree_seconds(root) - tree_before
+    listed = None
+    if listed_before is not None:
+        listed = seconds_between(listed_before, processes_ticks(backends()))
+    return result, tree, listed

@@ -631,14 +631,11 @@ def run_scenario(
     # After the warm-up, so caches are in the state the load meets (e.g. /api/tags).
     found = probe(server, scenario, headers, probe_body(scenario.name, context))
     running = profiler.start(scenario.name, load.duration_s) if profiler else None
-    backends = context["backends"]
-    app_cpu = cpu.tree_seconds(server.process.pid)
-    db_before = cpu.processes_ticks(backends()) if context["postmaster"] else None
-    result, output = wrk.run(binary, url, scenario.script, load, headers, env)
-    app_cpu = cpu.tree_seconds(server.process.pid) - app_cpu
-    db_cpu = None
-    if db_before is not None:
-        db_cpu = cpu.seconds_between(db_before, cpu.processes_ticks(backends()))
+    (result, output), app_cpu, db_cpu = cpu.spent_during(
+        lambda: wrk.run(binary, url, scenario.script, load, headers, env),
+        server.process.pid,
+        context["backends"] if context["postmaster"] else None,
+    )
     if running:
         profiler.finish(running)
     per_request = 1000 / max(result.requests, 1)

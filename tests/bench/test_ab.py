@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import ab, driver
+from bench import ab, cpu, driver
 from bench.wrk import WrkResult
 from tests.support import ROOT, require_program, uwsgi_binary
 
@@ -190,34 +190,33 @@ def test_no_server_always_runs_first():
     assert names == [["A", "B"], ["B", "A"], ["A", "B"], ["B", "A"]]
 
 
-def test_a_run_is_charged_the_cpu_the_server_spent_during_it():
+def test_a_run_is_charged_the_cpu_the_server_spent_during_it(monkeypatch):
     readings = iter([10.0, 10.9])  # the server's process tree, before and after
     server = SimpleNamespace(process=SimpleNamespace(pid=4242))
     result = WrkResult(1800, 3.0, 0, {"connect": 0, "read": 0, "write": 0, "timeout": 0}, {})
     seen = []
-    found = ab.measure(
-        server, lambda: result, tree_seconds=lambda pid: seen.append(pid) or next(readings)
-    )
+    monkeypatch.setattr(cpu, "tree_seconds", lambda pid: seen.append(pid) or next(readings))
+    found = ab.measure(server, lambda: result)
     assert seen == [4242, 4242]
     assert found.cpu_ms_per_request == pytest.approx(0.5)
     assert found.requests_per_s == pytest.approx(600)
     assert found.db_ms_per_request is None
 
 
-def test_a_run_is_charged_the_cpu_its_database_backends_spent_during_it():
+def test_a_run_is_charged_the_cpu_its_database_backends_spent_during_it(monkeypatch):
     readings = iter([10.0, 10.9])
     # Backend 11 ran throughout, 12 started during the run (all of it counts), 13 ended.
     listed = iter([[11, 13], [11, 12]])
     ticks = iter([{11: 500, 13: 70}, {11: 530, 12: 6}])
     server = SimpleNamespace(process=SimpleNamespace(pid=4242))
     result = WrkResult(1800, 3.0, 0, {"connect": 0, "read": 0, "write": 0, "timeout": 0}, {})
-    found = ab.measure(
-        server,
-        lambda: result,
-        tree_seconds=lambda pid: next(readings),
-        backends=lambda: next(listed),
-        backend_ticks=lambda pids: {pid: used for pid, used in next(ticks).items() if pid in pids},
+    monkeypatch.setattr(cpu, "tree_seconds", lambda pid: next(readings))
+    monkeypatch.setattr(
+        cpu,
+        "processes_ticks",
+        lambda pids: {pid: used for pid, used in next(ticks).items() if pid in pids},
     )
+    found = ab.measure(server, lambda: result, backends=lambda: next(listed))
     ticks_per_second = os.sysconf("SC_CLK_TCK")
     assert found.db_cpu_s == pytest.approx(36 / ticks_per_second)  # 30 + 6 ticks
     assert found.db_ms_per_request == pytest.approx(1000 * 36 / ticks_per_second / 1800)
