@@ -157,9 +157,7 @@ def test_a_database_found_ahead_is_not_read_again_at_each_probe(
     assert len(statements) - first == 2  # SELECT 1, then alembic_version
 
 
-def test_a_database_behind_this_release_is_not_ready_until_migrated(
-    database_url, this_release
-):
+def test_a_database_behind_this_release_is_not_ready_until_migrated(database_url, this_release):
     migrate(database_url, revision=PARENT)
     client = this_release.test_client()
     response = client.get("/readyz")
