@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,48 +19,10 @@ from sqlalchemy.engine import make_url
 from conduit import create_app, migration_lineage
 from conduit.extensions import db
 from tests.conftest import BACKEND
+from tests.releases import MIGRATIONS, head_and_parent, release_migrations
 from tests.support import app_env, dispose_engines, engine_events
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
-SCRIPTS = Config()
-SCRIPTS.set_main_option("script_location", str(MIGRATIONS))
-HEAD = ScriptDirectory.from_config(SCRIPTS).get_current_head()
-PARENT = ScriptDirectory.from_config(SCRIPTS).get_revision(HEAD).down_revision
-
-# What the next release's migration does must keep this release working (expand only,
-# migrations/README): a nullable column this release never reads or writes.
-NEXT_RELEASE = '''\
-"""The next release: articles get an optional subtitle
-
-Revision ID: {revision}
-Revises: {down_revision}
-"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = "{revision}"
-down_revision = "{down_revision}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.add_column("articles", sa.Column("subtitle", sa.Text(), nullable=True))
-
-
-def downgrade():
-    op.drop_column("articles", "subtitle")
-'''
-
-
-def release_migrations(folder: Path, revision: str, down_revision: str, drop=()) -> Path:
-    """This release's migrations plus one revision on `down_revision`, without `drop`."""
-    shutil.copytree(MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in drop:
-        next(folder.glob(f"versions/{name}_*.py")).unlink()
-    script = NEXT_RELEASE.format(revision=revision, down_revision=down_revision)
-    (folder / "versions" / f"{revision}_next_release.py").write_text(textwrap.dedent(script))
-    return folder
+HEAD, PARENT = head_and_parent()
 
 
 @pytest.fixture
@@ -200,7 +160,9 @@ def test_without_the_recorded_lineage_a_later_head_is_not_trusted(
 def test_the_lineage_follows_upgrades_and_downgrades(tmp_path, database_url):
     next_release = release_migrations(tmp_path / "next", "0f1e2d3c4b5a", HEAD)
     app = create_app(env=app_env(database_url, CONDUIT_MIGRATIONS_DIR=str(next_release)))
-    chain = [s.revision for s in ScriptDirectory.from_config(SCRIPTS).walk_revisions()]
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    chain = [s.revision for s in ScriptDirectory.from_config(config).walk_revisions()]
 
     def lineage() -> set[str]:
         with db.engine.connect() as connection:
