@@ -191,5 +191,9 @@ def check_command() -> None:
 
 def _verdict() -> Verdict:
     heads = migration_heads.read(current_app.config["MIGRATIONS_DIR"])
-    with db.engine.connect() as connection:
-        return check(connection, heads)
+    try:
+        with db.engine.connect() as connection:
+            return check(connection, heads)
+    except DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0]  # libpq adds a hint line
+        raise click.ClickException(f"database unreachable: {reason}") from None

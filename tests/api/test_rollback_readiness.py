@@ -67,6 +67,10 @@ def schema_upgrade(app):
     return app.test_cli_runner().invoke(args=["schema", "upgrade"])
 
 
+def schema_check(app):
+    return app.test_cli_runner().invoke(args=["schema", "check"])
+
+
 def test_this_release_serves_a_database_the_next_release_migrated(
     tmp_path, database_url, this_release
 ):
@@ -90,6 +94,12 @@ def test_this_release_serves_a_database_the_next_release_migrated(
     assert [a["title"] for a in listed["articles"]] == ["Rolled back"]
     assert listed["articlesCount"] == 1
 
+    checked = schema_check(this_release)
+    assert (checked.exit_code, checked.output) == (
+        0,
+        f"database at 0f1e2d3c4b5a, which a later release migrated past this release's "
+        f"head ({HEAD})\n",
+    )
     # Its init container leaves the schema alone: no downgrade, no error.
     result = schema_upgrade(this_release)
     assert result.exit_code == 0, result.output
@@ -127,9 +137,13 @@ def test_a_database_behind_this_release_is_not_ready_until_migrated(database_url
         "it written by a later release: the migrations have not run yet, or another "
         "lineage of migrations wrote this database"
     )
+    checked = schema_check(this_release)
+    assert checked.exit_code == 1
+    assert checked.output == f"Error: {response.get_json()['reason']}\n"
     result = schema_upgrade(this_release)
     assert result.exit_code == 0, result.output
     assert client.get("/readyz").status_code == 200
+    assert schema_check(this_release).output == f"database at {HEAD}, this release's head\n"
 
 
 def test_a_database_of_another_lineage_is_refused(tmp_path, database_url, this_release):
@@ -177,3 +191,12 @@ def test_the_lineage_follows_upgrades_and_downgrades(tmp_path, database_url):
         downgrade(revision="base")
         assert lineage() == set()
     dispose_engines(app)
+
+
+def test_schema_commands_say_when_the_database_is_unreachable():
+    app = create_app(env=app_env("postgresql+psycopg://nobody:x@127.0.0.1:1/none"))
+    for command in ("upgrade", "check"):
+        result = app.test_cli_runner().invoke(args=["schema", command])
+        assert result.exit_code == 1
+        [line] = result.output.splitlines()
+        assert line.startswith("Error: database unreachable: connection failed")
