@@ -225,7 +225,7 @@ def cmd_install_tools(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_variables(args: argparse.Namespace, ctx: Context) -> int:
-    sys.stdout.write(config.markdown_table())
+    sys.stdout.write(config.settings_table() if args.settings else config.markdown_table())
     return 0
 
 
@@ -427,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     variables = commands.add_parser(
         "variables", help="print the CI variables table (Markdown, as in deploy/README.md)"
+    )
+    variables.add_argument(
+        "--settings",
+        action="store_true",
+        help="only how to add each one in GitLab: type, scope, protect, mask",
     )
     variables.set_defaults(handler=cmd_variables)
     return parser
