@@ -406,8 +406,7 @@ DOCKER_REGISTRY_USER = Variable(
 )
 DOCKER_REGISTRY_PASSWORD = Variable(
     "DOCKER_REGISTRY_PASSWORD",
-    "registry password or token, **base64-encoded** "
-    f"(`{BASE64_COMMAND.format(value='$TOKEN')}`)",
+    f"registry password or token, **base64-encoded** (`{BASE64_COMMAND.format(value='$TOKEN')}`)",
     base64_password,
     needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
     read_by=(PACK_NO_PUSH, RENDER, CLUSTER),
@@ -543,19 +542,18 @@ def _backup_problems(parsed: Mapping[str, Any]) -> list[str]:
     """The backups must not share the CI's key or the kops state bucket: the plugin's
     sidecar holds that key, and the state bucket holds the cluster's secrets."""
     problems = []
-    ci_key, backup_key = parsed.get(GCP_CREDENTIAL_FILE.name), parsed.get(
-        BACKUP_GCP_CREDENTIAL_FILE.name
+    ci_key, backup_key = (
+        parsed.get(GCP_CREDENTIAL_FILE.name),
+        parsed.get(BACKUP_GCP_CREDENTIAL_FILE.name),
     )
     if ci_key is not None and backup_key is not None:
         same = same_service_account(ci_key, backup_key)
         if same:
             problems.append(
                 f"BACKUP_GCP_CREDENTIAL_FILE {same}: give backups their own service account "
-                "(deploy/google-cloud.md, \"The backup bucket\")"
+                '(deploy/google-cloud.md, "The backup bucket")'
             )
-    state_store, backup_bucket = parsed.get(KOPS_STATE_STORE.name), parsed.get(
-        BACKUP_BUCKET.name
-    )
+    state_store, backup_bucket = parsed.get(KOPS_STATE_STORE.name), parsed.get(BACKUP_BUCKET.name)
     if state_store and backup_bucket and bucket_of(state_store) == backup_bucket:
         problems.append(
             f"BACKUP_BUCKET {backup_bucket!r} is the kops state bucket: give backups a bucket "

@@ -209,12 +209,27 @@ def checks(target: Target, gcp: GcpClient, backup: GcpClient | None = None) -> l
             raise CheckFailed(problem)
         return target.cluster_name
 
+    found = [
+        Check("cluster name", name),
+        Check("service-account key", key),
+        Check("project", project),
+        Check("APIs enabled", apis),
+        Check("state bucket", bucket),
+        Check("IAM permissions", permissions),
+    ]
+    if backup is not None and target.backup_bucket is not None:
+        found += _backup_checks(backup, target.backup_bucket, target.bucket)
+    return found
+
+
+def _backup_checks(backup: GcpClient, name: str, state_bucket: str) -> list[Check]:
+    """The backup key (its own, kept out of the state bucket) and its bucket."""
+
     def backup_key() -> str:
-        assert backup is not None
         backup.authorize()
         try:
             readable = set(STATE_READ_PERMISSIONS) - set(
-                backup.missing_bucket_permissions(target.bucket, STATE_READ_PERMISSIONS)
+                backup.missing_bucket_permissions(state_bucket, STATE_READ_PERMISSIONS)
             )
         except GcpError as error:
             if error.status != 404:  # a missing state bucket is the state bucket's line
@@ -222,15 +237,13 @@ def checks(target: Target, gcp: GcpClient, backup: GcpClient | None = None) -> l
             readable = set()
         if readable:
             raise CheckFailed(
-                f"{backup.email} may read the kops state bucket gs://{target.bucket} "
+                f"{backup.email} may read the kops state bucket gs://{state_bucket} "
                 f"({', '.join(sorted(readable))}), which holds the cluster's secrets: grant "
                 "the backup service account roles on its own bucket only"
             )
         return f"service account {backup.email}, not the CI's, no access to the state bucket"
 
     def backup_bucket() -> str:
-        assert backup is not None and target.backup_bucket is not None
-        name = target.backup_bucket
         wanted = [need.permission for need in BACKUP_PERMISSIONS]
         try:
             missing = backup.missing_bucket_permissions(name, wanted)
@@ -247,17 +260,7 @@ def checks(target: Target, gcp: GcpClient, backup: GcpClient | None = None) -> l
             )
         return f"gs://{name} exists; {backup.email} may write, read, list and delete backups"
 
-    found = [
-        Check("cluster name", name),
-        Check("service-account key", key),
-        Check("project", project),
-        Check("APIs enabled", apis),
-        Check("state bucket", bucket),
-        Check("IAM permissions", permissions),
-    ]
-    if backup is not None and target.backup_bucket is not None:
-        found += [Check("backup key", backup_key), Check("backup bucket", backup_bucket)]
-    return found
+    return [Check("backup key", backup_key), Check("backup bucket", backup_bucket)]
 
 
 def run_checks(found: Sequence[Check], out: Callable[[str], None] = log) -> None:

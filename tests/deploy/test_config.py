@@ -411,7 +411,7 @@ def test_each_bucket_naming_rule_refuses_its_case(name, rule):
 
 def test_a_bad_state_store_is_one_line_naming_the_variable(run_command):
     environ = ci_environ(KOPS_STATE_STORE="gs://Bad Bucket!")
-    code, out, err = run_command("render", "dev", environ=environ)
+    code, _, err = run_command("render", "dev", environ=environ)
     assert code == 1
     assert err.count("\n") == 1
     assert (
@@ -467,7 +467,9 @@ def test_the_state_bucket_is_refused_as_the_backup_bucket():
     environ = ci_environ(
         KOPS_STATE_STORE="gs://conduit-kops-state/clusters", BACKUP_BUCKET="conduit-kops-state"
     )
-    with pytest.raises(VariableErrors, match="BACKUP_BUCKET 'conduit-kops-state' is the kops state"):
+    with pytest.raises(
+        VariableErrors, match="BACKUP_BUCKET 'conduit-kops-state' is the kops state"
+    ):
         load(environ)
 
 

@@ -10,7 +10,7 @@ import pytest
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
 
-from .support import RENDERED_SECRETS, ci_environ, tag_environ
+from .support import RENDERED_SECRETS, ci_environ, plan_steps, tag_environ
 
 CLUSTER = "dev.conduit.k8s.local"
 ADDRESS = "203.0.113.7"
@@ -408,7 +408,7 @@ def test_dry_run_prints_every_step(run_deploy, recorder, smoke, tmp_path):
     assert code == 0
     assert (recorder.calls, smoke.urls) == ([], [])
     assert not (tmp_path / "deploy.env").exists()
-    plan = [line for line in recorder.planned if not line.startswith("export ")]
+    plan = plan_steps(recorder.planned)
     assert plan[:2] == [
         "# conduit-deploy preflight dev",
         f"kops export kubecfg --name {CLUSTER} --admin=2h",

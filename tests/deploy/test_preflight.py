@@ -216,7 +216,11 @@ class FakeCloud:
         else:
             if not self.bucket_exists:
                 return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
-            held = {"storage.objects.get", "storage.objects.list"} if self.backup_reads_state else set()
+            held = (
+                {"storage.objects.get", "storage.objects.list"}
+                if self.backup_reads_state
+                else set()
+            )
         # Google leaves "permissions" out when the caller holds none of them.
         body = {"kind": "storage#testIamPermissionsResponse"}
         if held & set(asked):
@@ -479,7 +483,7 @@ def test_a_missing_backup_bucket(cloud, private_key, capsys):
     assert code == 1
     assert lines(output, "FAIL") == ["backup bucket"]
     assert (
-        f'FAIL  backup bucket: gs://{BACKUP_BUCKET} does not exist: create it (deploy/google-'
+        f"FAIL  backup bucket: gs://{BACKUP_BUCKET} does not exist: create it (deploy/google-"
         'cloud.md, "The backup bucket")' in output
     )
 
