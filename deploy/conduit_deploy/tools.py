@@ -22,16 +22,18 @@ from .errors import ConfigError, DeployError
 from .runner import Runner
 
 # kops X.Y manages Kubernetes X.Y and older: keep it in step with kubernetes_version in
-# k8s/kops/values/*.yaml. 1.35.1 is the release kops' stable channel recommends for
-# the 1.35 series (channels/stable, kopsVersions).
-KOPS_VERSION = "1.35.1"
+# k8s/kops/values/*.yaml. 1.35.2 is the release whose source the project's kops rules and
+# citations are read from (tests/k8s/kops_rules.py, deploy/google-cloud.md), so the tool
+# runs what the tests check; kops' stable channel (channels/stable, kopsVersions, range
+# ">=1.35.0-alpha.1") recommends 1.35.1 or later, which it is.
+KOPS_VERSION = "1.35.2"
 KOPS_URL = "https://github.com/kubernetes/kops/releases/download/v{version}/kops-linux-{arch}"
 # From the Kubernetes project's artifact promotion manifest of the release, the record of
 # what artifacts.k8s.io (and so the GitHub release) serves: kubernetes/k8s.io,
-# artifacts/manifests/k8s-staging-kops/1.35.1.yaml, entries 1.35.1/linux/<arch>/kops.
+# artifacts/manifests/k8s-staging-kops/1.35.2.yaml, entries 1.35.2/linux/<arch>/kops.
 RECORDED_DIGESTS = {
-    ("1.35.1", "amd64"): "30b14da38922b829157175d1c3af81de05701da6bc0456799fa1c3f2795a9f9c",
-    ("1.35.1", "arm64"): "3562453155c2819c91415e72e6a8fbab894899900333286359fdbbc04361f986",
+    ("1.35.2", "amd64"): "027a9f4e8cbbf2aa8ac4aeb19ea7d28069334ca10795c5e3fd3df2f309586704",
+    ("1.35.2", "arm64"): "7fcab00bbcbe4a84280ce47661c74bf57730a8c9875cbe1ef09ac3afa07e748b",
 }
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _DOWNLOAD_TIMEOUT = 120
