@@ -440,8 +440,8 @@ BACKUP_BUCKET = Variable(
 BACKUP_GCP_CREDENTIAL_FILE = Variable(
     "BACKUP_GCP_CREDENTIAL_FILE",
     "key (JSON) of the service account that may only use `BACKUP_BUCKET` "
-    "(roles/storage.objectAdmin on that bucket), best as a File variable; "
-    "never the CI's own key",
+    "(roles/storage.objectAdmin and roles/storage.legacyBucketReader on that bucket), "
+    "best as a File variable; never the CI's own key",
     gcp_key,
     needed_by=(*RENDERING, PREFLIGHT),
     scope=Scope.ENVIRONMENT,
