@@ -313,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     preflight = commands.add_parser(
         "preflight",
-        help="check ENV's GCP key, project, APIs, state bucket, IAM permissions, registry "
-        "credentials and cluster name; creates nothing",
+        help="check ENV's cluster name, GCP key, project, APIs, state bucket, IAM "
+        "permissions, backup key and bucket, and registry credentials; creates nothing",
     )
     preflight.add_argument("environment", metavar="ENV", help=" or ".join(ENVIRONMENTS))
     preflight.set_defaults(handler=cmd_preflight)

@@ -267,3 +267,15 @@ def test_the_snippets_marked_to_run_work(snippet, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, f"{snippet}:\n{result.stdout}\n{result.stderr}"
+
+
+def test_the_runbooks_base64_command_gives_what_the_tool_decodes():
+    # A token long enough that base64 wraps its output (76 columns in GNU coreutils).
+    token = "dckr_pat_" + "Ab3+/x" * 20
+    (snippet,) = [s for s in SNIPPETS if "| base64 | tr -d" in s.text and s.doc == GOOGLE_CLOUD]
+    encoded = subprocess.run(
+        ["bash", "-e"], input=snippet.text, env={**os.environ, "TOKEN": token},
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "\n" not in encoded
+    assert config.DOCKER_REGISTRY_PASSWORD.parse(encoded) == token
