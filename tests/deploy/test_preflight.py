@@ -477,38 +477,30 @@ def test_no_proxy_exempting_the_endpoint_is_said():
 # --- the backups' bucket and key -------------------------------------------------------
 
 
-def test_a_missing_backup_bucket(cloud, private_key, capsys):
-    cloud.backup_bucket_exists = False
+@pytest.mark.parametrize(
+    ("fault", "value", "check", "message"),
+    [
+        ("backup_bucket_exists", False, "backup bucket",
+         f'gs://{BACKUP_BUCKET} does not exist: create it (deploy/google-cloud.md, "The backup '
+         'bucket")'),
+        ("backup_denied", {"storage.buckets.get", "storage.objects.create"}, "backup bucket",
+         f"{BACKUP_ACCOUNT} lacks storage.buckets.get, storage.objects.create on "
+         f"gs://{BACKUP_BUCKET}: on that bucket, grant roles/storage.legacyBucketReader "
+         "(storage.buckets.get); grant roles/storage.objectAdmin (storage.objects.create)"),
+        ("backup_reads_state", True, "backup key",
+         f"{BACKUP_ACCOUNT} may read the kops state bucket gs://{BUCKET} (storage.objects.get, "
+         "storage.objects.list), which holds the cluster's secrets"),
+    ],
+    ids=["missing bucket", "cannot see or write it", "may read the state bucket"],
+)  # fmt: skip
+def test_each_backup_fault_fails_its_line_with_the_fix(
+    cloud, private_key, capsys, fault, value, check, message
+):
+    setattr(cloud, fault, value)
     code, output, _ = preflight(cloud, private_key, capsys)
     assert code == 1
-    assert lines(output, "FAIL") == ["backup bucket"]
-    assert (
-        f"FAIL  backup bucket: gs://{BACKUP_BUCKET} does not exist: create it (deploy/google-"
-        'cloud.md, "The backup bucket")' in output
-    )
-
-
-def test_a_backup_key_that_cannot_see_or_write_its_bucket(cloud, private_key, capsys):
-    cloud.backup_denied = {"storage.buckets.get", "storage.objects.create"}
-    code, output, _ = preflight(cloud, private_key, capsys)
-    assert code == 1
-    assert lines(output, "FAIL") == ["backup bucket"]
-    assert (
-        f"FAIL  backup bucket: {BACKUP_ACCOUNT} lacks storage.buckets.get, storage.objects.create"
-        f" on gs://{BACKUP_BUCKET}: on that bucket, grant roles/storage.legacyBucketReader "
-        "(storage.buckets.get); grant roles/storage.objectAdmin (storage.objects.create)" in output
-    )
-
-
-def test_a_backup_key_that_may_read_the_state_bucket_is_refused(cloud, private_key, capsys):
-    cloud.backup_reads_state = True
-    code, output, _ = preflight(cloud, private_key, capsys)
-    assert code == 1
-    assert lines(output, "FAIL") == ["backup key"]
-    assert (
-        f"{BACKUP_ACCOUNT} may read the kops state bucket gs://{BUCKET} (storage.objects.get, "
-        "storage.objects.list), which holds the cluster's secrets" in output
-    )
+    assert lines(output, "FAIL") == [check]
+    assert f"FAIL  {check}: {message}" in output
 
 
 def test_the_ci_key_as_backup_key_stops_before_any_request(cloud, private_key, capsys):
