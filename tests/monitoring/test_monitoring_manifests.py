@@ -45,9 +45,7 @@ def built_objects(directory: Path = MONITORING) -> list[dict]:
 
 
 def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
-    (found,) = [
-        o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])
-    ]
+    (found,) = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
     return found
 
 
