@@ -94,7 +94,20 @@ def stack_path(runner: Runner, values: dict) -> StackPath:
     release = next((r for r in releases if r.get("name") == STACK_RELEASE), None)
     if release is None:
         return StackPath.INSTALL
-    if release.get("chart") != STACK_CHART_REFERENCE or release.get("status") != "deployed":
+    status = release.get("status", "")
+    if status.startswith("pending-"):
+        # Helm refuses to touch it ("another operation ... is in progress"): a helm run
+        # was cut off. Statuses: Helm v4.2.4, pkg/release/common/status.go.
+        undo = (
+            f"helm uninstall {STACK_RELEASE} --namespace {STACK_NAMESPACE}"
+            if status == "pending-install"
+            else f"helm rollback {STACK_RELEASE} --namespace {STACK_NAMESPACE}"
+        )
+        raise DeployError(
+            f"the Helm release {STACK_RELEASE} in {STACK_NAMESPACE} is {status}: a helm run "
+            f"was interrupted. Check no deploy is running, run `{undo}`, then deploy again"
+        )
+    if release.get("chart") != STACK_CHART_REFERENCE or status != "deployed":
         return StackPath.UPGRADE
     installed = _json(given.stdout, "helm get values") if given.ok else None
     return StackPath.CURRENT if installed == values else StackPath.UPGRADE

@@ -352,6 +352,25 @@ def test_a_stack_that_differs_is_upgraded_crds_first(
     assert "==> deploy: monitoring stack: upgrade kube-prometheus-stack-88.5.0" in err
 
 
+@pytest.mark.parametrize(
+    ("status", "undo"),
+    [
+        ("pending-install", "helm uninstall kube-prometheus-stack --namespace monitoring"),
+        ("pending-upgrade", "helm rollback kube-prometheus-stack --namespace monitoring"),
+    ],
+)
+def test_an_interrupted_helm_run_is_reported_with_its_remedy(
+    run_deploy, recorder, cluster, tmp_path, status, undo
+):
+    cluster.stack = stack_release(status=status)
+    code, _, err = run_deploy("dev")
+    assert code == 1
+    assert f"kube-prometheus-stack in monitoring is {status}: a helm run was interrupted" in err
+    assert f"run `{undo}`, then deploy again" in err
+    assert HELM_CRDS not in recorder.commands
+    assert apply(stage(tmp_path, "app")) not in recorder.commands
+
+
 def test_an_empty_crd_list_stops_before_the_chart(run_deploy, recorder, cluster, tmp_path):
     original = cluster.respond
 
