@@ -51,10 +51,11 @@ def crds_command() -> list[str]:
 
 
 def release_command() -> list[str]:
-    # --all: a failed or interrupted (pending-*) release is listed too.
+    """The release's latest revision, whatever its status: Helm 4 lists every status
+    unless told otherwise (and has no --all any more: pkg/cmd/list.go, SetStateMask)."""
     return [
         "helm", "list", "--namespace", STACK_NAMESPACE,
-        "--filter", f"^{STACK_RELEASE}$", "--all", "--output", "json",
+        "--filter", f"^{STACK_RELEASE}$", "--output", "json",
     ]  # fmt: skip
 
 

@@ -123,7 +123,7 @@ CHART = (
 )
 HELM_LIST = (
     "helm", "list", "--namespace", "monitoring", "--filter", "^kube-prometheus-stack$",
-    "--all", "--output", "json",
+    "--output", "json",
 )  # fmt: skip
 HELM_VALUES = (
     "helm", "get", "values", "kube-prometheus-stack", "--namespace", "monitoring",
