@@ -215,12 +215,14 @@ def cmd_smoke(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_install_tools(args: argparse.Namespace, ctx: Context) -> int:
     settings = config.load_settings(ctx.environ, config.INSTALL_TOOLS)
+    runner = ctx.runner(args)
     tools.install_kops(
         args.dest,
-        ctx.runner(args),
+        runner,
         version=args.kops_version,
         sha256=args.kops_sha256 or settings.get(config.KOPS_SHA256),
     )
+    tools.install_helm(args.dest, runner)
     return 0
 
 
@@ -412,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.set_defaults(handler=cmd_smoke)
 
     install = commands.add_parser(
-        "install-tools", parents=[dry_run], help="install the pinned kops, checked by SHA-256"
+        "install-tools",
+        parents=[dry_run],
+        help="install the pinned kops and Helm, checked by SHA-256",
     )
     install.add_argument(
         "--dest", type=Path, default=Path("/usr/local/bin"), help="folder (default: %(default)s)"

