@@ -24,7 +24,7 @@ import yaml
 from conduit_deploy import config, tools
 from conduit_deploy.cli import build_parser, main
 from conduit_deploy.gcp import GcpClient
-from conduit_deploy.preflight import Target, checks
+from conduit_deploy.preflight import PROJECT_PERMISSIONS, Target, checks
 from conduit_deploy.runner import Runner
 from conduit_deploy.versioning import build_info
 
@@ -153,6 +153,7 @@ def test_the_preflight_sample_lists_the_checks_in_the_order_they_run():
     target = Target("dev", "p-123456", "gs://state", "dev.x.k8s.local", backup_bucket="b-dev")
     ran = [check.name for check in checks(target, GcpClient({}), GcpClient({}))]
     assert shown == [*ran, "registry credentials"]
+    assert f"all {len(PROJECT_PERMISSIONS)} permissions kops needs" in sample
 
 
 # --- one cost table, matching the manifests -------------------------------------------
