@@ -11,7 +11,6 @@ one SQLite database.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from conduit_deploy.runner import Result
 
 from tests.releases import MIGRATIONS, head_and_parent, release_migrations
 from tests.support import app_env
+
+from .test_deploy import Cluster as Platform
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "k8s" / "base" / "app-deployment.yaml"
@@ -86,7 +87,8 @@ class Pods:
 @dataclass
 class ReleaseCluster:
     """kubectl's answers about the app's Deployment, following its revisions, with
-    Server-Side Apply's field ownership of the pod template."""
+    Server-Side Apply's field ownership of the pod template; the rest of the cluster
+    (ingress, monitoring, Secrets) answers as in test_deploy.py."""
 
     pods: Pods
     releases: dict[str, Release]
@@ -94,16 +96,11 @@ class ReleaseCluster:
     current: int = 0
     template_manager: str = "conduit-deploy"
     applied: list[tuple[str, ...]] = field(default_factory=list)
+    platform: Platform = field(default_factory=lambda: Platform(addresses=[]))
 
     def respond(self, args):
         if args[:3] == ("kubectl", "get", "deployment"):
             return Result(args, 0, str(self.current) if self.current else "")
-        if args[:3] == ("kubectl", "get", "ingress"):
-            return Result(args, 0, "203.0.113.7")
-        if args[:4] == ("kubectl", "get", "deployments,statefulsets", "--namespace"):
-            return Result(args, 0, json.dumps({"items": []}))
-        if args[:3] == ("kubectl", "get", "secrets"):
-            return Result(args, 0, json.dumps({"items": []}))
         if args[:2] == ("kubectl", "apply") and args[-1].endswith("-app.yaml"):
             return self._apply_app(args)
         if args[:4] == ("kubectl", "rollout", "status", "deployment/conduit"):
@@ -117,7 +114,7 @@ class ReleaseCluster:
             # kubectl patches the template (not an apply), so it now manages its fields.
             self.template_manager = "kubectl"
             return Result(args, 0, "deployment.apps/conduit rolled back\n")
-        return None
+        return self.platform.respond(args)
 
     def _apply_app(self, args):
         self.applied.append(args)
