@@ -72,7 +72,10 @@ def register_extensions(app: Flask) -> None:
 def register_migrations(app: Flask) -> None:
     from flask_migrate import Migrate
 
+    from .migration_lineage import schema_cli
+
     Migrate(app, db, directory=app.config["MIGRATIONS_DIR"])
+    app.cli.add_command(schema_cli)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, current_app
 from sqlalchemy import text
 
-from . import migration_heads
+from . import migration_heads, migration_lineage
 from .extensions import db
 
 log = logging.getLogger(__name__)
@@ -31,20 +31,19 @@ def healthz():
 
 @blueprint.get("/readyz")
 def readyz():
-    """Ready when the database answers and its schema is at the migrations' head."""
+    """Ready when the database answers and this release can serve its schema: at the
+    migrations' head, or past it by a later release's migrations (migration_lineage.py)."""
+    # Database heads found to descend from this release's: their lineage is not read again.
+    descendants = current_app.extensions.setdefault("conduit_descendant_heads", set())
     try:
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-            try:
-                rows = connection.execute(text("SELECT version_num FROM alembic_version"))
-                applied = {row[0] for row in rows}
-            except Exception:
-                applied = set()
+            verdict = migration_lineage.check(connection, _expected_heads(), descendants)
     except Exception as error:  # any failure here means "not ready", never a 500
         log.warning("not ready: database unreachable: %s", error)
         return {"status": "unavailable", "reason": "database unreachable"}, 503
-    expected = _expected_heads()
-    if applied != expected:
-        reason = f"migrations not at head (database {sorted(applied)}, code {sorted(expected)})"
-        return {"status": "unavailable", "reason": reason}, 503
+    if not verdict.serves:
+        return {"status": "unavailable", "reason": verdict.describe()}, 503
+    if verdict.compatibility is migration_lineage.Compatibility.AHEAD:
+        descendants.add(verdict.database_heads)
     return {"status": "ready"}

@@ -9,6 +9,8 @@ from alembic import context
 from flask import current_app
 from sqlalchemy import text
 
+from conduit import migration_lineage
+
 config = context.config
 # The app has configured JSON logging already; alembic.ini's handlers are for bare runs.
 if not logging.getLogger().handlers:
@@ -54,11 +56,25 @@ def skip_empty_autogenerate(context, revision, directives):
         logger.info("No changes in schema detected.")
 
 
+def record_lineage(ctx, heads, **_):
+    """After each step, in its transaction: the database's heads and all their ancestors,
+    which tell an older release that the database descends from its head (see
+    conduit/migration_lineage.py)."""
+    revisions = (
+        [script.revision for script in context.script.iterate_revisions(tuple(heads), "base")]
+        if heads
+        else []
+    )
+    for statement in migration_lineage.sync_statements(revisions):
+        ctx.execute(statement)
+
+
 def run_migrations_offline():
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=target_metadata,
         literal_binds=True,
+        on_version_apply=record_lineage,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -68,6 +84,8 @@ def run_migrations_online():
     configure_args = dict(migrate_ext.configure_args)
     configure_args.setdefault("process_revision_directives", skip_empty_autogenerate)
     configure_args.setdefault("compare_type", True)
+    configure_args.setdefault("include_name", migration_lineage.include_name)
+    configure_args["on_version_apply"] = record_lineage
 
     with engine.connect() as connection:
         postgres = connection.dialect.name == "postgresql"

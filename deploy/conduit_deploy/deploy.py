@@ -224,7 +224,11 @@ class Deployer:
             log(f"==> deploy: {stage} ({path})")
             if stage == "app":
                 self.revision_before = self._revision()
-            self.runner.run(apply_command(path))
+            # A rollback's `kubectl rollout undo` patches the pod template: by Server-Side
+            # Apply's rules (kubernetes.io/docs/reference/using-api/server-side-apply,
+            # "Field management"), a non-apply PATCH that changes a field takes it from
+            # its manager, and our next apply of it would fail with a conflict.
+            self.runner.run(apply_command(path, take_over=stage == "app"))
             if stage == "database" and r.database_cluster:
                 log(
                     f"==> deploy: waiting for cluster/{r.database_cluster} to be Ready "

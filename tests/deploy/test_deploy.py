@@ -259,7 +259,7 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "--timeout=900s",
         ),
         REVISION,
-        apply(stage(tmp_path, "app")),
+        apply(stage(tmp_path, "app"), take_over=True),
         (
             "kubectl",
             "rollout",
@@ -411,7 +411,8 @@ def test_a_failed_app_rollout_is_rolled_back_and_fails(
     cluster.app_rollout_ok = False
     code, _, err = run_deploy("dev")
     assert code == 1
-    after_app = recorder.commands[recorder.commands.index(apply(stage(tmp_path, "app"))) + 1 :]
+    app_applied = recorder.commands.index(apply(stage(tmp_path, "app"), take_over=True))
+    after_app = recorder.commands[app_applied + 1 :]
     assert after_app == [
         (
             "kubectl",

@@ -229,8 +229,9 @@ def app_settings(workdir: Path, postgres: PostgresServer) -> tuple[str, ...]:
 
 @pytest.fixture(scope="session")
 def migrations(docker: Docker, image: Image, app_settings, postgres) -> list[Upgrade]:
-    """Three `flask db upgrade` containers started together against the empty database."""
-    command = docker.run_argv(image.ref, "flask", "db", "upgrade", options=app_settings)
+    """Three containers of the init container's command (`flask schema upgrade`, which runs
+    `flask db upgrade`) started together against the empty database."""
+    command = docker.run_argv(image.ref, "flask", "schema", "upgrade", options=app_settings)
     return gated_upgrades(postgres.url, [(command, None)] * MIGRATION_CONTAINERS)
 
 

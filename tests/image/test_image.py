@@ -102,7 +102,8 @@ def test_the_server_runs_optimised_from_bytecode_built_into_the_image(docker, im
 
 
 def test_three_migration_containers_at_once_apply_each_migration_once(migrations, postgres):
-    """Three `flask db upgrade` containers started together: one migrates, two wait, all 0."""
+    """Three init containers (`flask schema upgrade`) started together: one migrates, two
+    wait, all exit 0."""
     assert_applied_once(migrations, postgres.url)
 
 

@@ -62,6 +62,15 @@ NEGATIVE_CASES = [
     ),
     # postgresql.cnpg.io_clusters.yaml, spec.primaryUpdateMethod: enum switchover, restart
     ("Cluster", ["spec", "primaryUpdateMethod"], "failover", "spec.primaryUpdateMethod"),
+    # postgresql.cnpg.io_clusters.yaml, spec.postgresql.synchronous.failoverQuorum: boolean
+    (
+        "Cluster",
+        ["spec", "postgresql", "synchronous"],
+        {"method": "any", "number": 1, "failoverQuorum": "true"},
+        "spec.postgresql.synchronous.failoverQuorum",
+    ),
+    # failoverQuorum lives under spec.postgresql.synchronous in 1.30, not in spec
+    ("Cluster", ["spec", "failoverQuorum"], True, "failoverQuorum"),
     # A misspelt field (strict field validation of kubectl apply)
     ("Cluster", ["spec", "enablePodDisruptionBudget"], False, "enablePodDisruptionBudget"),
     # postgresql.cnpg.io_scheduledbackups.yaml, spec.method: enum
@@ -126,10 +135,66 @@ def test_prod_runs_three_instances_one_per_zone_with_a_synchronous_standby(rende
         "method": "any",
         "number": 1,
         "dataDurability": "required",
+        "failoverQuorum": True,
     }
     assert spec["affinity"]["topologyKey"] == "topology.kubernetes.io/zone"
     assert spec["affinity"]["podAntiAffinityType"] == "required"
     assert spec.get("enablePDB", True) is True  # the operator's PDBs guard the primary
+
+
+def failover_loss_risks(cluster: dict) -> list[str]:
+    """How a failover of this Cluster could lose an acknowledged commit; none if it cannot.
+
+    CloudNativePG 1.30, docs/src/replication.md ("Data Durability and Synchronous
+    Replication") and docs/src/failover.md ("Failover Quorum"): synchronous replication
+    makes a commit wait for its standbys; `dataDurability: required` keeps it waiting
+    when they are down; quorum failover promotes a standby only when R + W > N, so the
+    promoted one holds every synchronous commit.
+    """
+    synchronous = cluster["spec"].get("postgresql", {}).get("synchronous")
+    if not synchronous:
+        return ["asynchronous replication: a promoted standby may lack acknowledged commits"]
+    risks = []
+    if synchronous.get("dataDurability", "required") != "required":
+        risks.append("dataDurability preferred: with its standbys down the primary alone acks")
+    if synchronous.get("failoverQuorum") is not True:
+        risks.append(
+            "no failoverQuorum: a standby without every synchronous commit may be promoted"
+        )
+    return risks
+
+
+def test_no_failover_in_prod_can_lose_an_acknowledged_commit(rendered_envs):
+    cluster = rendered_envs["prod"].one("Cluster")
+    assert crd_errors(cluster) == []
+    assert failover_loss_risks(cluster) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "risk"),
+    [
+        ({"failoverQuorum": None}, "no failoverQuorum"),
+        ({"failoverQuorum": False}, "no failoverQuorum"),
+        ({"dataDurability": "preferred"}, "dataDurability preferred"),
+    ],
+)
+def test_the_failover_check_finds_each_risk(rendered_envs, change, risk):
+    cluster = copy.deepcopy(rendered_envs["prod"].one("Cluster"))
+    synchronous = cluster["spec"]["postgresql"]["synchronous"]
+    for key, value in change.items():
+        if value is None:
+            del synchronous[key]
+        else:
+            synchronous[key] = value
+    assert crd_errors(cluster) == []  # valid for the CRD, yet it may lose commits
+    [found] = failover_loss_risks(cluster)
+    assert found.startswith(risk)
+
+
+def test_the_failover_check_finds_asynchronous_replication(rendered_envs):
+    cluster = copy.deepcopy(rendered_envs["prod"].one("Cluster"))
+    del cluster["spec"]["postgresql"]["synchronous"]
+    assert failover_loss_risks(cluster)[0].startswith("asynchronous replication")
 
 
 def test_dev_runs_one_instance_that_a_drain_may_stop(rendered_envs):

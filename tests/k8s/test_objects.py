@@ -93,7 +93,7 @@ def test_migrations_run_before_the_app_with_the_same_image(env):
     spec = workload(env, "api")["spec"]["template"]["spec"]
     [migrate] = spec["initContainers"]
     [app] = spec["containers"]
-    assert migrate["command"] == ["flask", "db", "upgrade"]
+    assert migrate["command"] == ["flask", "schema", "upgrade"]
     assert migrate["image"] == app["image"]
     assert migrate["env"] == app["env"]
     assert migrate["envFrom"] == app["envFrom"]
