@@ -6,10 +6,16 @@ to its own folder of the bucket) and the old one stays until someone deletes it.
 switch is a kustomize patch on the environment's overlay (rename the Cluster,
 bootstrap it from the old one's archive); the command applies it and writes it out, to
 be committed so that the next deploy renders the same Cluster.
+
+Which times can be restored is what the Barman Cloud plugin publishes in the
+ObjectStore's status, per server (folder of the bucket): CloudNativePG 1.30 leaves the
+Cluster's own `status.firstRecoverabilityPoint` empty for plugin backups
+(postgresql.cnpg.io_clusters.yaml: "Deprecated: the field is not set for backup plugins").
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,7 +28,7 @@ from .console import log
 from .deploy import apply_command, cluster_ready_command, rollout_status_command
 from .errors import ConfigError, DeployError
 from .release import RenderFunction
-from .render import Rendered, RenderValues
+from .render import COMPONENT_LABEL, Rendered, RenderValues, one_line, repo_root
 from .runner import Result, Runner
 
 ORIGIN = "origin"  # the externalClusters entry naming the backups restored from
@@ -54,49 +60,165 @@ def restored_name(source: str, now: datetime) -> str:
     return f"{base}-r{now.strftime('%Y%m%d%H%M')}"
 
 
+@dataclass(frozen=True)
+class Archive:
+    """Where a Cluster's backups are: an ObjectStore, and the server (folder) in it."""
+
+    object_store: str
+    server: str
+
+
+def archive_of(cluster: dict) -> Archive:
+    """The archive the Cluster's WAL archiver plugin writes to.
+
+    The server name is the plugin parameter serverName, else the Cluster's name
+    (plugin-barman-cloud v0.14.0, internal/cnpgi/operator/config/config.go,
+    NewFromCluster; web/docs/parameters.md: the ObjectStore's own serverName is unused).
+    """
+    archivers = [p for p in cluster["spec"].get("plugins", []) if p.get("isWALArchiver")]
+    if len(archivers) != 1:
+        raise ConfigError(
+            f"Cluster {cluster['metadata']['name']} has {len(archivers)} WAL archiver plugins; "
+            "a restore reads the backups of exactly one"
+        )
+    parameters = archivers[0].get("parameters") or {}
+    return Archive(
+        object_store=parameters["barmanObjectName"],
+        server=parameters.get("serverName") or cluster["metadata"]["name"],
+    )
+
+
 def restore_patches(cluster: dict, schedule: str, target: str, moment: datetime) -> list[dict]:
     """The overlay patches that turn the committed Cluster into the restored one.
 
-    The ScheduledBackup is renamed with it: its cluster reference is immutable
-    (postgresql.cnpg.io_scheduledbackups.yaml, "cluster reference is immutable").
+    Three entries, so that the last can be dropped once the new Cluster has backups of
+    its own (k8s/README.md): the Cluster's new name, the ScheduledBackup's (its cluster
+    reference is immutable: postgresql.cnpg.io_scheduledbackups.yaml, "cluster
+    reference is immutable"), and the recovery bootstrap. The owner is left to render,
+    which sets DB_USER in whichever bootstrap the Cluster declares.
     """
     spec = cluster["spec"]
-    # A Cluster restored before carries a recovery bootstrap instead of initdb.
-    initdb = spec["bootstrap"].get("initdb") or spec["bootstrap"]["recovery"]
-    [plugin] = [p for p in spec.get("plugins", []) if p.get("isWALArchiver")]
+    [current] = spec["bootstrap"].values()  # initdb, or recovery after an earlier restore
+    archive = archive_of(cluster)
     recovery = {
         "source": ORIGIN,
-        "database": initdb["database"],
-        "owner": initdb["owner"],
+        "database": current["database"],
+        "owner": current["owner"],
         "recoveryTarget": {"targetTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ")},
     }
     origin = {
         "name": ORIGIN,
         "plugin": {
-            "name": plugin["name"],
-            "parameters": {
-                "barmanObjectName": plugin["parameters"]["barmanObjectName"],
-                # The folder of the bucket the old Cluster archived into.
-                "serverName": plugin["parameters"].get("serverName", cluster["metadata"]["name"]),
-            },
+            "name": next(p["name"] for p in spec["plugins"] if p.get("isWALArchiver")),
+            # The folder of the bucket the old Cluster archived into.
+            "parameters": {"barmanObjectName": archive.object_store, "serverName": archive.server},
         },
     }
-    operations = [
-        {"op": "replace", "path": "/metadata/name", "value": target},
+    rename_cluster = [{"op": "replace", "path": "/metadata/name", "value": target}]
+    rename_schedule = [{"op": "replace", "path": "/metadata/name", "value": f"{target}-nightly"}]
+    bootstrap = [
         {"op": "replace", "path": "/spec/bootstrap", "value": {"recovery": recovery}},
         {"op": "add", "path": "/spec/externalClusters", "value": [origin]},
     ]
-    rename_schedule = [{"op": "replace", "path": "/metadata/name", "value": f"{target}-nightly"}]
     return [
         {
             "target": {"kind": "Cluster", "name": cluster["metadata"]["name"]},
-            "patch": yaml.safe_dump(operations, sort_keys=False),
+            "patch": yaml.safe_dump(rename_cluster, sort_keys=False),
         },
         {
             "target": {"kind": "ScheduledBackup", "name": schedule},
             "patch": yaml.safe_dump(rename_schedule, sort_keys=False),
         },
+        {
+            # By label, whatever the Cluster's name is by then.
+            "target": {"kind": "Cluster", "labelSelector": f"{COMPONENT_LABEL}=database"},
+            "patch": yaml.safe_dump(bootstrap, sort_keys=False),
+        },
     ]
+
+
+class _BlockStrings(yaml.SafeDumper):
+    """Multi-line strings (the patches) as literal blocks: readable, editable."""
+
+
+_BlockStrings.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+    ),
+)
+
+
+def overlay_patch_text(patches: list[dict], header: list[str]) -> str:
+    """The entries to append to the overlay's `patches:` list, indented as its items are
+    (two spaces), under comment lines."""
+    entries = yaml.dump(patches, Dumper=_BlockStrings, sort_keys=False, width=1000)
+    indented = "".join(f"  {line}" if line.strip() else line for line in entries.splitlines(True))
+    return "".join(f"# {line}".rstrip() + "\n" for line in header) + indented
+
+
+def appends_cleanly(kustomization: str, addition: str) -> bool:
+    """Whether `cat addition >> kustomization` adds exactly the entries to `patches:`:
+    true when the file ends with its patches list (as k8s/overlays/* do)."""
+    try:
+        before = yaml.safe_load(kustomization)
+        after = yaml.safe_load(kustomization + addition)
+        entries = yaml.safe_load(addition)
+    except yaml.YAMLError:
+        return False
+    if not (isinstance(before, dict) and isinstance(after, dict) and isinstance(entries, list)):
+        return False
+    expected = {**before, "patches": [*(before.get("patches") or []), *entries]}
+    return kustomization.endswith("\n") and "patches" in before and after == expected
+
+
+@dataclass(frozen=True)
+class RecoveryWindow:
+    first: datetime  # the earliest time the server can be restored to
+    last_backup: datetime | None  # the newest base backup; WAL reaches further
+
+
+def _timestamp(text: str, what: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise DeployError(f"{what} {text!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise DeployError(f"{what} {text!r} has no UTC offset")
+    return moment.astimezone(UTC)
+
+
+def recovery_window(result: Result, archive: Archive, namespace: str) -> RecoveryWindow:
+    """The server's window from `kubectl get objectstore -o json`.
+
+    Field names: plugin-barman-cloud v0.14.0, barmancloud.cnpg.io_objectstores.yaml,
+    status.serverRecoveryWindow.<server>.{firstRecoverabilityPoint,
+    lastSuccessfulBackupTime}, keyed by the server name archive_of() gives.
+    """
+    store = f"ObjectStore {archive.object_store}"
+    if not result.ok:
+        raise DeployError(
+            f"cannot read {store} in namespace {namespace} (is the Barman Cloud plugin "
+            f"installed and the environment deployed?): {one_line(result.stderr)}"
+        )
+    try:
+        status = json.loads(result.stdout).get("status") or {}
+    except (ValueError, AttributeError):
+        raise DeployError(f"kubectl printed no ObjectStore for {store}") from None
+    windows = status.get("serverRecoveryWindow") or {}
+    window = windows.get(archive.server) or {}
+    if not window.get("firstRecoverabilityPoint"):
+        others = ", ".join(sorted(windows)) or "none"
+        raise DeployError(
+            f"no backup of {archive.server} to restore from: {store} reports no recovery "
+            f"window for it (servers it has one for: {others}); its first base backup may "
+            f"still be running or failing: kubectl -n {namespace} get backups"
+        )
+    last = window.get("lastSuccessfulBackupTime")
+    return RecoveryWindow(
+        first=_timestamp(window["firstRecoverabilityPoint"], "firstRecoverabilityPoint"),
+        last_backup=_timestamp(last, "lastSuccessfulBackupTime") if last else None,
+    )
 
 
 def committed_database(rendered: Rendered) -> tuple[dict, str]:
@@ -125,6 +247,21 @@ def get_field_command(resource: str, namespace: str, jsonpath: str) -> list[str]
     return ["kubectl", "get", resource, "--namespace", namespace, f"--output=jsonpath={jsonpath}"]
 
 
+def object_store_command(name: str, namespace: str) -> list[str]:
+    return [
+        "kubectl",
+        "get",
+        f"objectstore.barmancloud.cnpg.io/{name}",
+        "--namespace",
+        namespace,
+        "--output=json",
+    ]
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def scale_command(deployment: str, namespace: str, replicas: str) -> list[str]:
     return [
         "kubectl",
@@ -150,6 +287,7 @@ class Restorer:
     def run(self, session: CloudSession, moment: datetime, now: datetime) -> str:
         cluster, schedule = committed_database(self.current)
         source = cluster["metadata"]["name"]
+        archive = archive_of(cluster)
         target = restored_name(source, now)
         patches = restore_patches(cluster, schedule, target, moment)
         restored = self.render(
@@ -159,18 +297,16 @@ class Restorer:
         )
         namespace, app = restored.namespace, restored.app_deployment
         stages = dict(restored.stages)
-        log(f"==> restore: {self.values.environment}: {source} as of {moment:%Y-%m-%dT%H:%M:%SZ}")
+        environment = self.values.environment
+        log(f"==> restore: {environment}: {source} as of {_utc(moment)}")
         log(f"==> restore: into a new Cluster {target}; {source} is left as it is")
         export_kubeconfig(session, self.runner)
 
         self.runner.when(
-            get_field_command(
-                f"cluster.postgresql.cnpg.io/{source}",
-                namespace,
-                "{.status.firstRecoverabilityPoint}",
-            ),
-            lambda result: self._recoverable(result, moment, source),
-            f"{moment:%Y-%m-%dT%H:%M:%SZ} is after {source}'s first recoverability point",
+            object_store_command(archive.object_store, namespace),
+            lambda result: self._recoverable(result, archive, namespace, moment),
+            f"{_utc(moment)} is inside {archive.server}'s recovery window "
+            f"(ObjectStore {archive.object_store}, status.serverRecoveryWindow.{archive.server})",
         )
         previous = self.runner.run(
             get_field_command(f"deployment/{app}", namespace, "{.spec.replicas}"), capture=True
@@ -192,28 +328,45 @@ class Restorer:
             rollout_status_command("deployment", app, namespace, self.options.rollout_timeout)
         )
         patch_file = self.out_dir / "restore" / "overlay-patch.yaml"
+        kustomization = repo_root() / "k8s" / "overlays" / environment / "kustomization.yaml"
+        text = overlay_patch_text(
+            patches,
+            [
+                f"conduit-deploy restore {environment} --to {_utc(moment)}, run at {_utc(now)}:",
+                f"{target} is {source} restored from its backups. These entries go at the end",
+                f"of `patches:` in k8s/overlays/{environment}/kustomization.yaml; commit them",
+                "before the next deploy. Once the new Cluster has a backup of its own, the",
+                "last entry (the recovery bootstrap) can go (k8s/README.md, Restore runbook).",
+            ],
+        )
         self.runner.step(
             f"write {patch_file}: the patches to commit under `patches:` of "
-            f"k8s/overlays/{self.values.environment}/kustomization.yaml",
-            lambda: patch_file.write_text(yaml.safe_dump(patches, sort_keys=False)),
+            f"k8s/overlays/{environment}/kustomization.yaml",
+            lambda: patch_file.write_text(text),
             planned=None,
         )
+        if kustomization.is_file() and appends_cleanly(kustomization.read_text(), text):
+            commit = f"`cat {patch_file} >> {kustomization}`"
+        else:
+            commit = f"add the entries of {patch_file} under `patches:` of {kustomization}"
         self.runner.outcome(
-            f"==> restore: the app runs on {target}. Commit {patch_file}'s patches to "
-            f"k8s/overlays/{self.values.environment}/kustomization.yaml before the next "
+            f"==> restore: the app runs on {target}. Now {commit}, commit it before the next "
             f"deploy, check the data, then `kubectl -n {namespace} delete cluster {source}`"
         )
         return target
 
-    def _recoverable(self, result: Result, moment: datetime, source: str) -> bool:
-        if not result.ok:
-            raise DeployError(f"cannot read cluster {source}: {result.stderr.strip()}")
-        first = result.stdout.strip()
-        if not first:
-            raise DeployError(f"cluster {source} reports no recoverability point: no backup yet")
-        earliest = datetime.fromisoformat(first.replace("Z", "+00:00"))
-        if moment < earliest:
+    def _recoverable(
+        self, result: Result, archive: Archive, namespace: str, moment: datetime
+    ) -> bool:
+        window = recovery_window(result, archive, namespace)
+        last = _utc(window.last_backup) if window.last_backup else "none"
+        log(
+            f"==> restore: {archive.server} can be restored to any time from "
+            f"{_utc(window.first)} until its last archived WAL (last base backup: {last})"
+        )
+        if moment < window.first:
             raise DeployError(
-                f"{moment:%Y-%m-%dT%H:%M:%SZ} is before {source}'s oldest backup ({first})"
+                f"{_utc(moment)} is before the oldest point {archive.server} can be restored to "
+                f"({_utc(window.first)}): choose a --to time from then on"
             )
         return True
