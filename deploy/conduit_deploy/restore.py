@@ -149,12 +149,15 @@ _BlockStrings.add_representer(
 )
 
 
-def overlay_patch_text(patches: list[dict], header: list[str]) -> str:
-    """The entries to append to the overlay's `patches:` list, indented as its items are
-    (two spaces), under comment lines."""
-    entries = yaml.dump(patches, Dumper=_BlockStrings, sort_keys=False, width=1000)
-    indented = "".join(f"  {line}" if line.strip() else line for line in entries.splitlines(True))
-    return "".join(f"# {line}".rstrip() + "\n" for line in header) + indented
+def overlay_patch_text(entries: list[tuple[list[str], dict]], header: list[str]) -> str:
+    """The patches to append to the overlay's `patches:` list, indented as its items are
+    (two spaces), each under its comment lines, all under the header's."""
+    text = "".join(f"# {line}".rstrip() + "\n" for line in header)
+    for comment, patch in entries:
+        body = yaml.dump([patch], Dumper=_BlockStrings, sort_keys=False, width=1000)
+        text += "".join(f"  # {line}".rstrip() + "\n" for line in comment)
+        text += "".join(f"  {line}" if line.strip() else line for line in body.splitlines(True))
+    return text
 
 
 def appends_cleanly(kustomization: str, addition: str) -> bool:
@@ -329,14 +332,24 @@ class Restorer:
         )
         patch_file = self.out_dir / "restore" / "overlay-patch.yaml"
         kustomization = repo_root() / "k8s" / "overlays" / environment / "kustomization.yaml"
+        rename_cluster, rename_schedule, bootstrap = patches
         text = overlay_patch_text(
-            patches,
             [
-                f"conduit-deploy restore {environment} --to {_utc(moment)}, run at {_utc(now)}:",
-                f"{target} is {source} restored from its backups. These entries go at the end",
-                f"of `patches:` in k8s/overlays/{environment}/kustomization.yaml; commit them",
-                "before the next deploy. Once the new Cluster has a backup of its own, the",
-                "last entry (the recovery bootstrap) can go (k8s/README.md, Restore runbook).",
+                ([], rename_cluster),
+                ([], rename_schedule),
+                (
+                    [
+                        f"The recovery bootstrap: once {target} has a base backup of its own",
+                        f"(kubectl -n {namespace} get backups), delete this entry and deploy.",
+                    ],
+                    bootstrap,
+                ),
+            ],
+            [
+                f"conduit-deploy restore {environment} --to {_utc(moment)} (run {_utc(now)}):",
+                f"{target} is {source} restored from its backups. Append these entries",
+                f"to `patches:` of k8s/overlays/{environment}/kustomization.yaml and commit",
+                'them before the next deploy (k8s/README.md, "Restore runbook").',
             ],
         )
         self.runner.step(

@@ -468,7 +468,7 @@ def test_the_committed_restore_composes_with_every_later_deploy(
 
     # Back to a normal bootstrap: the last entry (recovery + externalClusters) removed.
     text = kustomization.read_text()
-    last_entry = text.rindex("  - target:\n      kind: Cluster\n      labelSelector:")
+    last_entry = text.rindex("  # The recovery bootstrap:")
     kustomization.write_text(text[:last_entry])
     settled = one(render(), "Cluster")
     assert settled["metadata"]["name"] == TARGET
