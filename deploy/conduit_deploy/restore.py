@@ -321,7 +321,18 @@ class Restorer:
         log(f"==> restore: creating {target} from the backups")
         self.runner.run(apply_command(stages["secrets"]))
         self.runner.run(apply_command(stages["database"]))
-        self.runner.run(cluster_ready_command(target, namespace, self.options.database_timeout))
+        ready = self.runner.run(
+            cluster_ready_command(target, namespace, self.options.database_timeout), check=False
+        )
+        if not ready.ok:
+            # Nothing points at the new Cluster yet: the old one serves again as it was.
+            raise DeployError(
+                f"{target} is not Ready after {self.options.database_timeout:g}s; the app is "
+                f"stopped and still points at {source}, untouched. To serve from it again: "
+                f"kubectl -n {namespace} scale deployment/{app} --replicas={replicas}. "
+                f"Why: kubectl -n {namespace} describe cluster.postgresql.cnpg.io/{target}; "
+                f"kubectl -n {namespace} logs -l cnpg.io/cluster={target} --all-containers"
+            )
 
         log(f"==> restore: moving the app to {target}-rw")
         # The scale to zero above made `kubectl` the owner of the replica count.

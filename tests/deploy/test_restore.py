@@ -324,6 +324,30 @@ def test_an_unreadable_object_store_is_one_line_and_changes_nothing(run_command,
     assert changes(recorder) == []
 
 
+def test_a_cluster_that_never_gets_ready_leaves_the_way_back_printed(run_command, recorder):
+    scripted = Cluster()
+
+    def respond(args: tuple[str, ...]) -> Result | None:
+        if args[:2] == ("kubectl", "wait"):
+            return Result(args, 1, "", "error: timed out waiting for the condition")
+        return scripted(args)
+
+    recorder.respond = respond
+    code, _, err = run_command(
+        "restore", "dev", "--to", "2026-11-30T10:42:00Z", utc_now=lambda: NOW
+    )
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        f"conduit-deploy: error: {TARGET} is not Ready after 1800s; the app is stopped and "
+        "still points at conduit-db, untouched. To serve from it again: kubectl -n conduit "
+        "scale deployment/conduit --replicas=1. Why: kubectl -n conduit describe "
+        f"cluster.postgresql.cnpg.io/{TARGET}; kubectl -n conduit logs -l "
+        f"cnpg.io/cluster={TARGET} --all-containers"
+    )
+    # The app's stage was not applied: it still reads the old Cluster's Secret.
+    assert not [c for c in recorder.commands if "04-app.yaml" in " ".join(c)]
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
