@@ -54,6 +54,13 @@ def parse_target_time(text: str, now: datetime) -> datetime:
     return moment
 
 
+def _utc(moment: datetime) -> str:
+    """RFC 3339 in UTC, to the second, or the microsecond when the time has them (a
+    target between two commits of the same second must not lose the first)."""
+    text = moment.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return f"{text}Z"
+
+
 def restored_name(source: str, now: datetime) -> str:
     """conduit-db-r202611301200; a restored cluster's own suffix is replaced, not grown."""
     base = re.sub(r"-r\d{12}$", "", source)
@@ -104,7 +111,7 @@ def restore_patches(cluster: dict, schedule: str, target: str, moment: datetime)
         "source": ORIGIN,
         "database": current["database"],
         "owner": current["owner"],
-        "recoveryTarget": {"targetTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "recoveryTarget": {"targetTime": _utc(moment)},
     }
     origin = {
         "name": ORIGIN,
@@ -259,10 +266,6 @@ def object_store_command(name: str, namespace: str) -> list[str]:
         namespace,
         "--output=json",
     ]
-
-
-def _utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def scale_command(deployment: str, namespace: str, replicas: str) -> list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,36 +22,23 @@ from conduit_deploy.deploy import apply_command
 from conduit_deploy.errors import DeployError, RenderError
 from conduit_deploy.render import bootstrap_method
 from conduit_deploy.restore import Archive, archive_of, recovery_window, restored_name
-from conduit_deploy.runner import Result, find_program, format_command
+from conduit_deploy.runner import Result, format_command
 
-from tests.deploy.support import ci_environ
+from tests.deploy.support import (
+    OBJECT_STORE_QUERY,
+    ScriptedCluster,
+    ci_environ,
+    manifest_errors,
+    object_store,
+    rendered_objects,
+)
 from tests.k8s.crd import crd_errors
 from tests.k8s.support import K8S, load_all
-from tests.k8s.test_schemas import schema_errors
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TARGET = "conduit-db-r202611301200"
 FIRST_RECOVERABLE = "2026-11-01T03:00:12Z"
 LAST_BACKUP = "2026-11-30T03:00:41Z"
-OBJECT_STORE_QUERY = (
-    "kubectl",
-    "get",
-    "objectstore.barmancloud.cnpg.io/conduit-backups",
-    "--namespace",
-    "conduit",
-    "--output=json",
-)
-
-
-def object_store(status: dict | None) -> dict:
-    """The committed ObjectStore as the plugin reports it, with `status`; checked
-    against the CRD's status schema, so only shapes the plugin can publish get in."""
-    store = yaml.safe_load((K8S / "base" / "postgres-objectstore.yaml").read_text())
-    store["metadata"]["namespace"] = "conduit"
-    if status is not None:
-        store["status"] = status
-    assert crd_errors(store) == []
-    return store
 
 
 def window_of(server: str, first: str = FIRST_RECOVERABLE, last: str = LAST_BACKUP) -> dict:
@@ -63,30 +49,18 @@ def window_of(server: str, first: str = FIRST_RECOVERABLE, last: str = LAST_BACK
     }
 
 
-class Cluster:
-    """The scripted cluster: kustomize runs for real, the rest answers from here."""
+class Cluster(ScriptedCluster):
+    """The scripted cluster, backed up as conduit-db unless told otherwise."""
 
     def __init__(self, store: dict | None = None, store_error: str = "") -> None:
-        self.store = store or object_store(window_of("conduit-db"))
-        self.store_error = store_error
+        super().__init__(store or object_store(window_of("conduit-db")), store_error)
 
     def __call__(self, args: tuple[str, ...]) -> Result | None:
-        if args[:2] == ("kubectl", "kustomize"):
-            done = subprocess.run(
-                [find_program("kubectl"), *args[1:]], capture_output=True, text=True, check=False
-            )
-            return Result(args, done.returncode, done.stdout, done.stderr)
-        if args == OBJECT_STORE_QUERY:
-            if self.store_error:
-                return Result(args, 1, "", self.store_error)
-            return Result(args, 0, json.dumps(self.store))
         if args[:3] == ("kubectl", "get", "cluster.postgresql.cnpg.io/conduit-db"):
             # What the old code read; CloudNativePG 1.30 no longer sets it for plugin
             # backups (postgresql.cnpg.io_clusters.yaml, status.firstRecoverabilityPoint).
             return Result(args, 0, FIRST_RECOVERABLE)
-        if args[:3] == ("kubectl", "get", "deployment/conduit"):
-            return Result(args, 0, "1")
-        return None
+        return super().__call__(args)
 
 
 @pytest.fixture
@@ -224,6 +198,16 @@ def test_restore_creates_a_new_cluster_then_moves_the_app(run_restore, recorder,
         {"kind": "ScheduledBackup", "name": "conduit-db-nightly"},
         {"kind": "Cluster", "labelSelector": "app.kubernetes.io/component=database"},
     ]
+
+
+def test_fractions_of_a_second_of_the_target_are_kept(run_restore, tmp_path):
+    code, _, err = run_restore("--to", "2026-11-30T11:42:00.250000+01:00")
+    assert code == 0, err
+    [cluster] = [
+        o for o in restored_objects(tmp_path, "03-database.yaml") if o["kind"] == "Cluster"
+    ]
+    target = cluster["spec"]["bootstrap"]["recovery"]["recoveryTarget"]
+    assert target == {"targetTime": "2026-11-30T10:42:00.250000Z"}
 
 
 def test_dry_run_prints_every_step_and_touches_no_cluster(run_restore, recorder, tmp_path):
@@ -417,18 +401,11 @@ def checkout(tmp_path, monkeypatch) -> Path:
 
 
 def rendered(tmp_path: Path) -> list[dict]:
-    out = tmp_path / "out"
-    return [o for stage in sorted(out.glob("0*.yaml")) for o in load_all(stage)]
+    return rendered_objects(tmp_path / "out")
 
 
 def all_errors(objects: list[dict], tmp_path: Path) -> list[str]:
-    """Custom resources against their pinned CRDs, the rest against Kubernetes' schemas."""
-    [kops] = [d for d in load_all(tmp_path / "out" / "kops.yaml") if d["kind"] == "Cluster"]
-    custom = [o for o in objects if "." in o["apiVersion"].split("/")[0]]
-    custom = [o for o in custom if not o["apiVersion"].split("/")[0].endswith(".k8s.io")]
-    return [e for o in custom for e in crd_errors(o)] + schema_errors(
-        objects, kops["spec"]["kubernetesVersion"]
-    )
+    return manifest_errors(objects, tmp_path / "out")
 
 
 def one(objects: list[dict], kind: str) -> dict:
