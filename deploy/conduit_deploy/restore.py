@@ -101,12 +101,13 @@ def restore_patches(cluster: dict, schedule: str, target: str, moment: datetime)
     Three entries, so that the last can be dropped once the new Cluster has backups of
     its own (k8s/README.md): the Cluster's new name, the ScheduledBackup's (its cluster
     reference is immutable: postgresql.cnpg.io_scheduledbackups.yaml, "cluster
-    reference is immutable"), and the recovery bootstrap. The owner is left to render,
-    which sets DB_USER in whichever bootstrap the Cluster declares.
+    reference is immutable"), and the recovery bootstrap. Render sets DB_USER as the
+    owner of whichever bootstrap the Cluster declares, this one included.
     """
     spec = cluster["spec"]
     [current] = spec["bootstrap"].values()  # initdb, or recovery after an earlier restore
     archive = archive_of(cluster)
+    [index] = [i for i, p in enumerate(spec["plugins"]) if p.get("isWALArchiver")]
     recovery = {
         "source": ORIGIN,
         "database": current["database"],
@@ -116,12 +117,21 @@ def restore_patches(cluster: dict, schedule: str, target: str, moment: datetime)
     origin = {
         "name": ORIGIN,
         "plugin": {
-            "name": next(p["name"] for p in spec["plugins"] if p.get("isWALArchiver")),
+            "name": spec["plugins"][index]["name"],
             # The folder of the bucket the old Cluster archived into.
             "parameters": {"barmanObjectName": archive.object_store, "serverName": archive.server},
         },
     }
     rename_cluster = [{"op": "replace", "path": "/metadata/name", "value": target}]
+    if "serverName" in (spec["plugins"][index].get("parameters") or {}):
+        # A fixed server name would have the new Cluster archive into the old one's folder.
+        rename_cluster.append(
+            {
+                "op": "replace",
+                "path": f"/spec/plugins/{index}/parameters/serverName",
+                "value": target,
+            }
+        )
     rename_schedule = [{"op": "replace", "path": "/metadata/name", "value": f"{target}-nightly"}]
     bootstrap = [
         {"op": "replace", "path": "/spec/bootstrap", "value": {"recovery": recovery}},

@@ -21,7 +21,13 @@ import yaml
 from conduit_deploy.deploy import apply_command
 from conduit_deploy.errors import DeployError, RenderError
 from conduit_deploy.render import bootstrap_method
-from conduit_deploy.restore import Archive, archive_of, recovery_window, restored_name
+from conduit_deploy.restore import (
+    Archive,
+    archive_of,
+    recovery_window,
+    restore_patches,
+    restored_name,
+)
 from conduit_deploy.runner import Result, format_command
 
 from tests.deploy.support import (
@@ -367,6 +373,21 @@ def test_the_server_is_the_plugins_server_name_else_the_clusters_name():
     assert archive_of(
         cluster_with({"barmanObjectName": "conduit-backups", "serverName": "conduit-db-v2"})
     ) == Archive("conduit-backups", "conduit-db-v2")
+
+
+def test_a_fixed_server_name_moves_to_the_new_clusters_own_folder():
+    cluster = cluster_with({"barmanObjectName": "conduit-backups", "serverName": "conduit-db-v2"})
+    cluster["spec"]["bootstrap"] = {"initdb": {"database": "conduit", "owner": "conduit"}}
+    moment = datetime(2026, 11, 30, 10, 42, tzinfo=UTC)
+    rename, _, bootstrap = restore_patches(cluster, "conduit-db-nightly", TARGET, moment)
+    assert yaml.safe_load(rename["patch"])[-1] == {
+        "op": "replace",
+        "path": "/spec/plugins/0/parameters/serverName",
+        "value": TARGET,
+    }
+    # ... while the backups are read from the old one.
+    [origin] = yaml.safe_load(bootstrap["patch"])[1]["value"]
+    assert origin["plugin"]["parameters"]["serverName"] == "conduit-db-v2"
 
 
 def test_the_window_read_is_the_servers_not_the_clusters():
