@@ -40,15 +40,28 @@ class RestoreOptions:
     rollout_timeout: float = 300
 
 
-def parse_target_time(text: str, now: datetime) -> datetime:
-    """An RFC 3339 time with its offset, in the past; returned in UTC."""
+NOT_RFC3339 = "is not an RFC 3339 time"
+NO_OFFSET = "has no UTC offset"
+
+
+def rfc3339(text: str) -> datetime:
+    """An RFC 3339 time with its offset, in UTC; the ValueError says what is wrong."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"--to {text!r} is not an RFC 3339 time (2026-11-30T10:42:00Z)") from None
+        raise ValueError(NOT_RFC3339) from None
     if moment.tzinfo is None:
-        raise ConfigError(f"--to {text!r} has no UTC offset (add Z or +01:00)")
-    moment = moment.astimezone(UTC)
+        raise ValueError(NO_OFFSET)
+    return moment.astimezone(UTC)
+
+
+def parse_target_time(text: str, now: datetime) -> datetime:
+    """An RFC 3339 time with its offset, in the past; returned in UTC."""
+    try:
+        moment = rfc3339(text)
+    except ValueError as problem:
+        hint = {NOT_RFC3339: "2026-11-30T10:42:00Z", NO_OFFSET: "add Z or +01:00"}[str(problem)]
+        raise ConfigError(f"--to {text!r} {problem} ({hint})") from None
     if moment >= now:
         raise ConfigError(f"--to {text!r} is not in the past")
     return moment
@@ -200,12 +213,9 @@ class RecoveryWindow:
 
 def _timestamp(text: str, what: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise DeployError(f"{what} {text!r} is not an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        raise DeployError(f"{what} {text!r} has no UTC offset")
-    return moment.astimezone(UTC)
+        return rfc3339(text)
+    except ValueError as problem:
+        raise DeployError(f"{what} {text!r} {problem}") from None
 
 
 def recovery_window(result: Result, archive: Archive, namespace: str) -> RecoveryWindow:
@@ -224,7 +234,7 @@ def recovery_window(result: Result, archive: Archive, namespace: str) -> Recover
     try:
         status = json.loads(result.stdout).get("status") or {}
     except (ValueError, AttributeError):
-        raise DeployError(f"kubectl printed no ObjectStore for {store}") from None
+        raise DeployError(f"kubectl printed no JSON for {store}") from None
     windows = status.get("serverRecoveryWindow") or {}
     window = windows.get(archive.server) or {}
     if not window.get("firstRecoverabilityPoint"):

@@ -404,6 +404,25 @@ def test_the_window_read_is_the_servers_not_the_clusters():
     assert window.last_backup == datetime(2026, 11, 30, 3, 0, 41, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("", "kubectl printed no JSON for ObjectStore conduit-backups"),
+        (
+            # Not the plugin's format (date-time): a clear error rather than a traceback.
+            json.dumps(window_of("conduit-db", first="1 Nov 2026")),
+            "firstRecoverabilityPoint '1 Nov 2026' is not an RFC 3339 time",
+        ),
+    ],
+)
+def test_an_answer_it_cannot_read_is_one_clear_error(answer, message):
+    archive = Archive("conduit-backups", "conduit-db")
+    wrapped = answer and json.dumps({"status": json.loads(answer)})
+    with pytest.raises(DeployError) as raised:
+        recovery_window(Result(OBJECT_STORE_QUERY, 0, wrapped), archive, "conduit")
+    assert str(raised.value) == message
+
+
 def test_restoring_a_restored_cluster_does_not_grow_its_name():
     assert restored_name("conduit-db", NOW) == TARGET
     assert restored_name("conduit-db-r202611011200", NOW) == TARGET
