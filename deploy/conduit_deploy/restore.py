@@ -402,15 +402,30 @@ class Restorer:
         )
         return target
 
-    def _recoverable(
-        self, result: Result, archive: Archive, namespace: str, moment: datetime
-    ) -> bool:
+    def show_window(self, session: CloudSession) -> RecoveryWindow | None:
+        """Print which times the committed Cluster can be restored to; change nothing."""
+        cluster, _ = committed_database(self.current)
+        archive = archive_of(cluster)
+        export_kubeconfig(session, self.runner)
+        query = object_store_command(archive.object_store, self.current.namespace)
+        result = self.runner.run(query, capture=True, check=False)
+        if self.runner.dry_run:
+            return None
+        return self._window(result, archive, self.current.namespace)
+
+    def _window(self, result: Result, archive: Archive, namespace: str) -> RecoveryWindow:
         window = recovery_window(result, archive, namespace)
         last = _utc(window.last_backup) if window.last_backup else "none"
         log(
             f"==> restore: {archive.server} can be restored to any time from "
             f"{_utc(window.first)} until its last archived WAL (last base backup: {last})"
         )
+        return window
+
+    def _recoverable(
+        self, result: Result, archive: Archive, namespace: str, moment: datetime
+    ) -> bool:
+        window = self._window(result, archive, namespace)
         if moment < window.first:
             raise DeployError(
                 f"{_utc(moment)} is before the oldest point {archive.server} can be restored to "

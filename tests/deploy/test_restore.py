@@ -159,10 +159,7 @@ def test_restore_creates_a_new_cluster_then_moves_the_app(run_restore, recorder,
         ),
     ]
     # The operator sees the window the time was checked against.
-    assert (
-        f"==> restore: conduit-db can be restored to any time from {FIRST_RECOVERABLE} until "
-        f"its last archived WAL (last base backup: {LAST_BACKUP})"
-    ) in err.splitlines()
+    assert WINDOW_LINE in err.splitlines()
 
     database = restored_objects(tmp_path, "03-database.yaml")
     [cluster] = [o for o in database if o["kind"] == "Cluster"]
@@ -241,6 +238,55 @@ def test_dry_run_prints_every_step_and_touches_no_cluster(run_restore, recorder,
     )
     assert steps[-1].startswith(f"# write {tmp_path / 'out' / 'restore' / 'overlay-patch.yaml'}")
     assert not (tmp_path / "out" / "restore" / "overlay-patch.yaml").exists()
+
+
+WINDOW_LINE = (
+    f"==> restore: conduit-db can be restored to any time from {FIRST_RECOVERABLE} until "
+    f"its last archived WAL (last base backup: {LAST_BACKUP})"
+)
+
+
+def test_the_window_alone_is_printed_and_nothing_changes(run_restore, recorder):
+    code, _, err = run_restore("--window")
+    assert code == 0, err
+    assert cluster_commands(recorder) == [
+        ("kops", "export", "kubecfg", "--name", "dev.conduit.k8s.local", "--admin=2h"),
+        OBJECT_STORE_QUERY,
+    ]
+    assert WINDOW_LINE in err.splitlines()
+
+
+def test_the_window_of_a_dry_run_is_the_commands_that_read_it(run_restore, recorder):
+    code, _, _ = run_restore("--window", "--dry-run")
+    assert code == 0
+    assert cluster_commands(recorder) == []
+    steps = [line for line in recorder.planned if not line.startswith("export ")]
+    assert steps == [
+        "kops export kubecfg --name dev.conduit.k8s.local --admin=2h",
+        format_command(OBJECT_STORE_QUERY),
+    ]
+
+
+def test_no_window_yet_is_an_error_for_window_too(run_command, recorder):
+    recorder.respond = Cluster(object_store(None))
+    code, _, err = run_command("restore", "dev", "--window", utc_now=lambda: NOW)
+    assert code == 1
+    assert "error: no backup of conduit-db to restore from" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ((), "one of the arguments --to --window is required"),
+        (("--to", "2026-11-30T10:42:00Z", "--window"), "argument --window: not allowed"),
+    ],
+)
+def test_restore_takes_a_time_or_the_window(run_restore, recorder, capsys, argv, message):
+    with pytest.raises(SystemExit) as exited:
+        run_restore(*argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+    assert recorder.commands == []
 
 
 def test_a_time_before_the_oldest_backup_stops_before_any_change(run_restore, recorder):
