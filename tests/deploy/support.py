@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from conduit_deploy.cloud import PLAN_SETUP
 from conduit_deploy.runner import Result, find_program
 from conduit_deploy.waiting import Clock
 
@@ -89,6 +90,12 @@ class FakeClock(Clock):
     def _sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.current += seconds
+
+
+def plan_steps(planned: list[str]) -> list[str]:
+    """A dry run's plan without its environment: the exports, and the lines that create
+    the private folder and the key file the exports name."""
+    return [line for line in planned if not line.startswith("export ") and line not in PLAN_SETUP]
 
 
 # --- a cluster to restore from -------------------------------------------------------

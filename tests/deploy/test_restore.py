@@ -36,6 +36,7 @@ from tests.deploy.support import (
     ci_environ,
     manifest_errors,
     object_store,
+    plan_steps,
     rendered_objects,
 )
 from tests.k8s.crd import crd_errors
@@ -217,7 +218,7 @@ def test_dry_run_prints_every_step_and_touches_no_cluster(run_restore, recorder,
     code, _, _ = run_restore("--to", "2026-11-30T10:42:00Z", "--dry-run")
     assert code == 0
     assert cluster_commands(recorder) == []
-    steps = [line for line in recorder.planned if not line.startswith("export ")]
+    steps = plan_steps(recorder.planned)
     assert steps[0] == "kops export kubecfg --name dev.conduit.k8s.local --admin=2h"
     check = steps.index(
         "# only if 2026-11-30T10:42:00Z is inside conduit-db's recovery window (ObjectStore "
@@ -260,7 +261,7 @@ def test_the_window_of_a_dry_run_is_the_commands_that_read_it(run_restore, recor
     code, _, _ = run_restore("--window", "--dry-run")
     assert code == 0
     assert cluster_commands(recorder) == []
-    steps = [line for line in recorder.planned if not line.startswith("export ")]
+    steps = plan_steps(recorder.planned)
     assert steps == [
         "kops export kubecfg --name dev.conduit.k8s.local --admin=2h",
         format_command(OBJECT_STORE_QUERY),
