@@ -188,7 +188,7 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
     now = ctx.utc_now()
-    moment = parse_target_time(args.to, now)
+    moment = None if args.window else parse_target_time(args.to, now)
     prepared = _prepare(args, ctx, config.RESTORE)
     restorer = Restorer(
         render_values(prepared.settings, prepared.info, prepared.environment),
@@ -199,7 +199,10 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
         RestoreOptions(database_timeout=args.database_timeout),
     )
     with cloud_session(prepared.settings, prepared.runner) as session:
-        restorer.run(session, moment, now)
+        if moment is None:
+            restorer.show_window(session)
+        else:
+            restorer.run(session, moment, now)
     return 0
 
 
@@ -377,11 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[environment, dry_run],
         help="a new database Cluster from ENV's backups at --to TIME, and the app moved to it",
     )
-    restore.add_argument(
+    target = restore.add_mutually_exclusive_group(required=True)
+    target.add_argument(
         "--to",
-        required=True,
         metavar="TIME",
         help="RFC 3339 time with offset to restore to, e.g. 2026-11-30T10:42:00Z",
+    )
+    target.add_argument(
+        "--window",
+        action="store_true",
+        help="only print which times ENV's backups can restore to, and change nothing",
     )
     _add_seconds(
         restore,

@@ -385,7 +385,8 @@ def build_overlay(
     """Build the overlay with the release's image, version and Secrets added."""
     if not (overlay / "kustomization.yaml").is_file():
         raise RenderError(f"no kustomize overlay at {overlay}")
-    cluster = _cluster_name(overlay, values.overlay_patches, runner)
+    database = _overlay_cluster(overlay, values.overlay_patches, runner)
+    cluster = database["metadata"]["name"] if database else ""
     # A private directory (mode 0700) for the secret files; removed right after the build.
     with tempfile.TemporaryDirectory(prefix="conduit-render-") as workdir:
         work = Path(workdir)
@@ -410,10 +411,11 @@ def build_overlay(
             "resources": [os.path.relpath(overlay.resolve(), work)],
             "images": [split_image(values.image)],
             "patches": [
-                # The role name and bucket first: a restore's patch then renames the
-                # Cluster and replaces its initdb bootstrap.
-                *database_patches(values),
+                # A restore's patches first, as if committed to the overlay (which is
+                # where they end up): the role name then goes into the bootstrap the
+                # Cluster has after them.
                 *values.overlay_patches,
+                *database_patches(values, bootstrap_method(database)),
                 *_pull_secret_patches(pull_secret is not None),
                 version_patch(values.version),
             ],
@@ -484,8 +486,8 @@ def version_patch(version: str) -> dict:
     }
 
 
-def _cluster_name(overlay: Path, patches: tuple[dict, ...], runner: Runner) -> str:
-    """The name of the overlay's Cluster (after the extra patches); "" without one."""
+def _overlay_cluster(overlay: Path, patches: tuple[dict, ...], runner: Runner) -> dict | None:
+    """The overlay's Cluster (after the extra patches); None without one."""
     if not patches:
         built = kustomize_build(overlay, runner)
     else:
@@ -500,24 +502,52 @@ def _cluster_name(overlay: Path, patches: tuple[dict, ...], runner: Runner) -> s
             (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
             built = kustomize_build(work, runner)
     objects = [doc for doc in yaml.safe_load_all(built) if doc]
-    return single_name(objects, "Cluster", "database", required=False)
+    name = single_name(objects, "Cluster", "database", required=False)
+    if not name:
+        return None
+    return next(o for o in objects if o["kind"] == "Cluster" and o["metadata"]["name"] == name)
 
 
-def database_patches(values: RenderValues) -> list[dict]:
+# The bootstrap methods of a CloudNativePG Cluster that create the app's database and
+# its owner (postgresql.cnpg.io_clusters.yaml 1.30.0, spec.bootstrap: initdb, recovery,
+# pg_basebackup, each with `database` and `owner`).
+BOOTSTRAP_METHODS = ("initdb", "recovery", "pg_basebackup")
+
+
+def bootstrap_method(cluster: dict | None) -> str | None:
+    """The bootstrap the Cluster declares: initdb as committed, recovery after a restore
+    (k8s/README.md, "Restore runbook"); None without a Cluster."""
+    if cluster is None:
+        return None
+    declared = [m for m in BOOTSTRAP_METHODS if m in (cluster["spec"].get("bootstrap") or {})]
+    if len(declared) != 1:
+        raise RenderError(
+            f"Cluster {cluster['metadata']['name']} must declare one bootstrap method "
+            f"({', '.join(BOOTSTRAP_METHODS)}) for the app's database and owner; it declares "
+            f"{', '.join(declared) or 'none'}"
+        )
+    return declared[0]
+
+
+def database_patches(values: RenderValues, bootstrap: str | None) -> list[dict]:
     """The app's role name and the backup bucket, into the CloudNativePG objects.
 
-    A target that matches nothing (an overlay without them) is no error for kustomize.
+    The owner is set in the bootstrap the Cluster declares (bootstrap_method): a JSON
+    patch cannot say "whichever there is", and a fixed initdb path would fail on the
+    recovery bootstrap a committed restore leaves. `add` sets a member whether it is
+    there or not (RFC 6902, 4.1). Without a Cluster (a managed database) there is no
+    owner to set, and a target that matches nothing is no error for kustomize.
     """
     role = values.db_user
+    cluster_operations = [{"op": "replace", "path": "/spec/managed/roles/0/name", "value": role}]
+    if bootstrap:
+        cluster_operations.insert(
+            0, {"op": "add", "path": f"/spec/bootstrap/{bootstrap}/owner", "value": role}
+        )
     return [
         {
             "target": {"kind": "Cluster", "labelSelector": f"{COMPONENT_LABEL}=database"},
-            "patch": yaml.safe_dump(
-                [
-                    {"op": "replace", "path": "/spec/bootstrap/initdb/owner", "value": role},
-                    {"op": "replace", "path": "/spec/managed/roles/0/name", "value": role},
-                ]
-            ),
+            "patch": yaml.safe_dump(cluster_operations),
         },
         {
             "target": {"kind": "ObjectStore", "labelSelector": f"{COMPONENT_LABEL}=database"},

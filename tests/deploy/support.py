@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+from pathlib import Path
 
+import yaml
 from conduit_deploy.cloud import PLAN_SETUP
+from conduit_deploy.runner import Result, find_program
 from conduit_deploy.waiting import Clock
+
+from tests.k8s.crd import crd_errors
+from tests.k8s.support import K8S, load_all
+from tests.k8s.test_schemas import is_builtin, schema_errors
 
 REGISTRY_PASSWORD = "s3cret-registry-token"
 GCP_KEY = {
@@ -88,3 +96,70 @@ def plan_steps(planned: list[str]) -> list[str]:
     """A dry run's plan without its environment: the exports, and the lines that create
     the private folder and the key file the exports name."""
     return [line for line in planned if not line.startswith("export ") and line not in PLAN_SETUP]
+
+
+# --- a cluster to restore from -------------------------------------------------------
+
+OBJECT_STORE_QUERY = (
+    "kubectl",
+    "get",
+    "objectstore.barmancloud.cnpg.io/conduit-backups",
+    "--namespace",
+    "conduit",
+    "--output=json",
+)
+
+
+def object_store(status: dict | None) -> dict:
+    """The committed ObjectStore as the Barman Cloud plugin reports it, with `status`.
+
+    Checked against the status schema of the plugin's CRD (plugin-barman-cloud v0.14.0,
+    config/crd/bases/barmancloud.cnpg.io_objectstores.yaml), so only a shape the plugin
+    can publish gets into a test.
+    """
+    store = yaml.safe_load((K8S / "base" / "postgres-objectstore.yaml").read_text())
+    store["metadata"]["namespace"] = "conduit"
+    if status is not None:
+        store["status"] = status
+    errors = crd_errors(store)
+    assert errors == [], errors
+    return store
+
+
+class ScriptedCluster:
+    """A runner's executor for restore: kubectl kustomize runs for real, the ObjectStore
+    query answers `store` (or fails with `store_error`), the app has one replica, and
+    every other command succeeds without output."""
+
+    def __init__(self, store: dict, store_error: str = "") -> None:
+        self.store = store
+        self.store_error = store_error
+
+    def __call__(self, args: tuple[str, ...]) -> Result | None:
+        if args[:2] == ("kubectl", "kustomize"):
+            done = subprocess.run(
+                [find_program("kubectl"), *args[1:]], capture_output=True, text=True, check=False
+            )
+            return Result(args, done.returncode, done.stdout, done.stderr)
+        if args == OBJECT_STORE_QUERY:
+            if self.store_error:
+                return Result(args, 1, "", self.store_error)
+            return Result(args, 0, json.dumps(self.store))
+        if args[:3] == ("kubectl", "get", "deployment/conduit"):
+            return Result(args, 0, "1")
+        return None
+
+
+def rendered_objects(out: Path) -> list[dict]:
+    """Every object of the rendered stages in out/, in apply order."""
+    return [o for stage in sorted(out.glob("0*.yaml")) for o in load_all(stage)]
+
+
+def manifest_errors(objects: list[dict], out: Path) -> list[str]:
+    """Custom resources against their pinned CRDs, the rest against the schemas of the
+    Kubernetes version out/kops.yaml targets."""
+    [kops] = [d for d in load_all(out / "kops.yaml") if d["kind"] == "Cluster"]
+    custom = [o for o in objects if not is_builtin(o)]
+    return [e for o in custom for e in crd_errors(o)] + schema_errors(
+        objects, kops["spec"]["kubernetesVersion"]
+    )

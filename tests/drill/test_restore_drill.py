@@ -41,6 +41,7 @@ from tests.drill.local import (
     run,
     scratch_directory,
 )
+from tests.drill.restored_overlay import assert_restored_overlay_renders
 from tests.support import app_env, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -314,3 +315,5 @@ def test_point_in_time_restore_keeps_every_acknowledged_write(
     assert after, "no write was made after T"
     assert lost == 0, f"acknowledged before T but missing: {sorted(set(before) - present)[:10]}"
     assert leaked == [], f"written after T but present: {leaked[:10]}"
+    # The same restore, as conduit-deploy would commit it: the overlay renders, valid.
+    assert_restored_overlay_renders(listing, target, server_name)
