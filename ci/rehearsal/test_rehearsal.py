@@ -20,6 +20,8 @@ sys.path.insert(0, str(HERE))
 
 import rehearse  # noqa: E402 - the module under test sits beside this file
 
+from tests.postgres_major import rehearsal_standin  # noqa: E402
+
 PIPELINE = ".gitlab-ci.yml"
 
 
@@ -122,6 +124,7 @@ def test_the_apk_stand_in_refuses_a_package_it_does_not_provide():
 
 def test_the_postgres_stand_in_refuses_to_start_without_a_password():
     # As the official image does: no POSTGRES_PASSWORD, no server.
-    result = docker_run("postgres:15.13-bookworm", env={"POSTGRES_USER": "conduit"})
+    standin = rehearsal_standin((HERE / "build-images.sh").read_text())
+    result = docker_run(standin, env={"POSTGRES_USER": "conduit"})
     assert result.returncode != 0
     assert "POSTGRES_PASSWORD" in result.stderr

@@ -4,6 +4,18 @@
 set -eu
 socket=/run/rehearsal/docker.sock
 [ -S "$socket" ] || { echo "dind stand-in: no Docker socket at $socket (the rehearsal mounts it)" >&2; exit 1; }
+
+# A container on a real dind's host network listens in the dind service's own network,
+# so a job reaches it at `docker:PORT`. Here such containers run on the host's
+# network: forward the port pack's proof serves on (conduit_deploy.pack.PROOF_PORT)
+# to the host, reached through this container's default gateway.
+forwarded_ports="8000"
+hex=$(awk '$2 == "00000000" { print $3; exit }' /proc/net/route)  # little-endian hex
+byte() { printf '%d' "0x$(echo "$hex" | cut -c"$1")"; }
+gateway="$(byte 7-8).$(byte 5-6).$(byte 3-4).$(byte 1-2)"
+for port in $forwarded_ports; do
+  socat "TCP-LISTEN:$port,reuseaddr,fork" "TCP:$gateway:$port" &
+done
 certs=${DOCKER_TLS_CERTDIR:-}
 if [ -z "$certs" ]; then
   exec socat TCP-LISTEN:2375,reuseaddr,fork "UNIX-CONNECT:$socket"
