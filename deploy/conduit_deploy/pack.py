@@ -216,7 +216,7 @@ def prove(
     except CommandFailed as error:
         raise ProofFailed(
             f"{plan.image} failed its proof, nothing pushed: its migrations exited "
-            f"{error.returncode}: {error.detail}"
+            f"{error.returncode}: {error.detail or 'its output is above'}"
         ) from None
     try:
         started = runner.run(
