@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 from . import config, images
 from .config import Settings
 from .console import log
-from .errors import CommandFailed, ConfigError, DeployError, SmokeFailed
-from .runner import Runner
+from .errors import ConfigError, DeployError, SmokeFailed
+from .runner import Runner, tail
 from .smoke import SmokeOptions
 from .versioning import BuildInfo
 
@@ -211,13 +211,19 @@ def prove(
     """Migrate, serve and smoke test the built image; ProofFailed if it does not pass."""
     options = proof_run_options(proof)
     log(f"==> pack: proving {plan.image}: migrations, then its server, then the smoke test")
-    try:
-        runner.run(["docker", "run", "--rm", *options, plan.image, "flask", "db", "upgrade"])
-    except CommandFailed as error:
+    # Captured, then shown: the last lines of a failure go into the job's error line.
+    migrated = runner.run(
+        ["docker", "run", "--rm", *options, plan.image, "flask", "db", "upgrade"],
+        capture=True,
+        check=False,
+    )
+    for line in (migrated.stdout + migrated.stderr).splitlines():
+        log(f"    {line}")
+    if not migrated.ok:
         raise ProofFailed(
             f"{plan.image} failed its proof, nothing pushed: its migrations exited "
-            f"{error.returncode}: {error.detail or 'its output is above'}"
-        ) from None
+            f"{migrated.returncode}: {tail(migrated.stderr or migrated.stdout)}"
+        )
     try:
         started = runner.run(
             ["docker", "run", "--detach", "--name", proof.container, *options, plan.image],

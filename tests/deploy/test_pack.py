@@ -309,7 +309,13 @@ def test_a_failed_smoke_test_pushes_nothing_and_fails_with_the_reason(recorder, 
 def test_failed_migrations_push_nothing_and_start_no_server(recorder, capsys):
     def respond(args):
         if args[-3:] == ("flask", "db", "upgrade"):
-            return Result(args, 1, "", "sqlalchemy.exc.OperationalError: connection refused")
+            return Result(
+                args,
+                1,
+                "",
+                "Traceback (most recent call last):\n  ...\n"
+                "sqlalchemy.exc.OperationalError: connection refused\n",
+            )
         return None
 
     recorder.respond = respond
@@ -318,9 +324,11 @@ def test_failed_migrations_push_nothing_and_start_no_server(recorder, capsys):
     assert code == 1
     assert [c[1] for c in recorder.commands][-1] == "run"  # nothing after the migrations
     assert smoke.urls == []
+    assert "    Traceback (most recent call last):" in err  # the whole output, shown
     assert err.strip().splitlines()[-1] == (
         "conduit-deploy: error: docker.io/team/conduit:01234567 failed its proof, nothing "
-        "pushed: its migrations exited 1: sqlalchemy.exc.OperationalError: connection refused"
+        "pushed: its migrations exited 1: Traceback (most recent call last): | ... | "
+        "sqlalchemy.exc.OperationalError: connection refused"
     )
 
 
