@@ -38,5 +38,7 @@ extendedKeyUsage=serverAuth"
 make_cert client /CN=docker:dind-client "extendedKeyUsage=clientAuth"
 chmod -R a+rX "$certs/client"
 echo "dind stand-in: TLS on :2376 -> host engine"
-exec socat "OPENSSL-LISTEN:2376,reuseaddr,fork,cert=$certs/server/cert.pem,key=$certs/server/key.pem,cafile=$certs/ca/cert.pem,verify=1" \
+# -t: the client closes its side of an attached `docker run` at once (no stdin); socat's
+# default 0.5 s before closing the other side would cut off the container's output.
+exec socat -t 3600 "OPENSSL-LISTEN:2376,reuseaddr,fork,cert=$certs/server/cert.pem,key=$certs/server/key.pem,cafile=$certs/ca/cert.pem,verify=1" \
   "UNIX-CONNECT:$socket"
