@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="URL",
         help="an empty PostgreSQL database the built image proves itself against before it "
-        "is pushed (postgresql://USER:PASSWORD@HOST:PORT/DATABASE; the pack jobs' service)",
+        "is pushed (postgresql://<user>:<password>@<host>:<port>/<database>; the pack "
+        "jobs' service)",
     )
     pack.set_defaults(handler=cmd_pack)
 

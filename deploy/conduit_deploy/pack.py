@@ -168,7 +168,8 @@ def plan_proof(
     scheme = parts.scheme.split("+", 1)[0]
     if scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path[1:]:
         raise ConfigError(
-            f"--proof-database-url must be postgresql://USER:PASSWORD@HOST:PORT/DATABASE, "
+            "--proof-database-url must be "
+            "postgresql://<user>:<password>@<host>:<port>/<database>, "
             f"got {urlsplit(database_url)._replace(netloc=parts.hostname or '').geturl()!r}"
         )
     hosts: tuple[tuple[str, str], ...] = ()
