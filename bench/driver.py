@@ -46,7 +46,9 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # The server's own virtualenv: what the image installs, none of .venv's tools (Makefile).
 SERVER_VENV = REPO / "build" / "bench" / "server-venv"
-DEFAULT_DATABASE_URL = "postgresql+psycopg://conduit:conduit@127.0.0.1:5432/conduit_bench"
+# .ci/start-postgres.sh's server at its default port (5400 + prod's major); bench/run.sh
+# passes the one it started.
+DEFAULT_DATABASE_URL = "postgresql+psycopg://conduit:conduit@127.0.0.1:5418/conduit_bench"
 CONFIGMAP = REPO / "k8s" / "base" / "kustomization.yaml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 # Of the image's environment, what the interpreter and the C library read when the

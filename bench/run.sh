@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The load benchmark, end to end (`make bench`): starts the local PostgreSQL, then
+# The load benchmark, end to end (`make bench`): starts the local PostgreSQL
+# (.ci/start-postgres.sh: prod's major), then
 # bench/driver.py recreates the conduit_bench database, seeds it, serves the app with
 # uWSGI (docker/uwsgi.ini, production settings) on 127.0.0.1 and drives wrk against it.
 # Results: bench/results/results.{md,json}; logs: build/bench/. About 3 minutes.
@@ -22,7 +23,9 @@ if [ -z "${BENCH_SERVER_VENV:-}" ]; then
   make --no-print-directory build/bench/server-venv/.installed
 fi
 
+# The local server of prod's PostgreSQL major; its conduit_bench database.
 if [ -z "${BENCH_DATABASE_URL:-}" ]; then
-  .ci/start-postgres.sh >/dev/null
+  test_url=$(.ci/start-postgres.sh | sed -n 's/^TEST_DATABASE_URL=//p')
+  export BENCH_DATABASE_URL=${test_url%/*}/conduit_bench
 fi
 exec "$BIN/python" -m bench.driver "$@"

@@ -65,6 +65,23 @@ def check_utf8(url: str) -> None:
         )
 
 
+def check_major(url: str) -> None:
+    """Stop the run in one line unless the server runs prod's PostgreSQL major."""
+    import psycopg
+
+    from tests.postgres_major import CLUSTER, cluster_major, server_major
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo) as connection:
+        number = int(connection.execute("SHOW server_version_num").fetchone()[0])
+    if server_major(number) != cluster_major():
+        pytest.exit(
+            f"TEST_DATABASE_URL's server runs PostgreSQL {server_major(number)}, prod's "
+            f"Cluster {cluster_major()} ({CLUSTER.name}): .ci/start-postgres.sh starts that one",
+            returncode=1,
+        )
+
+
 def reset_postgres_schema(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as connection:
@@ -80,6 +97,7 @@ def database_url(tmp_path_factory) -> str:
         if not url:
             pytest.fail("CONDUIT_TEST_BACKEND=postgres needs TEST_DATABASE_URL")
         check_utf8(url)
+        check_major(url)
         reset_postgres_schema(url)
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'conduit.sqlite'}"

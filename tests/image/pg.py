@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from tests.postgres_major import MajorError, server_programs
 from tests.support import in_ci, require_program
 
 
@@ -66,13 +67,12 @@ class PostgresServer:
     """
 
     def __init__(self, folder: Path, port: int):
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=_major)
-        if not bins:
-            message = "PostgreSQL server binaries are not installed (apt-get install postgresql)"
+        try:
+            self.bin = server_programs()
+        except (FileNotFoundError, MajorError) as error:
             if in_ci():
-                pytest.fail(message, pytrace=False)
-            pytest.skip(message)
-        self.bin = bins[-1].parent
+                pytest.fail(str(error), pytrace=False)
+            pytest.skip(str(error))
         self.folder, self.port = folder, port
         self.data = folder / "data"
         self.password = secrets.token_hex(16)
@@ -125,7 +125,3 @@ class PostgresServer:
         if (self.data / "postmaster.pid").exists():
             self.stop("immediate")
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _major(initdb: Path) -> int:
-    return int(initdb.parent.parent.name) if initdb.parent.parent.name.isdigit() else 0
