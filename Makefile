@@ -56,8 +56,15 @@ node_modules/.installed: $(VENV)/.test package.json package-lock.json
 	done
 	touch $@
 
-run: $(VENV)/.runtime ## Apply migrations and serve the API on http://$HOST:$PORT (SQLite in instance/)
-	$(call say,applying migrations to the SQLite database in instance/)
+# A port something listens on is named before migrating, with the way to pick another
+# (Werkzeug would say it only after, and without PORT). The next line names the database.
+run: $(VENV)/.runtime ## Apply migrations and serve the API on http://$HOST:$PORT (DATABASE_URL, else SQLite in instance/)
+	@if $(BIN)/python -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)' \
+	    '$(HOST)' '$(PORT)' 2>/dev/null; then \
+	  echo "make: port $(PORT) on $(HOST) is in use by another program; stop it, or choose another port: make run PORT=$$(( $(PORT) + 1 ))" >&2; \
+	  exit 1; \
+	fi
+	$(call say,applying migrations (flask db upgrade))
 	CONDUIT_ENV=development $(BIN)/flask db upgrade
 	$(call say,serving on http://$(HOST):$(PORT)/api (Ctrl-C stops))
 	CONDUIT_ENV=development $(BIN)/flask run --host $(HOST) --port $(PORT)

@@ -119,7 +119,9 @@ BARMAN_PYTHON = os.environ.get("BARMAN_PYTHON", "/usr/bin/python3")
 BARMAN_VENV = ROOT / "build" / "barman"
 DATABASE = variable(
     "TEST_DATABASE_URL",
-    "`make prerequisites`, then `.ci/start-postgres.sh` starts a UTF8 server and prints it",
+    "`make prerequisites`, then `.ci/start-postgres.sh` starts a UTF8 server and prints it; "
+    "or `docker run --rm -d -p 5432:5432 -e POSTGRES_PASSWORD=conduit postgres:18` and "
+    "TEST_DATABASE_URL=postgresql://postgres:conduit@127.0.0.1:5432/postgres",
 )
 
 

@@ -2,7 +2,9 @@
 
 The token carries the user id; views that only need the id (lists, flags) never touch
 the users table for it, and `current_user()` loads the row once per request when a view
-needs it.
+needs it. Routes where login is optional ask `viewer_id()`, which reads a token that does
+not verify as no token; routes that need login ask `required_viewer_id()` or
+`current_user()`, which answer 401.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import bcrypt
 import jwt
-from flask import current_app, g, request
+from flask import Response, after_this_request, current_app, g, request
 
 from .errors import APIError, unauthorized
 from .extensions import db
@@ -64,10 +66,15 @@ def _token_from_request() -> str | None:
     return token.strip()
 
 
+class TokenRejected(Exception):
+    """A token that does not verify: expired, wrongly signed, malformed, or a subject that
+    names no possible user. Its message says which, for the client."""
+
+
 def _decode(token: str) -> int:
     user_id, expires = _verified(token, current_app.config["JWT_SECRET"])
     if expires <= time.time():  # as PyJWT judges `exp`, with no leeway
-        raise unauthorized("token has expired")
+        raise TokenRejected("token has expired")
     return user_id
 
 
@@ -84,24 +91,59 @@ def _verified(token: str, secret: str) -> tuple[int, int]:
             token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}
         )
     except jwt.ExpiredSignatureError:
-        raise unauthorized("token has expired") from None
+        raise TokenRejected("token has expired") from None
     except jwt.InvalidTokenError:
-        raise unauthorized("token is invalid") from None
+        raise TokenRejected("token is invalid") from None
     # Signed by us, but checked like any input: the subject names a row that can exist.
     subject = claims["sub"]
     user_id = parse_integer(subject) if isinstance(subject, str) else None
     if user_id is None or not 1 <= user_id <= MAX_ROW_ID:
-        raise unauthorized("token is invalid")
+        raise TokenRejected("token is invalid")
     return user_id, int(claims["exp"])  # PyJWT has checked that int() takes it
 
 
-def viewer_id() -> int | None:
-    """The id of the authenticated user, None when anonymous; 401 for a bad token."""
+def _authenticate() -> int | None:
+    """The token's user id, None without a token; once per request.
+
+    A malformed Authorization header is 401 on every route. A token that does not
+    verify leaves the id None and its reason in g.token_rejected, for the caller to judge.
+    """
     if "viewer_id" not in g:
         token = _token_from_request()
-        g.viewer_id = None if token is None else _decode(token)
         g.token = token
+        g.token_rejected = None
+        try:
+            g.viewer_id = None if token is None else _decode(token)
+        except TokenRejected as rejected:
+            g.viewer_id = None
+            g.token_rejected = str(rejected)
     return g.viewer_id
+
+
+def _invalid_token_challenge(reason: str) -> dict[str, str]:
+    # RFC 6750 section 3's challenge, under the scheme this API uses.
+    return {"WWW-Authenticate": f'Token error="invalid_token", error_description="{reason}"'}
+
+
+def viewer_id() -> int | None:
+    """The viewer's id on a route where login is optional, None when anonymous.
+
+    A token that does not verify (expired, signed with a rotated CONDUIT_SECRET,
+    malformed) counts as no token: the answer is the anonymous one, with an
+    `invalid_token` challenge so the client can tell and drop its token. A client that
+    kept a stale token still shows public pages (conduit/README.md).
+    """
+    user_id = _authenticate()
+    reason = g.token_rejected
+    if reason is not None and not g.get("token_challenge_added"):
+        g.token_challenge_added = True
+
+        @after_this_request
+        def challenge(response: Response) -> Response:
+            response.headers.update(_invalid_token_challenge(reason))
+            return response
+
+    return user_id
 
 
 def user_gone() -> APIError:
@@ -110,7 +152,12 @@ def user_gone() -> APIError:
 
 
 def required_viewer_id() -> int:
-    user_id = viewer_id()
+    """The viewer's id on a route that needs login; 401 without a token that verifies."""
+    user_id = _authenticate()
+    if g.token_rejected is not None:
+        raise APIError(
+            401, {"token": [g.token_rejected]}, _invalid_token_challenge(g.token_rejected)
+        )
     if user_id is None:
         raise unauthorized("authentication required")
     return user_id

@@ -3,8 +3,8 @@ https://fetch.spec.whatwg.org/#http-cors-protocol).
 
 One policy, fixed at start-up: the origins of CORS_ORIGINS (or any origin), no
 credentials (tokens travel in the Authorization header, never in cookies), the
-request headers a client sends (Authorization, Content-Type, X-Request-ID) and
-X-Request-ID exposed to scripts. Only paths under /api/ take part.
+request headers a client sends (Authorization, Content-Type, X-Request-ID), and
+X-Request-ID and WWW-Authenticate exposed to scripts. Only paths under /api/ take part.
 
 This replaced flask-cors (6.0), which does the same for this policy but works its
 generic options out again on every response (path patterns, option merging, a
@@ -20,7 +20,8 @@ from flask import Flask, Response, request
 
 API_PREFIX = "/api/"
 ALLOWED_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
-EXPOSED_HEADERS = ("X-Request-ID",)
+# WWW-Authenticate: a public read answered anonymously says why (conduit/auth.py).
+EXPOSED_HEADERS = ("X-Request-ID", "WWW-Authenticate")
 # What the API's routes answer to; a preflight for any other method is refused by the browser.
 ALLOWED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
 # How long a browser may reuse a preflight's answer, in seconds.

@@ -8,6 +8,10 @@ with `cryptography`, bcrypt, marshmallow. Importing them here has no side effect
 a process could share by mistake: no connection, thread, file or metric is created
 by an import. What stays per worker is what create_app() builds.
 
+Before that, the master checks the settings (conduit/settings.py) once: a wrong
+variable stops uWSGI with its one-line message and exit status 1 before any worker
+starts, instead of a traceback from every worker.
+
 gc.freeze() then moves everything loaded so far out of the garbage collector's reach,
 so that its passes in the workers do not write to (and so copy) the shared pages
 (the gc module's documentation recommends it before fork()).
@@ -18,13 +22,27 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+from pathlib import Path
 
-from .settings import normalise_database_url
+from flask import Flask
+
+from .settings import ConfigError, load_settings, normalise_database_url
 
 # The app's own modules pull in the rest: Flask's, the ORM's, JWT, bcrypt, marshmallow.
 APP_MODULES = ("conduit.api", "conduit.health", "conduit.errors", "conduit.queries")
 # SQLAlchemy imports a dialect's driver only when an engine is created.
 DRIVERS = {"postgresql+psycopg": ("psycopg", "sqlalchemy.dialects.postgresql.psycopg")}
+
+
+def check_settings() -> None:
+    """The settings create_app() will read in each worker, judged once here."""
+    # The instance folder as the app's own Flask object finds it (the development key
+    # and the default SQLite file live there); a Flask object costs no resource.
+    instance_path = Path(Flask("conduit", instance_relative_config=True).instance_path)
+    try:
+        load_settings(instance_path)
+    except ConfigError as error:
+        error.exit()
 
 
 def preload(database_url: str) -> None:
@@ -36,4 +54,5 @@ def preload(database_url: str) -> None:
     gc.freeze()
 
 
+check_settings()
 preload(os.environ.get("DATABASE_URL", ""))

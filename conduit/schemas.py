@@ -102,9 +102,28 @@ class UserUpdateSchema(StrictSchema):
             raise ValidationError("at least one field is required")
 
 
-def tag_list_field(**kwargs) -> fields.List:
-    return fields.List(
-        Text(validate=[validate.Length(min=1, max=64), not_blank]),
+class TagList(fields.List):
+    """Tags, with blank ones left out before validation.
+
+    The reference React/Redux client adds its tag input's text on every Enter, an empty
+    one included, and has no way to remove it: a tag that is only whitespace carries no
+    meaning (tags are trimmed: dedupe() below), so it is dropped, not refused.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list):
+            value = [tag for tag in value if not _blank(tag)]
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _blank(tag) -> bool:
+    # Only whitespace that is not a control character: "\t" or "\x85" are still refused.
+    return isinstance(tag, str) and not tag.strip() and not has_control_characters(tag)
+
+
+def tag_list_field(**kwargs) -> TagList:
+    return TagList(
+        Text(validate=validate.Length(max=64)),
         validate=validate.Length(max=MAX_TAGS),
         **kwargs,
     )

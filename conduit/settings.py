@@ -11,7 +11,13 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
+
+import click
+from flask.cli import NoAppException
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 ENVIRONMENTS = ("production", "development", "testing")
 
@@ -35,6 +41,7 @@ KNOWN_DEFAULT_SECRETS = frozenset(
 )
 LOG_FORMATS = ("json", "text")  # conduit/observability/logs.py
 MIN_SECRET_LENGTH = 32
+RANDOM_KEY_RECIPE = "make one with python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 PRODUCTION_TAGS_CACHE_SECONDS = 5
 # PostgreSQL's limits on one request's work, in seconds (see _postgresql_limits).
 DEFAULT_STATEMENT_TIMEOUT = 10
@@ -42,8 +49,29 @@ DEFAULT_LOCK_TIMEOUT = 5
 DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT = 15
 
 
-class ConfigError(RuntimeError):
-    """Raised when the environment cannot configure a safe app."""
+class ConfigError(NoAppException):
+    """The environment cannot configure a safe app: one message naming the variable, what
+    is wrong and what would be right, shown without a traceback.
+
+    A NoAppException ("the app cannot be loaded") so that every `flask` command prints
+    it as `Error: <message>` and exits 1: click shows a ClickException raised by a
+    command, and Flask's command list (`flask --help`) shows a NoAppException, but any
+    other exception as a traceback. Outside click (uWSGI, conduit/preload.py) `exit()`
+    does the same.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+    def show(self, file=None) -> None:
+        # ClickException's one line, without UsageError's "Usage: …" and "Try --help".
+        click.ClickException.show(self, file)
+
+    def exit(self) -> NoReturn:
+        self.show()
+        raise SystemExit(self.exit_code)
 
 
 def normalise_database_url(url: str) -> str:
@@ -52,6 +80,61 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+# What DATABASE_URL may name, after normalise_database_url(): the drivers installed.
+DATABASE_DRIVERS = ("postgresql+psycopg", "sqlite", "sqlite+pysqlite")
+DATABASE_URL_FORMS = (
+    "postgresql://USER:PASSWORD@HOST:5432/DATABASE or sqlite:////absolute/path/conduit.sqlite"
+)
+
+
+def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
+    """DATABASE_URL, checked here so that a wrong one is named before any engine exists.
+
+    A value that does not parse is never echoed: it may hold a password.
+    """
+    raw = env.get("DATABASE_URL", "").strip()
+    if not raw:
+        return f"sqlite:///{instance_path / 'conduit.sqlite'}"
+    url = normalise_database_url(raw)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a database URL; use {DATABASE_URL_FORMS}") from None
+    if parsed.drivername not in DATABASE_DRIVERS:
+        raise ConfigError(
+            f"DATABASE_URL: {parsed.drivername!r} databases are not supported; "
+            f"use {DATABASE_URL_FORMS}"
+        )
+    return url
+
+
+def describe_database(url: str | URL) -> str:
+    """The database a URL names, for people: the password hidden, SQLite as its file."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite {parsed.database or '(in memory)'}"
+    return f"PostgreSQL {parsed.render_as_string(hide_password=True)}"
+
+
+def database_unreachable(url: str | URL, error: BaseException) -> ConfigError:
+    """A ConfigError for a database that refused the connection or cannot be reached.
+
+    The driver's own words come along (libpq's say which host, port and user failed and
+    why), minus the password should they ever hold it.
+    """
+    parsed = make_url(url)
+    reason = str(getattr(error, "orig", None) or error)
+    if parsed.password:
+        reason = reason.replace(str(parsed.password), "***")
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    details = "".join(f"\n  {line}" for line in lines[:6])
+    return ConfigError(
+        f"cannot connect to DATABASE_URL's database ({describe_database(parsed)}):{details}"
+        "\n  Check that the server runs and that DATABASE_URL's host, port, user, password"
+        " and database name are right."
+    )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -100,8 +183,9 @@ def _cors_origins(env: Mapping[str, str]) -> list[str]:
     for origin in origins:
         if origin != "*" and not _is_origin(origin):
             raise ConfigError(
-                f"CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], "
-                "nothing after it) nor *"
+                f"CORS_ORIGINS: {origin!r} is not an origin; list origins as "
+                "scheme://host[:port] with nothing after it (https://app.example.com), "
+                "comma-separated, or * for any"
             )
     return origins
 
@@ -190,15 +274,21 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
 
     secret = env.get("CONDUIT_SECRET", "")
     if environment == "production":
+        # The secret itself is never shown, only its length.
         if secret.strip().lower() in KNOWN_DEFAULT_SECRETS:
-            raise ConfigError("CONDUIT_SECRET is missing or a known default; set a random value")
+            raise ConfigError(
+                "CONDUIT_SECRET is missing or a known default; in production it must be "
+                f"a random value: {RANDOM_KEY_RECIPE}"
+            )
         if len(secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"CONDUIT_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+            raise ConfigError(
+                f"CONDUIT_SECRET must be at least {MIN_SECRET_LENGTH} characters in "
+                f"production, got {len(secret)}: {RANDOM_KEY_RECIPE}"
+            )
     elif not secret:
         secret = _development_secret(instance_path)
 
-    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_path / 'conduit.sqlite'}"
-    database_url = normalise_database_url(database_url)
+    database_url = _database_url(env, instance_path)
 
     engine_options: dict = {}
     if database_url.startswith("sqlite"):

@@ -8,6 +8,9 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from conduit.settings import database_unreachable, describe_database
 
 from conduit import migration_lineage
 
@@ -87,7 +90,15 @@ def run_migrations_online():
     configure_args.setdefault("include_name", migration_lineage.include_name)
     configure_args["on_version_apply"] = record_lineage
 
-    with engine.connect() as connection:
+    # Which database, for whoever runs `flask db upgrade` (`make run`, an init container).
+    logger.info("Migrating the database of DATABASE_URL: %s", describe_database(engine.url))
+    try:
+        connection = engine.connect()
+    except OperationalError as error:
+        # Unreachable, or refusing the credentials: the message and exit status 1 of a
+        # configuration error (conduit/settings.py), not Alembic's traceback.
+        raise database_unreachable(engine.url, error) from None
+    with connection:
         postgres = connection.dialect.name == "postgresql"
         if postgres:
             # Several replicas' init containers upgrade at once: the first takes the lock

@@ -30,7 +30,9 @@ def test_a_tier_without_its_program_is_skipped_in_one_line_locally():
     skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
     assert skipped == [
         "nox > Session postgres skipped: needs TEST_DATABASE_URL, which is not set: "
-        "`make prerequisites`, then `.ci/start-postgres.sh` starts a UTF8 server and prints it."
+        "`make prerequisites`, then `.ci/start-postgres.sh` starts a UTF8 server and prints it; "
+        "or `docker run --rm -d -p 5432:5432 -e POSTGRES_PASSWORD=conduit postgres:18` and "
+        "TEST_DATABASE_URL=postgresql://postgres:conduit@127.0.0.1:5432/postgres."
     ]
 
 

@@ -70,7 +70,7 @@ def test_duplicate_tags_are_stored_once(register, create_article):
         ({"title": 5, "description": "d", "body": "b"}, "title"),
         ({"title": "t", "description": "d", "body": "b", "tagList": "dragons"}, "tagList"),
         ({"title": "t", "description": "d", "body": "b", "tagList": [1, 2]}, "tagList[0]"),
-        ({"title": "t", "description": "d", "body": "b", "tagList": [""]}, "tagList[0]"),
+        ({"title": "t", "description": "d", "body": "b", "tagList": ["\t"]}, "tagList[0]"),
         (
             {"title": "t", "description": "d", "body": "b", "tagList": [str(i) for i in range(21)]},
             "tagList",

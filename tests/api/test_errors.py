@@ -117,3 +117,23 @@ def test_hostile_field_values_never_500(
     )
     assert response.status_code < 500
     assert response.is_json
+
+
+@pytest.mark.parametrize("path", ["/api", "/api/"])
+def test_the_api_root_lists_the_routes(client, path):
+    """`make run` prints http://127.0.0.1:5000/api: it answers, and names every route."""
+    response = client.get(path)
+    assert response.status_code == 200
+    index = response.get_json()
+    assert index["spec"] == "RealWorld Conduit API 1.1.0"
+    endpoints = set(index["endpoints"])
+    # Every operation of the spec's openapi.yml, written as it writes its paths.
+    for route in (
+        "POST /api/users/login",
+        "GET /api/articles/feed",
+        "DELETE /api/articles/{slug}/comments/{comment_id}",
+        "GET /api/profiles/{username}",
+    ):
+        assert route in endpoints
+    assert len(endpoints) == 19  # the spec's 19 operations, nothing else (no /healthz)
+    assert client.post("/api/").status_code == 405

@@ -12,7 +12,11 @@ print(threading.active_count(), "psycopg" in sys.modules, "conduit.api" in sys.m
 
 
 def _preload(database_url: str) -> list[str]:
-    env = {"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
+    env = {
+        "DATABASE_URL": database_url,
+        "CONDUIT_SECRET": "preload-" + "k" * 40,  # production settings, judged first
+        "PATH": "/usr/bin:/bin",
+    }
     done = subprocess.run(
         [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
     )

@@ -156,6 +156,10 @@ def test_update_with_no_fields_is_422(client, register):
     assert response.status_code == 422
 
 
+INVALID = 'Token error="invalid_token", error_description="token is invalid"'
+EXPIRED = 'Token error="invalid_token", error_description="token has expired"'
+
+
 def _token(secret=TEST_SECRET, **claims):
     now = datetime.now(UTC)
     payload = {"sub": "1", "iat": now, "exp": now + timedelta(hours=1), **claims}
@@ -163,25 +167,26 @@ def _token(secret=TEST_SECRET, **claims):
 
 
 @pytest.mark.parametrize(
-    "header",
+    ("header", "challenge"),
     [
-        "Token",
-        "Token ",
-        "Basic dXNlcjpwYXNz",
-        "Token not.a.jwt",
-        f"Token {_token(secret='another-secret-of-sufficient-length!!')}",
-        f"Token {_token(exp=datetime.now(UTC) - timedelta(seconds=5))}",
-        f"Token {_token(sub='not-a-number')}",
-        "Token " + jwt.encode({"sub": "1"}, TEST_SECRET, algorithm="HS256"),  # no expiry
+        ("Token", "Token"),
+        ("Token ", "Token"),
+        ("Basic dXNlcjpwYXNz", "Token"),
+        ("Token not.a.jwt", INVALID),
+        (f"Token {_token(secret='another-secret-of-sufficient-length!!')}", INVALID),
+        (f"Token {_token(exp=datetime.now(UTC) - timedelta(seconds=5))}", EXPIRED),
+        (f"Token {_token(sub='not-a-number')}", INVALID),
+        ("Token " + jwt.encode({"sub": "1"}, TEST_SECRET, algorithm="HS256"), INVALID),  # no exp
     ],
     ids=["no-token", "blank", "basic", "garbage", "wrong-key", "expired", "bad-sub", "no-exp"],
 )
-def test_bad_tokens_are_401(client, register, header):
-    """Missing, malformed, expired or wrongly signed tokens: 401 with a JSON reason."""
+def test_bad_tokens_are_401(client, register, header, challenge):
+    """Missing, malformed, expired or wrongly signed tokens: 401 with a JSON reason; a
+    token that does not verify gets RFC 6750's invalid_token challenge."""
     register("alice")
     response = client.get("/api/user", headers={"Authorization": header})
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == "Token"
+    assert response.headers["WWW-Authenticate"] == challenge
     assert "token" in response.get_json()["errors"]
 
 
