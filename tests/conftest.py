@@ -163,6 +163,6 @@ def count_statements(app: Flask):
             with engine_events(app, "before_cursor_execute", record):
                 yield statements
         finally:
-            reads.remove_statement_listener(app, statements.append)
+            reads.pool(app).statement_listeners.remove(statements.append)
 
     return counting

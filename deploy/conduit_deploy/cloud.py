@@ -21,9 +21,9 @@ ADMIN_CREDENTIAL_TTL = "2h"
 
 @dataclass(frozen=True)
 class CloudSession:
+    """What a command holds while the credentials are exported (cloud_session)."""
+
     cluster_name: str
-    credentials_file: Path
-    kubeconfig: Path
 
 
 @contextlib.contextmanager
@@ -38,9 +38,8 @@ def cloud_session(settings: Settings, runner: Runner) -> Iterator[CloudSession]:
         feature_flags = settings.get(config.KOPS_FEATURE_FLAGS)
         if feature_flags:
             runner.export("KOPS_FEATURE_FLAGS", feature_flags)
-        kubeconfig = Path(folder, "kubeconfig")
-        runner.export("KUBECONFIG", str(kubeconfig))
-        yield CloudSession(settings.require(config.K8S_CLUSTER_NAME), credentials, kubeconfig)
+        runner.export("KUBECONFIG", str(Path(folder, "kubeconfig")))
+        yield CloudSession(settings.require(config.K8S_CLUSTER_NAME))
 
 
 def export_kubeconfig(session: CloudSession, runner: Runner) -> None:

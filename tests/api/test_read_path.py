@@ -47,7 +47,7 @@ def statements_by_path(app):
         with engine_events(app, "before_cursor_execute", on_session):
             yield seen
     finally:
-        reads.remove_statement_listener(app, seen["reads"].append)
+        reads.pool(app).statement_listeners.remove(seen["reads"].append)
 
 
 @pytest.fixture
@@ -205,7 +205,7 @@ def backend_of_reads(app, path="/api/articles") -> int:
     try:
         assert app.test_client().get(path).status_code == 200
     finally:
-        reads.remove_statement_listener(app, listener)
+        reads.pool(app).statement_listeners.remove(listener)
     assert len(set(pids)) == 1
     return pids[0]
 
