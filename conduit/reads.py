@@ -10,7 +10,7 @@ are in autocommit from the moment they open, and on the driver's cursor:
   checkout and back at checkin, and nothing is rolled back on return.
 * A connection per thread: under uWSGI, whose threads live as long as their worker, a
   thread keeps its read connection from one request to the next instead of taking it
-  from the pool and giving it back each time (0.1 ms of a 0.9 ms request, make bench).
+  from the pool and giving it back each time (bench/HISTORY.md, third round).
   Before a request's first read it is checked as the pool checks at checkout (closed by
   the server? conduit/dbpool.py), and it is replaced when an error invalidated it or
   when it is older than the pool's recycle age. Elsewhere (the development server
