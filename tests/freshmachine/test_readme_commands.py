@@ -30,7 +30,7 @@ def tiers_skipped_here() -> set[str]:
     return {"postgres"} | {name for name, tier in sessions.items() if NO_DOCKER[0] not in tier.tags}
 
 
-# A guard against a hung run, not a speed goal (measured: see tests/README.md).
+# A guard against a hung run, not a speed goal (measured: docs/decisions/0002-ci-time-budget.md).
 MAKE_TEST_TIMEOUT_SECONDS = 2400
 
 
