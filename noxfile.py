@@ -13,7 +13,7 @@ characters (a crashing Node tool prints its minified source as a single line).
 
 Tiers tagged `no-docker` run where no Docker engine can; the others build or run
 containers. The GitLab test job runs the no-docker tiers but lint, which is a job of its
-own: GITLAB_TEST_JOB_TIERS (tests/test_tiers.py holds .gitlab-ci.yml to it).
+own: GITLAB_TEST_JOB_TIERS (tests/deploy/test_pipeline.py holds the job to it).
 
 Which tests a tier runs is written here and nowhere else: the python tier runs tests/
 without the paths in OWN_TESTS, which are other tiers' own. A new tier whose tests live
