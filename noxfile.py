@@ -5,30 +5,40 @@
     make test-postman                  # one tier
 
 A tier whose programs are missing is skipped with one line naming what it needs and
-how to get it; with CI=true it fails instead, so CI can never pass by not running. nox
-ends with one line per tier: success, skipped or failed. Each tier's full output is kept
-in build/test-logs/<tier>.log; the terminal gets every line, cut at MAX_LINE characters
-(a crashing Node tool prints its minified source as a single line).
+how to get it; with CI=true it is aborted instead, so CI can never pass by not running.
+nox ends with one line per tier (success, skipped (why), failed or aborted; and its
+time), then each pytest tier's counts: passed, failed, skipped. Each tier's full output
+is kept in build/test-logs/<tier>.log; the terminal gets every line, cut at MAX_LINE
+characters (a crashing Node tool prints its minified source as a single line).
 
-Tiers tagged `no-docker` run where no Docker engine can (the GitLab test job:
-`make test TAGS=no-docker`); the others build or run containers.
+Tiers tagged `no-docker` run where no Docker engine can; the others build or run
+containers. The GitLab test job runs the no-docker tiers but lint, which is a job of its
+own: GITLAB_TEST_JOB_TIERS (tests/deploy/test_pipeline.py holds the job to it).
 
-REPORTS=<folder> makes the pytest tiers write JUnit XML there (and the python tier a
-Cobertura coverage report, the lint tier GitLab's code-quality JSON).
+Which tests a tier runs is written here and nowhere else: the python tier runs tests/
+without the paths in OWN_TESTS, which are other tiers' own. A new tier whose tests live
+in a folder of their own adds it to OWN_TESTS.
+
+Every pytest tier writes JUnit XML: into REPORTS=<folder> when it is set (with the
+python tier's Cobertura coverage report and the lint tier's GitLab code-quality JSON),
+else beside the tier's log.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -38,6 +48,17 @@ MAX_LINE = 400
 # yargs (in newman and gitlab-ci-local) refuses older Node releases.
 MIN_NODE_MAJOR = 20
 NO_DOCKER = ["no-docker"]
+# The tiers .gitlab-ci.yml's test job runs (make test TIERS="..."): the no-docker tiers
+# but lint, which the lint job runs with ruff alone.
+GITLAB_TEST_JOB_TIERS = ["python", "postgres", "postman"]
+# The tests that tiers other than python run; the python tier runs tests/ without them.
+OWN_TESTS = {
+    "postman": ["tests/postman"],
+    "image": ["tests/image/test_image.py"],
+    "rehearsal": ["ci/rehearsal"],
+    "freshmachine": ["tests/freshmachine"],
+    "drill": ["tests/drill"],
+}
 
 
 def in_ci() -> bool:
@@ -165,18 +186,75 @@ def run(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> 
             sys.stdout.flush()
     if process.returncode:
         # pytest's 5 (nothing collected) lands here too: a tier that ran no test failed.
-        session.error(f"{args[0]} exited with status {process.returncode}")
+        reason = f"{args[0]} exited with status {process.returncode}"
+        session.log(reason)
+        raise CommandFailed(reason, return_code=process.returncode)  # nox: "failed"
 
 
-def pytest_args(session: nox.Session, coverage: bool = False) -> list[str]:
-    args = ["--tb=short"]
+@dataclass(frozen=True)
+class Counts:
+    passed: int
+    failed: int
+    skipped: int
+
+    def line(self) -> str:
+        return f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped"
+
+
+def junit_counts(report: Path) -> Counts | None:
+    """The outcome counts in a pytest JUnit XML report; None without a readable one."""
+    try:
+        root = ElementTree.parse(report).getroot()  # noqa: S314 - written by our own pytest
+    except (OSError, ElementTree.ParseError):
+        return None
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+
+    def total(key: str) -> int:
+        return sum(int(suite.get(key, 0)) for suite in suites)
+
+    failed = total("failures") + total("errors")
+    skipped = total("skipped")
+    return Counts(total("tests") - failed - skipped, failed, skipped)
+
+
+# Each pytest tier's counts in this run, printed after nox's own summary.
+COUNTS: dict[str, Counts | None] = {}
+
+
+def print_counts() -> None:
+    if not COUNTS:
+        return
+    print("nox > Tests per tier (from JUnit XML):", file=sys.stderr)
+    for tier, counts in COUNTS.items():
+        line = counts.line() if counts else "no report: pytest stopped before writing one"
+        print(f"nox >   {tier}: {line}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+atexit.register(print_counts)  # nox has no hook after its summary; its exit is one
+
+
+def junit_report(session: nox.Session) -> Path:
     reports = os.environ.get("REPORTS")
     if reports:
-        folder = ROOT / reports
-        args.append(f"--junitxml={folder / f'junit-{session.name}.xml'}")
-        if coverage:
-            args += ["--cov", f"--cov-report=xml:{folder / 'coverage.xml'}", "--cov-report=term"]
-    return args
+        return ROOT / reports / f"junit-{session.name}.xml"
+    return LOGS / f"{session.name}.xml"
+
+
+def pytest(
+    session: nox.Session, *args: str, coverage: bool = False, env: dict[str, str] | None = None
+) -> None:
+    """Run pytest on a tier's tests and record its counts from the JUnit XML it writes."""
+    report = junit_report(session)
+    report.unlink(missing_ok=True)
+    options = ["--tb=short", f"--junitxml={report}"]
+    if coverage and os.environ.get("REPORTS"):
+        coverage_xml = report.with_name("coverage.xml")
+        options += ["--cov", f"--cov-report=xml:{coverage_xml}", "--cov-report=term"]
+    try:
+        run(session, str(BIN / "python"), "-m", "pytest", *args, *options, env=env)
+    finally:
+        COUNTS[session.name] = junit_counts(report)
 
 
 def start(session: nox.Session) -> None:
@@ -195,14 +273,19 @@ def lint(session: nox.Session) -> None:
             f"--output-file={ROOT / reports / 'gl-code-quality.json'}",
         ]
         (ROOT / reports).mkdir(parents=True, exist_ok=True)
-    run(session, str(BIN / "flask"), "lint", *extra)
+    ruff = [str(BIN / "python"), "-m", "ruff"]
+    try:
+        run(session, *ruff, "check", *extra, ".")
+    finally:  # the format check runs whatever the linter found
+        run(session, *ruff, "format", "--check", ".")
 
 
 @nox.session(python=False, tags=NO_DOCKER)
 def python(session: nox.Session) -> None:
     """Unit, API, deploy-tool, manifest and monitoring tests on SQLite."""
     start(session)
-    run(session, str(BIN / "flask"), "test", *pytest_args(session, coverage=True))
+    others = [f"--ignore={path}" for paths in OWN_TESTS.values() for path in paths]
+    pytest(session, "tests", *others, coverage=True)
 
 
 @nox.session(python=False, tags=NO_DOCKER)
@@ -210,7 +293,7 @@ def postgres(session: nox.Session) -> None:
     """The API and migration tests again, on PostgreSQL."""
     start(session)
     require(session, DATABASE)
-    run(session, str(BIN / "flask"), "test", "--postgres", *pytest_args(session))
+    pytest(session, "tests/api", "--postgres")
 
 
 @nox.session(python=False, tags=NO_DOCKER)
@@ -220,7 +303,7 @@ def postman(session: nox.Session) -> None:
     require(
         session, program("uwsgi", "`make test` installs it into .venv", where=BIN), NODE, NODE_TOOLS
     )
-    run(session, str(BIN / "flask"), "test", "tests/postman", *pytest_args(session))
+    pytest(session, *OWN_TESTS["postman"])
 
 
 @nox.session(python=False)
@@ -238,7 +321,7 @@ def image(session: nox.Session) -> None:
         NODE,
         NODE_TOOLS,
     )
-    run(session, str(BIN / "flask"), "test", "tests/image/test_image.py", *pytest_args(session))
+    pytest(session, *OWN_TESTS["image"])
 
 
 @nox.session(python=False)
@@ -247,7 +330,7 @@ def rehearsal(session: nox.Session) -> None:
     start(session)
     require(session, ROOT_USER, DOCKER, DEBOOTSTRAP, NODE, NODE_TOOLS)
     run(session, str(BIN / "python"), "ci/rehearsal/rehearse.py")
-    run(session, str(BIN / "python"), "-m", "pytest", "ci/rehearsal", *pytest_args(session))
+    pytest(session, *OWN_TESTS["rehearsal"])
 
 
 @nox.session(python=False)
@@ -255,7 +338,7 @@ def freshmachine(session: nox.Session) -> None:
     """The README's `make run` and `make test` in new Debian containers (trixie, bookworm)."""
     start(session)
     require(session, ROOT_USER, DOCKER, DEBOOTSTRAP, NODE, NODE_TOOLS)
-    run(session, str(BIN / "python"), "-m", "pytest", "tests/freshmachine", *pytest_args(session))
+    pytest(session, *OWN_TESTS["freshmachine"])
 
 
 def barman_virtualenv(session: nox.Session) -> Path:
@@ -281,12 +364,4 @@ def drill(session: nox.Session) -> None:
         program(Path(BARMAN_PYTHON).name, PREREQUISITES, where=Path(BARMAN_PYTHON).parent),
     )
     venv = barman_virtualenv(session)
-    run(
-        session,
-        str(BIN / "python"),
-        "-m",
-        "pytest",
-        "tests/drill",
-        *pytest_args(session),
-        env={"BARMAN_VENV": str(venv)},
-    )
+    pytest(session, *OWN_TESTS["drill"], env={"BARMAN_VENV": str(venv)})

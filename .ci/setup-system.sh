@@ -29,10 +29,15 @@ if ((${#missing[@]})); then
   echo "setup-system: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # Services are started by the scripts that need them, not by the package scripts.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # Services are started by the scripts that need them, not by the package scripts:
+  # a policy-rc.d refuses every start (man invoke-rc.d). One the machine already has is
+  # its owner's and is left as it is; only ours is removed, even on failure.
+  policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d}  # a test points it elsewhere
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  rm -f /usr/sbin/policy-rc.d
 else
   echo "setup-system: all system packages present"
 fi

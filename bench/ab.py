@@ -3,7 +3,7 @@
     python -m bench.ab article --b-env LOG_LEVEL=WARNING
     python -m bench.ab /api/articles?limit=20 --b-code ../wt/other-branch
 
-Both servers run as `make bench` runs its server (bench/driver.py: docker/uwsgi.ini,
+Both servers run as `make bench` runs its server (bench/server.py: docker/uwsgi.ini,
 the Deployment's and the image's settings, one secret), on the same database; variant
 B (or A) differs by environment variables, its uWSGI configuration or its code (another
 git worktree). After a warm-up of each, bounded wrk runs alternate between them (A B, B
@@ -29,7 +29,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import BenchError, cpu, driver, wrk
+from bench import BenchError, cpu, wrk
+from bench.scenarios import (
+    Fixtures,
+    Scenario,
+    choose_fixtures,
+    log_in,
+    probe,
+    probe_body,
+    scenario_load,
+    scenarios,
+)
+from bench.server import (
+    DEFAULT_DATABASE_URL,
+    REPO,
+    SERVER_VENV,
+    Server,
+    database_backends,
+    free_port,
+    local_postmaster,
+    programs,
+    seed_database,
+    server_env,
+)
 from conduit.settings import normalise_database_url
 
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -41,8 +63,8 @@ MAX_DURATION_S = 60
 # refuses or stalls is broken, whatever its figures. Read and write errors are kept-alive
 # connections the server closed, reported but not an error.
 FAILING_SOCKET_ERRORS = ("connect", "timeout")
-PLACEHOLDER = driver.Fixtures(email="", feed_size=0, tag="", slug="", comments=0)
-SCENARIOS = [s.name for s in driver.scenarios(PLACEHOLDER) if s.server == "api"]
+PLACEHOLDER = Fixtures(email="", feed_size=0, tag="", slug="", comments=0)
+SCENARIOS = [s.name for s in scenarios(PLACEHOLDER) if s.server == "api"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +74,7 @@ class Variant:
     name: str
     env: dict[str, str] = field(default_factory=dict)
     ini: Path | None = None  # default: the code's docker/uwsgi.ini
-    code: Path = driver.REPO
+    code: Path = REPO
 
     @property
     def uwsgi_ini(self) -> Path:
@@ -60,7 +82,7 @@ class Variant:
 
     def describe(self) -> str:
         parts = [f"{name}={value}" for name, value in self.env.items()]
-        if self.code != driver.REPO:
+        if self.code != REPO:
             parts.append(f"code {self.code}")
         if self.ini:
             parts.append(f"ini {self.ini}")
@@ -201,7 +223,7 @@ def order(round_index: int, variants: Sequence[Variant]) -> list[Variant]:
 
 
 def measure(
-    server: driver.Server,
+    server: Server,
     run: Callable[[], wrk.WrkResult],
     backends: Callable[[], list[int]] | None = None,
 ) -> Sample:
@@ -275,7 +297,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.add_argument(
             f"--{variant}-code",
             type=code_directory,
-            default=driver.REPO,
+            default=REPO,
             help=f"the repository {upper} serves, e.g. a git worktree (default: this one)",
         )
     parser.add_argument("--rounds", type=int, default=5, help="runs of each server")
@@ -293,7 +315,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     auth.add_argument("--token", help="send this token (Authorization: Token ...)")
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", driver.DEFAULT_DATABASE_URL),
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         help="the database both servers use (default: make bench's, as it left it)",
     )
     parser.add_argument(
@@ -304,10 +326,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--server-venv",
         type=Path,
-        default=Path(os.environ.get("BENCH_SERVER_VENV", driver.SERVER_VENV)),
+        default=Path(os.environ.get("BENCH_SERVER_VENV", SERVER_VENV)),
         help="the virtualenv the servers run from (default: make bench's)",
     )
-    parser.add_argument("--logs", type=Path, default=driver.REPO / "build" / "bench" / "ab")
+    parser.add_argument("--logs", type=Path, default=REPO / "build" / "bench" / "ab")
     args = parser.parse_args(argv)
     if not args.target.startswith("/") and args.target not in SCENARIOS:
         parser.error(
@@ -341,12 +363,12 @@ def variants(args: argparse.Namespace) -> list[Variant]:
     ]
 
 
-def target_scenario(target: str, fixtures: driver.Fixtures | None) -> driver.Scenario:
+def target_scenario(target: str, fixtures: Fixtures | None) -> Scenario:
     if target.startswith("/"):
-        return driver.Scenario(name="path", title=target, path=target)
+        return Scenario(name="path", title=target, path=target)
     if fixtures is None:
         raise BenchError(f"the scenario {target} needs the seeded PostgreSQL database")
-    (scenario,) = [s for s in driver.scenarios(fixtures) if s.name == target]
+    (scenario,) = [s for s in scenarios(fixtures) if s.name == target]
     return scenario
 
 
@@ -360,32 +382,32 @@ def _stop_on_sigterm(signum, _frame) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    binary, uwsgi = driver.programs(args.server_venv)
+    binary, uwsgi = programs(args.server_venv)
     database_url = normalise_database_url(args.database_url)
     postgres = database_url.startswith("postgresql")
     if args.seed and not postgres:
         raise BenchError("--seed recreates a PostgreSQL database: --database-url is not one")
     args.logs.mkdir(parents=True, exist_ok=True)
 
-    base = driver.server_env(database_url, 0, args.logs)
+    base = server_env(database_url, 0, args.logs)
     if args.seed:
-        driver.seed_database(database_url, base, args.logs)
+        seed_database(database_url, base, args.logs)
     needs_fixtures = postgres and (args.auth or not args.target.startswith("/"))
-    fixtures = driver.choose_fixtures(database_url)[0] if needs_fixtures else None
+    fixtures = choose_fixtures(database_url)[0] if needs_fixtures else None
     # The database's CPU is read from its backends' /proc entries: a local server only.
-    local = postgres and driver.local_postmaster(database_url) is not None
-    backends = driver.database_backends(database_url) if local else None
+    local = postgres and local_postmaster(database_url) is not None
+    backends = database_backends(database_url) if local else None
     if args.auth and fixtures is None:
         raise BenchError("--auth signs in as a seeded user: it needs make bench's PostgreSQL")
     scenario = target_scenario(args.target, fixtures)
 
-    servers: list[tuple[Variant, driver.Server]] = []
+    servers: list[tuple[Variant, Server]] = []
     for variant in variants(args):
-        port = driver.free_port()
+        port = free_port()
         metrics = args.logs / f"metrics-{variant.name}"
         shutil.rmtree(metrics, ignore_errors=True)
         metrics.mkdir()
-        server = driver.Server(
+        server = Server(
             uwsgi,
             variant.uwsgi_ini,
             variant.server_env(base, port, metrics),
@@ -404,18 +426,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.start()
         token = args.token
         if fixtures and (args.auth or scenario.auth):
-            token = token or driver.log_in(servers[0][1], fixtures.email)
+            token = token or log_in(servers[0][1], fixtures.email)
         context = {
             "token": token,
             "email": fixtures.email if fixtures else "",
             "nonce": secrets.token_hex(4),
         }
-        headers, load, script_env = driver.scenario_load(scenario, load, context)
+        headers, load, script_env = scenario_load(scenario, load, context)
         if token and "Authorization" not in headers:
             headers["Authorization"] = f"Token {token}"
-        body = driver.probe_body(scenario.name, context)
+        body = probe_body(scenario.name, context)
 
-        def run(server: driver.Server, duration_s: int) -> wrk.WrkResult:
+        def run(server: Server, duration_s: int) -> wrk.WrkResult:
             url = f"http://127.0.0.1:{server.port}{scenario.path}"
             bounded = wrk.Load(load.threads, load.connections, duration_s, load.timeout_s)
             return wrk.run(binary, url, scenario.script, bounded, headers, script_env)[0]
@@ -425,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run(server, args.warm_up)
             # One request as the load sends it: a target that fails stops here, named.
             try:
-                driver.probe(server, scenario, headers, body)
+                probe(server, scenario, headers, body)
             except BenchError as error:
                 raise BenchError(f"{variant.name}: {error}") from None
         print(

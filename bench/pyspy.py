@@ -10,7 +10,7 @@ One py-spy per worker, each on its own pid: not one on the master with --subproc
 which also samples the master and the HTTP router (no app code runs there) and cannot
 tell them from the workers by name, since pyuwsgi cannot rename its processes (all are
 `python3 .../uwsgi`). The workers are found in the process tree when each recording
-starts (driver.Server.workers: the master's children but the router), so a worker
+starts (bench.server.Server.workers: the master's children but the router), so a worker
 uWSGI replaced since the last scenario is profiled too.
 """
 

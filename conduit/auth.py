@@ -79,7 +79,8 @@ def _decode(token: str) -> int:
 
 
 # A worker sees the same tokens again and again, and verifying one (base64, JSON, the
-# HMAC, the claims) was a sixth of a signed-in list request's CPU (bench/README.md).
+# HMAC, the claims) was a large share of a signed-in list request's CPU (bench/HISTORY.md,
+# third round).
 # What a token says cannot change, so a verified one is remembered by the process,
 # keyed by the secret too; only its expiry is judged again at each use. Failures are not
 # remembered (lru_cache does not keep exceptions).

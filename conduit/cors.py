@@ -8,8 +8,8 @@ X-Request-ID and WWW-Authenticate exposed to scripts. Only paths under /api/ tak
 
 This replaced flask-cors (6.0), which does the same for this policy but works its
 generic options out again on every response (path patterns, option merging, a
-header MultiDict, debug records): 0.06 ms of the 0.69 ms a single article costs
-served by uWSGI (bench/README.md). Here the headers are built once.
+header MultiDict, debug records), a measurable share of a single article served by
+uWSGI (bench/HISTORY.md, fourth round). Here the headers are built once.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The migration heads this build ships, which /readyz compares with the database's.
 
-Alembic takes about 10 MiB in a process that imports it, and a uWSGI worker needs
-nothing else from it. So under uWSGI the master (docker/uwsgi.ini, `shared-import`)
-reads the heads in a child process once, and passes them to the workers in the
-environment; elsewhere (tests, the development server) they are read on first use.
+Alembic (with Mako) weighs several MiB in a process that imports it (bench/HISTORY.md,
+memory round), and a uWSGI worker needs nothing else from it. So under uWSGI the master
+(docker/uwsgi.ini, `shared-import`) reads the heads in a child process once, and passes
+them to the workers in the environment; elsewhere (tests, the development server) they
+are read on first use.
 """
 
 from __future__ import annotations

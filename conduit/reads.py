@@ -10,7 +10,7 @@ are in autocommit from the moment they open, and on the driver's cursor:
   checkout and back at checkin, and nothing is rolled back on return.
 * A connection per thread: under uWSGI, whose threads live as long as their worker, a
   thread keeps its read connection from one request to the next instead of taking it
-  from the pool and giving it back each time (0.1 ms of a 0.9 ms request, make bench).
+  from the pool and giving it back each time (bench/HISTORY.md, third round).
   Before a request's first read it is checked as the pool checks at checkout (closed by
   the server? conduit/dbpool.py), and it is replaced when an error invalidated it or
   when it is older than the pool's recycle age. Elsewhere (the development server
@@ -146,27 +146,23 @@ def init_app(app: Flask, session_engine: Engine) -> None:
     app.teardown_request(_release)
 
 
-def dispose(app: Flask) -> None:
-    """Close the read pool's connections, those the threads keep included."""
-    app.extensions[_EXTENSION].dispose()
+def pool(app: Flask) -> ReadPool:
+    """The app's read pool (init_app made it)."""
+    return app.extensions[_EXTENSION]
 
 
 def engines(app: Flask) -> list[Engine]:
     """The app's engines: Flask-SQLAlchemy's and, on PostgreSQL, the read pool's."""
     with app.app_context():
         found = [db.engine]
-    reads = app.extensions[_EXTENSION].engine
+    reads = pool(app).engine
     if reads is not None:
         found.append(reads)
     return found
 
 
 def add_statement_listener(app: Flask, listener: Callable[[str], None]) -> None:
-    app.extensions[_EXTENSION].statement_listeners.append(listener)
-
-
-def remove_statement_listener(app: Flask, listener: Callable[[str], None]) -> None:
-    app.extensions[_EXTENSION].statement_listeners.remove(listener)
+    pool(app).statement_listeners.append(listener)
 
 
 def _request_connection(pool: ReadPool) -> Connection | None:
@@ -193,18 +189,18 @@ def _release(_error=None) -> None:
     """teardown_request: the request's read connection, if any, back to its pool."""
     connection = g.pop(_REQUEST_CONNECTION, None)
     if connection is not None:
-        current_app.extensions[_EXTENSION].release(connection)
+        pool(current_app).release(connection)
 
 
 def read(statement: Executable, params: Mapping) -> Sequence[Sequence]:
     """Every row of a SELECT, as tuples in the statement's column order."""
-    pool: ReadPool = current_app.extensions[_EXTENSION]
-    connection = _request_connection(pool)
+    read_pool = pool(current_app)
+    connection = _request_connection(read_pool)
     if connection is None:
         return db.session.connection().execute(statement, params).all()
-    expanded = pool.compiled(statement).construct_expanded_state(params)
+    expanded = read_pool.compiled(statement).construct_expanded_state(params)
     sql, parameters = expanded.statement, expanded.parameters
-    for listener in pool.statement_listeners:
+    for listener in read_pool.statement_listeners:
         listener(sql)
     driver_connection = connection.connection.driver_connection
     try:

@@ -1,9 +1,9 @@
 """Fixtures for every tier: an app on a fresh database per test, a client, users.
 
-The database backend is SQLite unless CONDUIT_TEST_BACKEND=postgres (set by
-`flask test --postgres`), which runs the same tests against TEST_DATABASE_URL.
-The schema is built by the migrations, not by create_all(), so every run also
-exercises them.
+The database is a new SQLite file per run, or with `pytest --postgres` the PostgreSQL
+server at TEST_DATABASE_URL (its public schema emptied first). The schema is built by
+the migrations, not by create_all(), so every run also exercises them. Which tests each
+tier runs is noxfile.py's to say.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -25,23 +24,19 @@ from conduit import create_app, reads
 from conduit.extensions import db
 from tests.support import app_env, dispose_engines, engine_events
 
-BACKEND = os.environ.get("CONDUIT_TEST_BACKEND", "sqlite")
-# Tiers that take a whole machine (Docker, a container per run; PostgreSQL servers of
-# their own) or programs of their own (uWSGI, newman) run only when named on the
-# command line, as noxfile.py does; `pytest tests` leaves them out.
-WHOLE_MACHINE_TIERS = {
-    Path(__file__).parent / "freshmachine",
-    Path(__file__).parent / "image" / "test_image.py",
-    Path(__file__).parent / "postman",
-    Path(__file__).parent / "drill",
-}
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres",
+        action="store_true",
+        help="run the database tests against the PostgreSQL server at TEST_DATABASE_URL "
+        "(its public schema is dropped first) instead of a new SQLite file",
+    )
 
 
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if collection_path not in WHOLE_MACHINE_TIERS:
-        return None
-    named = [Path(arg.split("::")[0]).resolve() for arg in config.args]
-    return not any(arg == collection_path or collection_path in arg.parents for arg in named)
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("postgres") and not os.environ.get("TEST_DATABASE_URL"):
+        raise pytest.UsageError("--postgres needs TEST_DATABASE_URL (a PostgreSQL URL)")
 
 
 def check_utf8(url: str) -> None:
@@ -91,11 +86,9 @@ def reset_postgres_schema(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
-    if BACKEND == "postgres":
-        url = os.environ.get("TEST_DATABASE_URL")
-        if not url:
-            pytest.fail("CONDUIT_TEST_BACKEND=postgres needs TEST_DATABASE_URL")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory) -> str:
+    if request.config.getoption("postgres"):
+        url = os.environ["TEST_DATABASE_URL"]
         check_utf8(url)
         check_major(url)
         reset_postgres_schema(url)
@@ -188,6 +181,6 @@ def count_statements(app: Flask):
             with engine_events(app, "before_cursor_execute", record):
                 yield statements
         finally:
-            reads.remove_statement_listener(app, statements.append)
+            reads.pool(app).statement_listeners.remove(statements.append)
 
     return counting

@@ -118,7 +118,7 @@ def dispose_engines(app) -> None:
     from conduit import reads  # here: the deploy tool's tests never load the app
     from conduit.extensions import db
 
-    reads.dispose(app)  # with the connections uWSGI threads would keep
+    reads.pool(app).dispose()  # with the connections uWSGI threads would keep
     with app.app_context():
         db.engine.dispose()
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import upstream
-from tests.support import free_port
+from tests.support import ROOT, free_port
 
 BODY = b'{"info": {"name": "Conduit"}}\n'
 DIGEST = hashlib.sha256(BODY).hexdigest()
@@ -109,3 +113,28 @@ def test_every_pin_in_the_manifest_is_well_formed() -> None:
 def test_cli_reports_an_unknown_group_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert upstream.main(["fetch", "nonesuch"]) == 1
     assert capsys.readouterr().err.strip().startswith("upstream: unknown group 'nonesuch'")
+
+
+def run_without_the_spec(tmp_path: Path, ci: str) -> subprocess.CompletedProcess[str]:
+    """The fuzz tests (which need the pinned spec) beside others, with no copy of it."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q",
+         "tests/api/test_spec_fuzz.py", "tests/api/test_health.py"],
+        cwd=ROOT, env={**os.environ, "REALWORLD_DIR": str(tmp_path), "CI": ci},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_a_missing_input_skips_only_the_tests_that_need_it(tmp_path: Path) -> None:
+    result = run_without_the_spec(tmp_path, ci="")
+    assert result.returncode == 0, result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+ passed, 1 skipped in .*", last), last
+    assert f"REALWORLD_DIR={tmp_path} has no openapi.yml" in result.stdout
+
+
+def test_in_ci_a_missing_input_fails_the_tests_that_need_it(tmp_path: Path) -> None:
+    result = run_without_the_spec(tmp_path, ci="true")
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"1 failed, \d+ passed in .*", last), last
+    assert "(CI=true: nothing is skipped)" in result.stdout

@@ -116,14 +116,24 @@ def path(group: str, name: str) -> Path:
 
 
 def require(group: str, name: str) -> Path:
-    """For tests: the file, or a one-line test failure (not a traceback)."""
+    """For a test (or fixture) that needs the file: the file, or else that test alone
+    is skipped with a one-line reason; with CI=true it fails instead (no traceback).
+
+    Call it inside the test, never at import: at collection a missing input would stop
+    the whole tier.
+    """
     import pytest  # only tests call this; the CLI runs without pytest
+
+    from tests.support import in_ci
 
     try:
         return path(group, name)
     except UpstreamError as exc:
         message = str(exc)
-    pytest.fail(message, pytrace=False)
+    # Outside `except`, so the failure is one line without the chained traceback.
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: nothing is skipped)", pytrace=False)
+    pytest.skip(message)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,7 @@ class JsonFormatter(logging.Formatter):
 
     Written on the standard library and orjson (already a dependency) rather than
     taken from a JSON-logging package: it formats the access line of every request,
-    in about 60% of the time python-json-logger 4.2's orjson formatter takes.
+    in less time than python-json-logger's orjson formatter takes.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -106,8 +106,8 @@ class AccessLog:
 
     Written here rather than logged: it is the one record of every request, and
     logging's machinery for it (a LogRecord, the logger hierarchy, the handler's lock
-    and filters, which a handler of its own did not make cheaper) cost 0.04-0.05 ms
-    of CPU per request served by uWSGI, 7 % of a single article (bench/README.md).
+    and filters, which a handler of its own did not make cheaper) cost a measurable
+    share of every request served by uWSGI (bench/HISTORY.md, fourth round).
     The "conduit.access" logger still decides whether the line is written (LOG_LEVEL
     WARNING silences it); handlers attached to that logger do not receive it.
     """

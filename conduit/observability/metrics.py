@@ -125,7 +125,8 @@ class PoolInstrumentation:
     off while a connection is on its way back to the queue); the gauges are written
     when /metrics is scraped and, where several workers share the metric files, once
     a second by a thread of each worker. Writing them at every checkout and checkin
-    cost 50 µs a request (make bench), and a gauge is only ever read by a scrape.
+    cost more than that (bench/HISTORY.md, third round), and a gauge is only ever read
+    by a scrape.
     """
 
     def __init__(self, metrics: Metrics, engine: Engine, others: Sequence[Engine] = ()):

@@ -21,9 +21,9 @@ ADMIN_CREDENTIAL_TTL = "2h"
 
 @dataclass(frozen=True)
 class CloudSession:
+    """What a command holds while the credentials are exported (cloud_session)."""
+
     cluster_name: str
-    credentials_file: Path
-    kubeconfig: Path
 
 
 CREDENTIALS_FILE = "gcp-credentials.json"
@@ -67,7 +67,7 @@ def cloud_session(settings: Settings, runner: Runner) -> Iterator[CloudSession]:
         if feature_flags:
             runner.export("KOPS_FEATURE_FLAGS", feature_flags)
         runner.export("KUBECONFIG", str(kubeconfig), planned=f'"{PLAN_FOLDER}/{KUBECONFIG_FILE}"')
-        yield CloudSession(settings.require(config.K8S_CLUSTER_NAME), credentials, kubeconfig)
+        yield CloudSession(settings.require(config.K8S_CLUSTER_NAME))
 
 
 def export_kubeconfig(session: CloudSession, runner: Runner) -> None:

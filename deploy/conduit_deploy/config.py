@@ -314,10 +314,8 @@ class Variable(Generic[T]):
         return None
 
     def describe(self) -> str:
-        others = [*self.alternatives, *([self.fallback] if self.fallback else [])]
-        if not others:
-            return self.name
-        return f"{self.name} (or {' or '.join(others)})"
+        # An old name is accepted silently; the variable table alone names it.
+        return f"{self.name} (or {self.fallback})" if self.fallback else self.name
 
     def applies_to(self, command: str) -> bool:
         return command in self.needed_by or command in self.read_by

@@ -137,7 +137,7 @@ def test_a_sqlite_file_that_cannot_be_opened_is_named(tmp_path):
 @pytest.mark.postgres
 def test_a_wrong_password_is_named_without_the_password(tmp_path, database_url):
     if not database_url.startswith("postgresql"):
-        pytest.skip("a server that checks passwords: run with flask test --postgres")
+        pytest.skip("a server that checks passwords: run with pytest --postgres")
     wrong = make_url(database_url).set(password=PASSWORD).render_as_string(hide_password=False)
     result = run(
         [str(VENV / "bin" / "flask"), "db", "upgrade"], environment(tmp_path, DATABASE_URL=wrong)

@@ -14,7 +14,7 @@ from tests.support import terminate_other_backends
 @pytest.fixture
 def postgres_app(app, database_url):
     if not database_url.startswith("postgresql"):
-        pytest.skip("connections closed by PostgreSQL: run with flask test --postgres")
+        pytest.skip("connections closed by PostgreSQL: run with pytest --postgres")
     return app
 
 

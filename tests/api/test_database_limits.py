@@ -75,7 +75,7 @@ def test_invalid_limits_are_named(tmp_path, value):
 def locked_article(database_url, register, create_article):
     """An article whose row another session holds locked (SELECT ... FOR UPDATE)."""
     if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's limits: run with flask test --postgres")
+        pytest.skip("PostgreSQL's limits: run with pytest --postgres")
     slug = create_article(register("alice"), title="Locked")["slug"]
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     connection = engine.connect()

@@ -177,7 +177,7 @@ def test_concurrent_favorites_of_one_article_each_count(
     app, database_url, register, create_article
 ):
     if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite runs one writer at a time: run with flask test --postgres")
+        pytest.skip("SQLite runs one writer at a time: run with pytest --postgres")
     author = register("author")
     register("first")
     register("second")
@@ -210,7 +210,7 @@ def test_truncating_favorites_resets_the_counts(
     app, database_url, client, register, create_article
 ):
     if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite has no TRUNCATE: run with flask test --postgres")
+        pytest.skip("SQLite has no TRUNCATE: run with pytest --postgres")
     author = register("author")
     slug = create_article(author, title="liked")["slug"]
     client.post(f"/api/articles/{slug}/favorite", headers=author.headers)

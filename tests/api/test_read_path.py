@@ -47,13 +47,13 @@ def statements_by_path(app):
         with engine_events(app, "before_cursor_execute", on_session):
             yield seen
     finally:
-        reads.remove_statement_listener(app, seen["reads"].append)
+        reads.pool(app).statement_listeners.remove(seen["reads"].append)
 
 
 @pytest.fixture
 def postgres_app(app, database_url):
     if not database_url.startswith("postgresql"):
-        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+        pytest.skip("the read path is PostgreSQL's: run with pytest --postgres")
     return app
 
 
@@ -187,7 +187,7 @@ def test_an_error_on_the_read_path_is_sqlalchemys(postgres_app, article):
 @pytest.fixture
 def per_thread_app(database_url, article):
     if not database_url.startswith("postgresql"):
-        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+        pytest.skip("the read path is PostgreSQL's: run with pytest --postgres")
     app = create_app(env=app_env(database_url, DB_READ_CONNECTION_PER_THREAD="1"))
     yield app
     dispose_engines(app)
@@ -205,7 +205,7 @@ def backend_of_reads(app, path="/api/articles") -> int:
     try:
         assert app.test_client().get(path).status_code == 200
     finally:
-        reads.remove_statement_listener(app, listener)
+        reads.pool(app).statement_listeners.remove(listener)
     assert len(set(pids)) == 1
     return pids[0]
 
@@ -220,7 +220,7 @@ def test_a_thread_keeps_its_read_connection_between_requests(per_thread_app):
 @pytest.mark.postgres
 def test_without_per_thread_each_request_gives_its_connection_back(app, database_url, article):
     if not database_url.startswith("postgresql"):
-        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+        pytest.skip("the read path is PostgreSQL's: run with pytest --postgres")
     assert app.test_client().get("/api/articles").status_code == 200
     pool = reads.engines(app)[1].pool
     assert (pool.checkedout(), pool.checkedin()) == (0, 1)
@@ -247,7 +247,7 @@ def test_a_kept_connection_the_server_closed_is_replaced(per_thread_app, databas
 @pytest.mark.postgres
 def test_a_kept_connection_is_replaced_at_the_recycle_age(database_url, article):
     if not database_url.startswith("postgresql"):
-        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+        pytest.skip("the read path is PostgreSQL's: run with pytest --postgres")
     app = create_app(
         env=app_env(database_url, DB_READ_CONNECTION_PER_THREAD="1", DB_POOL_RECYCLE="1")
     )
@@ -285,7 +285,7 @@ def backends(database_url: str) -> set[int]:
 @pytest.mark.postgres
 def test_disposing_the_app_closes_the_connections_threads_keep(database_url, article):
     if not database_url.startswith("postgresql"):
-        pytest.skip("the read path is PostgreSQL's: run with flask test --postgres")
+        pytest.skip("the read path is PostgreSQL's: run with pytest --postgres")
     app = create_app(env=app_env(database_url, DB_READ_CONNECTION_PER_THREAD="1"))
     kept = backend_of_reads(app)
     assert kept in backends(database_url)  # still open after its request

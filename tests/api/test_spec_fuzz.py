@@ -16,9 +16,21 @@ from hypothesis import HealthCheck, settings
 
 from tests import upstream
 
-SPEC = upstream.require("realworld", "openapi.yml")
 
-schema = schemathesis.openapi.from_path(SPEC)
+def parametrize_from_spec(test):
+    """The test once per operation of the pinned spec. Without the spec (no download, no
+    local copy) a stand-in of the same name skips, or fails under CI=true, in one line:
+    failing here, at collection, would stop every test of the tier."""
+    try:
+        spec = upstream.path("realworld", "openapi.yml")
+    except upstream.UpstreamError:
+
+        def without_the_spec():
+            upstream.require("realworld", "openapi.yml")
+
+        without_the_spec.__name__ = test.__name__
+        return without_the_spec
+    return schemathesis.openapi.from_path(spec).parametrize()(test)
 
 
 @pytest.fixture
@@ -29,7 +41,7 @@ def fuzz_user(register, create_article):
     return user
 
 
-@schema.parametrize()
+@parametrize_from_spec
 @settings(
     max_examples=30,
     deadline=None,

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import ab, cpu, driver
+from bench import ab, cpu
+from bench.scenarios import Fixtures, scenarios
+from bench.server import REPO, server_env
 from bench.wrk import WrkResult
 from tests.support import ROOT, require_program, uwsgi_binary
 
@@ -32,8 +34,8 @@ def test_defaults_are_five_alternated_rounds_of_three_seconds_on_the_same_code()
     assert (args.rounds, args.duration, args.threads, args.connections) == (5, 3, 2, 16)
     a, b = ab.variants(args)
     assert (a.name, b.name) == ("A", "B")
-    assert a.code == b.code == driver.REPO
-    assert a.uwsgi_ini == b.uwsgi_ini == driver.REPO / "docker" / "uwsgi.ini"
+    assert a.code == b.code == REPO
+    assert a.uwsgi_ini == b.uwsgi_ini == REPO / "docker" / "uwsgi.ini"
     assert a.env == b.env == {}
 
 
@@ -53,7 +55,7 @@ def test_a_variant_takes_variables_a_configuration_and_another_checkout(tmp_path
     assert b.code == tmp_path.resolve()
     assert b.uwsgi_ini == tmp_path.resolve() / "docker" / "uwsgi.ini"  # its own, by default
     assert a.uwsgi_ini == ini.resolve()
-    assert a.code == driver.REPO
+    assert a.code == REPO
 
 
 @pytest.mark.parametrize(
@@ -83,8 +85,8 @@ def test_bad_input_gets_one_line_and_status_2(argv, message, capsys):
 
 
 def test_every_scenario_of_the_apis_server_can_be_named():
-    fixtures = driver.Fixtures("a@example.com", 3, "tag", "slug", 2)
-    api = [s.name for s in driver.scenarios(fixtures) if s.server == "api"]
+    fixtures = Fixtures("a@example.com", 3, "tag", "slug", 2)
+    api = [s.name for s in scenarios(fixtures) if s.server == "api"]
     assert api == ab.SCENARIOS
     for name in api:
         assert ab.parse_args([name]).target == name
@@ -233,7 +235,7 @@ def test_two_servers_alternate_on_one_database(tmp_path, capsys):
     subprocess.run(
         [sys.executable, "-m", "flask", "db", "upgrade"],
         cwd=ROOT,
-        env=driver.server_env(database, 0, tmp_path),
+        env=server_env(database, 0, tmp_path),
         check=True,
         capture_output=True,
         timeout=120,

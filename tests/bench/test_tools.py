@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from bench import BenchError, cpu, driver, pyspy
+from bench.server import Server, deployment_settings, image_settings, server_env
 
 
 def test_proc_stat_fields_are_read_after_the_command_name():
@@ -60,7 +61,7 @@ def test_the_workers_are_the_masters_children_but_its_router(monkeypatch, tmp_pa
     # found in the process tree, the router by the pid uWSGI logged when it spawned it.
     log = tmp_path / "uwsgi.log"
     log.write_text(UWSGI_LOG)
-    server = driver.Server(Path("uwsgi"), Path("uwsgi.ini"), {}, 8000, log)
+    server = Server(Path("uwsgi"), Path("uwsgi.ini"), {}, 8000, log)
     server.process = SimpleNamespace(pid=100)
     monkeypatch.setattr(cpu, "children", lambda pid: {100: [102, 103, 104]}[pid])
     assert server.workers() == [102, 104]  # a worker respawned since is found too
@@ -118,12 +119,12 @@ def test_a_server_without_workers_cannot_be_profiled(tmp_path):
 
 
 def test_the_server_gets_the_deployments_settings_and_the_callers_overrides(monkeypatch, tmp_path):
-    settings = driver.deployment_settings()
+    settings = deployment_settings()
     assert settings["CONDUIT_ENV"] == "production"
     monkeypatch.setenv("TAGS_CACHE_SECONDS", "7")
     monkeypatch.setenv("CONDUIT_ENV", "development")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    env = driver.server_env("postgresql+psycopg://u:p@127.0.0.1/db", 9999, tmp_path)
+    env = server_env("postgresql+psycopg://u:p@127.0.0.1/db", 9999, tmp_path)
     assert env["TAGS_CACHE_SECONDS"] == "7"
     assert env["CONDUIT_ENV"] == "production"  # whatever the caller's shell says
     assert env["PORT"] == "9999"
@@ -137,10 +138,10 @@ def test_the_server_gets_the_deployments_settings_and_the_callers_overrides(monk
 
 def test_the_server_gets_the_images_interpreter_settings(monkeypatch, tmp_path):
     monkeypatch.delenv("PYTHONOPTIMIZE", raising=False)
-    env = driver.server_env("postgresql+psycopg://u:p@127.0.0.1/db", 9999, tmp_path)
-    assert env["PYTHONOPTIMIZE"] == driver.image_settings()["PYTHONOPTIMIZE"]
+    env = server_env("postgresql+psycopg://u:p@127.0.0.1/db", 9999, tmp_path)
+    assert env["PYTHONOPTIMIZE"] == image_settings()["PYTHONOPTIMIZE"]
     monkeypatch.setenv("PYTHONOPTIMIZE", "0")  # the caller's override wins
-    env = driver.server_env("postgresql+psycopg://u:p@127.0.0.1/db", 9999, tmp_path)
+    env = server_env("postgresql+psycopg://u:p@127.0.0.1/db", 9999, tmp_path)
     assert env["PYTHONOPTIMIZE"] == "0"
 
 
@@ -155,19 +156,19 @@ def test_only_the_final_stages_interpreter_settings_are_taken(tmp_path):
         "    PYTHONOPTIMIZE=2 \\\n"
         "    CONDUIT_ENV=production\n"
     )
-    assert driver.image_settings(dockerfile) == {"PYTHONOPTIMIZE": "2"}
+    assert image_settings(dockerfile) == {"PYTHONOPTIMIZE": "2"}
 
 
 def test_an_unreadable_dockerfile_stops_the_run(tmp_path):
     with pytest.raises(BenchError, match="cannot read the image's settings"):
-        driver.image_settings(tmp_path / "missing")
+        image_settings(tmp_path / "missing")
 
 
 def test_unreadable_production_settings_stop_the_run(tmp_path):
     broken = tmp_path / "kustomization.yaml"
     broken.write_text("configMapGenerator: []\n")
     with pytest.raises(BenchError, match="cannot read the production settings"):
-        driver.deployment_settings(broken)
+        deployment_settings(broken)
 
 
 @pytest.mark.parametrize("args", [["--duration", "0"], ["--connections", "0"], ["--warm-up", "-1"]])

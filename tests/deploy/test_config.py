@@ -32,7 +32,7 @@ def test_every_missing_variable_is_named_in_one_message():
     assert caught.value.missing == (
         "DB_PASSWORD",
         "CONDUIT_SECRET",
-        "K8S_CLUSTER_NAME (or K8S_CLUSTER_NAEM)",
+        "K8S_CLUSTER_NAME",
     )
     assert message.startswith("`deploy dev` cannot start; CI variables not set: DB_PASSWORD, ")
     assert "\n" not in message
@@ -60,7 +60,7 @@ def test_nothing_set_names_all_deploy_variables():
         "DB_USER",
         "DB_PASSWORD",
         "CONDUIT_SECRET",
-        "K8S_CLUSTER_NAME (or K8S_CLUSTER_NAEM)",
+        "K8S_CLUSTER_NAME",
         "KOPS_STATE_STORE",
         "GCP_CREDENTIAL_FILE",
         # deploy checks the registry in its preflight and renders the image pull Secret
@@ -71,6 +71,25 @@ def test_nothing_set_names_all_deploy_variables():
         "GCP_PROJECT (or GCP_CREDENTIAL_FILE)",
         "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER)",
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("K8S_CLUSTER_NAME", "Conduit_Prod", "DNS name"),
+        ("KOPS_STATE_STORE", "s3://bucket", "gs://"),
+        ("GCP_PROJECT", "x", "GCP project"),
+        ("DB_USER", "conduit; drop", "role name"),
+        ("DB_PASSWORD", "short", "at least 16"),
+        ("CONDUIT_SECRET", "too-short-for-the-app", "at least 32"),
+    ],
+)
+def test_an_unusable_value_is_refused_by_its_variable_s_rule(name, value, message):
+    # What render then trusts (conduit_deploy/render.py checks only what it composes).
+    with pytest.raises(VariableErrors) as caught:
+        load(ci_environ(**{name: value}))
+    assert [line for line in caught.value.invalid if line.startswith(name)], caught.value
+    assert message in str(caught.value)
 
 
 def test_the_seeds_misspelled_cluster_variable_is_accepted():

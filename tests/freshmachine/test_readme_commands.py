@@ -30,7 +30,7 @@ def tiers_skipped_here() -> set[str]:
     return {"postgres"} | {name for name, tier in sessions.items() if NO_DOCKER[0] not in tier.tags}
 
 
-# A guard against a hung run, not a speed goal (measured: see tests/README.md).
+# A guard against a hung run, not a speed goal (measured: docs/decisions/0002-ci-time-budget.md).
 MAKE_TEST_TIMEOUT_SECONDS = 2400
 
 
@@ -54,7 +54,7 @@ def test_make_run_says_what_it_does_and_installs_only_the_runtime(machine: Machi
 
 
 def test_postman_suite_passes_against_make_run(served: Served, tmp_path):
-    collection = upstream.path("realworld", "Conduit.postman_collection.json")
+    collection = upstream.require("realworld", "Conduit.postman_collection.json")
     report = tmp_path / "newman.json"
     user = f"u{time.time_ns()}"
     result = subprocess.run(

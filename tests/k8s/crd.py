@@ -68,7 +68,7 @@ def schema_for(api_version: str, kind: str) -> dict | None:
     pinned = CRDS.get((group, kind))
     if pinned is None:
         return None
-    crd = yaml.safe_load(upstream.path(*pinned).read_text())
+    crd = yaml.safe_load(upstream.require(*pinned).read_text())
     for served in crd["spec"]["versions"]:
         if served["name"] == version and served.get("served", False):
             return _closed(copy.deepcopy(served["schema"]["openAPIV3Schema"]))

@@ -162,10 +162,6 @@ NEGATIVE_CASES: dict[str, tuple[str, Callable[[KopsSpec], None], str]] = {
         "dev", _set("iam.legacy", True),
         "spec.iam.legacy: Forbidden: legacy IAM permissions are no longer supported",
     ),
-    "GCE has no networkCIDR": (
-        "dev", _set("networkCIDR", "10.0.0.0/16"),
-        "spec.networking.networkCIDR: Forbidden: gce doesn't support networkCIDR",
-    ),
     "nonMasqueradeCIDR parses and is IPv4 or ::/0": (
         "dev", _set("nonMasqueradeCIDR", "10.0.0.1/8"),
         'spec.networking.nonMasqueradeCIDR: Invalid value: "10.0.0.1/8": Network contains bits '
@@ -192,11 +188,6 @@ NEGATIVE_CASES: dict[str, tuple[str, Callable[[KopsSpec], None], str]] = {
     "GCE subnets have one region": (
         "dev", _second_subnet(name="us", region="us-central1", cidr="10.0.64.0/19"),
         "spec.networking.subnets[1].region: Forbidden: clusters cannot span regions",
-    ),
-    "GCE subnets have no zone": (
-        "dev", _subnet(zone="europe-west1-b"),
-        'spec.networking.subnets[0].zone: Invalid value: "europe-west1-b": zones should not be '
-        "specified for GCE subnets, as GCE subnets are regional",
     ),
     "subnet type is supported": (
         "dev", _subnet(type="Regional"),

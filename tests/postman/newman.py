@@ -12,8 +12,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests import upstream
 from tests.support import require_program
 
@@ -31,12 +29,8 @@ def newman_binary() -> str:
 
 
 def collection() -> Path:
-    """The pinned Conduit.postman_collection.json (a clear failure if it cannot be had)."""
-    try:
-        return upstream.path("realworld", "Conduit.postman_collection.json")
-    except upstream.UpstreamError as exc:
-        problem = str(exc)
-    pytest.fail(problem, pytrace=False)  # outside `except`: one line, no chained traceback
+    """The pinned Conduit.postman_collection.json (upstream.require: skipped without it)."""
+    return upstream.require("realworld", "Conduit.postman_collection.json")
 
 
 @dataclass(frozen=True)
