@@ -288,3 +288,13 @@ def drill(session: nox.Session) -> None:
         *pytest_args(session),
         env={"BARMAN_VENV": str(venv)},
     )
+
+
+@nox.session(python=False, tags=NO_DOCKER)
+def security(session: nox.Session) -> None:
+    """The security scanners and the policy gate (security/): the real tree passes; a
+    planted secret, a pinned package with an advisory (a local OSV service) and an image
+    report with a vulnerable package each fail."""
+    start(session)
+    require(session, program("bandit", "`make test` installs it into .venv", where=BIN))
+    run(session, str(BIN / "python"), "-m", "pytest", "tests/security", *pytest_args(session))

@@ -27,13 +27,14 @@ from tests.support import app_env, dispose_engines, engine_events
 
 BACKEND = os.environ.get("CONDUIT_TEST_BACKEND", "sqlite")
 # Tiers that take a whole machine (Docker, a container per run; PostgreSQL servers of
-# their own) or programs of their own (uWSGI, newman) run only when named on the
+# their own) or programs of their own (uWSGI, newman, the scanners) run only when named on the
 # command line, as noxfile.py does; `pytest tests` leaves them out.
 WHOLE_MACHINE_TIERS = {
     Path(__file__).parent / "freshmachine",
     Path(__file__).parent / "image" / "test_image.py",
     Path(__file__).parent / "postman",
     Path(__file__).parent / "drill",
+    Path(__file__).parent / "security",
 }
 
 
