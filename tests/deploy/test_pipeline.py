@@ -29,7 +29,7 @@ GITLAB_CI_LOCAL = ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
 GLOBAL_KEYWORDS = {"default", "include", "stages", "variables", "workflow", "spec"}
 WORKFLOW_PROBE = "workflow-probe"
 
-ALWAYS = {"test": "on_success", "lint": "on_success"}
+ALWAYS = {"test": "on_success", "lint": "on_success", "security": "on_success"}
 SCENARIOS = {
     # name: (variables GitLab sets, expected {job: when}; None = no pipeline)
     "push to the default branch": (
@@ -326,7 +326,7 @@ def test_pack_jobs(jobs):
     assert jobs["pack"]["script"] == ["conduit-deploy pack"]
     assert jobs["pack:check"]["script"] == ["conduit-deploy pack --no-push"]
     for name in ("pack", "pack:check"):
-        assert [need["job"] for need in jobs[name]["needs"]] == ["test"]
+        assert [need["job"] for need in jobs[name]["needs"]] == ["test", "security"]
 
 
 def test_test_job_runs_the_tiers_with_reports(jobs):
