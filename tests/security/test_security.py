@@ -429,3 +429,34 @@ def test_a_report_in_another_shape_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "not in the expected shape" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- SBOM ------------------------------------------------------------------------------
+
+
+def test_the_python_sbom_names_every_locked_pin(tmp_path):
+    made = tool(
+        "cyclonedx-py",
+        "requirements",
+        "--pyproject",
+        "pyproject.toml",
+        "--of",
+        "JSON",
+        "-o",
+        str(tmp_path / "sbom.json"),
+        "requirements.lock",
+    )
+    assert made.returncode == 0, made.stderr
+    sbom = json.loads((tmp_path / "sbom.json").read_text())
+    assert sbom["bomFormat"] == "CycloneDX"
+    assert sbom["metadata"]["component"]["name"] == "conduit"
+    listed = {component["purl"] for component in sbom["components"]}
+    pins = [
+        line.split()[0]
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    ]
+    assert pins
+    for pin in pins:
+        name, version = pin.split("==")
+        assert f"pkg:pypi/{name.lower()}@{version}" in listed, pin
