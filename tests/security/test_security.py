@@ -121,19 +121,24 @@ def repository_with_a_leak(tmp_path):
     return repo, git
 
 
-def test_a_planted_secret_in_the_tree_fails(repository_with_a_leak, tmp_path):
-    repo, _ = repository_with_a_leak
-    scanned = tool("detect-secrets", "scan", cwd=repo)
-    (tmp_path / "tree.json").write_text(scanned.stdout)
-    result = gate(
+def judge_secrets(tmp_path, scan: str) -> subprocess.CompletedProcess:
+    """The gate on a detect-secrets scan of the scratch repository (it has no baseline)."""
+    (tmp_path / "scan.json").write_text(scan)
+    return gate(
         "--reports",
         str(tmp_path),
         "secrets",
         "--detect-secrets",
-        str(tmp_path / "tree.json"),
+        str(tmp_path / "scan.json"),
         "--baseline",
-        str(repo / "none"),
+        str(tmp_path / "no-baseline"),
     )
+
+
+def test_a_planted_secret_in_the_tree_fails(repository_with_a_leak, tmp_path):
+    repo, _ = repository_with_a_leak
+    scanned = tool("detect-secrets", "scan", cwd=repo)
+    result = judge_secrets(tmp_path, scanned.stdout)
     assert result.returncode == 1
     assert "BLOCKS: AWS Access Key settings.py:1" in result.stdout
     report = json.loads((tmp_path / "gl-secret-detection-report.json").read_text())
@@ -155,16 +160,7 @@ def test_a_secret_deleted_later_is_still_found_in_the_history(repository_with_a_
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert history.returncode == 0, history.stderr
-    (tmp_path / "history.json").write_text(history.stdout)
-    result = gate(
-        "--reports",
-        str(tmp_path),
-        "secrets",
-        "--detect-secrets",
-        str(tmp_path / "history.json"),
-        "--baseline",
-        str(repo / "none"),
-    )
+    result = judge_secrets(tmp_path, history.stdout)
     assert result.returncode == 1
     first = subprocess.run(
         [*git, "rev-list", "--max-parents=0", "HEAD"], capture_output=True, text=True
