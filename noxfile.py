@@ -50,7 +50,7 @@ MIN_NODE_MAJOR = 20
 NO_DOCKER = ["no-docker"]
 # The tiers .gitlab-ci.yml's test job runs (make test TIERS="..."): the no-docker tiers
 # but lint, which the lint job runs with ruff alone.
-GITLAB_TEST_JOB_TIERS = ["python", "postgres", "postman"]
+GITLAB_TEST_JOB_TIERS = ["python", "postgres", "postman", "security"]
 # The tests that tiers other than python run; the python tier runs tests/ without them.
 OWN_TESTS = {
     "postman": ["tests/postman"],
@@ -58,6 +58,7 @@ OWN_TESTS = {
     "rehearsal": ["ci/rehearsal"],
     "freshmachine": ["tests/freshmachine"],
     "drill": ["tests/drill"],
+    "security": ["tests/security"],
 }
 
 
@@ -365,3 +366,13 @@ def drill(session: nox.Session) -> None:
     )
     venv = barman_virtualenv(session)
     pytest(session, *OWN_TESTS["drill"], env={"BARMAN_VENV": str(venv)})
+
+
+@nox.session(python=False, tags=NO_DOCKER)
+def security(session: nox.Session) -> None:
+    """The security scanners and the policy gate (security/): the real tree passes; a
+    planted secret, a pinned package with an advisory (a local OSV service) and an image
+    report with a vulnerable package each fail."""
+    start(session)
+    require(session, program("bandit", "`make test` installs it into .venv", where=BIN))
+    pytest(session, *OWN_TESTS["security"])

@@ -30,7 +30,7 @@ GITLAB_CI_LOCAL = ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
 GLOBAL_KEYWORDS = {"default", "include", "stages", "variables", "workflow", "spec"}
 WORKFLOW_PROBE = "workflow-probe"
 
-ALWAYS = {"test": "on_success", "lint": "on_success"}
+ALWAYS = {"test": "on_success", "lint": "on_success", "security": "on_success"}
 SCENARIOS = {
     # name: (variables GitLab sets, expected {job: when}; None = no pipeline)
     "push to the default branch": (
@@ -329,7 +329,7 @@ def test_pack_jobs(jobs):
     assert jobs["pack"]["script"] == [f"conduit-deploy pack {proof}"]
     assert jobs["pack:check"]["script"] == [f"conduit-deploy pack --no-push {proof}"]
     for name in ("pack", "pack:check"):
-        assert [need["job"] for need in jobs[name]["needs"]] == ["test"]
+        assert [need["job"] for need in jobs[name]["needs"]] == ["test", "security"]
         # The image proves itself against the job's own PostgreSQL service.
         job = jobs[name]
         aliases = {service["alias"]: service["name"] for service in job["services"]}

@@ -125,7 +125,7 @@ def test_database_up_reports_the_last_connection_attempt(client, database_url):
     found = scrape(client)
     assert series(found, "conduit_database_up") == {}, "no value before any attempt"
     client.get("/api/tags")
-    # Labelled with the backend the suite runs on (CONDUIT_TEST_BACKEND): sqlite or postgresql.
+    # Labelled with the backend the suite runs on (SQLite, or PostgreSQL under --postgres).
     backend = make_url(database_url).get_backend_name()
     assert backend in {"sqlite", "postgresql"}
     assert series(scrape(client), "conduit_database_up") == {frozenset({("backend", backend)}): 1.0}
