@@ -59,6 +59,11 @@ CRDS = {
         "charts/gateway-helm/charts/crds/crds/generated/"
         "gateway.envoyproxy.io_clienttrafficpolicies.yaml",
     ),
+    ("gateway.envoyproxy.io", "BackendTrafficPolicy"): (
+        "envoy_gateway",
+        "charts/gateway-helm/charts/crds/crds/generated/"
+        "gateway.envoyproxy.io_backendtrafficpolicies.yaml",
+    ),
     ("cert-manager.io", "Issuer"): ("cert_manager", "deploy/crds/cert-manager.io_issuers.yaml"),
     ("cert-manager.io", "Certificate"): (
         "cert_manager",

@@ -24,7 +24,11 @@ testdata/out/xds-ir/http-route-rewrite-url-prefix*.yaml and http-route-redirect.
   trailing slash, or, for "" and "/", `regex_rewrite` `^<prefix>\\/*` -> `/`
   (route.go buildXdsURLRewriteAction); ReplaceFullPath is `regex_rewrite` `^/.*$`;
 * RequestRedirect is a `redirect` (scheme, host, port, status);
-* backendRefs are `weighted_clusters`, one cluster per backendRef.
+* backendRefs are `weighted_clusters`, one cluster per backendRef;
+* a BackendTrafficPolicy on an HTTPRoute: `requestBuffer.limit` is the buffer filter,
+  in the connection manager disabled and enabled per route with that limit
+  (request_buffer.go); `timeout.http.connectionIdleTimeout` is the cluster's upstream
+  idle_timeout (cluster.go buildTypedExtensionProtocolOptions).
 
 Anything else in the objects is refused (EnvoyConfError): the tests never run a route
 Envoy Gateway would translate differently. Envoy Gateway reads the certificate from the
@@ -72,6 +76,10 @@ HCM = (
 )
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 TLS_CONTEXT = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+BUFFER = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer"
+BUFFER_PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
+UPSTREAM_HTTP = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+BINARY_SUFFIXES = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
 TLS_INSPECTOR = (
     "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 )
@@ -158,6 +166,55 @@ def path_settings(objects: list[dict], gateway: dict) -> dict:
     return settings
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What a BackendTrafficPolicy sets for one HTTPRoute."""
+
+    buffer_bytes: int | None = None
+    idle_timeout: str | None = None
+
+
+def _quantity(value: str | int) -> int:
+    text = str(value)
+    for suffix, factor in BINARY_SUFFIXES.items():
+        if text.endswith(suffix):
+            return int(text.removesuffix(suffix)) * factor
+    if not text.isdigit():
+        raise EnvoyConfError(f"quantity {value!r} is not translated")
+    return int(text)
+
+
+def traffic_settings(objects: list[dict]) -> dict[str, Traffic]:
+    """HTTPRoute name -> its BackendTrafficPolicy settings."""
+    settings = {}
+    for policy in objects:
+        if policy.get("kind") != "BackendTrafficPolicy" or policy.get("apiVersion") != CTP_API:
+            continue
+        spec = policy["spec"]
+        unknown = set(spec) - {"targetRefs", "requestBuffer", "timeout"}
+        http_timeouts = set((spec.get("timeout") or {}).get("http") or {})
+        if (
+            unknown
+            or set(spec.get("timeout") or {}) - {"http"}
+            or http_timeouts - {"connectionIdleTimeout"}
+        ):
+            raise EnvoyConfError(f"BackendTrafficPolicy fields not translated: {sorted(spec)}")
+        limit = (spec.get("requestBuffer") or {}).get("limit")
+        traffic = Traffic(
+            buffer_bytes=_quantity(limit) if limit is not None else None,
+            idle_timeout=((spec.get("timeout") or {}).get("http") or {}).get(
+                "connectionIdleTimeout"
+            ),
+        )
+        for target in spec["targetRefs"]:
+            if target["kind"] != "HTTPRoute":
+                raise EnvoyConfError(
+                    f"BackendTrafficPolicy on a {target['kind']} is not translated"
+                )
+            settings[target["name"]] = traffic
+    return settings
+
+
 def _attached(route: dict, gateway: dict, listener: dict) -> bool:
     for parent in route["spec"].get("parentRefs") or []:
         if (
@@ -236,7 +293,12 @@ def _action(rule: dict, match: dict, clusters: dict[str, str]) -> dict:
     return {"route": route}
 
 
-def virtual_hosts(routes: list[dict], listener: dict, clusters: dict[str, str]) -> list[dict]:
+def virtual_hosts(
+    routes: list[dict],
+    listener: dict,
+    clusters: dict[str, str],
+    traffic: Mapping[str, Traffic],
+) -> list[dict]:
     by_host: dict[str, list[tuple[tuple[int, int], dict]]] = {}
     for route in routes:
         hostnames = route["spec"].get("hostnames") or [listener.get("hostname") or "*"]
@@ -252,6 +314,14 @@ def virtual_hosts(routes: list[dict], listener: dict, clusters: dict[str, str]) 
                         "match": envoy_match,
                         **_action(rule, match, clusters),
                     }
+                    limit = traffic.get(route["metadata"]["name"], Traffic()).buffer_bytes
+                    if limit is not None:
+                        entry["typed_per_filter_config"] = {
+                            "envoy.filters.http.buffer": {
+                                "@type": BUFFER_PER_ROUTE,
+                                "buffer": {"max_request_bytes": limit},
+                            }
+                        }
                     by_host.setdefault(host, []).append((precedence, entry))
     return [
         {
@@ -283,9 +353,31 @@ def bootstrap(
         raise EnvoyConfError("no HTTPRoute object")
     clusters = {name: f"backend/{name}" for name in upstreams}
     path = path_settings(objects, gateway)
+    traffic = traffic_settings(objects)
+    # The upstream idle timeout of the Services the policies' routes send to.
+    idle_timeouts = {
+        backend["name"]: traffic[route["metadata"]["name"]].idle_timeout
+        for route in routes
+        if traffic.get(route["metadata"]["name"], Traffic()).idle_timeout
+        for rule in route["spec"]["rules"]
+        for backend in rule.get("backendRefs") or []
+    }
     listeners = []
     for listener in gateway["spec"]["listeners"]:
         attached = [r for r in routes if _attached(r, gateway, listener)]
+        buffer_filters = [
+            {
+                # Off for the listener, on per route with the route's limit.
+                "name": "envoy.filters.http.buffer",
+                "typed_config": {
+                    "@type": BUFFER,
+                    "max_request_bytes": traffic[r["metadata"]["name"]].buffer_bytes,
+                },
+                "disabled": True,
+            }
+            for r in attached
+            if traffic.get(r["metadata"]["name"], Traffic()).buffer_bytes is not None
+        ][:1]
         manager = {
             "@type": HCM,
             "stat_prefix": f"{listener['protocol'].lower()}-{ports[listener['name']]}",
@@ -298,13 +390,14 @@ def bootstrap(
             "route_config": {
                 "name": listener["name"],
                 "ignore_port_in_host_matching": True,
-                "virtual_hosts": virtual_hosts(attached, listener, clusters),
+                "virtual_hosts": virtual_hosts(attached, listener, clusters, traffic),
             },
             "http_filters": [
+                *buffer_filters,
                 {
                     "name": "envoy.filters.http.router",
                     "typed_config": {"@type": ROUTER, "suppress_envoy_headers": True},
-                }
+                },
             ],
         }
         chain: dict = {
@@ -368,6 +461,21 @@ def bootstrap(
                     "type": "STATIC",
                     "connect_timeout": "10s",
                     "per_connection_buffer_limit_bytes": 32768,
+                    **(
+                        {
+                            "typed_extension_protocol_options": {
+                                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                                    "@type": UPSTREAM_HTTP,
+                                    "common_http_protocol_options": {
+                                        "idle_timeout": idle_timeouts[name]
+                                    },
+                                    "explicit_http_config": {"http_protocol_options": {}},
+                                }
+                            }
+                        }
+                        if name in idle_timeouts
+                        else {}
+                    ),
                     "load_assignment": {
                         "cluster_name": clusters[name],
                         "endpoints": [

@@ -1,7 +1,7 @@
 """The edge objects: valid for their pinned CRDs, and consistent with each other.
 
 Gateway API v1.6.1 (GatewayClass, Gateway, HTTPRoute), Envoy Gateway v1.9.0
-(ClientTrafficPolicy) and cert-manager v1.19.5 (Issuer, Certificate) schemas come from
+(ClientTrafficPolicy, BackendTrafficPolicy) and cert-manager v1.19.5 (Issuer, Certificate) schemas come from
 tests/upstream.toml through tests/k8s/crd.py; every rule used here has a negative case.
 What the schemas cannot say (the HTTPS listener, its certificate and the routes naming
 one host; the canary hook) is checked below.
@@ -16,7 +16,7 @@ import pytest
 from tests.k8s.crd import crd_errors
 from tests.k8s.support import K8S, SAMPLE_PROD_HOST, RenderedEnv, load_all
 
-EDGE_KINDS = ("Gateway", "HTTPRoute", "ClientTrafficPolicy")
+EDGE_KINDS = ("Gateway", "HTTPRoute", "ClientTrafficPolicy", "BackendTrafficPolicy")
 PROD_KINDS = ("Issuer", "Certificate")
 
 
@@ -88,6 +88,9 @@ NEGATIVE_CASES = [
         "Reject",
         "path.escapedSlashesAction",
     ),
+    # gateway.envoyproxy.io_backendtrafficpolicies.yaml, requestBuffer.limit: the
+    # pattern ^[1-9]+[0-9]*([EPTGMK]i|[EPTGMk])?$ (no zero, no fraction)
+    ("BackendTrafficPolicy", ["spec", "requestBuffer", "limit"], "0.5Mi", "requestBuffer.limit"),
 ]
 
 

@@ -239,6 +239,15 @@ def test_methods_and_bodies_pass_through(edge):
     assert "," not in echoed["forwarded_for"]
 
 
+def test_bodies_above_the_limit_are_refused_at_the_gateway(edge):
+    status, echoed, _ = edge.send(
+        "/flask/api/articles", method="POST", body=b"x" * (1024 * 1024 + 1)
+    )
+    assert (status, echoed) == (413, None)
+    status, echoed, _ = edge.send("/flask/api/articles", method="POST", body=b"x" * (1024 * 1024))
+    assert (status, echoed["body_bytes"]) == (200, 1024 * 1024)
+
+
 # --- prod: HTTPS on its host name ---------------------------------------------------
 
 
@@ -348,6 +357,18 @@ def test_translation_follows_envoy_gateway(backend):
     assert routes["/flask/api"]["weighted_clusters"] == {
         "clusters": [{"name": "backend/conduit", "weight": 100}]
     }
+    # The BackendTrafficPolicy: a 1 MiB buffer per route, a 60 s upstream idle timeout.
+    [buffer, router] = manager["http_filters"]
+    assert (buffer["name"], buffer["disabled"]) == ("envoy.filters.http.buffer", True)
+    assert router["name"] == "envoy.filters.http.router"
+    for route in host["routes"]:
+        per_route = route["typed_per_filter_config"]["envoy.filters.http.buffer"]
+        assert per_route["buffer"] == {"max_request_bytes": 1024 * 1024}
+    [cluster] = config["static_resources"]["clusters"]
+    options = cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    assert options["common_http_protocol_options"] == {"idle_timeout": "60s"}
 
 
 def test_a_replacement_of_slash_becomes_envoy_gateways_regex_rewrite():
@@ -404,6 +425,12 @@ def _route(objects):
                 timeout={"http": {"idleTimeout": "5s"}}
             ),
             "ClientTrafficPolicy fields not translated",
+        ),
+        (
+            lambda o: next(x for x in o if x["kind"] == "BackendTrafficPolicy")["spec"].update(
+                retry={"numRetries": 2}
+            ),
+            "BackendTrafficPolicy fields not translated",
         ),
         (
             lambda o: o.remove(_route(o)),

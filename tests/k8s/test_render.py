@@ -48,7 +48,7 @@ def test_each_stage_holds_its_objects(env):
     assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"} <= set(
         kinds["app"]
     )
-    edge = {"ClientTrafficPolicy", "Gateway", "HTTPRoute"}
+    edge = {"BackendTrafficPolicy", "ClientTrafficPolicy", "Gateway", "HTTPRoute"}
     assert set(kinds["ingress"]) == edge | (
         {"Certificate", "Issuer", "NetworkPolicy"} if env.environment == "prod" else set()
     )
