@@ -1,8 +1,9 @@
 """The edge objects: valid for their pinned CRDs, and consistent with each other.
 
 Gateway API v1.6.1 (GatewayClass, Gateway, HTTPRoute), Envoy Gateway v1.9.0
-(ClientTrafficPolicy, BackendTrafficPolicy) and cert-manager v1.19.5 (Issuer, Certificate) schemas come from
-tests/upstream.toml through tests/k8s/crd.py; every rule used here has a negative case.
+(ClientTrafficPolicy, BackendTrafficPolicy) and cert-manager v1.19.5 (Issuer,
+Certificate) schemas come from tests/upstream.toml through tests/k8s/crd.py; every rule
+used here has a negative case.
 What the schemas cannot say (the HTTPS listener, its certificate and the routes naming
 one host; the canary hook) is checked below.
 """

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import http.client
 import json
+import re
 import socket
 import ssl
 import threading
@@ -37,6 +38,7 @@ class EchoHandler(BaseHTTPRequestHandler):
                 "method": self.command,
                 "host": self.headers.get("Host"),
                 "forwarded_for": self.headers.get("X-Forwarded-For"),
+                "request_id": self.headers.get("X-Request-ID"),
                 "body_bytes": len(self.rfile.read(length)) if length else 0,
                 "server": self.server.server_address[1],
             }
@@ -120,11 +122,12 @@ class Client:
         *,
         listener: str | None = None,
         host: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict | None, http.client.HTTPResponse]:
         connection = self.connection(listener)
         try:
-            headers = {"Host": host or self.host} if (host or self.host) else {}
-            connection.request(method, path, body=body, headers=headers)
+            sent = {"Host": host or self.host} if (host or self.host) else {}
+            connection.request(method, path, body=body, headers={**sent, **(headers or {})})
             response = connection.getresponse()
             payload = response.read()
             is_json = response.getheader("Content-Type") == "application/json"
@@ -237,6 +240,12 @@ def test_methods_and_bodies_pass_through(edge):
     # balancer's address as the node sees it).
     assert echoed["forwarded_for"]
     assert "," not in echoed["forwarded_for"]
+
+
+def test_every_request_reaches_the_app_with_a_fresh_request_id(edge):
+    """The app logs it (k8s/monitoring/README.md); a client's own is not trusted."""
+    _, echoed, _ = edge.send("/flask/api/tags", headers={"X-Request-ID": "client-made"})
+    assert re.fullmatch(r"[0-9a-f-]{36}", echoed["request_id"]), echoed["request_id"]
 
 
 def test_bodies_above_the_limit_are_refused_at_the_gateway(edge):
