@@ -610,7 +610,8 @@ def test_no_certificate_in_time_fails_before_the_smoke_test(
 ):
     fake_render.public_host = HOST
     cluster.certificate_ready = False
-    code, _, err = run_deploy("prod", environ=tag_environ("v1.2.3"))
+    code, _, err = run_deploy("prod", "--certificate-timeout", "900", environ=tag_environ("v1.2.3"))
+    assert (*CERTIFICATE_READY[:-1], "--timeout=900s") in recorder.commands
     assert code == 1
     assert smoke.urls == []
     assert f"no certificate for {HOST}" in err
