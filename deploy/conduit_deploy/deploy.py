@@ -80,16 +80,21 @@ def apply_command(source: Path | str, *, take_over: bool = False) -> list[str]:
     ]
 
 
-def cluster_ready_command(cluster: str, namespace: str, timeout: float) -> list[str]:
+def ready_command(resource: str, namespace: str, timeout: float) -> list[str]:
+    """`kubectl wait` until the resource (kind.group/name) reports condition Ready."""
     return [
         "kubectl",
         "wait",
         "--for=condition=Ready",
-        f"cluster.postgresql.cnpg.io/{cluster}",
+        resource,
         "--namespace",
         namespace,
         f"--timeout={timeout:g}s",
     ]
+
+
+def cluster_ready_command(cluster: str, namespace: str, timeout: float) -> list[str]:
+    return ready_command(f"cluster.postgresql.cnpg.io/{cluster}", namespace, timeout)
 
 
 def rollout_status_command(kind: str, name: str, namespace: str, timeout: float) -> list[str]:
@@ -149,15 +154,7 @@ def gateway_address_command(gateway: str, namespace: str) -> list[str]:
 
 
 def certificate_ready_command(certificate: str, namespace: str, timeout: float) -> list[str]:
-    return [
-        "kubectl",
-        "wait",
-        "--for=condition=Ready",
-        f"certificate.cert-manager.io/{certificate}",
-        "--namespace",
-        namespace,
-        f"--timeout={timeout:g}s",
-    ]
+    return ready_command(f"certificate.cert-manager.io/{certificate}", namespace, timeout)
 
 
 def delete_command(kind: str, name: str, namespace: str | None, timeout: float) -> list[str]:
