@@ -303,7 +303,7 @@ def server(serve_image: Callable[..., Server], docker: Docker) -> Iterator[Serve
 
 
 @pytest.fixture(scope="session")
-def ingress(server: Server, workdir: Path) -> Iterator[str]:
+def gateway(server: Server, workdir: Path) -> Iterator[str]:
     """Envoy in front of the server container, routed like the Gateway; its base URL."""
     with envoy_conf.serve(ROOT / "k8s" / "base", server.upstream, workdir / "envoy") as edge:
         yield edge.http
