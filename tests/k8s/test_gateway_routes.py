@@ -343,6 +343,34 @@ def test_acme_challenges_are_answered_over_http_despite_the_redirect(
         solver_server.server_close()
 
 
+def test_a_canary_backend_added_to_every_rule_takes_the_traffic_its_weight_gives(
+    rendered_envs, backend, tmp_path
+):
+    """The canary hook (k8s/README.md): the same weighted list in every rule. Weight 0
+    for the stable Service sends every request, of every rule, to the canary."""
+    objects = copy.deepcopy(edge_objects("dev", rendered_envs))
+    route = next(o for o in objects if o["kind"] == "HTTPRoute")
+    for rule in route["spec"]["rules"]:
+        rule["backendRefs"] = [
+            {"name": "conduit", "port": 80, "weight": 0},
+            {"name": "conduit-canary", "port": 80, "weight": 100},
+        ]
+    canary = echo_server()
+    try:
+        upstreams = {
+            "conduit": f"127.0.0.1:{backend}",
+            "conduit-canary": f"127.0.0.1:{canary.server_address[1]}",
+        }
+        with envoy_conf.serve(objects, upstreams, tmp_path) as running:
+            client = Client(running)
+            for path in ["/flask/api/tags", "/flask/healthz", "/flask/readyz"] * 5:
+                status, echoed, _ = client.send(path)
+                assert (status, echoed["server"]) == (200, canary.server_address[1])
+    finally:
+        canary.shutdown()
+        canary.server_close()
+
+
 # --- the translation itself ---------------------------------------------------------
 
 
