@@ -80,12 +80,19 @@ DEPLOY_VARIABLES = {
     "DB_PASSWORD": "rehearsal-password-0123456789",
     "CONDUIT_SECRET": "rehearsal-secret-0123456789abcdef0123456789abcdef",
     "KOPS_STATE_STORE": "gs://rehearsal-kops-state",
-    "GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
+    "GCP_CREDENTIAL_FILE": (
+        '{"type": "service_account", "project_id": "rehearsal", '
+        '"client_email": "deployer@rehearsal.iam.gserviceaccount.com"}'
+    ),
     "CONDUIT_IMAGE_REPOSITORY": "registry.example.com/rehearsal/conduit",
     "DOCKER_REGISTRY_USER": "rehearsal",
     "DOCKER_REGISTRY_PASSWORD": "cmVoZWFyc2FsLXRva2Vu",  # base64 of "rehearsal-token"
     "BACKUP_BUCKET": "rehearsal-backups",
-    "BACKUP_GCP_CREDENTIAL_FILE": '{"type": "service_account", "project_id": "rehearsal"}',
+    # Another service account than the CI's: the deploy tool refuses the CI's own key.
+    "BACKUP_GCP_CREDENTIAL_FILE": (
+        '{"type": "service_account", "project_id": "rehearsal", '
+        '"client_email": "backup-dev@rehearsal.iam.gserviceaccount.com"}'
+    ),
 }
 PROJECT_VARIABLES = {
     "default_branch": {**DEPLOY_VARIABLES, "K8S_CLUSTER_NAME": "dev.conduit.k8s.local"},

@@ -216,17 +216,19 @@ def cmd_smoke(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_install_tools(args: argparse.Namespace, ctx: Context) -> int:
     settings = config.load_settings(ctx.environ, config.INSTALL_TOOLS)
+    runner = ctx.runner(args)
     tools.install_kops(
         args.dest,
-        ctx.runner(args),
+        runner,
         version=args.kops_version,
         sha256=args.kops_sha256 or settings.get(config.KOPS_SHA256),
     )
+    tools.install_helm(args.dest, runner)
     return 0
 
 
 def cmd_variables(args: argparse.Namespace, ctx: Context) -> int:
-    sys.stdout.write(config.markdown_table())
+    sys.stdout.write(config.settings_table() if args.settings else config.markdown_table())
     return 0
 
 
@@ -314,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     preflight = commands.add_parser(
         "preflight",
-        help="check ENV's GCP key, project, APIs, state bucket, IAM permissions, registry "
-        "credentials and cluster name; creates nothing",
+        help="check ENV's cluster name, GCP key, project, APIs, state bucket, IAM "
+        "permissions, backup key and bucket, and registry credentials; creates nothing",
     )
     preflight.add_argument("environment", metavar="ENV", help=" or ".join(ENVIRONMENTS))
     preflight.set_defaults(handler=cmd_preflight)
@@ -419,7 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.set_defaults(handler=cmd_smoke)
 
     install = commands.add_parser(
-        "install-tools", parents=[dry_run], help="install the pinned kops, checked by SHA-256"
+        "install-tools",
+        parents=[dry_run],
+        help="install the pinned kops and Helm, checked by SHA-256",
     )
     install.add_argument(
         "--dest", type=Path, default=Path("/usr/local/bin"), help="folder (default: %(default)s)"
@@ -434,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     variables = commands.add_parser(
         "variables", help="print the CI variables table (Markdown, as in deploy/README.md)"
+    )
+    variables.add_argument(
+        "--settings",
+        action="store_true",
+        help="only how to add each one in GitLab: type, scope, protect, mask",
     )
     variables.set_defaults(handler=cmd_variables)
     return parser

@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import enum
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -50,6 +51,10 @@ RENDERING = (RENDER, CLUSTER, DEPLOY, RESTORE)
 # install-tools; preflight checks what they will need there.
 CLOUD = (CLUSTER, DEPLOY, RESTORE, PREFLIGHT)
 
+# How the docs and messages tell to base64-encode a value: GNU `base64 -w0` does not exist
+# on macOS, while every base64 wraps lines that tr removes.
+BASE64_COMMAND = "printf %s \"{value}\" | base64 | tr -d '\\n'"
+
 # conduit/settings.py refuses a shorter CONDUIT_SECRET in production: fail here first.
 MIN_CONDUIT_SECRET_LENGTH = 32
 MIN_DB_PASSWORD_LENGTH = 16
@@ -62,9 +67,17 @@ _DNS_NAME = re.compile(
 _GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-# Cloud Storage bucket names without dots: 3-63 lower-case letters, digits, '-' and '_',
-# starting and ending with a letter or digit.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
+# Cloud Storage's bucket naming rules (cloud.google.com/storage/docs/buckets#naming, read
+# 2026-12-05): lower-case letters, digits, '-', '_' and '.'; a letter or digit first and
+# last; 3-63 characters, or up to 222 with dots, each dot-separated part at most 63; not
+# an IP address in dotted-decimal notation; not beginning with "goog"; not containing
+# "google" or a close misspelling such as "g00gle".
+_BUCKET_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+_BUCKET_ENDS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_BUCKET_MAX = 63
+_DOTTED_BUCKET_MAX = 222
+_GOOGLE_LOOKALIKE = re.compile(r"g[o0][o0]g[l1]e")
+GCS_SCHEME = "gs://"
 
 
 class Scope(enum.Enum):
@@ -75,15 +88,25 @@ class Scope(enum.Enum):
     ALL = "all (*)"
 
 
+class Kind(enum.Enum):
+    """The GitLab variable type to choose: a File variable reaches the job as a path."""
+
+    VARIABLE = "Variable"
+    FILE = "File"
+
+
 @dataclass(frozen=True)
 class GcpKey:
-    """A service-account key: its JSON text (secret) and the project it belongs to."""
+    """A service-account key: its JSON text (secret), the project it belongs to, and
+    what tells two keys apart (the service account and the key's id)."""
 
     text: str
     project_id: str | None
+    client_email: str | None = None
+    private_key_id: str | None = None
 
     def __repr__(self) -> str:
-        return f"GcpKey(project_id={self.project_id!r})"
+        return f"GcpKey(project_id={self.project_id!r}, client_email={self.client_email!r})"
 
 
 # --- parsers: each returns the value or raises ValueError with what is wrong ----------
@@ -100,10 +123,51 @@ def dns_name(value: str) -> str:
     return value
 
 
+def bucket_name_problem(name: str) -> str | None:
+    """Which of Cloud Storage's naming rules `name` breaks (the first), or None."""
+    wrong = sorted(set(name) - _BUCKET_CHARACTERS)
+    if wrong:
+        shown = " ".join(repr(c) for c in wrong)
+        return f"may hold only lower-case letters, digits, '-', '_' and '.', not {shown}"
+    if not name or name[0] not in _BUCKET_ENDS or name[-1] not in _BUCKET_ENDS:
+        return "must start and end with a lower-case letter or a digit"
+    parts = name.split(".")
+    if len(parts) > 1:
+        if len(name) > _DOTTED_BUCKET_MAX:
+            return f"has {len(name)} characters; a name with dots may have at most 222"
+        if "" in parts:
+            return "has an empty part between two dots"
+        longest = max(parts, key=len)
+        if len(longest) > _BUCKET_MAX:
+            return f"has a dot-separated part of {len(longest)} characters; at most 63"
+    if not 3 <= len(name) <= (_DOTTED_BUCKET_MAX if len(parts) > 1 else _BUCKET_MAX):
+        return f"has {len(name)} characters; a name without dots has 3 to 63"
+    with contextlib.suppress(ValueError):
+        ipaddress.IPv4Address(name)
+        return "must not be an IP address"
+    if name.startswith("goog"):
+        return "must not begin with 'goog'"
+    if _GOOGLE_LOOKALIKE.search(name):
+        return "must not contain 'google' or a look-alike of it"
+    return None
+
+
 def gcs_url(value: str) -> str:
-    if not value.startswith("gs://") or len(value) <= len("gs://"):
-        raise ValueError(f"must be a Google Cloud Storage URL (gs://bucket), got {value!r}")
+    """gs://BUCKET or gs://BUCKET/PATH, the bucket named by Cloud Storage's rules."""
+    if not value.startswith(GCS_SCHEME) or len(value) <= len(GCS_SCHEME):
+        raise ValueError(f"must be a Google Cloud Storage URL (gs://bucket[/path]), got {value!r}")
+    bucket = value.removeprefix(GCS_SCHEME).split("/", 1)[0]
+    problem = bucket_name_problem(bucket)
+    if problem:
+        raise ValueError(
+            f"must be gs://BUCKET[/PATH] with a valid bucket name: {bucket!r} {problem}"
+        )
     return value
+
+
+def bucket_of(url: str) -> str:
+    """The bucket of a gs:// URL."""
+    return url.removeprefix(GCS_SCHEME).split("/", 1)[0]
 
 
 def gcp_project(value: str) -> str:
@@ -146,7 +210,8 @@ def base64_password(value: str) -> str:
         password = base64.b64decode("".join(value.split()), validate=True).decode("utf-8")
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise ValueError(
-            'is not valid base64 (store the output of `printf %s "$PASSWORD" | base64 -w0`)'
+            "is not valid base64 (store the output of "
+            f"`{BASE64_COMMAND.format(value='$PASSWORD')}`)"
         ) from None
     if not password.strip():
         raise ValueError("decodes to an empty password")
@@ -170,15 +235,31 @@ def gcp_key(value: str) -> GcpKey:
         raise ValueError(f"is not valid JSON (line {error.lineno}, column {error.colno})") from None
     if not isinstance(parsed, dict):
         raise ValueError("must hold a JSON object (a service-account key)")
-    return GcpKey(content, str(parsed.get("project_id") or "").strip() or None)
+
+    def field(name: str) -> str | None:
+        return str(parsed.get(name) or "").strip() or None
+
+    return GcpKey(content, field("project_id"), field("client_email"), field("private_key_id"))
 
 
 def bucket_name(value: str) -> str:
-    if value.startswith("gs://"):
+    if value.startswith(GCS_SCHEME):
         raise ValueError(f"must be the bucket's name without gs://, got {value!r}")
-    if not _BUCKET.match(value) or "goog" in value:
-        raise ValueError(f"is not a Cloud Storage bucket name, got {value!r}")
+    problem = bucket_name_problem(value)
+    if problem:
+        raise ValueError(f"is not a Cloud Storage bucket name: {value!r} {problem}")
     return value
+
+
+def same_service_account(ci_key: GcpKey, backup_key: GcpKey) -> str | None:
+    """Why the backup key is the CI's own (same key, or same service account), or None."""
+    if ci_key.text.strip() == backup_key.text.strip() or (
+        ci_key.private_key_id and ci_key.private_key_id == backup_key.private_key_id
+    ):
+        return "is the same key as GCP_CREDENTIAL_FILE"
+    if ci_key.client_email and ci_key.client_email == backup_key.client_email:
+        return f"is a key of the CI's own service account {ci_key.client_email}"
+    return None
 
 
 def sha256(value: str) -> str:
@@ -211,7 +292,15 @@ class Variable(Generic[T]):
     needed_by: tuple[str, ...] = ()  # commands that refuse to start without it
     read_by: tuple[str, ...] = ()  # commands that use it when it is set
     scope: Scope = Scope.ALL
-    secret: bool = False  # masked in GitLab; never printed, surrounding spaces kept
+    secret: bool = False  # never printed, surrounding spaces kept; masked where GitLab can
+    # GitLab masks only values it can find in a log: 8+ characters from the Base64
+    # alphabet and @ : . ~ (docs.gitlab.com/ci/variables/, "Mask a CI/CD variable");
+    # a JSON key, with its braces, quotes and spaces, cannot be masked.
+    maskable: bool = True
+    # Protected variables reach only pipelines of protected branches and tags: every one
+    # a deploying job reads, except those that builds of any branch read too.
+    protected: bool = True
+    kind: Kind = Kind.VARIABLE
     alternatives: tuple[str, ...] = ()  # older names that still work
     # When unset, the value comes from this other variable's parsed value through derive.
     fallback: str | None = None
@@ -233,6 +322,10 @@ class Variable(Generic[T]):
 
     def applies_to(self, command: str) -> bool:
         return command in self.needed_by or command in self.read_by
+
+    @property
+    def masked(self) -> bool:
+        return self.secret and self.maskable
 
 
 DB_USER = Variable(
@@ -287,12 +380,14 @@ KOPS_FEATURE_FLAGS = Variable(
 )
 GCP_CREDENTIAL_FILE = Variable(
     "GCP_CREDENTIAL_FILE",
-    "service-account key, as a **File** variable or as the JSON itself; "
+    "the CI service account's key (JSON), best as a File variable; "
     "its `project_id` is the GCP project",
     gcp_key,
     needed_by=CLOUD,
     read_by=(RENDER,),
     secret=True,
+    maskable=False,
+    kind=Kind.FILE,
 )
 GCP_PROJECT = Variable(
     "GCP_PROJECT",
@@ -312,7 +407,7 @@ DOCKER_REGISTRY_USER = Variable(
 )
 DOCKER_REGISTRY_PASSWORD = Variable(
     "DOCKER_REGISTRY_PASSWORD",
-    'registry password or token, **base64-encoded** (`printf %s "$TOKEN" | base64 -w0`)',
+    f"registry password or token, **base64-encoded** (`{BASE64_COMMAND.format(value='$TOKEN')}`)",
     base64_password,
     needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
     read_by=(PACK_NO_PUSH, RENDER, CLUSTER),
@@ -333,24 +428,27 @@ BASE_IMAGE = Variable(
     "optional: the Dockerfile's `BASE_IMAGE` build argument",
     images.check_image,
     read_by=(PACK, PACK_NO_PUSH),
+    protected=False,  # merge-request builds (pack --no-push) use the same base
 )
 BACKUP_BUCKET = Variable(
     "BACKUP_BUCKET",
     "Cloud Storage bucket (name only) for the database's WAL archive and base backups; "
-    "one per environment",
+    "one per environment, never the kops state bucket",
     bucket_name,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
     scope=Scope.ENVIRONMENT,
 )
 BACKUP_GCP_CREDENTIAL_FILE = Variable(
     "BACKUP_GCP_CREDENTIAL_FILE",
-    "key of the service account that may only write `BACKUP_BUCKET` "
-    "(roles/storage.objectAdmin on that bucket), as a **File** variable or the JSON; "
-    "never the CI's own key",
+    "key (JSON) of the service account that may only use `BACKUP_BUCKET` "
+    "(roles/storage.objectAdmin and roles/storage.legacyBucketReader on that bucket), "
+    "best as a File variable; never the CI's own key",
     gcp_key,
-    needed_by=RENDERING,
+    needed_by=(*RENDERING, PREFLIGHT),
     scope=Scope.ENVIRONMENT,
     secret=True,
+    maskable=False,
+    kind=Kind.FILE,
 )
 KOPS_SHA256 = Variable(
     "KOPS_SHA256",
@@ -371,6 +469,7 @@ CONDUIT_DEPLOY_DISABLED = Variable(
     "CONDUIT_DEPLOY_DISABLED",
     "set to any value to skip the cluster and deploy jobs (read by the pipeline's rules)",
     text,
+    protected=False,  # the rules of every pipeline read it
 )
 
 VARIABLES: tuple[Variable[Any], ...] = (
@@ -450,6 +549,30 @@ def cluster_name_problem(environment: str, name: str, confirmed: str | None) -> 
     )
 
 
+def _backup_problems(parsed: Mapping[str, Any]) -> list[str]:
+    """The backups must not share the CI's key or the kops state bucket: the plugin's
+    sidecar holds that key, and the state bucket holds the cluster's secrets."""
+    problems = []
+    ci_key, backup_key = (
+        parsed.get(GCP_CREDENTIAL_FILE.name),
+        parsed.get(BACKUP_GCP_CREDENTIAL_FILE.name),
+    )
+    if ci_key is not None and backup_key is not None:
+        same = same_service_account(ci_key, backup_key)
+        if same:
+            problems.append(
+                f"BACKUP_GCP_CREDENTIAL_FILE {same}: give backups their own service account "
+                '(deploy/google-cloud.md, "The backup bucket")'
+            )
+    state_store, backup_bucket = parsed.get(KOPS_STATE_STORE.name), parsed.get(BACKUP_BUCKET.name)
+    if state_store and backup_bucket and bucket_of(state_store) == backup_bucket:
+        problems.append(
+            f"BACKUP_BUCKET {backup_bucket!r} is the kops state bucket: give backups a bucket "
+            "of their own, so the backup key cannot read the cluster's secrets"
+        )
+    return problems
+
+
 def load_settings(
     environ: Mapping[str, str], command: str, environment: str | None = None
 ) -> Settings:
@@ -490,6 +613,7 @@ def load_settings(
             # (a fallback that is set but invalid is already reported as invalid)
             missing.append(variable.describe())
 
+    invalid.extend(_backup_problems(parsed))
     cluster = parsed.get(K8S_CLUSTER_NAME.name)
     if environment and cluster:
         problem = cluster_name_problem(
@@ -511,20 +635,49 @@ def _commands(names: tuple[str, ...]) -> str:
     return ", ".join(f"`{name}`" for name in names) or "—"
 
 
+def _mask(variable: Variable[Any]) -> str:
+    if variable.masked:
+        return "yes"
+    return "cannot (JSON)" if variable.secret else "no"
+
+
+def _name_cell(variable: Variable[Any]) -> str:
+    name = f"`{variable.name}`"
+    if variable.alternatives:
+        name += " (or " + ", ".join(f"`{a}`" for a in variable.alternatives) + ")"
+    return name
+
+
 def markdown_table() -> str:
     """The variable table of deploy/README.md (a test keeps the two equal)."""
     rows = [
-        "| Variable | Scope | Secret | Needed by | Read by | What it is |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| Variable | Type | Scope | Protect | Mask | Needed by | Read by | What it is |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for variable in VARIABLES:
-        name = f"`{variable.name}`"
-        if variable.alternatives:
-            name += " (or " + ", ".join(f"`{a}`" for a in variable.alternatives) + ")"
         read_only = tuple(c for c in variable.read_by if c not in variable.needed_by)
         meaning = variable.meaning.replace("|", "\\|")
         rows.append(
-            f"| {name} | {variable.scope.value} | {'masked' if variable.secret else 'no'} "
+            f"| {_name_cell(variable)} | {variable.kind.value} | {variable.scope.value} "
+            f"| {'yes' if variable.protected else 'no'} | {_mask(variable)} "
             f"| {_commands(variable.needed_by)} | {_commands(read_only)} | {meaning} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def settings_table() -> str:
+    """How to add each variable in GitLab, for the runbooks (a test keeps them equal)."""
+    rows = [
+        "| Variable | Type | Environment scope | Protect | Mask |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for variable in VARIABLES:
+        scope = {
+            Scope.ENVIRONMENT: "`dev` and `prod`, a value each",
+            Scope.PROD: "`prod`",
+        }.get(variable.scope, "`*`")
+        rows.append(
+            f"| {_name_cell(variable)} | {variable.kind.value} | {scope} "
+            f"| {'yes' if variable.protected else 'no'} | {_mask(variable)} |"
         )
     return "\n".join(rows) + "\n"

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import yaml
 
+from . import monitoring
 from .cloud import CloudSession, export_kubeconfig
 from .console import log
-from .errors import CommandFailed, RolloutFailed, SmokeFailed
+from .errors import CommandFailed, DeployError, RolloutFailed, SmokeFailed
 from .render import GENERATED_SECRETS, Rendered
-from .runner import Result, Runner, tail
+from .runner import Result, Runner, format_command, tail
 from .tools import download_checked
 
-MONITORING_CRD = "servicemonitors.monitoring.coreos.com"
 # Server-side apply under this manager: the API server tracks who owns which field
 # (managedFields) and writes no kubectl.kubernetes.io/last-applied-configuration
 # annotation, which client-side apply fills with the whole object, Secret data included.
@@ -59,6 +59,8 @@ class DeployOptions:
     controller_timeout: float = 300
     # A new Cluster: initdb (or an import), then each standby cloned from the primary.
     database_timeout: float = 900
+    # The first install of the monitoring stack: its images, volumes and CRD-backed pods.
+    monitoring_timeout: float = 600
     address_timeout: float = 600  # a new GCE load balancer takes a few minutes
     # Let's Encrypt validates over HTTP once PROD_HOST resolves to the Gateway.
     certificate_timeout: float = 600
@@ -134,10 +136,6 @@ def revision_command(deployment: str, namespace: str) -> list[str]:
         "--ignore-not-found",
         f"--output=jsonpath={{.metadata.annotations.{key}}}",
     ]
-
-
-def crd_exists_command(name: str) -> list[str]:
-    return ["kubectl", "get", "crd", name, "--ignore-not-found", "--output", "name"]
 
 
 def gateway_address_command(gateway: str, namespace: str) -> list[str]:
@@ -260,6 +258,8 @@ class Deployer:
 
         if r.database_cluster:
             self._install_database_operator()
+        if r.monitoring_stack_values is not None:
+            self._install_monitoring_stack(r.monitoring_stack_values)
 
         self.secrets_before = secrets_referenced(
             _items(self.runner.run(workloads_command(r.namespace), capture=True, check=False))
@@ -383,22 +383,52 @@ class Deployer:
         except CommandFailed as error:
             self._roll_back(f"the rollout of {self.image} did not finish: {error}")
 
-    def _apply_monitoring(self) -> None:
-        monitoring = self.rendered.monitoring_file
-        if monitoring is None:
-            return
-        if self.runner.when(
-            crd_exists_command(MONITORING_CRD),
-            lambda found: found.ok and bool(found.stdout.strip()),
-            f"{MONITORING_CRD} exists (prometheus-operator)",
-        ):
-            log(f"==> deploy: monitoring ({monitoring})")
-            self.runner.run(apply_command(monitoring))
-        else:
-            log(
-                f"==> deploy: monitoring skipped: the cluster has no {MONITORING_CRD} "
-                "(install prometheus-operator to scrape the app)"
+    def _install_monitoring_stack(self, values_file: Path) -> None:
+        """kube-prometheus-stack at the pinned chart version: its CRDs (server-side, taking
+        them over from whoever applied them before), then the chart. Skipped when the
+        release already runs that version with these values (conduit_deploy.monitoring)."""
+        values = yaml.safe_load(values_file.read_text(encoding="utf-8")) or {}
+
+        def install() -> None:
+            crds = self.runner.run(monitoring.crds_command(), capture=True)
+            if not self.runner.dry_run and not crds.stdout.strip():
+                raise DeployError(
+                    f"`{format_command(monitoring.crds_command())}` printed no CRDs: the chart "
+                    "would install operators without them"
+                )
+            self.runner.run(
+                apply_command("-", take_over=True),
+                stdin=crds.stdout,
+                stdin_note=f"the CRDs of {monitoring.STACK_CHART_REFERENCE} (helm show crds)",
             )
+            self.runner.run(
+                monitoring.upgrade_command(str(values_file), self.options.monitoring_timeout)
+            )
+
+        self.runner.note("the monitoring stack's release picks one path: install, upgrade or none")
+        chart = monitoring.STACK_CHART_REFERENCE
+        paths = monitoring.StackPath
+        self.runner.choose(
+            lambda: monitoring.stack_path(self.runner, values),
+            {
+                paths.INSTALL: (f"install, when there is no release of {chart}", install),
+                paths.UPGRADE: (
+                    f"upgrade, when the release runs another chart or values than {chart} "
+                    f"with {values_file}",
+                    install,
+                ),
+                paths.CURRENT: ("nothing, when it runs both", lambda: None),
+            },
+            describe=monitoring.describe,
+        )
+
+    def _apply_monitoring(self) -> None:
+        """The app's ServiceMonitor, the database's PodMonitor, the alert rules."""
+        monitoring_file = self.rendered.monitoring_file
+        if monitoring_file is None:
+            return
+        log(f"==> deploy: monitoring ({monitoring_file})")
+        self.runner.run(apply_command(monitoring_file))
 
     def _wait_for_address(self) -> str:
         r = self.rendered

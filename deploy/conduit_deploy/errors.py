@@ -88,6 +88,18 @@ class PreflightFailed(DeployError):
     """At least one preflight check failed (each has printed its line)."""
 
 
+class Unreachable(CheckFailed):
+    """A host could not be reached: the network or a proxy is at fault, not the check.
+
+    The preflight reports each unreachable endpoint once, and the checks that needed it
+    as not run.
+    """
+
+    def __init__(self, endpoint: str, detail: str):
+        self.endpoint = endpoint
+        super().__init__(f"cannot reach {endpoint}: {detail}")
+
+
 class GcpError(CheckFailed):
     """A Google Cloud call failed; the message says which and why, on one line."""
 

@@ -7,6 +7,7 @@ URLs are parameters so that tests can serve them from 127.0.0.1.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,8 @@ import google.auth.transport.requests
 import requests
 from google.oauth2 import service_account
 
-from .errors import GcpError
+from . import network
+from .errors import GcpError, Unreachable
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # projects.testIamPermissions takes at most 100 permissions per call.
@@ -51,12 +53,27 @@ class GcpClient:
         endpoints: Endpoints | None = None,
         session: requests.Session | None = None,
         timeout: float = 15.0,
+        unreachable: dict[str, Unreachable] | None = None,
     ):
         self.endpoints = endpoints or Endpoints()
         self.session = session or requests.Session()
         self.timeout = timeout
         self._key = key
         self._credentials: service_account.Credentials | None = None
+        # An endpoint that could not be reached is not tried again: every later call to
+        # it fails at once with the same error, which the preflight reports once.
+        # Clients of the same run share this record.
+        self._unreachable: dict[str, Unreachable] = {} if unreachable is None else unreachable
+
+    def _reach(self, url: str) -> None:
+        known = self._unreachable.get(network.endpoint(url))
+        if known is not None:
+            raise known
+
+    def _network_failure(self, url: str, error: BaseException) -> Unreachable:
+        failure = network.unreachable(url, error)
+        self._unreachable[failure.endpoint] = failure
+        return failure
 
     @property
     def email(self) -> str:
@@ -74,7 +91,12 @@ class GcpClient:
             )
         except (ValueError, KeyError) as error:
             raise GcpError("the key", f"cannot be used: {error}") from None
-        request = google.auth.transport.requests.Request(self.session)
+        token_uri = str(self._key.get("token_uri") or "https://oauth2.googleapis.com/token")
+        self._reach(token_uri)
+        # The transport's own default waits 120 s for an answer: bound it like every call.
+        request = functools.partial(
+            google.auth.transport.requests.Request(self.session), timeout=self.timeout
+        )
         try:
             credentials.refresh(request)
         except google.auth.exceptions.RefreshError as error:
@@ -82,19 +104,25 @@ class GcpClient:
             # Signature for a deleted key); never the key itself.
             raise GcpError("the key was refused", str(error.args[0])[:300]) from None
         except google.auth.exceptions.TransportError as error:
-            raise GcpError("the token endpoint", f"unreachable: {error}") from None
+            cause = error.__cause__ or error
+            if network.is_network_failure(cause):
+                raise self._network_failure(token_uri, cause) from None
+            raise GcpError("the token endpoint", network.reason(cause)) from None
         self._credentials = credentials
 
     def _call(self, what: str, method: str, url: str, **kwargs: Any) -> dict:
         if self._credentials is None:
             self.authorize()
+        self._reach(url)
         headers = {"Authorization": f"Bearer {self._credentials.token}"}  # type: ignore[union-attr]
         try:
             response = self.session.request(
                 method, url, headers=headers, timeout=self.timeout, **kwargs
             )
         except requests.RequestException as error:
-            raise GcpError(what, f"{type(error).__name__}: {error}") from None
+            if network.is_network_failure(error):
+                raise self._network_failure(url, error) from None
+            raise GcpError(what, f"{type(error).__name__}: {network.reason(error)}") from None
         if not response.ok:
             raise GcpError(what, _api_error(response), response.status_code)
         try:
@@ -157,7 +185,13 @@ class GcpClient:
         return self._call(f"bucket gs://{name}", "GET", url)
 
     def missing_bucket_permissions(self, name: str, permissions: Iterable[str]) -> list[str]:
-        """buckets.testIamPermissions: which of `permissions` the caller lacks on the bucket."""
+        """buckets.testIamPermissions: which of `permissions` the caller lacks on the bucket.
+
+        GET storage/v1/b/BUCKET/iam/testPermissions?permissions=…, answered with
+        {"kind": "storage#testIamPermissionsResponse", "permissions": [held ones]}; the
+        call itself needs no permission (cloud.google.com/storage/docs/json_api/v1/
+        buckets/testIamPermissions), so a key that may only use objects can ask it.
+        """
         wanted = list(dict.fromkeys(permissions))
         body = self._call(
             f"testIamPermissions on bucket gs://{name}",

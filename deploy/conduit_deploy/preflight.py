@@ -20,6 +20,13 @@ What kops on GCE needs, read from kops v1.35.2 (paths in github.com/kubernetes/k
 * State bucket: kops reads and writes its state there and grants the instances'
   service accounts access to it through the bucket's IAM policy
   (pkg/model/gcemodel/storageacl.go:171-176, gcetasks/storagebucketiam.go:112,124).
+
+What the database backups need, with their own key (BACKUP_GCP_CREDENTIAL_FILE): the
+Barman Cloud tools the plugin runs first ask whether the bucket exists
+(barman/cloud_providers/google_cloud_storage.py, _check_bucket_existence: the
+google-cloud-storage Bucket.exists(), a buckets.get), then write, read, list and, for
+the retention policy, delete objects. And nothing else: not the kops state bucket,
+which holds the cluster's secrets.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from typing import Protocol
 from . import config
 from .config import Settings
 from .console import log
-from .errors import CheckFailed, DeployError, GcpError, PreflightFailed
+from .errors import CheckFailed, DeployError, GcpError, PreflightFailed, Unreachable
 from .gcp import Endpoints, GcpClient
 from .registry import Repository, check_push_access
 
@@ -92,6 +99,18 @@ BUCKET_PERMISSIONS = (
 )
 BUCKET_ROLE = "roles/storage.admin"
 
+BACKUP_GUIDE = 'deploy/google-cloud.md, "The backup bucket"'
+BACKUP_PERMISSIONS = (
+    Need("storage.buckets.get", "roles/storage.legacyBucketReader",
+         "barman-cloud checks that the bucket exists"),
+    *(
+        Need(f"storage.objects.{verb}", "roles/storage.objectAdmin", "WAL and base backups")
+        for verb in ("create", "get", "list", "delete")
+    ),
+)  # fmt: skip
+# Permissions on the state bucket the backup key must not hold.
+STATE_READ_PERMISSIONS = ("storage.objects.get", "storage.objects.list")
+
 
 class PreflightFunction(Protocol):
     def __call__(self, environment: str, settings: Settings, *, registry: bool) -> None: ...
@@ -113,10 +132,11 @@ class Target:
     cluster_name: str
     cluster_name_confirmed: str | None = None  # K8S_CLUSTER_NAME_CONFIRMED
     key_project: str | None = None  # project_id inside the key
+    backup_bucket: str | None = None  # BACKUP_BUCKET; None: no backup checks
 
     @property
     def bucket(self) -> str:
-        return self.state_store.removeprefix("gs://").split("/", 1)[0]
+        return config.bucket_of(self.state_store)
 
 
 def _grouped(needs: Sequence[Need], missing: Sequence[str]) -> str:
@@ -127,8 +147,9 @@ def _grouped(needs: Sequence[Need], missing: Sequence[str]) -> str:
     return "; ".join(f"grant {role} ({', '.join(perms)})" for role, perms in roles.items())
 
 
-def checks(target: Target, gcp: GcpClient) -> list[Check]:
-    """The checks of the cluster name and of Google Cloud, in the order they print."""
+def checks(target: Target, gcp: GcpClient, backup: GcpClient | None = None) -> list[Check]:
+    """The checks of the cluster name and of Google Cloud, in the order they print;
+    `backup` is the client of the backup key, for the backup bucket's checks."""
 
     def key() -> str:
         gcp.authorize()
@@ -188,7 +209,7 @@ def checks(target: Target, gcp: GcpClient) -> list[Check]:
             raise CheckFailed(problem)
         return target.cluster_name
 
-    return [
+    found = [
         Check("cluster name", name),
         Check("service-account key", key),
         Check("project", project),
@@ -196,23 +217,90 @@ def checks(target: Target, gcp: GcpClient) -> list[Check]:
         Check("state bucket", bucket),
         Check("IAM permissions", permissions),
     ]
+    if backup is not None and target.backup_bucket is not None:
+        found += _backup_checks(backup, target.backup_bucket, target.bucket)
+    return found
+
+
+def _backup_checks(backup: GcpClient, name: str, state_bucket: str) -> list[Check]:
+    """The backup key (its own, kept out of the state bucket) and its bucket."""
+
+    def backup_key() -> str:
+        backup.authorize()
+        try:
+            readable = set(STATE_READ_PERMISSIONS) - set(
+                backup.missing_bucket_permissions(state_bucket, STATE_READ_PERMISSIONS)
+            )
+        except GcpError as error:
+            if error.status != 404:  # a missing state bucket is the state bucket's line
+                raise
+            readable = set()
+        if readable:
+            raise CheckFailed(
+                f"{backup.email} may read the kops state bucket gs://{state_bucket} "
+                f"({', '.join(sorted(readable))}), which holds the cluster's secrets: grant "
+                "the backup service account roles on its own bucket only"
+            )
+        return f"service account {backup.email}, not the CI's, no access to the state bucket"
+
+    def backup_bucket() -> str:
+        wanted = [need.permission for need in BACKUP_PERMISSIONS]
+        try:
+            missing = backup.missing_bucket_permissions(name, wanted)
+        except GcpError as error:
+            if error.status == 404:
+                raise CheckFailed(
+                    f"gs://{name} does not exist: create it ({BACKUP_GUIDE})"
+                ) from None
+            raise
+        if missing:
+            raise CheckFailed(
+                f"{backup.email} lacks {', '.join(missing)} on gs://{name}: on that bucket, "
+                + _grouped(BACKUP_PERMISSIONS, missing)
+            )
+        return f"gs://{name} exists; {backup.email} may write, read, list and delete backups"
+
+    return [Check("backup key", backup_key), Check("backup bucket", backup_bucket)]
 
 
 def run_checks(found: Sequence[Check], out: Callable[[str], None] = log) -> None:
-    """Run every check, one line each; raise PreflightFailed naming the failures."""
-    failed = []
+    """Run every check, one line each; raise PreflightFailed naming the failures.
+
+    An endpoint that cannot be reached is one failure, of the network: its line says
+    why and through which proxy, once; the other checks that needed it say only that
+    they could not run.
+    """
+    failed: list[str] = []
+    not_run: list[str] = []
+    unreachable: list[str] = []
     for check in found:
         try:
             detail = check.run()
+        except Unreachable as error:
+            not_run.append(check.name)
+            if error.endpoint in unreachable:
+                out(f"  --    {check.name}: not checked, {error.endpoint} is unreachable")
+            else:
+                unreachable.append(error.endpoint)
+                out(f"  FAIL  {check.name}: {error}")
         except DeployError as error:
             failed.append(check.name)
             out(f"  FAIL  {check.name}: {error}")
         else:
             out(f"  ok    {check.name}: {detail}")
+    problems = []
+    if unreachable:
+        problems.append(
+            f"cannot reach {', '.join(unreachable)} (the network, or the proxy variables "
+            f"HTTPS_PROXY, HTTP_PROXY, NO_PROXY), so {len(not_run)} of {len(found)} checks "
+            f"could not run ({', '.join(not_run)})"
+        )
     if failed:
+        problems.append(f"{len(failed)} of {len(found)} checks failed ({', '.join(failed)})")
+    if problems:
         raise PreflightFailed(
-            f"preflight: {len(failed)} of {len(found)} checks failed ({', '.join(failed)}); "
-            "fix them and run again (deploy/google-cloud.md explains each)"
+            f"preflight: {'; '.join(problems)}; fix them and run again "
+            "(deploy/google-cloud.md explains each)"
         )
 
 
@@ -227,6 +315,7 @@ def run_preflight(
     """Every check of `environment`, from the parsed CI variables; registry=False leaves
     the registry out (the cluster stage pulls no image)."""
     key = settings.require(config.GCP_CREDENTIAL_FILE)
+    backup_key = settings.get(config.BACKUP_GCP_CREDENTIAL_FILE)
     target = Target(
         environment=environment,
         project=settings.require(config.GCP_PROJECT),
@@ -234,8 +323,14 @@ def run_preflight(
         cluster_name=settings.require(config.K8S_CLUSTER_NAME),
         cluster_name_confirmed=settings.get(config.K8S_CLUSTER_NAME_CONFIRMED),
         key_project=key.project_id,
+        backup_bucket=settings.get(config.BACKUP_BUCKET),
     )
-    found = checks(target, GcpClient(json.loads(key.text), endpoints=endpoints))
+    unreachable: dict[str, Unreachable] = {}  # shared: one report per endpoint
+
+    def client(text: str) -> GcpClient:
+        return GcpClient(json.loads(text), endpoints=endpoints, unreachable=unreachable)
+
+    found = checks(target, client(key.text), client(backup_key.text) if backup_key else None)
     if registry:
         user = settings.require(config.DOCKER_REGISTRY_USER)
         password = settings.require(config.DOCKER_REGISTRY_PASSWORD)

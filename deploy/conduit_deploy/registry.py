@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import requests
 
-from . import images
+from . import images, network
 from .errors import RegistryError
 
 # Docker Hub's registry API is not served on docker.io itself.
@@ -103,7 +103,10 @@ def check_push_access(
         else:
             raise RegistryError(f"{where}: GET /v2/ answered HTTP {probe.status_code}")
     except requests.RequestException as error:
-        raise RegistryError(f"{where}: {type(error).__name__}: {error}") from None
+        if network.is_network_failure(error):
+            url = error.request.url if error.request is not None else base
+            raise network.unreachable(str(url), error) from None
+        raise RegistryError(f"{where}: {type(error).__name__}: {network.reason(error)}") from None
     if response.status_code in (401, 403):
         raise RegistryError(
             f"{where} refused DOCKER_REGISTRY_USER {user!r} with DOCKER_REGISTRY_PASSWORD "

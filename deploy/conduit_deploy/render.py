@@ -6,7 +6,9 @@ Sources (all in the repository's k8s/ directory):
   InstanceGroups, rendered with Jinja2 in strict mode (a missing variable is an error
   that names it, never an empty field);
 * ``k8s/overlays/<env>``: the kustomize overlay over ``k8s/base``;
-* ``k8s/monitoring`` (optional): rendered as-is when it has a kustomization.yaml.
+* ``k8s/monitoring`` (optional): rendered as-is when it has a kustomization.yaml; its
+  kube-prometheus-stack-values.yaml are the Helm values of the monitoring stack the
+  deploy installs (conduit_deploy.monitoring).
 
 For the Kubernetes objects, render() writes a throw-away kustomization that uses the
 overlay as a resource and adds what only deploy time knows: the image of the release,
@@ -76,6 +78,9 @@ BARMAN_CLOUD_MANIFEST_URL = (
 CNPG_NAMESPACE = "cnpg-system"
 CNPG_OPERATOR_DEPLOYMENT = "cnpg-controller-manager"
 BARMAN_CLOUD_DEPLOYMENT = "barman-cloud"
+
+# Helm values of the monitoring stack, next to k8s/monitoring's kustomization.yaml.
+MONITORING_STACK_VALUES = "kube-prometheus-stack-values.yaml"
 
 # Stages in the order the deploy tool applies them.
 STAGES = ("namespace", "secrets", "database", "app", "ingress")
@@ -189,6 +194,8 @@ class Rendered:
         CNPG_OPERATOR_DEPLOYMENT,
         BARMAN_CLOUD_DEPLOYMENT,
     )
+    # The Helm values of the monitoring stack; None without k8s/monitoring.
+    monitoring_stack_values: Path | None = None
 
 
 def repo_root() -> Path:
@@ -240,8 +247,12 @@ def render(values: RenderValues, out_dir: Path, runner: Runner | None = None) ->
         write_objects(path, by_stage[stage], secret=(stage == "secrets"))
         stages.append((stage, path))
 
-    monitoring_file = None
+    monitoring_file = monitoring_stack_values = None
     if (k8s / "monitoring" / "kustomization.yaml").is_file():
+        # Its objects need the stack's CRDs: no monitoring objects without the stack.
+        monitoring_stack_values = k8s / "monitoring" / MONITORING_STACK_VALUES
+        if not monitoring_stack_values.is_file():
+            raise RenderError(f"k8s/monitoring has no {MONITORING_STACK_VALUES}")
         monitoring_file = out_dir / "monitoring.yaml"
         monitoring_file.write_text(kustomize_build(k8s / "monitoring", runner))
 
@@ -257,6 +268,7 @@ def render(values: RenderValues, out_dir: Path, runner: Runner | None = None) ->
         gateway_class_file=root / GATEWAY_CLASS_FILE,
         public_host=values.public_host or "",
         certificate_name=single_name(objects, "Certificate", "ingress", required=False),
+        monitoring_stack_values=monitoring_stack_values,
     )
 
 

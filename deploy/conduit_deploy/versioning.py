@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import images
 from .errors import ConfigError
-from .runner import Runner
+from .runner import Runner, tail
 
 PROD_TAG = re.compile(r"^v\d+\.\d+\.\d+$")
 # Pipelines that never deploy, whatever branch they run on.
@@ -96,14 +96,33 @@ def revision(environ: Mapping[str, str], runner: Runner) -> str:
     return environ.get("CI_COMMIT_SHA") or _git(runner, "rev-parse", "HEAD")
 
 
+# git (2.35.2 and later) refuses a repository owned by another user than the one running
+# it: "fatal: detected dubious ownership in repository at '<path>'" (git's setup.c).
+_DUBIOUS_OWNERSHIP = re.compile(r"detected dubious ownership in repository at '([^']*)'")
+
+
 def _git(runner: Runner, *args: str, required: bool = True) -> str:
     result = runner.run(["git", *args], capture=True, check=False, dry_run_safe=True, quiet=True)
     if result.ok and result.stdout.strip():
         return result.stdout.strip()
-    if required:
+    refused = _DUBIOUS_OWNERSHIP.search(result.stderr)
+    if refused:  # every git command fails the same way: say so, whatever was asked
         raise ConfigError(
-            f"cannot tell the version: `git {' '.join(args)}` failed outside CI "
-            "(run inside the git checkout, or set CI_COMMIT_SHORT_SHA)"
+            f"cannot tell the version: git refuses the checkout {refused.group(1)}, which "
+            'belongs to another user ("dubious ownership"): run as its owner, or trust it '
+            f"with `git config --global --add safe.directory {refused.group(1)}`; "
+            "or set CI_COMMIT_SHORT_SHA"
+        )
+    if required:
+        detail = tail(result.stderr) or "no output"
+        hint = (
+            "run inside the git checkout"
+            if "not a git repository" in result.stderr
+            else "a checkout with at least one commit is needed"
+        )
+        raise ConfigError(
+            f"cannot tell the version: `git {' '.join(args)}` failed outside CI ({detail}); "
+            f"{hint}, or set CI_COMMIT_SHORT_SHA"
         )
     return ""
 

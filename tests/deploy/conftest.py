@@ -102,9 +102,16 @@ class FakeRendered:
     database_plugin_manifest_url: str = "https://example.invalid/barman-cloud/manifest.yaml"
     database_operator_namespace: str = "cnpg-system"
     database_operator_deployments: tuple[str, ...] = ("cnpg-controller-manager", "barman-cloud")
+    monitoring_stack_values: Path | None = None
 
 
 STAGE_NAMES = ("namespace", "secrets", "database", "app", "ingress")
+# Helm values of the monitoring stack as the fake render writes them; `helm get values
+# --output json` of a release installed with them prints MONITORING_VALUES_JSON.
+STACK_VALUES = "prometheus:\n  prometheusSpec:\n    retention: 15d\ngrafana:\n  adminPassword: ''\n"
+MONITORING_VALUES_JSON = (
+    '{"grafana":{"adminPassword":""},"prometheus":{"prometheusSpec":{"retention":"15d"}}}'
+)
 
 
 @dataclass
@@ -136,11 +143,13 @@ class FakeRender:
             else:
                 path.write_text("" if empty else f"kind: Example\nmetadata: {{name: {name}}}\n")
             stages.append((name, path))
-        monitoring = None
+        monitoring = stack_values = None
         if self.monitoring:
             monitoring = out_dir / "monitoring.yaml"
             monitoring.write_text("kind: ServiceMonitor\n")
-        rendered = FakeRendered(kops, stages, monitoring)
+            stack_values = out_dir / "kube-prometheus-stack-values.yaml"
+            stack_values.write_text(STACK_VALUES)
+        rendered = FakeRendered(kops, stages, monitoring, monitoring_stack_values=stack_values)
         if self.public_host:
             rendered.public_host = self.public_host
             rendered.certificate_name = "conduit-tls"

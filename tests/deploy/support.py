@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
+from conduit_deploy.cloud import PLAN_SETUP
 from conduit_deploy.waiting import Clock
 
 REGISTRY_PASSWORD = "s3cret-registry-token"
@@ -81,3 +82,9 @@ class FakeClock(Clock):
     def _sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.current += seconds
+
+
+def plan_steps(planned: list[str]) -> list[str]:
+    """A dry run's plan without its environment: the exports, and the lines that create
+    the private folder and the key file the exports name."""
+    return [line for line in planned if not line.startswith("export ") and line not in PLAN_SETUP]

@@ -22,7 +22,7 @@ from conduit_deploy.cluster import (
 from conduit_deploy.errors import ConfigError
 from conduit_deploy.runner import Result
 
-from .support import GCP_KEY, ci_environ, tag_environ
+from .support import GCP_KEY, ci_environ, plan_steps, tag_environ
 
 CLUSTER = "dev.conduit.k8s.local"
 SPEC_VERSION = "1.35.5"  # what FakeRender writes into kops.yaml
@@ -181,7 +181,7 @@ def test_the_dry_run_shows_every_path_in_order(run_cluster, recorder, preflight,
     assert code == 0
     assert (recorder.calls, preflight.calls) == ([], [])
     spec = spec_file(tmp_path)
-    plan = [line for line in recorder.planned if not line.startswith("export ")]
+    plan = plan_steps(recorder.planned)
     validate = [
         "#   # repeated every 30s until it passes, for at most 1500s:",
         f"#   kops validate cluster --name {CLUSTER} --output json",

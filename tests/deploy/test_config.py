@@ -10,7 +10,14 @@ import pytest
 from conduit_deploy import config
 from conduit_deploy.errors import VariableErrors
 
-from .support import CONDUIT_SECRET, DB_PASSWORD, GCP_KEY, REGISTRY_PASSWORD, ci_environ
+from .support import (
+    BACKUP_KEY,
+    CONDUIT_SECRET,
+    DB_PASSWORD,
+    GCP_KEY,
+    REGISTRY_PASSWORD,
+    ci_environ,
+)
 
 
 def load(environ, command="deploy"):
@@ -41,7 +48,7 @@ def test_missing_and_invalid_variables_come_in_the_same_message_under_their_ci_n
     assert caught.value.invalid == (
         "DB_USER must be a plain PostgreSQL role name (a-z, 0-9, _), got 'Conduit'",
         "DB_PASSWORD must be at least 16 characters",
-        "KOPS_STATE_STORE must be a Google Cloud Storage URL (gs://bucket), got 's3://x'",
+        "KOPS_STATE_STORE must be a Google Cloud Storage URL (gs://bucket[/path]), got 's3://x'",
     )
     assert "short" not in str(caught.value)  # a secret's value is never quoted
 
@@ -273,13 +280,51 @@ def test_per_environment_variables_are_the_ones_that_differ_between_dev_and_prod
 
 def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
     rows = config.markdown_table().splitlines()
-    assert rows[0] == "| Variable | Scope | Secret | Needed by | Read by | What it is |"
+    assert rows[0] == (
+        "| Variable | Type | Scope | Protect | Mask | Needed by | Read by | What it is |"
+    )
     assert len(rows) == 2 + len(config.VARIABLES)
     cluster = next(row for row in rows if row.startswith("| `K8S_CLUSTER_NAME`"))
     assert cluster.startswith(
-        "| `K8S_CLUSTER_NAME` (or `K8S_CLUSTER_NAEM`) | dev, prod | no "
+        "| `K8S_CLUSTER_NAME` (or `K8S_CLUSTER_NAEM`) | Variable | dev, prod | yes | no "
         "| `render`, `cluster`, `deploy`, `restore`, `preflight` | — |"
     )
+
+
+def test_gitlab_settings_say_protect_mask_and_type_once_per_variable():
+    rows = {row.split(" | ")[0]: row for row in config.settings_table().splitlines()[2:]}
+    assert len(rows) == len(config.VARIABLES)
+    # Secrets GitLab can mask are masked; the JSON keys cannot be, and are File variables.
+    assert rows["| `DB_PASSWORD`"].endswith("| yes | yes |")
+    assert rows["| `DOCKER_REGISTRY_PASSWORD`"].endswith("| `*` | yes | yes |")
+    assert rows["| `GCP_CREDENTIAL_FILE`"] == (
+        "| `GCP_CREDENTIAL_FILE` | File | `*` | yes | cannot (JSON) |"
+    )
+    assert rows["| `BACKUP_GCP_CREDENTIAL_FILE`"] == (
+        "| `BACKUP_GCP_CREDENTIAL_FILE` | File | `dev` and `prod`, a value each | yes "
+        "| cannot (JSON) |"
+    )
+    # Builds of unprotected refs (merge requests) read these, so they stay unprotected.
+    assert rows["| `BASE_IMAGE`"].endswith("| no | no |")
+
+
+# GitLab's rule for a masked value ("Mask a CI/CD variable", docs.gitlab.com/ci/variables):
+# 8 or more characters from the Base64 alphabet (RFC 4648) and @ : . ~.
+MASKABLE = re.compile(r"^[A-Za-z0-9+/=_@:.~-]{8,}$")
+
+
+def test_what_the_table_calls_maskable_gitlab_can_mask():
+    samples = {
+        "DB_PASSWORD": DB_PASSWORD,
+        "CONDUIT_SECRET": CONDUIT_SECRET,
+        "DOCKER_REGISTRY_PASSWORD": base64.b64encode(REGISTRY_PASSWORD.encode()).decode(),
+        "GCP_CREDENTIAL_FILE": json.dumps(GCP_KEY),
+        "BACKUP_GCP_CREDENTIAL_FILE": json.dumps(GCP_KEY),
+    }
+    for variable in config.VARIABLES:
+        if variable.name in samples:
+            assert bool(MASKABLE.match(samples[variable.name])) == variable.masked, variable.name
+    assert {v.name for v in config.VARIABLES if v.secret} == set(samples)
 
 
 @pytest.mark.parametrize(
@@ -314,3 +359,122 @@ def test_a_foreign_cluster_is_reported_with_the_other_variables():
     assert caught.value.missing == ("DB_PASSWORD",)
     assert caught.value.invalid[0].startswith("K8S_CLUSTER_NAME 'prod.conduit.k8s.local' is")
     assert str(caught.value).startswith("`render dev` cannot start;")
+
+
+# --- bucket names: Cloud Storage's rules (cloud.google.com/storage/docs/buckets#naming) ---
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "conduit-dev-backups",
+        "abc",
+        "a_b-c",
+        "backups.conduit.example.com",  # dotted: a verified domain's name
+        "a" * 63,
+        ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 30]),  # 222 characters
+        "1.2.3.4.5",  # not an IPv4 address
+        "my-goog-bucket",  # "goog" only as a prefix is reserved
+    ],
+)
+def test_valid_bucket_names_are_accepted(name):
+    assert config.bucket_name(name) == name
+    assert config.gcs_url(f"gs://{name}/state") == f"gs://{name}/state"
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("Bad Bucket!", "not ' ' '!' 'B'"),
+        ("conduit/dev", "not '/'"),
+        ("-conduit", "start and end with a lower-case letter or a digit"),
+        ("conduit_", "start and end with a lower-case letter or a digit"),
+        ("ab", "has 2 characters; a name without dots has 3 to 63"),
+        ("a" * 64, "has 64 characters; a name without dots has 3 to 63"),
+        (".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 31]), "at most 222"),
+        ("a" * 64 + ".example.com", "a dot-separated part of 64 characters"),
+        ("backups..example.com", "an empty part between two dots"),
+        ("192.168.5.4", "must not be an IP address"),
+        ("google-backups", "must not begin with 'goog'"),
+        ("goog-backups", "must not begin with 'goog'"),
+        ("my-google-backups", "must not contain 'google'"),
+        ("my-g00gle-backups", "must not contain 'google'"),
+    ],
+)
+def test_each_bucket_naming_rule_refuses_its_case(name, rule):
+    with pytest.raises(ValueError, match=re.escape(rule)):
+        config.bucket_name(name)
+    if "/" not in name:  # in a URL, "/" starts the path
+        with pytest.raises(ValueError, match=re.escape(rule)):
+            config.gcs_url(f"gs://{name}")
+
+
+def test_a_bad_state_store_is_one_line_naming_the_variable(run_command):
+    environ = ci_environ(KOPS_STATE_STORE="gs://Bad Bucket!")
+    code, _, err = run_command("render", "dev", environ=environ)
+    assert code == 1
+    assert err.count("\n") == 1
+    assert (
+        "KOPS_STATE_STORE must be gs://BUCKET[/PATH] with a valid bucket name: 'Bad Bucket!' "
+        "may hold only lower-case letters, digits, '-', '_' and '.'" in err
+    )
+
+
+def test_the_backup_bucket_is_a_name_not_a_url():
+    with pytest.raises(VariableErrors, match="BACKUP_BUCKET must be the bucket's name without"):
+        load(ci_environ(BACKUP_BUCKET="gs://conduit-dev-backups"))
+
+
+# --- the backup key and bucket are not the CI's ---------------------------------------
+
+
+def test_the_ci_key_is_refused_as_the_backup_key():
+    environ = ci_environ(BACKUP_GCP_CREDENTIAL_FILE=json.dumps(GCP_KEY))
+    with pytest.raises(VariableErrors) as caught:
+        load(environ)
+    assert caught.value.invalid == (
+        "BACKUP_GCP_CREDENTIAL_FILE is the same key as GCP_CREDENTIAL_FILE: give backups their "
+        'own service account (deploy/google-cloud.md, "The backup bucket")',
+    )
+
+
+def test_another_key_of_the_ci_service_account_is_refused_too():
+    other_key = {**GCP_KEY, "private_key_id": "another", "private_key": "another key"}
+    environ = ci_environ(BACKUP_GCP_CREDENTIAL_FILE=json.dumps(other_key))
+    with pytest.raises(VariableErrors, match="is a key of the CI's own service account deployer@"):
+        load(environ)
+
+
+def test_a_key_with_the_same_key_id_is_the_same_key():
+    ci_key = {**GCP_KEY, "private_key_id": "0123abcd"}
+    backup_key = {**BACKUP_KEY, "private_key_id": "0123abcd"}
+    environ = ci_environ(
+        GCP_CREDENTIAL_FILE=json.dumps(ci_key), BACKUP_GCP_CREDENTIAL_FILE=json.dumps(backup_key)
+    )
+    with pytest.raises(VariableErrors, match="is the same key as GCP_CREDENTIAL_FILE"):
+        load(environ)
+
+
+def test_render_compares_the_keys_when_the_ci_key_is_set():
+    environ = ci_environ(BACKUP_GCP_CREDENTIAL_FILE=json.dumps(GCP_KEY))
+    with pytest.raises(VariableErrors, match="is the same key as GCP_CREDENTIAL_FILE"):
+        load(environ, "render")
+    # Without the CI key (render needs only the project), there is nothing to compare.
+    load(ci_environ(GCP_CREDENTIAL_FILE=None, GCP_PROJECT="conduit-dev-123"), "render")
+
+
+def test_the_state_bucket_is_refused_as_the_backup_bucket():
+    environ = ci_environ(
+        KOPS_STATE_STORE="gs://conduit-kops-state/clusters", BACKUP_BUCKET="conduit-kops-state"
+    )
+    with pytest.raises(
+        VariableErrors, match="BACKUP_BUCKET 'conduit-kops-state' is the kops state"
+    ):
+        load(environ)
+
+
+def test_the_registry_password_hint_is_portable_shell():
+    with pytest.raises(VariableErrors) as caught:
+        load(ci_environ(DOCKER_REGISTRY_PASSWORD="not base64!"), "pack")
+    assert "| base64 | tr -d '\\n'`" in str(caught.value)
+    assert "-w0" not in config.markdown_table()

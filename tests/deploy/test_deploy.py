@@ -1,5 +1,6 @@
-"""deploy: order of stages, waits, monitoring only with its CRDs, the address, the
-dotenv report, the smoke test, and rollback when the rollout or the smoke test fails."""
+"""deploy: order of stages, waits, the monitoring stack (CRDs before the objects that use
+them, installed once), the address, the dotenv report, the smoke test, and rollback when
+the rollout or the smoke test fails."""
 
 from __future__ import annotations
 
@@ -12,19 +13,42 @@ from conduit_deploy import tools
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
 
-from .conftest import EDGE_MANIFEST
-from .support import RENDERED_SECRETS, ci_environ, tag_environ
+from .conftest import EDGE_MANIFEST, MONITORING_VALUES_JSON
+from .support import RENDERED_SECRETS, ci_environ, plan_steps, tag_environ
 
 CLUSTER = "dev.conduit.k8s.local"
 ADDRESS = "203.0.113.7"
 URL = f"http://{ADDRESS}/flask/"
 
 
+# What `helm show crds` prints: the chart's CRD files, each after a `---` line.
+STACK_CRDS = (
+    "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+    "metadata:\n  name: podmonitors.monitoring.coreos.com\n"
+)
+
+
+def stack_release(chart: str = "kube-prometheus-stack-88.5.0", status: str = "deployed") -> dict:
+    """One release as `helm list --output json` prints it (Helm v4.2.4, pkg/cmd/list.go,
+    releaseElement: the revision is a string)."""
+    return {
+        "name": "kube-prometheus-stack",
+        "namespace": "monitoring",
+        "revision": "1",
+        "updated": "2026-12-01 03:12:45.123456789 +0000 UTC",
+        "status": status,
+        "chart": chart,
+        "app_version": "v0.93.1",
+    }
+
+
 @dataclass
 class Cluster:
-    """Scripted kubectl answers for one deploy."""
+    """Scripted kubectl and helm answers for one deploy."""
 
-    crd: bool = True
+    # The monitoring stack's Helm release (None: not installed) and its values.
+    stack: dict | None = None
+    stack_values: str = MONITORING_VALUES_JSON
     addresses: list[str] = field(default_factory=lambda: ["", ADDRESS])
     app_rollout_ok: bool = True
     undo_ok: bool = True
@@ -58,9 +82,14 @@ class Cluster:
             return Result(args, 0, json.dumps({"items": items}))
         if args[:3] == ("kubectl", "get", "deployment"):
             return Result(args, 0, self.revisions.pop(0) if self.revisions else "4")
-        if args[:3] == ("kubectl", "get", "crd"):
-            found = "customresourcedefinition.apiextensions.k8s.io/" + args[3]
-            return Result(args, 0, found + "\n" if self.crd else "")
+        if args[:2] == ("helm", "list"):
+            return Result(args, 0, json.dumps([self.stack] if self.stack else []))
+        if args[:3] == ("helm", "get", "values"):
+            if self.stack is None:
+                return Result(args, 1, "", "Error: release: not found")
+            return Result(args, 0, self.stack_values)
+        if args[:3] == ("helm", "show", "crds"):
+            return Result(args, 0, STACK_CRDS)
         if args[:3] == ("kubectl", "get", "gateway"):
             return Result(args, 0, self.addresses.pop(0) if self.addresses else ADDRESS)
         if args[:4] == ("kubectl", "rollout", "status", "deployment/conduit"):
@@ -89,15 +118,44 @@ class Smoke:
             raise SmokeFailed(self.fail_with)
 
 
-def apply(source) -> tuple[str, ...]:
+def apply(source, *, take_over: bool = False) -> tuple[str, ...]:
     return (
         "kubectl",
         "apply",
         "--server-side",
         "--field-manager=conduit-deploy",
+        *(["--force-conflicts"] if take_over else []),
         "--filename",
         str(source),
     )
+
+
+CHART = (
+    "kube-prometheus-stack",
+    "--repo",
+    "https://prometheus-community.github.io/helm-charts",
+    "--version",
+    "88.5.0",
+)
+HELM_LIST = (
+    "helm", "list", "--namespace", "monitoring", "--filter", "^kube-prometheus-stack$",
+    "--output", "json",
+)  # fmt: skip
+HELM_VALUES = (
+    "helm", "get", "values", "kube-prometheus-stack", "--namespace", "monitoring",
+    "--output", "json",
+)  # fmt: skip
+HELM_CRDS = ("helm", "show", "crds", *CHART)
+APPLY_CRDS = apply("-", take_over=True)
+
+
+def helm_upgrade(tmp_path) -> tuple[str, ...]:
+    return (
+        "helm", "upgrade", "kube-prometheus-stack", *CHART,
+        "--install", "--namespace", "monitoring", "--create-namespace", "--skip-crds",
+        "--values", str(tmp_path / "out" / "kube-prometheus-stack-values.yaml"),
+        "--wait", "--timeout=600s",
+    )  # fmt: skip
 
 
 REVISION = (
@@ -240,6 +298,11 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "cnpg-system",
             "--timeout=300s",
         ),
+        HELM_LIST,
+        HELM_VALUES,
+        HELM_CRDS,
+        APPLY_CRDS,
+        helm_upgrade(tmp_path),
         WORKLOADS,
         apply(stage(tmp_path, "namespace")),
         apply(stage(tmp_path, "secrets")),
@@ -265,15 +328,6 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
             "--timeout=300s",
         ),
         apply(stage(tmp_path, "ingress")),
-        (
-            "kubectl",
-            "get",
-            "crd",
-            "servicemonitors.monitoring.coreos.com",
-            "--ignore-not-found",
-            "--output",
-            "name",
-        ),
         apply(tmp_path / "out" / "monitoring.yaml"),
         GATEWAY_ADDRESS,
         GATEWAY_ADDRESS,
@@ -288,14 +342,111 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
     assert (tmp_path / "out" / "envoy-gateway-install.yaml").read_bytes() == EDGE_MANIFEST
 
 
-def test_monitoring_is_skipped_without_the_prometheus_operator(
-    run_deploy, recorder, cluster, tmp_path
+def test_the_stack_crds_come_from_the_pinned_chart_and_precede_every_monitor(
+    run_deploy, recorder, tmp_path
 ):
-    cluster.crd = False
     code, _, err = run_deploy("dev")
     assert code == 0
-    assert apply(tmp_path / "out" / "monitoring.yaml") not in recorder.commands
-    assert "monitoring skipped: the cluster has no servicemonitors.monitoring.coreos.com" in err
+    commands = recorder.commands
+    # The CRDs helm printed are what kubectl applies (from stdin), before the chart's
+    # operator starts and long before the ServiceMonitor, PodMonitor and PrometheusRule.
+    (crds_apply,) = [call for call in recorder.calls if call.args == APPLY_CRDS]
+    assert crds_apply.stdin == STACK_CRDS
+    assert (
+        commands.index(HELM_CRDS)
+        < commands.index(APPLY_CRDS)
+        < commands.index(helm_upgrade(tmp_path))
+        < commands.index(apply(tmp_path / "out" / "monitoring.yaml"))
+    )
+    assert "==> deploy: monitoring stack: install kube-prometheus-stack-88.5.0" in err
+
+
+def test_a_second_deploy_leaves_a_current_stack_alone(run_deploy, recorder, cluster, tmp_path):
+    cluster.stack = stack_release()
+    code, _, err = run_deploy("dev")
+    assert code == 0
+    helm = [c for c in recorder.commands if c[0] == "helm"]
+    assert helm == [HELM_LIST, HELM_VALUES]  # read, nothing changed
+    assert APPLY_CRDS not in recorder.commands
+    assert apply(tmp_path / "out" / "monitoring.yaml") in recorder.commands
+    assert (
+        "monitoring stack: kube-prometheus-stack-88.5.0 is deployed with the committed values: "
+        "nothing to do" in err
+    )
+
+
+@pytest.mark.parametrize(
+    ("release", "values"),
+    [
+        (stack_release(chart="kube-prometheus-stack-87.1.0"), MONITORING_VALUES_JSON),
+        (stack_release(status="failed"), MONITORING_VALUES_JSON),
+        # Installed by hand with another values file (or edited since): the committed wins.
+        (stack_release(), '{"prometheus":{"prometheusSpec":{"retention":"30d"}}}'),
+    ],
+    ids=["other chart version", "failed release", "other values"],
+)
+def test_a_stack_that_differs_is_upgraded_crds_first(
+    run_deploy, recorder, cluster, tmp_path, release, values
+):
+    cluster.stack, cluster.stack_values = release, values
+    code, _, err = run_deploy("dev")
+    assert code == 0
+    helm = [c for c in recorder.commands if c[0] == "helm" or c == APPLY_CRDS]
+    assert helm == [HELM_LIST, HELM_VALUES, HELM_CRDS, APPLY_CRDS, helm_upgrade(tmp_path)]
+    assert "==> deploy: monitoring stack: upgrade kube-prometheus-stack-88.5.0" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "undo"),
+    [
+        ("pending-install", "helm uninstall kube-prometheus-stack --namespace monitoring"),
+        ("pending-upgrade", "helm rollback kube-prometheus-stack --namespace monitoring"),
+    ],
+)
+def test_an_interrupted_helm_run_is_reported_with_its_remedy(
+    run_deploy, recorder, cluster, tmp_path, status, undo
+):
+    cluster.stack = stack_release(status=status)
+    code, _, err = run_deploy("dev")
+    assert code == 1
+    assert f"kube-prometheus-stack in monitoring is {status}: a helm run was interrupted" in err
+    assert f"run `{undo}`, then deploy again" in err
+    assert HELM_CRDS not in recorder.commands
+    assert apply(stage(tmp_path, "app")) not in recorder.commands
+
+
+def test_an_empty_crd_list_stops_before_the_chart(run_deploy, recorder, cluster, tmp_path):
+    original = cluster.respond
+
+    def respond(args):
+        if args[:3] == ("helm", "show", "crds"):
+            return Result(args, 0, "")
+        return original(args)
+
+    recorder.respond = respond
+    code, _, err = run_deploy("dev")
+    assert code == 1
+    assert f"`{' '.join(HELM_CRDS)}` printed no CRDs" in err
+    assert helm_upgrade(tmp_path) not in recorder.commands
+    assert APPLY_CRDS not in recorder.commands
+
+
+def test_unreadable_helm_output_is_a_one_line_error(run_deploy, recorder, cluster):
+    original = cluster.respond
+    recorder.respond = lambda args: (
+        Result(args, 0, "NAME  NAMESPACE\n") if args[:2] == ("helm", "list") else original(args)
+    )
+    code, _, err = run_deploy("dev")
+    assert code == 1
+    assert "helm list printed no JSON: 'NAME  NAMESPACE'" in err
+    assert "Traceback" not in err
+
+
+def test_without_k8s_monitoring_no_stack_is_installed(run_deploy, recorder, fake_render):
+    fake_render.monitoring = False
+    code, _, _ = run_deploy("dev")
+    assert code == 0
+    assert [c for c in recorder.commands if c[0] == "helm"] == []
 
 
 def test_a_failed_app_rollout_is_rolled_back_and_fails(
@@ -453,14 +604,35 @@ def test_dry_run_prints_every_step(run_deploy, recorder, smoke, tmp_path):
     assert code == 0
     assert (recorder.calls, smoke.urls) == ([], [])
     assert not (tmp_path / "deploy.env").exists()
-    plan = [line for line in recorder.planned if not line.startswith("export ")]
+    plan = plan_steps(recorder.planned)
     assert plan[:2] == [
         "# conduit-deploy preflight dev",
         f"kops export kubecfg --name {CLUSTER} --admin=2h",
     ]
-    assert plan[-19:] == [
-        "# only if servicemonitors.monitoring.coreos.com exists (prometheus-operator):",
-        "kubectl get crd servicemonitors.monitoring.coreos.com --ignore-not-found --output name",
+    chart = " ".join(CHART)
+    values = tmp_path / "out" / "kube-prometheus-stack-values.yaml"
+    start = plan.index("# the monitoring stack's release picks one path: install, upgrade or none")
+    assert plan[start + 1 : start + 13] == [
+        " ".join(HELM_LIST).replace("^kube-prometheus-stack$", "'^kube-prometheus-stack$'"),
+        " ".join(HELM_VALUES),
+        "# install, when there is no release of kube-prometheus-stack-88.5.0:",
+        f"#   helm show crds {chart}",
+        "#   kubectl apply --server-side --field-manager=conduit-deploy --force-conflicts "
+        "--filename -  # stdin: the CRDs of kube-prometheus-stack-88.5.0 (helm show crds)",
+        f"#   helm upgrade kube-prometheus-stack {chart} --install --namespace monitoring "
+        f"--create-namespace --skip-crds --values {values} --wait --timeout=600s",
+        "# upgrade, when the release runs another chart or values than "
+        f"kube-prometheus-stack-88.5.0 with {values}:",
+        f"#   helm show crds {chart}",
+        "#   kubectl apply --server-side --field-manager=conduit-deploy --force-conflicts "
+        "--filename -  # stdin: the CRDs of kube-prometheus-stack-88.5.0 (helm show crds)",
+        f"#   helm upgrade kube-prometheus-stack {chart} --install --namespace monitoring "
+        f"--create-namespace --skip-crds --values {values} --wait --timeout=600s",
+        "# nothing, when it runs both:",
+        # the app's stages follow
+        " ".join(WORKLOADS),
+    ]
+    assert plan[-17:] == [
         "kubectl apply --server-side --field-manager=conduit-deploy "
         f"--filename {tmp_path / 'out' / 'monitoring.yaml'}",
         "# repeated every 10s until it prints an address, for at most 600s:",

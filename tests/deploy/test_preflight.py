@@ -18,9 +18,10 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 from conduit_deploy.cli import Context, main
-from conduit_deploy.errors import GcpError, PreflightFailed, RegistryError
+from conduit_deploy.errors import GcpError, PreflightFailed, RegistryError, Unreachable
 from conduit_deploy.gcp import Endpoints, GcpClient
 from conduit_deploy.preflight import (
+    BACKUP_PERMISSIONS,
     BUCKET_PERMISSIONS,
     PROJECT_PERMISSIONS,
     REQUIRED_APIS,
@@ -35,8 +36,16 @@ from tests.deploy.support import REGISTRY_PASSWORD, ci_environ
 
 PROJECT = "conduit-dev-123"
 BUCKET = "conduit-kops-state"
-ACCESS_TOKEN = "ya29.fake-access-token"
+BACKUP_BUCKET = "backups.conduit.example.com"  # a dotted name: a verified domain's
+CI_ACCOUNT = f"deployer@{PROJECT}.iam.gserviceaccount.com"
+BACKUP_ACCOUNT = f"conduit-backup-dev@{PROJECT}.iam.gserviceaccount.com"
 REGISTRY_TOKEN_PATH = "/registry-token"
+PROXY_VARIABLES = [f(name) for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+                   for f in (str.upper, str.lower)]  # fmt: skip
+
+
+def access_token(account: str) -> str:
+    return f"ya29.fake-token-of-{account}"
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +86,10 @@ class FakeCloud:
         }
         self.project_denied: set[str] = set()
         self.bucket_exists = True
-        self.bucket_denied: set[str] = set()
+        self.bucket_denied: set[str] = set()  # the CI key's, on the state bucket
+        self.backup_bucket_exists = True
+        self.backup_denied: set[str] = set()  # the backup key's, on the backup bucket
+        self.backup_reads_state = False  # the backup key was given the state bucket too
         self.registry_password = REGISTRY_PASSWORD
         self.registry_actions = ["pull", "push"]
         self.requests: list[str] = []
@@ -88,6 +100,7 @@ class FakeCloud:
             f"/v1/projects/{PROJECT}/services",
             f"/storage/v1/b/{BUCKET}",
             f"/storage/v1/b/{BUCKET}/iam/testPermissions",
+            f"/storage/v1/b/{BACKUP_BUCKET}/iam/testPermissions",
         ):
             server.expect_request(path).respond_with_handler(self.api)
         server.expect_request("/v2/").respond_with_handler(self.registry_probe)
@@ -104,14 +117,18 @@ class FakeCloud:
             "project_id": PROJECT,
             "private_key_id": "0123abcd",
             "private_key": pem,
-            "client_email": f"deployer@{PROJECT}.iam.gserviceaccount.com",
+            "client_email": CI_ACCOUNT,
             "client_id": "1234567890",
             "token_uri": f"{self.url}/token",
             **changes,
         }
 
+    def backup_key(self, private_key) -> dict:
+        return self.key(private_key, private_key_id="4567cdef", client_email=BACKUP_ACCOUNT)
+
     def token(self, request: Request) -> Response:
-        """OAuth 2.0 JWT bearer grant: verify the assertion's signature and claims."""
+        """OAuth 2.0 JWT bearer grant: verify the assertion's signature and claims; the
+        token names the service account (the assertion's issuer)."""
         form = parse_qs(request.get_data(as_text=True))
         assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
         header, claims, signature = form["assertion"][0].split(".")
@@ -129,7 +146,8 @@ class FakeCloud:
         if self.key_refused:
             body = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
             return Response(json.dumps(body), 400, content_type="application/json")
-        body = {"access_token": ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"}
+        token = access_token(payload["iss"])
+        body = {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
         return Response(json.dumps(body), content_type="application/json")
 
     @staticmethod
@@ -139,9 +157,16 @@ class FakeCloud:
 
     def api(self, request: Request) -> Response:
         self.requests.append(f"{request.method} {request.path}")
-        if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+        caller = {f"Bearer {access_token(a)}": a for a in (CI_ACCOUNT, BACKUP_ACCOUNT)}.get(
+            request.headers.get("Authorization", "")
+        )
+        if caller is None:
             return self.error(401, "UNAUTHENTICATED", "Request had invalid authentication")
         path = request.path
+        if caller == BACKUP_ACCOUNT and path.endswith("/iam/testPermissions"):
+            return self.backup_permissions(request)
+        if caller == BACKUP_ACCOUNT:  # it holds nothing on the project
+            return self.error(403, "PERMISSION_DENIED", f"{caller} does not have permission")
         if path == f"/v1/projects/{PROJECT}":
             body = {
                 "projectId": PROJECT,
@@ -164,6 +189,9 @@ class FakeCloud:
             }
             if page + 2 < len(names):  # two per page: the client must follow nextPageToken
                 body["nextPageToken"] = str(page + 2)
+        elif path == f"/storage/v1/b/{BACKUP_BUCKET}/iam/testPermissions":
+            # The CI key holds nothing on the backup bucket.
+            body = {"kind": "storage#testIamPermissionsResponse"}
         elif path.endswith("/iam/testPermissions"):
             if not self.bucket_exists:
                 return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
@@ -176,6 +204,27 @@ class FakeCloud:
             if not self.bucket_exists:
                 return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
             body = {"kind": "storage#bucket", "name": BUCKET, "location": "EUROPE-WEST1"}
+        return Response(json.dumps(body), content_type="application/json")
+
+    def backup_permissions(self, request: Request) -> Response:
+        """buckets.testIamPermissions as the backup key: its bucket, and the state's."""
+        asked = request.args.getlist("permissions")
+        if request.path.startswith(f"/storage/v1/b/{BACKUP_BUCKET}/"):
+            if not self.backup_bucket_exists:
+                return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
+            held = {need.permission for need in BACKUP_PERMISSIONS} - self.backup_denied
+        else:
+            if not self.bucket_exists:
+                return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
+            held = (
+                {"storage.objects.get", "storage.objects.list"}
+                if self.backup_reads_state
+                else set()
+            )
+        # Google leaves "permissions" out when the caller holds none of them.
+        body = {"kind": "storage#testIamPermissionsResponse"}
+        if held & set(asked):
+            body["permissions"] = [p for p in asked if p in held]
         return Response(json.dumps(body), content_type="application/json")
 
     def registry_probe(self, request: Request) -> Response:
@@ -200,19 +249,29 @@ def cloud(httpserver, private_key) -> FakeCloud:
     return FakeCloud(httpserver, private_key)
 
 
-def preflight(cloud: FakeCloud, private_key, capsys, **environ: str | None):
-    key = json.dumps(cloud.key(private_key))
+def preflight(cloud: FakeCloud, private_key, capsys, *, google=None, key=None, **environ):
+    """`conduit-deploy preflight dev` against the fake; google: another base URL for
+    every Google endpoint (the token endpoint too)."""
+    google = google or cloud.url
+    key = key or cloud.key(private_key, token_uri=f"{google}/token")
+    backup_key = cloud.backup_key(private_key) | {"token_uri": f"{google}/token"}
+    variables = {
+        "GCP_CREDENTIAL_FILE": json.dumps(key),
+        "BACKUP_GCP_CREDENTIAL_FILE": json.dumps(backup_key),
+        "BACKUP_BUCKET": BACKUP_BUCKET,
+        **environ,
+    }
     ctx = Context(
-        environ=ci_environ(GCP_CREDENTIAL_FILE=key, **environ),
+        environ=ci_environ(**variables),
         preflight=functools.partial(
             run_preflight,
-            endpoints=Endpoints(cloud.url, cloud.url, cloud.url),
+            endpoints=Endpoints(google, google, google),
             registry_api=cloud.url,
         ),
     )
     code = main(["preflight", "dev"], ctx)
     captured = capsys.readouterr()
-    return code, captured.out + captured.err, key
+    return code, captured.out + captured.err, json.dumps(key)
 
 
 def lines(output: str, status: str) -> list[str]:
@@ -225,11 +284,19 @@ def test_everything_in_place_passes_every_check(cloud, private_key, capsys):
     assert code == 0, output
     assert lines(output, "ok") == [
         "cluster name", "service-account key", "project", "APIs enabled", "state bucket",
-        "IAM permissions", "registry credentials",
+        "IAM permissions", "backup key", "backup bucket", "registry credentials",
     ]  # fmt: skip
     assert lines(output, "FAIL") == []
     assert "service account deployer@conduit-dev-123.iam.gserviceaccount.com" in output
     assert f"all {len(PROJECT_PERMISSIONS)} permissions kops needs" in output
+    assert (
+        f"ok    backup key: service account {BACKUP_ACCOUNT}, not the CI's, no access to the "
+        "state bucket" in output
+    )
+    assert (
+        f"ok    backup bucket: gs://{BACKUP_BUCKET} exists; {BACKUP_ACCOUNT} may write, read, "
+        "list and delete backups" in output
+    )
 
 
 def test_every_failure_is_reported_at_once(cloud, private_key, capsys):
@@ -244,7 +311,7 @@ def test_every_failure_is_reported_at_once(cloud, private_key, capsys):
     assert lines(output, "FAIL") == [
         "cluster name", "APIs enabled", "state bucket", "IAM permissions", "registry credentials",
     ]  # fmt: skip
-    assert lines(output, "ok") == ["service-account key", "project"]
+    assert lines(output, "ok") == ["service-account key", "project", "backup key", "backup bucket"]
     assert "gcloud services enable iam.googleapis.com --project conduit-dev-123" in output
     assert "grant roles/iam.serviceAccountUser (iam.serviceAccounts.actAs)" in output
     assert "grant roles/compute.admin (compute.instances.create)" in output
@@ -255,7 +322,7 @@ def test_every_failure_is_reported_at_once(cloud, private_key, capsys):
         output.rstrip()
         .splitlines()[-1]
         .startswith(
-            "conduit-deploy: error: preflight: 5 of 7 checks failed (cluster name, APIs enabled"
+            "conduit-deploy: error: preflight: 5 of 9 checks failed (cluster name, APIs enabled"
         )
     )
     # One line per check, and no secret in any of them.
@@ -316,14 +383,144 @@ def test_an_api_error_is_one_line_with_google_status(cloud, private_key):
     assert raised.value.status == 404
 
 
-def test_an_unreachable_endpoint_is_reported(private_key, httpserver):
+CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens on it here
+
+
+def test_an_unreachable_endpoint_is_reported_and_not_tried_again(private_key, httpserver):
     cloud = FakeCloud(httpserver, private_key)
-    closed = "http://127.0.0.1:9"  # discard port: nothing listens
     client = GcpClient(
-        cloud.key(private_key), endpoints=Endpoints(closed, closed, closed), timeout=2
+        cloud.key(private_key), endpoints=Endpoints(CLOSED, CLOSED, CLOSED), timeout=2
     )
-    with pytest.raises(GcpError, match=r"^project conduit-dev-123: ConnectionError"):
+    with pytest.raises(Unreachable) as first:
         client.project(PROJECT)
+    assert first.value.endpoint == CLOSED
+    assert str(first.value).startswith(
+        "cannot reach http://127.0.0.1:9: Failed to establish a new connection: "
+    )
+    with pytest.raises(Unreachable) as second:
+        client.enabled_services(PROJECT)
+    assert second.value is first.value
+
+
+@pytest.fixture
+def no_proxy_variables(monkeypatch):
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_no_route_to_google_is_one_failure_naming_the_endpoint(
+    cloud, private_key, capsys, no_proxy_variables
+):
+    code, output, _ = preflight(cloud, private_key, capsys, google=CLOSED)
+    assert code == 1
+    # The reason, the endpoint and the proxy settings: once.
+    assert output.count("cannot reach http://127.0.0.1:9: ") == 1
+    assert (
+        "FAIL  service-account key: cannot reach http://127.0.0.1:9: Failed to establish a new "
+        "connection: [Errno 111] Connection refused; sent directly: no proxy variable is set "
+        "(HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY)" in output
+    )
+    assert lines(output, "--") == [
+        "project", "APIs enabled", "state bucket", "IAM permissions", "backup key",
+        "backup bucket",
+    ]  # fmt: skip
+    assert "--    project: not checked, http://127.0.0.1:9 is unreachable" in output
+    assert lines(output, "ok") == ["cluster name", "registry credentials"]
+    assert output.rstrip().splitlines()[-1] == (
+        "conduit-deploy: error: preflight: cannot reach http://127.0.0.1:9 (the network, or "
+        "the proxy variables HTTPS_PROXY, HTTP_PROXY, NO_PROXY), so 7 of 9 checks could not "
+        "run (service-account key, project, APIs enabled, state bucket, IAM permissions, backup "
+        "key, backup bucket); fix them and run again (deploy/google-cloud.md explains each)"
+    )
+    assert cloud.requests == []
+
+
+def test_a_dead_proxy_is_named_with_its_variable_and_without_its_password(
+    cloud, private_key, capsys, no_proxy_variables
+):
+    # Every request goes through the proxy: the fake cloud itself is up.
+    no_proxy_variables.setenv("HTTP_PROXY", "http://ops:hunter2@127.0.0.1:9")
+    code, output, _ = preflight(cloud, private_key, capsys)
+    assert code == 1
+    assert f"cannot reach {cloud.url}: the proxy failed: " in output
+    assert (
+        "sent through the proxy http://***@127.0.0.1:9 (HTTP_PROXY=http://***@127.0.0.1:9)"
+        in output
+    )
+    assert "hunter2" not in output
+    # Everything goes through that one dead proxy to one endpoint: one report, the rest "--".
+    assert output.count(f"cannot reach {cloud.url}: ") == 1
+    assert lines(output, "ok") == ["cluster name"]
+    assert cloud.requests == []
+
+
+def test_no_proxy_exempting_the_endpoint_is_said():
+    from conduit_deploy.network import proxy_settings
+
+    environ = {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": ".googleapis.com"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name in PROXY_VARIABLES:
+            patch.delenv(name, raising=False)
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        assert proxy_settings("https://storage.googleapis.com/x") == (
+            "sent directly, not through a proxy "
+            "(HTTPS_PROXY=http://proxy:3128 NO_PROXY=.googleapis.com)"
+        )
+        assert proxy_settings("https://registry-1.docker.io/v2/") == (
+            "sent through the proxy http://proxy:3128 "
+            "(HTTPS_PROXY=http://proxy:3128 NO_PROXY=.googleapis.com)"
+        )
+
+
+# --- the backups' bucket and key -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "value", "check", "message"),
+    [
+        ("backup_bucket_exists", False, "backup bucket",
+         f'gs://{BACKUP_BUCKET} does not exist: create it (deploy/google-cloud.md, "The backup '
+         'bucket")'),
+        ("backup_denied", {"storage.buckets.get", "storage.objects.create"}, "backup bucket",
+         f"{BACKUP_ACCOUNT} lacks storage.buckets.get, storage.objects.create on "
+         f"gs://{BACKUP_BUCKET}: on that bucket, grant roles/storage.legacyBucketReader "
+         "(storage.buckets.get); grant roles/storage.objectAdmin (storage.objects.create)"),
+        ("backup_reads_state", True, "backup key",
+         f"{BACKUP_ACCOUNT} may read the kops state bucket gs://{BUCKET} (storage.objects.get, "
+         "storage.objects.list), which holds the cluster's secrets"),
+    ],
+    ids=["missing bucket", "cannot see or write it", "may read the state bucket"],
+)  # fmt: skip
+def test_each_backup_fault_fails_its_line_with_the_fix(
+    cloud, private_key, capsys, fault, value, check, message
+):
+    setattr(cloud, fault, value)
+    code, output, _ = preflight(cloud, private_key, capsys)
+    assert code == 1
+    assert lines(output, "FAIL") == [check]
+    assert f"FAIL  {check}: {message}" in output
+
+
+def test_the_ci_key_as_backup_key_stops_before_any_request(cloud, private_key, capsys):
+    key = cloud.key(private_key)
+    code, output, _ = preflight(
+        cloud, private_key, capsys, key=key, BACKUP_GCP_CREDENTIAL_FILE=json.dumps(key)
+    )
+    assert code == 1
+    assert output.count("\n") == 1
+    assert "BACKUP_GCP_CREDENTIAL_FILE is the same key as GCP_CREDENTIAL_FILE" in output
+    assert cloud.requests == []
+
+
+def test_another_key_of_the_ci_account_as_backup_key_is_refused(cloud, private_key, capsys):
+    other = cloud.key(private_key, private_key_id="another-key-of-the-deployer")
+    code, output, _ = preflight(
+        cloud, private_key, capsys, BACKUP_GCP_CREDENTIAL_FILE=json.dumps(other)
+    )
+    assert code == 1
+    assert f"is a key of the CI's own service account {CI_ACCOUNT}" in output
 
 
 def test_not_a_service_account_key(private_key, httpserver):

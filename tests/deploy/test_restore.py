@@ -17,6 +17,7 @@ from conduit_deploy.deploy import apply_command
 from conduit_deploy.restore import restored_name
 from conduit_deploy.runner import Result, find_program, format_command
 
+from tests.deploy.support import plan_steps
 from tests.k8s.crd import crd_errors
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -148,7 +149,7 @@ def test_dry_run_prints_every_step_and_touches_no_cluster(run_restore, recorder,
     code, _, _ = run_restore("--to", "2026-11-30T10:42:00Z", "--dry-run")
     assert code == 0
     assert cluster_commands(recorder) == []
-    steps = [line for line in recorder.planned if not line.startswith("export ")]
+    steps = plan_steps(recorder.planned)
     assert steps[0] == "kops export kubecfg --name dev.conduit.k8s.local --admin=2h"
     assert (
         "# only if 2026-11-30T10:42:00Z is after conduit-db's first recoverability point:" in steps

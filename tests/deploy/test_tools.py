@@ -1,10 +1,12 @@
-"""install-tools: the kops binary is installed only when its SHA-256 matches."""
+"""install-tools: the kops binary and Helm are installed only when their SHA-256 matches."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import os
+import tarfile
 import threading
 import tomllib
 from pathlib import Path
@@ -17,6 +19,22 @@ from conduit_deploy.errors import ConfigError, DeployError
 
 BINARY = b"#!/bin/sh\necho 'Client version: 1.35.0'\n"
 DIGEST = hashlib.sha256(BINARY).hexdigest()
+HELM = b"#!/bin/sh\necho 'v4.2.4'\n"
+
+
+def helm_archive(member: str = "linux-amd64/helm") -> bytes:
+    """A release archive laid out like Helm's: linux-<arch>/{helm,LICENSE,README.md}."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in ((member, HELM), ("linux-amd64/LICENSE", b"Apache-2.0\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o755
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+HELM_ARCHIVE = helm_archive()
+HELM_DIGEST = hashlib.sha256(HELM_ARCHIVE).hexdigest()
 
 
 @pytest.fixture
@@ -27,6 +45,8 @@ def release(tmp_path):
     folder.mkdir(parents=True)
     (folder / "kops-linux-amd64").write_bytes(BINARY)
     (folder / "kops-linux-amd64.sha256").write_text(DIGEST + "\n")
+    (root / "helm-v9.9.9-linux-amd64.tar.gz").write_bytes(HELM_ARCHIVE)
+    (root / "helm-v4.2.4-linux-amd64.tar.gz").write_bytes(HELM_ARCHIVE)
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
@@ -110,10 +130,14 @@ def test_dry_run_downloads_nothing(tmp_path, recorder, capsys):
     )
     assert code == 0
     assert list(Path(tmp_path).iterdir()) == []
+    arch = tools.machine_arch()
     assert recorder.planned == [
         f"# download https://github.com/kubernetes/kops/releases/download/v{tools.KOPS_VERSION}"
-        f"/kops-linux-{tools.machine_arch()}, check its SHA-256 against the digest recorded in "
-        f"conduit_deploy.tools, install as {tmp_path / 'kops'}"
+        f"/kops-linux-{arch}, check its SHA-256 against the digest recorded in "
+        f"conduit_deploy.tools, install as {tmp_path / 'kops'}",
+        f"# download https://get.helm.sh/helm-v{tools.HELM_VERSION}-linux-{arch}.tar.gz, check "
+        "its SHA-256 against the digest recorded in conduit_deploy.tools, install its "
+        f"linux-{arch}/helm as {tmp_path / 'helm'}",
     ]
 
 
@@ -121,6 +145,8 @@ def test_kops_sha256_overrides_the_recorded_digest(tmp_path, release, recorder, 
     template, _ = release
     monkeypatch.setitem(tools.RECORDED_DIGESTS, ("9.9.9", "amd64"), "0" * 64)
     monkeypatch.setattr(tools, "KOPS_URL", template)
+    monkeypatch.setattr(tools, "HELM_URL", helm_template(template))
+    monkeypatch.setitem(tools.HELM_DIGESTS, (tools.HELM_VERSION, "amd64"), HELM_DIGEST)
     monkeypatch.setattr(tools, "machine_arch", lambda: "amd64")
     args = ["install-tools", "--dest", str(tmp_path / "bin"), "--kops-version", "9.9.9"]
     ctx = Context(environ={"KOPS_SHA256": DIGEST.upper()}, runner_factory=recorder.runner)
@@ -128,6 +154,65 @@ def test_kops_sha256_overrides_the_recorded_digest(tmp_path, release, recorder, 
     assert (tmp_path / "bin" / "kops").read_bytes() == BINARY
     ctx = Context(environ={"KOPS_SHA256": "not-a-digest"}, runner_factory=recorder.runner)
     assert main(args, ctx) == 1
+
+
+def helm_template(kops_template: str) -> str:
+    """The release fixture's address of the Helm archives."""
+    return kops_template.split("/v{version}/")[0] + "/helm-v{version}-linux-{arch}.tar.gz"
+
+
+def install_helm(dest, template, recorder, monkeypatch, digest=HELM_DIGEST):
+    monkeypatch.setitem(tools.HELM_DIGESTS, ("9.9.9", "amd64"), digest)
+    return tools.install_helm(
+        dest, recorder.runner(), version="9.9.9", url_template=helm_template(template), arch="amd64"
+    )
+
+
+def test_helm_is_taken_from_its_archive_when_the_recorded_digest_matches(
+    tmp_path, release, recorder, monkeypatch
+):
+    template, _ = release
+    target = install_helm(tmp_path / "bin", template, recorder, monkeypatch)
+    assert target == tmp_path / "bin" / "helm"
+    assert target.read_bytes() == HELM
+    assert os.access(target, os.X_OK)
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["helm"]  # not the LICENSE
+
+
+def test_a_helm_archive_that_does_not_match_installs_nothing(
+    tmp_path, release, recorder, monkeypatch
+):
+    template, _ = release
+    with pytest.raises(DeployError, match=f"sha256 {HELM_DIGEST}, expected {'1' * 64}"):
+        install_helm(tmp_path / "bin", template, recorder, monkeypatch, digest="1" * 64)
+    assert not (tmp_path / "bin").exists()
+
+
+def test_a_helm_archive_without_the_binary_is_refused(tmp_path, release, recorder, monkeypatch):
+    template, _ = release
+    other = helm_archive(member="darwin-amd64/helm")
+    (tmp_path / "releases" / "helm-v9.9.9-linux-amd64.tar.gz").write_bytes(other)
+    digest = hashlib.sha256(other).hexdigest()
+    with pytest.raises(DeployError, match="has no file linux-amd64/helm"):
+        install_helm(tmp_path / "bin", template, recorder, monkeypatch, digest=digest)
+    assert not (tmp_path / "bin").exists()
+
+
+def test_a_helm_release_without_a_recorded_digest_is_refused_before_any_download(
+    tmp_path, recorder
+):
+    with pytest.raises(ConfigError, match=r"no digest recorded for helm 4\.0\.0 \(amd64\)"):
+        tools.install_helm(
+            tmp_path, recorder.runner(), version="4.0.0", url_template="http://192.0.2.1/x",
+            arch="amd64",
+        )  # fmt: skip
+
+
+def test_the_pinned_helm_has_a_recorded_digest_for_every_architecture():
+    assert set(tools.HELM_DIGESTS) == {
+        (tools.HELM_VERSION, "amd64"),
+        (tools.HELM_VERSION, "arm64"),
+    }
 
 
 def test_the_pinned_release_has_a_recorded_digest_for_every_architecture():

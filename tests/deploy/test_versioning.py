@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import ConfigError
-from conduit_deploy.runner import Result
+from conduit_deploy.runner import Result, Runner
 from conduit_deploy.versioning import build_info, target_environment
 
 from .support import ci_environ, tag_environ
@@ -106,3 +110,54 @@ def test_version_of_a_merge_request_targets_no_environment(recorder, capsys):
     environ = ci_environ(CI_PIPELINE_SOURCE="merge_request_event", CI_COMMIT_BRANCH=None)
     _, out, _ = run_cli(["version"], environ, recorder, capsys)
     assert "CONDUIT_ENVIRONMENT=none\n" in out
+
+
+# --- git's refusals, with the real git ------------------------------------------------
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    folder = tmp_path / "checkout"
+    folder.mkdir()
+    git = ["git", "-C", str(folder), "-c", "user.email=a@example.com", "-c", "user.name=a"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "first"], check=True)
+    return folder
+
+
+def version_in(folder: Path) -> str:
+    # The real runner and the real git, outside CI.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        return build_info({}, Runner()).version
+
+
+def test_the_version_of_a_real_checkout_is_its_short_hash(checkout):
+    expected = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert version_in(checkout) == expected
+
+
+def test_outside_a_checkout_says_so(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        version_in(tmp_path)
+    assert "not a git repository" in str(raised.value)
+    assert "run inside the git checkout, or set CI_COMMIT_SHORT_SHA" in str(raised.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the checkout to another user")
+def test_a_checkout_owned_by_another_user_is_reported_as_such(checkout):
+    # The case of a checkout mounted into a container that runs as another user.
+    for path in (checkout, *checkout.rglob("*")):
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    with pytest.raises(ConfigError) as raised:
+        version_in(checkout)
+    message = str(raised.value)
+    assert message == (
+        f"cannot tell the version: git refuses the checkout {checkout}, which belongs to "
+        'another user ("dubious ownership"): run as its owner, or trust it with '
+        f"`git config --global --add safe.directory {checkout}`; or set CI_COMMIT_SHORT_SHA"
+    )
+    assert "run inside the git checkout" not in message

@@ -82,3 +82,30 @@ def test_prometheus_rules_are_well_formed(env):
                 assert str(rule["expr"]).strip()
                 if "alert" in rule:
                     assert rule.get("labels", {}).get("severity"), rule["alert"]
+
+
+def test_pod_monitors_scrape_the_rendered_database_and_prometheus_may_reach_it(env):
+    """In each environment as rendered (an overlay may patch the Cluster): the PodMonitor
+    selects its instance pods, and a policy opens their exporter port to Prometheus."""
+    monitors = custom(env, "PodMonitor")
+    if not monitors:
+        pytest.skip("no PodMonitor in k8s/monitoring")
+    cluster = env.one("Cluster")
+    # What CloudNativePG 1.30.0 puts on an instance pod besides inheritedMetadata
+    # (pkg/utils/labels_annotations.go) and names its exporter's port (pkg/specs/pods.go).
+    pod_labels = {
+        **cluster["spec"]["inheritedMetadata"]["labels"],
+        "cnpg.io/cluster": cluster["metadata"]["name"],
+        "cnpg.io/podRole": "instance",
+    }
+    for monitor in monitors:
+        assert labels_match(monitor["spec"]["selector"], pod_labels)
+        assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
+    opened = [
+        port["port"]
+        for policy in custom(env, "NetworkPolicy")
+        if labels_match(policy["spec"]["podSelector"], pod_labels)
+        for rule in policy["spec"]["ingress"]
+        for port in rule.get("ports", [])
+    ]
+    assert "metrics" in opened, "no NetworkPolicy lets Prometheus reach the PostgreSQL exporter"

@@ -286,8 +286,13 @@ def test_monitoring_is_rendered_when_present(repo_copy, tmp_path):
         "data:\n  conduit.json: '{}'\n"
     )
     (monitoring / "kustomization.yaml").write_text("resources:\n  - dashboard.yaml\n")
+    # Its objects need the stack's CRDs: no monitoring objects without the stack's values.
+    with pytest.raises(RenderError, match="k8s/monitoring has no kube-prometheus-stack-values"):
+        render(sample_values("dev"), tmp_path / "with")
+    (monitoring / "kube-prometheus-stack-values.yaml").write_text("grafana: {}\n")
     rendered = render(sample_values("dev"), tmp_path / "with")
     assert rendered.monitoring_file is not None
+    assert rendered.monitoring_stack_values == monitoring / "kube-prometheus-stack-values.yaml"
     assert [o["metadata"]["name"] for o in load_all(rendered.monitoring_file)] == [
         "conduit-dashboard"
     ]

@@ -24,8 +24,9 @@ _SECRET_ASSIGNMENT = re.compile(
     r"(?im)^[ \t-]*[\"']?(?P<key>[\w.-]*(password|passwd|secret|token|api[_-]?key)[\w.-]*)[\"']?"
     r"[ \t]*[:=][ \t]*[\"']?(?P<secret>[^\s\"'#]+)"
 )
-# Kubernetes fields whose value names a Secret object rather than holding one.
-_REFERENCE_KEYS = {"secretname", "secretkeyref", "secretref"}
+# Kubernetes fields whose value names a Secret object rather than holding one
+# (configSecret: prometheus-operator's Alertmanager, set in the stack's Helm values).
+_REFERENCE_KEYS = {"secretname", "secretkeyref", "secretref", "configsecret"}
 # Templates, variables, masks and code (os.environ[...], values.password) are not literals.
 _PLACEHOLDER = re.compile(
     r"^[{$<%(]|^\*+$|^(null|none|true|false|~)$|^[A-Za-z_]\w*[.\[(]", re.IGNORECASE

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from conduit_deploy import monitoring
 
 from tests.support import require_program
 
@@ -43,9 +44,24 @@ def built_objects(directory: Path = MONITORING) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(_build(directory)) if doc]
 
 
-def one(objects: list[dict], kind: str) -> dict:
-    (found,) = [o for o in objects if o["kind"] == kind]
+def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
+    (found,) = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
     return found
+
+
+# The exporter's container port on every instance pod, and the labels CloudNativePG
+# 1.30.0 gives an instance pod on top of the Cluster's inheritedMetadata
+# (pkg/specs/pods.go: port "metrics", 9187; pkg/utils/labels_annotations.go:
+# cnpg.io/cluster, cnpg.io/podRole "instance"; poolers are "pooler").
+CNPG_METRICS_PORT = "metrics"
+
+
+def instance_pod_labels(cluster: dict, pod_role: str = "instance") -> dict:
+    return {
+        **cluster["spec"]["inheritedMetadata"]["labels"],
+        "cnpg.io/cluster": cluster["metadata"]["name"],
+        "cnpg.io/podRole": pod_role,
+    }
 
 
 def labels_match(selector: dict, labels: dict) -> bool:
@@ -74,17 +90,47 @@ def test_service_monitor_scrapes_metrics_on_the_api_service_port():
     assert api["metadata"]["name"] == "conduit"
 
 
-def test_rules_and_dashboard_select_the_service_monitor_job():
+def test_rules_and_dashboard_select_the_jobs_the_monitors_make():
     rule = one(built_objects(), "PrometheusRule")
     exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     dashboard = json.loads(DASHBOARD.read_text())
     exprs += [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     jobs = {job for expr in exprs for job in re.findall(r'job="([^"]*)"', expr)}
-    assert jobs == {"conduit"}
+    # A PodMonitor's job is the value of its pods' jobLabel label (prometheus-operator
+    # v0.93, pkg/prometheus/promcfg.go; <namespace>/<name> without one).
+    monitor = one(built_objects(), "PodMonitor")
+    cluster = one(built_objects(BASE), "Cluster")
+    postgres_job = instance_pod_labels(cluster)[monitor["spec"]["jobLabel"]]
+    assert jobs == {"conduit", postgres_job}
+
+
+def test_pod_monitor_scrapes_the_exporter_of_every_postgres_instance_only():
+    monitor = one(built_objects(), "PodMonitor")
+    cluster = one(built_objects(BASE), "Cluster")
+    selector = monitor["spec"]["selector"]
+    assert labels_match(selector, instance_pod_labels(cluster))
+    # Not a PgBouncer pooler's pods, and not tied to the Cluster's name (a restore
+    # renames it: k8s/README.md).
+    assert not labels_match(selector, instance_pod_labels(cluster, pod_role="pooler"))
+    assert "cnpg.io/cluster" not in selector["matchLabels"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == CNPG_METRICS_PORT
+    assert endpoint["path"] == "/metrics"
+    # Plain HTTP unless the Cluster enables TLS on the metrics port (monitoring.md).
+    assert not cluster["spec"].get("monitoring", {}).get("tls", {}).get("enabled")
+    assert endpoint["scheme"] == "http"
+    # The operator-made PodMonitor is deprecated in 1.30: this one replaces it.
+    assert not cluster["spec"].get("monitoring", {}).get("enablePodMonitor")
+
+
+def prometheus_peer_only(rule: dict) -> None:
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
 
 
 def test_prometheus_may_scrape_the_api_pods_and_nothing_more():
-    policy = one(built_objects(), "NetworkPolicy")
+    policy = one(built_objects(), "NetworkPolicy", "conduit-from-prometheus")
     deployment = one(built_objects(BASE), "Deployment")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     container_ports = {
@@ -95,9 +141,19 @@ def test_prometheus_may_scrape_the_api_pods_and_nothing_more():
     (rule,) = policy["spec"]["ingress"]
     assert [p["port"] for p in rule["ports"]] == ["http"]
     assert "http" in container_ports
-    (peer,) = rule["from"]
-    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
-    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    prometheus_peer_only(rule)
+
+
+def test_prometheus_may_scrape_the_postgres_exporter_and_nothing_more():
+    # k8s/base denies ingress to the namespace and opens PostgreSQL to the app, the
+    # other instances and the operator only.
+    policy = one(built_objects(), "NetworkPolicy", "postgres-from-prometheus")
+    cluster = one(built_objects(BASE), "Cluster")
+    assert labels_match(policy["spec"]["podSelector"], instance_pod_labels(cluster))
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": CNPG_METRICS_PORT}]
+    prometheus_peer_only(rule)
 
 
 def test_dashboard_config_map_is_what_the_grafana_sidecar_loads():
@@ -114,17 +170,30 @@ def test_dashboard_config_map_is_what_the_grafana_sidecar_loads():
 def test_stack_values_match_what_the_manifests_rely_on():
     values = yaml.safe_load(VALUES.read_text())
     spec = values["prometheus"]["prometheusSpec"]
-    # Our ServiceMonitor and PrometheusRule carry no Helm release label.
+    # Our ServiceMonitor, PodMonitor and PrometheusRule carry no Helm release label.
     assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
+    assert spec["podMonitorSelectorNilUsesHelmValues"] is False
     assert spec["ruleSelectorNilUsesHelmValues"] is False
+    # Receivers live in a Secret made by hand: the deploy's helm upgrade never drops them.
+    alertmanager = values["alertmanager"]["alertmanagerSpec"]
+    assert alertmanager["useExistingSecret"] is True
+    assert alertmanager["configSecret"] in README.read_text()
     dashboards = values["grafana"]["sidecar"]["dashboards"]
     config_map = one(built_objects(), "ConfigMap")
     assert config_map["metadata"]["labels"][dashboards["label"]] == dashboards["labelValue"]
     assert dashboards["searchNamespace"] == "ALL"  # the ConfigMap is in the app's namespace
 
 
-def test_readme_pins_the_chart_version_the_values_name():
-    pinned = re.search(r"--version (\S+)", README.read_text())
-    assert pinned, "README.md gives no helm --version"
-    assert f"kube-prometheus-stack {pinned.group(1)}" in VALUES.read_text()
-    assert "--namespace monitoring" in README.read_text()  # the NetworkPolicy admits that one
+def test_readme_and_values_name_the_chart_version_the_deploy_installs():
+    # The one pin is conduit_deploy.monitoring; the docs and the values file follow it.
+    version = monitoring.STACK_CHART_VERSION
+    assert f"kube-prometheus-stack {version}" in VALUES.read_text()
+    assert f"kube-prometheus-stack {version}" in README.read_text()
+    assert f"`{monitoring.STACK_NAMESPACE}`" in README.read_text()
+    # The NetworkPolicies admit Prometheus from the namespace the stack is installed in.
+    for policy in (o for o in built_objects() if o["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"]["ingress"]:
+            for peer in rule["from"]:
+                assert peer["namespaceSelector"]["matchLabels"] == {
+                    "kubernetes.io/metadata.name": monitoring.STACK_NAMESPACE
+                }
