@@ -309,14 +309,13 @@ def postman(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def image(session: nox.Session) -> None:
-    """The production image built and proven end to end: Docker, nginx, a registry."""
+    """The production image built and proven end to end: Docker, Envoy, a registry."""
     start(session)
     require(
         session,
         ROOT_USER,
         DOCKER,
         DEBOOTSTRAP,
-        program("nginx", PREREQUISITES),
         program("docker-registry", PREREQUISITES),
         POSTGRES_PROGRAMS,  # the server the image tier stops and restarts under load
         NODE,

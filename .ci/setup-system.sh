@@ -6,7 +6,6 @@
 set -euo pipefail
 
 packages=(
-  nginx-light                   # the ingress-style /flask/ rewrite in front of uWSGI
   docker.io debootstrap docker-registry  # image build, local base image, local registry
   prometheus                    # promtool: alert rules check and unit tests
   wrk                           # load benchmark

@@ -138,3 +138,15 @@ def test_in_ci_a_missing_input_fails_the_tests_that_need_it(tmp_path: Path) -> N
     last = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"1 failed, \d+ passed in .*", last), last
     assert "(CI=true: nothing is skipped)" in result.stdout
+
+
+def test_the_cache_is_per_user_and_outside_the_clone(tmp_path: Path) -> None:
+    home_cache = upstream._cache_folder({})
+    assert home_cache == Path.home() / ".cache" / "conduit" / "upstream"
+    assert upstream.ROOT not in home_cache.parents, "a fresh clone would start empty"
+    xdg = upstream._cache_folder({"XDG_CACHE_HOME": str(tmp_path)})
+    assert xdg == tmp_path / "conduit" / "upstream"
+    chosen = upstream._cache_folder(
+        {"XDG_CACHE_HOME": str(tmp_path), "CONDUIT_UPSTREAM_CACHE": str(tmp_path / "mine")}
+    )
+    assert chosen == tmp_path / "mine"

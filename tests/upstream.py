@@ -2,8 +2,12 @@
 
 `path(group, name)` returns a local file for an entry of tests/upstream.toml. The file
 comes from the folder named by the group's environment variable when it is set, else from
-the cache under build/upstream/, filled from the pinned URL on first use. Either way its
-SHA-256 must match the recorded one, so a moved tag or an edited local copy is caught.
+the cache, filled from the pinned URL on first use. Either way its SHA-256 must match the
+recorded one, so a moved tag or an edited local copy is caught.
+
+The cache is per user, outside the clone (like pip's): CONDUIT_UPSTREAM_CACHE, else
+$XDG_CACHE_HOME/conduit/upstream, else ~/.cache/conduit/upstream. Every clone on the
+machine, fresh ones included, reads what one of them downloaded.
 
     python -m tests.upstream fetch [GROUP ...]   # prefetch, print the paths
 """
@@ -23,7 +27,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = Path(__file__).with_name("upstream.toml")
-CACHE = ROOT / "build" / "upstream"
+
+
+def _cache_folder(environ: Mapping[str, str] = os.environ) -> Path:
+    configured = environ.get("CONDUIT_UPSTREAM_CACHE")
+    if configured:
+        return Path(configured)
+    base = environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "conduit" / "upstream"
+
+
+CACHE = _cache_folder()
 DOWNLOAD_TIMEOUT_SECONDS = 60
 
 

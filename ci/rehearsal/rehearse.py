@@ -105,8 +105,13 @@ TEST_JOB_SELECTION = {
 }
 PROJECT_VARIABLES = {
     "default_branch": {**DEPLOY_VARIABLES, "K8S_CLUSTER_NAME": "dev.conduit.k8s.local"},
-    # The cluster name is scoped to the prod environment in the project's settings.
-    "release": {**DEPLOY_VARIABLES, "K8S_CLUSTER_NAME": "prod.conduit.k8s.local"},
+    # The cluster name and the host name are scoped to the prod environment in the
+    # project's settings.
+    "release": {
+        **DEPLOY_VARIABLES,
+        "K8S_CLUSTER_NAME": "prod.conduit.k8s.local",
+        "PROD_HOST": "conduit.example.org",
+    },
 }
 
 

@@ -170,6 +170,7 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
         rollout_timeout=args.rollout_timeout,
         controller_timeout=args.rollout_timeout,
         address_timeout=args.address_timeout,
+        certificate_timeout=args.certificate_timeout,
         env_file=args.env_file,
     )
     smoke_options = SmokeOptions(
@@ -373,7 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
         deploy,
         "--address-timeout",
         DeployOptions.address_timeout,
-        "how long the ingress may take to get an address",
+        "how long the Gateway may take to get an address",
+    )
+    _add_seconds(
+        deploy,
+        "--certificate-timeout",
+        DeployOptions.certificate_timeout,
+        "how long the HTTPS certificate (environments with a host name) may take to be issued",
     )
     _add_seconds(
         deploy,

@@ -84,6 +84,7 @@ class Scope(enum.Enum):
     """The GitLab environment scope a variable should get (Settings > CI/CD > Variables)."""
 
     ENVIRONMENT = "dev, prod"  # one value per environment scope
+    PROD = "prod"  # read for prod only
     ALL = "all (*)"
 
 
@@ -453,6 +454,15 @@ KOPS_SHA256 = Variable(
     sha256,
     read_by=(INSTALL_TOOLS,),
 )
+PROD_HOST = Variable(
+    "PROD_HOST",
+    "the DNS name prod serves HTTPS on (Let's Encrypt certificate; plain HTTP redirects); "
+    "its A record points at the Gateway's address. Required for prod; dev stays on the "
+    "bare address over HTTP",
+    dns_name,
+    read_by=RENDERING,
+    scope=Scope.PROD,
+)
 CONDUIT_DEPLOY_DISABLED = Variable(
     "CONDUIT_DEPLOY_DISABLED",
     "set to any value to skip the cluster and deploy jobs (read by the pipeline's rules)",
@@ -477,6 +487,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
     BACKUP_BUCKET,
     BACKUP_GCP_CREDENTIAL_FILE,
     KOPS_SHA256,
+    PROD_HOST,
     CONDUIT_DEPLOY_DISABLED,
 )
 
@@ -659,7 +670,10 @@ def settings_table() -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for variable in VARIABLES:
-        scope = "`dev` and `prod`, a value each" if variable.scope is Scope.ENVIRONMENT else "`*`"
+        scope = {
+            Scope.ENVIRONMENT: "`dev` and `prod`, a value each",
+            Scope.PROD: "`prod`",
+        }.get(variable.scope, "`*`")
         rows.append(
             f"| {_name_cell(variable)} | {variable.kind.value} | {scope} "
             f"| {'yes' if variable.protected else 'no'} | {_mask(variable)} |"

@@ -17,6 +17,7 @@ from .console import log
 from .errors import CommandFailed, DeployError, RolloutFailed, SmokeFailed
 from .render import GENERATED_SECRETS, Rendered
 from .runner import Result, Runner, format_command, tail
+from .tools import download_checked
 
 # Server-side apply under this manager: the API server tracks who owns which field
 # (managedFields) and writes no kubectl.kubernetes.io/last-applied-configuration
@@ -24,8 +25,32 @@ from .runner import Result, Runner, format_command, tail
 FIELD_MANAGER = "conduit-deploy"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 URL_VARIABLE = "DYNAMIC_ENVIRONMENT_URL"
-# Where the ingress serves the API (it rewrites /flask/(.*) to /$1).
+# Where the Gateway serves the API (its HTTPRoute rewrites /flask/api/... to /api/...).
 PATH_PREFIX = "/flask/"
+# What the retired ingress-nginx (controller-v1.15.1, deploy/static/provider/cloud/
+# deploy.yaml) and our old Ingress left in a cluster, deleted once the Gateway serves:
+# the admission webhook first (the IngressNightmare path), then the namespace with the
+# controller, its LoadBalancer Service, Jobs and namespaced RBAC, then the
+# cluster-scoped rest. (kind, name, namespace: None when cluster-scoped, APP_NAMESPACE
+# for the app's)
+APP_NAMESPACE = "<the app's namespace>"
+RETIRED_EDGE_OBJECTS = (
+    ("validatingwebhookconfiguration", "ingress-nginx-admission", None),
+    ("ingress", "conduit", APP_NAMESPACE),
+    ("networkpolicy", "conduit-from-ingress", APP_NAMESPACE),
+    ("namespace", "ingress-nginx", None),
+    ("clusterrolebinding", "ingress-nginx", None),
+    ("clusterrolebinding", "ingress-nginx-admission", None),
+    ("clusterrole", "ingress-nginx", None),
+    ("clusterrole", "ingress-nginx-admission", None),
+    ("ingressclass", "nginx", None),
+)
+# kops installs cert-manager here (k8s/kops/cluster.yaml.j2, certManager); its HTTP-01
+# Gateway API solver works only with this flag (cert-manager v1.19.5
+# cmd/controller/app/controller.go), which kops 1.35 has no setting for.
+CERT_MANAGER_NAMESPACE = "kube-system"
+CERT_MANAGER_DEPLOYMENT = "cert-manager"
+CERT_MANAGER_GATEWAY_FLAG = "--enable-gateway-api"
 
 
 @dataclass(frozen=True)
@@ -37,6 +62,8 @@ class DeployOptions:
     # The first install of the monitoring stack: its images, volumes and CRD-backed pods.
     monitoring_timeout: float = 600
     address_timeout: float = 600  # a new GCE load balancer takes a few minutes
+    # Let's Encrypt validates over HTTP once PROD_HOST resolves to the Gateway.
+    certificate_timeout: float = 600
     address_interval: float = 10
     env_file: Path = Path("deploy.env")
 
@@ -55,16 +82,21 @@ def apply_command(source: Path | str, *, take_over: bool = False) -> list[str]:
     ]
 
 
-def cluster_ready_command(cluster: str, namespace: str, timeout: float) -> list[str]:
+def ready_command(resource: str, namespace: str, timeout: float) -> list[str]:
+    """`kubectl wait` until the resource (kind.group/name) reports condition Ready."""
     return [
         "kubectl",
         "wait",
         "--for=condition=Ready",
-        f"cluster.postgresql.cnpg.io/{cluster}",
+        resource,
         "--namespace",
         namespace,
         f"--timeout={timeout:g}s",
     ]
+
+
+def cluster_ready_command(cluster: str, namespace: str, timeout: float) -> list[str]:
+    return ready_command(f"cluster.postgresql.cnpg.io/{cluster}", namespace, timeout)
 
 
 def rollout_status_command(kind: str, name: str, namespace: str, timeout: float) -> list[str]:
@@ -106,18 +138,43 @@ def revision_command(deployment: str, namespace: str) -> list[str]:
     ]
 
 
-def ingress_address_command(ingress: str, namespace: str) -> list[str]:
-    # GCE load balancers report an IP; others (AWS) a hostname: take whichever is set.
-    path = "{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}"
+def gateway_address_command(gateway: str, namespace: str) -> list[str]:
+    # The address Envoy Gateway copies from its LoadBalancer Service (an IP on GCE).
     return [
         "kubectl",
         "get",
-        "ingress",
-        ingress,
+        "gateway",
+        gateway,
         "--namespace",
         namespace,
-        f"--output=jsonpath={path}",
+        "--output=jsonpath={.status.addresses[0].value}",
     ]
+
+
+def certificate_ready_command(certificate: str, namespace: str, timeout: float) -> list[str]:
+    return ready_command(f"certificate.cert-manager.io/{certificate}", namespace, timeout)
+
+
+def delete_command(kind: str, name: str, namespace: str | None, timeout: float) -> list[str]:
+    where = ["--namespace", namespace] if namespace else []
+    return [
+        "kubectl", "delete", kind, name, *where, "--ignore-not-found", f"--timeout={timeout:g}s",
+    ]  # fmt: skip
+
+
+def container_args_command(deployment: str, namespace: str) -> list[str]:
+    return [
+        "kubectl", "get", "deployment", deployment, "--namespace", namespace,
+        "--output=jsonpath={.spec.template.spec.containers[0].args}",
+    ]  # fmt: skip
+
+
+def add_container_arg_command(deployment: str, namespace: str, arg: str) -> list[str]:
+    patch = [{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": arg}]
+    return [
+        "kubectl", "patch", "deployment", deployment, "--namespace", namespace,
+        "--type=json", f"--patch={json.dumps(patch)}",
+    ]  # fmt: skip
 
 
 def workloads_command(namespace: str) -> list[str]:
@@ -164,8 +221,9 @@ def _items(result: Result) -> list[dict]:
     return json.loads(result.stdout).get("items") or []
 
 
-def service_url(address: str) -> str:
-    return f"http://{address}{PATH_PREFIX}"
+def service_url(address: str, host: str = "") -> str:
+    """HTTPS on the host name when the environment has one, else HTTP on the address."""
+    return f"https://{host}{PATH_PREFIX}" if host else f"http://{address}{PATH_PREFIX}"
 
 
 class Deployer:
@@ -196,16 +254,7 @@ class Deployer:
         log(f"==> deploy: {self.image} to {self.environment} ({session.cluster_name})")
         export_kubeconfig(session, self.runner)
 
-        log(f"==> deploy: ingress-nginx controller from {r.ingress_controller_manifest_url}")
-        self.runner.run(apply_command(r.ingress_controller_manifest_url))
-        self.runner.run(
-            rollout_status_command(
-                "deployment",
-                r.ingress_controller_deployment,
-                r.ingress_controller_namespace,
-                self.options.controller_timeout,
-            )
-        )
+        self._install_edge()
 
         if r.database_cluster:
             self._install_database_operator()
@@ -244,11 +293,67 @@ class Deployer:
 
         self._apply_monitoring()
         url = self._wait_for_address()
+        self._wait_for_certificate()
         self._write_env_file(url)
         self._smoke(url)
+        self._retire_ingress_nginx()
         self._prune_secrets()
         self.runner.outcome(f"==> deploy: {self.image} is live in {self.environment} at {url}")
         return url
+
+    def _install_edge(self) -> None:
+        """Envoy Gateway (pinned, digest-checked) and the GatewayClass; for a host name,
+        cert-manager's Gateway API support. Applying again is a no-op."""
+        r = self.rendered
+        log(f"==> deploy: Envoy Gateway from {r.edge_manifest_url}")
+        manifest = download_checked(
+            r.edge_manifest_url,
+            r.edge_manifest_sha256,
+            Path(r.kops_file).parent / "envoy-gateway-install.yaml",
+            self.runner,
+        )
+        self.runner.run(apply_command(manifest))
+        self.runner.run(
+            rollout_status_command(
+                "deployment", r.edge_deployment, r.edge_namespace, self.options.controller_timeout
+            )
+        )
+        self.runner.run(apply_command(r.gateway_class_file))
+        if r.certificate_name:
+            self._enable_cert_manager_gateway_api()
+
+    def _enable_cert_manager_gateway_api(self) -> None:
+        """Add --enable-gateway-api to kops' cert-manager once (a kops addon update
+        resets it; the deploy that follows every cluster job adds it again)."""
+        args = container_args_command(CERT_MANAGER_DEPLOYMENT, CERT_MANAGER_NAMESPACE)
+        if self.runner.when(
+            args,
+            lambda found: found.ok and CERT_MANAGER_GATEWAY_FLAG not in found.stdout,
+            f"cert-manager runs without {CERT_MANAGER_GATEWAY_FLAG}",
+        ):
+            log(f"==> deploy: cert-manager: {CERT_MANAGER_GATEWAY_FLAG} (HTTP-01 via the Gateway)")
+            self.runner.run(
+                add_container_arg_command(
+                    CERT_MANAGER_DEPLOYMENT, CERT_MANAGER_NAMESPACE, CERT_MANAGER_GATEWAY_FLAG
+                )
+            )
+            self.runner.run(
+                rollout_status_command(
+                    "deployment",
+                    CERT_MANAGER_DEPLOYMENT,
+                    CERT_MANAGER_NAMESPACE,
+                    self.options.controller_timeout,
+                )
+            )
+
+    def _retire_ingress_nginx(self) -> None:
+        """Once the Gateway has passed the smoke test: delete what ingress-nginx and the
+        old Ingress left behind. Every delete ignores what is already gone."""
+        self.runner.note("delete the retired ingress-nginx controller and the old Ingress")
+        for kind, name, namespace in RETIRED_EDGE_OBJECTS:
+            if namespace == APP_NAMESPACE:
+                namespace = self.rendered.namespace
+            self.runner.run(delete_command(kind, name, namespace, self.options.controller_timeout))
 
     def _install_database_operator(self) -> None:
         """CloudNativePG and its Barman Cloud plugin, pinned; applying again is a no-op."""
@@ -331,7 +436,7 @@ class Deployer:
 
     def _wait_for_address(self) -> str:
         r = self.rendered
-        log(f"==> deploy: waiting for the address of ingress/{r.ingress_name}")
+        log(f"==> deploy: waiting for the address of gateway/{r.gateway_name}")
 
         def read(result: Result) -> tuple[str | None, str]:
             address = result.stdout.strip() if result.ok else ""
@@ -340,17 +445,40 @@ class Deployer:
             return None, "no address yet" if result.ok else tail(result.stderr, 1)
 
         address = self.runner.poll(
-            ingress_address_command(r.ingress_name, r.namespace),
+            gateway_address_command(r.gateway_name, r.namespace),
             read,
-            what=f"ingress {r.ingress_name}",
+            what=f"gateway {r.gateway_name}",
             until="it prints an address",
             timeout=self.options.address_timeout,
             interval=self.options.address_interval,
-            planned="<ingress-address>",
+            planned="<gateway-address>",
         )
-        url = service_url(address)
+        if r.public_host:
+            log(f"==> deploy: {r.public_host} must resolve to {address} (a DNS A record)")
+        url = service_url(address, r.public_host)
         self.runner.outcome(f"==> deploy: {self.environment} is served at {url}")
         return url
+
+    def _wait_for_certificate(self) -> None:
+        r = self.rendered
+        if not r.certificate_name:
+            return
+        log(
+            f"==> deploy: waiting for certificate/{r.certificate_name} of {r.public_host} "
+            f"(Let's Encrypt, HTTP-01; at most {self.options.certificate_timeout:g}s)"
+        )
+        try:
+            self.runner.run(
+                certificate_ready_command(
+                    r.certificate_name, r.namespace, self.options.certificate_timeout
+                )
+            )
+        except CommandFailed as error:
+            raise RolloutFailed(
+                f"no certificate for {r.public_host}: {error} (does {r.public_host} resolve "
+                f"to the Gateway's address? `kubectl describe certificate,challenges -n "
+                f"{r.namespace}` tells why)"
+            ) from None
 
     def _write_env_file(self, url: str) -> None:
         """GitLab reads the environment URL from this dotenv report."""

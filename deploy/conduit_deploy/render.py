@@ -42,16 +42,25 @@ from .errors import RenderError
 from .files import write_private
 from .runner import Runner
 
-# The ingress-nginx controller, installed from its upstream release manifest (the
-# "cloud" provider: a LoadBalancer Service). controller-v1.15.1 is the project's final
-# release (it was retired in March 2026); see k8s/README.md for what that means.
-INGRESS_NGINX_VERSION = "controller-v1.15.1"
-INGRESS_CONTROLLER_MANIFEST_URL = (
-    "https://raw.githubusercontent.com/kubernetes/ingress-nginx/"
-    f"{INGRESS_NGINX_VERSION}/deploy/static/provider/cloud/deploy.yaml"
+# The edge: Envoy Gateway (the Gateway API implementation run by the Envoy project,
+# CNCF), installed from its release manifest, which holds the Gateway API v1.6.1 CRDs,
+# its own CRDs and the controller (site/content/en/v1.9/install/install-yaml.md of
+# envoyproxy/gateway v1.9.0: `kubectl apply --server-side -f .../install.yaml`). The
+# deploy checks the download against the SHA-256 below before applying it: the digest
+# a public runbook records for this release asset, which no machine of ours could fetch
+# to recompute (k8s/README.md says how to check it). v1.9 runs Envoy 1.39.0 and
+# supports Kubernetes 1.33-1.36 until 2027-02-14 (site/content/en/news/releases/matrix.md).
+ENVOY_GATEWAY_VERSION = "v1.9.0"
+ENVOY_GATEWAY_MANIFEST_URL = (
+    f"https://github.com/envoyproxy/gateway/releases/download/{ENVOY_GATEWAY_VERSION}/install.yaml"
 )
-INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx"
-INGRESS_CONTROLLER_DEPLOYMENT = "ingress-nginx-controller"
+ENVOY_GATEWAY_MANIFEST_SHA256 = "a83dea73466ee6528f0d23f86d36573fbf1f305c822d986a63e262e32594481a"
+ENVOY_GATEWAY_NAMESPACE = "envoy-gateway-system"
+ENVOY_GATEWAY_DEPLOYMENT = "envoy-gateway"
+# Cluster-scoped, so outside the kustomize tree (see the file).
+GATEWAY_CLASS_FILE = Path("k8s", "cluster", "gatewayclass.yaml")
+# Where k8s/overlays/prod names its public host; render() writes PROD_HOST there.
+PUBLIC_HOST_PLACEHOLDER = "prod-host.invalid"
 
 # The CloudNativePG operator and its Barman Cloud plugin, from their release manifests
 # (installation_upgrade.md of the operator, installation.mdx of the plugin). The plugin
@@ -129,6 +138,9 @@ class RenderValues:
     # The registry account the nodes pull the image with; None: anonymous pulls.
     registry_user: str | None = None
     registry_password: str | None = None
+    # The DNS name an environment serves HTTPS on (PROD_HOST), where its overlay asks
+    # for one; None: the overlay must not ask (dev answers on the bare address).
+    public_host: str | None = None
     # kustomize patches on top of the overlay, for one command (a restore renames the
     # Cluster and bootstraps it from the backups); committed overlays need none.
     overlay_patches: tuple[dict, ...] = ()
@@ -154,10 +166,14 @@ class Rendered:
     namespace: str
     database_cluster: str  # "" when the environment uses a managed database
     app_deployment: str
-    ingress_name: str
-    ingress_controller_manifest_url: str = INGRESS_CONTROLLER_MANIFEST_URL
-    ingress_controller_namespace: str = INGRESS_CONTROLLER_NAMESPACE
-    ingress_controller_deployment: str = INGRESS_CONTROLLER_DEPLOYMENT
+    gateway_name: str
+    gateway_class_file: Path
+    public_host: str = ""  # "" : served over HTTP on the Gateway's address
+    certificate_name: str = ""  # the cert-manager Certificate of public_host, if any
+    edge_manifest_url: str = ENVOY_GATEWAY_MANIFEST_URL
+    edge_manifest_sha256: str = ENVOY_GATEWAY_MANIFEST_SHA256
+    edge_namespace: str = ENVOY_GATEWAY_NAMESPACE
+    edge_deployment: str = ENVOY_GATEWAY_DEPLOYMENT
     database_operator_manifest_url: str = CNPG_OPERATOR_MANIFEST_URL
     database_plugin_manifest_url: str = BARMAN_CLOUD_MANIFEST_URL
     database_operator_namespace: str = CNPG_NAMESPACE
@@ -209,6 +225,7 @@ def render(values: RenderValues, out_dir: Path, runner: Runner | None = None) ->
 
     namespace = base_namespace(k8s)
     objects = build_overlay(k8s / "overlays" / values.environment, values, namespace, runner)
+    objects = with_public_host(objects, values)
     by_stage = split_stages(objects)
 
     stages = []
@@ -234,7 +251,10 @@ def render(values: RenderValues, out_dir: Path, runner: Runner | None = None) ->
         # "" when the overlay uses a managed database instead (k8s/README.md).
         database_cluster=single_name(objects, "Cluster", "database", required=False),
         app_deployment=single_name(objects, "Deployment", "api"),
-        ingress_name=single_name(objects, "Ingress", "ingress"),
+        gateway_name=single_name(objects, "Gateway", "ingress"),
+        gateway_class_file=root / GATEWAY_CLASS_FILE,
+        public_host=values.public_host or "",
+        certificate_name=single_name(objects, "Certificate", "ingress", required=False),
         monitoring_stack_values=monitoring_stack_values,
     )
 
@@ -457,6 +477,40 @@ def build_overlay(
     if not objects:
         raise RenderError(f"kustomize overlay {overlay} rendered no objects")
     return objects
+
+
+def with_public_host(objects: list[dict], values: RenderValues) -> list[dict]:
+    """The objects with PROD_HOST wherever the overlay wrote PUBLIC_HOST_PLACEHOLDER.
+
+    An overlay that asks for a host (prod: the HTTPS listener, its routes and the
+    certificate) cannot render without one; a host given to an overlay that asks for
+    none (dev) is an error too, rather than silently unused.
+    """
+    found = False
+
+    def replace(value: Any) -> Any:
+        nonlocal found
+        if isinstance(value, dict):
+            return {key: replace(child) for key, child in value.items()}
+        if isinstance(value, list):
+            return [replace(child) for child in value]
+        if value == PUBLIC_HOST_PLACEHOLDER:
+            found = True
+            return values.public_host
+        return value
+
+    replaced = [replace(obj) for obj in objects]
+    if found and not values.public_host:
+        raise RenderError(
+            f"{values.environment} serves HTTPS on a host name: set PROD_HOST (a DNS name "
+            "whose A record points at the Gateway's address)"
+        )
+    if values.public_host and not found:
+        raise RenderError(
+            f"{values.environment} is served on the Gateway's address without a host name: "
+            f"unset PROD_HOST for {values.environment} (it is for prod only)"
+        )
+    return replaced
 
 
 def version_patch(version: str) -> dict:

@@ -1,7 +1,9 @@
 """The smoke test of a deployment: a few real API calls, one printed line per step.
 
 The first mismatch fails the test (later steps build on earlier ones), after the
-article it created is deleted. deploy/README.md lists the steps.
+article it created is deleted. deploy/README.md lists the steps. Over HTTPS (prod, on
+PROD_HOST) requests go to the host name, and a step checks the certificate chain and
+name the way any client will.
 
 Users cannot be deleted through the API, so a deploy logs in as its environment's one
 smoke user (smoke_user()), registering it only the first time; a standalone run
@@ -13,13 +15,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+import requests.certs
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -69,6 +76,19 @@ class SmokeOptions:
     ready_timeout: float = 600.0  # how long /readyz may take to answer 200
     ready_interval: float = 5.0
     user: SmokeUser | None = None  # None: register a fresh user
+    # PEM file of the certificate authorities HTTPS is verified against; None: the one
+    # requests would use (REQUESTS_CA_BUNDLE, else certifi's, which holds Let's Encrypt's
+    # roots).
+    ca_bundle: str | None = None
+
+    def trust_store(self) -> str:
+        """One trust store for the certificate step and every request."""
+        return (
+            self.ca_bundle
+            or os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or requests.certs.where()
+        )
 
 
 class Step(Exception):
@@ -128,7 +148,13 @@ class Client:
         url = self.base_url + path
         try:
             response = self.session.request(
-                method, url, json=json, headers=headers, timeout=self.options.request_timeout
+                method,
+                url,
+                json=json,
+                headers=headers,
+                timeout=self.options.request_timeout,
+                # Per request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+                verify=self.options.trust_store(),
             )
         except requests.RequestException as error:
             raise Step(f"{method} {path}: {type(error).__name__}: {error}") from None
@@ -197,6 +223,31 @@ def wait_ready(client: Client, options: SmokeOptions, clock: Clock) -> int:
         raise Step(f"not ready within {options.ready_timeout:g}s: {error.last}") from None
 
 
+def check_certificate(base_url: str, options: SmokeOptions) -> str:
+    """Verify the server's certificate chain and that it names the host, the way a
+    client does (Python's default context: chain to a trusted root, host name, expiry)."""
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "", parts.port or 443
+    context = ssl.create_default_context(cafile=options.trust_store())
+    try:
+        with (
+            socket.create_connection((host, port), timeout=options.request_timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            certificate = tls.getpeercert()
+    except ssl.SSLCertVerificationError as error:
+        raise Step(f"the certificate of {host} is not valid: {error.verify_message}") from None
+    except (OSError, ssl.SSLError) as error:
+        raise Step(f"TLS to {host}:{port}: {error}") from None
+    issuer = dict(pair[0] for pair in certificate.get("issuer", ()))
+    days = (ssl.cert_time_to_seconds(certificate["notAfter"]) - time.time()) / 86400
+    return (
+        f"certificate of {host}: chain and name verified, issued by "
+        f"{issuer.get('organizationName') or issuer.get('commonName', '?')}, "
+        f"expires in {days:.0f} days"
+    )
+
+
 def run_smoke(
     base_url: str,
     options: SmokeOptions | None = None,
@@ -228,6 +279,10 @@ def run_smoke(
         step = "service ready"
         status = wait_ready(client, options, clock)
         report.ok(f"service ready: GET /readyz -> {status}")
+
+        if urlsplit(client.base_url).scheme == "https":
+            step = "certificate"
+            report.ok(check_certificate(client.base_url, options))
 
         step = "log in"
         report.ok(sign_in(client, user, reuse=options.user is not None))

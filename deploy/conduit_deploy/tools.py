@@ -1,5 +1,5 @@
 """Installs the pinned kops and Helm releases, checked against a SHA-256 before they are
-executable.
+executable, and downloads other pinned files (release manifests) the same way.
 
 kops: the digest comes from --kops-sha256 / KOPS_SHA256, else from RECORDED_DIGESTS. Only
 a release with neither falls back to the `.sha256` file published next to the binary,
@@ -145,18 +145,42 @@ def _download(url: str, target: Path, version: str, arch: str, sha256: str | Non
 
 
 def _install_executable(target: Path, payload: bytes) -> None:
-    dest = target.parent
-    dest.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename: a reader never sees a half-written binary.
-    fd, temporary = tempfile.mkstemp(dir=dest, prefix=f".{target.name}-")
+    _write_atomically(target, payload, 0o755)  # a program on PATH: everyone may run it
+
+
+def _write_atomically(target: Path, payload: bytes, mode: int) -> None:
+    """Write beside the target and rename: a reader never sees a half-written file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
-        os.chmod(temporary, 0o755)  # noqa: S103 - a program on PATH: everyone may run it
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def download_checked(url: str, sha256: str, target: Path, runner: Runner) -> Path:
+    """Download url to target if its SHA-256 is the recorded one; nothing is written
+    otherwise (a moved tag or a tampered mirror stops the deploy)."""
+
+    def download() -> Path:
+        payload = _fetch(url)
+        actual = hashlib.sha256(payload).hexdigest()
+        if actual != sha256:
+            raise DeployError(
+                f"{url} does not match its recorded SHA-256: sha256 {actual}, expected {sha256}"
+            )
+        _write_atomically(target, payload, 0o644)
+        return target
+
+    return runner.step(
+        f"download {url}, check its SHA-256 is {sha256}, save as {target}",
+        download,
+        planned=target,
+    )
 
 
 def install_helm(

@@ -3,6 +3,7 @@ command line run with them."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,10 @@ def run_command(recorder, clock, capsys, tmp_path):
     return run
 
 
+# What the fake download of the edge's release manifest returns (tests/deploy/test_deploy.py).
+EDGE_MANIFEST = b"kind: Example  # Envoy Gateway's install.yaml\n"
+
+
 @dataclass
 class FakeRendered:
     kops_file: Path
@@ -85,12 +90,14 @@ class FakeRendered:
     namespace: str = "conduit"
     database_cluster: str = "conduit-db"
     app_deployment: str = "conduit"
-    ingress_name: str = "conduit"
-    ingress_controller_manifest_url: str = (
-        "https://example.invalid/ingress-nginx/controller-v1.15.1/deploy.yaml"
-    )
-    ingress_controller_namespace: str = "ingress-nginx"
-    ingress_controller_deployment: str = "ingress-nginx-controller"
+    gateway_name: str = "conduit"
+    gateway_class_file: Path = Path("k8s/cluster/gatewayclass.yaml")
+    public_host: str = ""
+    certificate_name: str = ""
+    edge_manifest_url: str = "https://example.invalid/gateway/v1.9.0/install.yaml"
+    edge_manifest_sha256: str = hashlib.sha256(EDGE_MANIFEST).hexdigest()
+    edge_namespace: str = "envoy-gateway-system"
+    edge_deployment: str = "envoy-gateway"
     database_operator_manifest_url: str = "https://example.invalid/cnpg-1.30.0.yaml"
     database_plugin_manifest_url: str = "https://example.invalid/barman-cloud/manifest.yaml"
     database_operator_namespace: str = "cnpg-system"
@@ -114,6 +121,7 @@ class FakeRender:
 
     monitoring: bool = True
     managed_database: bool = False  # render then writes no database objects
+    public_host: str = ""  # served over HTTPS on this name, with a Certificate
     kubernetes_version: str = "1.35.5"
     received: list = field(default_factory=list)
 
@@ -142,6 +150,9 @@ class FakeRender:
             stack_values = out_dir / "kube-prometheus-stack-values.yaml"
             stack_values.write_text(STACK_VALUES)
         rendered = FakeRendered(kops, stages, monitoring, monitoring_stack_values=stack_values)
+        if self.public_host:
+            rendered.public_host = self.public_host
+            rendered.certificate_name = "conduit-tls"
         if self.managed_database:
             rendered.database_cluster = ""
         return rendered

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +32,11 @@ class State:
     deletes: list[str] = field(default_factory=list)
 
 
-def serve(state: State) -> tuple[ThreadingHTTPServer, str]:
+def serve(
+    state: State, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+) -> tuple[ThreadingHTTPServer, str]:
+    """The fake API on 127.0.0.1; with `tls`, over HTTPS, its URL naming `host`."""
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -119,5 +124,8 @@ def serve(state: State) -> tuple[ThreadingHTTPServer, str]:
             return self.reply(204)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}"
+    scheme = "https" if tls is not None else "http"
+    return server, f"{scheme}://{host}:{server.server_port}"

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from conduit_deploy import tools
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
 
-from .conftest import MONITORING_VALUES_JSON
+from .conftest import EDGE_MANIFEST, MONITORING_VALUES_JSON
 from .support import RENDERED_SECRETS, ci_environ, plan_steps, tag_environ
 
 CLUSTER = "dev.conduit.k8s.local"
@@ -57,8 +59,22 @@ class Cluster:
     revisions: list[str] = field(default_factory=lambda: ["3", "4"])
     workloads: list[dict] = field(default_factory=list)  # before this deploy
     secrets: list[str] = field(default_factory=list)  # part-of=conduit, after it
+    # The args of kops' cert-manager controller (its Deployment in kube-system).
+    cert_manager_args: list[str] = field(
+        default_factory=lambda: ["--v=2", "--cluster-resource-namespace=$(POD_NAMESPACE)"]
+    )
+    certificate_ready: bool = True
 
     def respond(self, args):
+        if args[:4] == ("kubectl", "get", "deployment", "cert-manager"):
+            return Result(args, 0, json.dumps(self.cert_manager_args))
+        if args[:3] == ("kubectl", "patch", "deployment"):
+            self.cert_manager_args.append(json.loads(args[-1].split("=", 1)[1])[0]["value"])
+        waits_for_certificate = args[:3] == ("kubectl", "wait", "--for=condition=Ready") and (
+            args[3].startswith("certificate")
+        )
+        if waits_for_certificate and not self.certificate_ready:
+            return Result(args, 1, "", "error: timed out waiting for the condition")
         if args[:4] == ("kubectl", "get", "deployments,statefulsets", "--namespace"):
             return Result(args, 0, json.dumps({"items": self.workloads}))
         if args[:3] == ("kubectl", "get", "secrets"):
@@ -74,7 +90,7 @@ class Cluster:
             return Result(args, 0, self.stack_values)
         if args[:3] == ("helm", "show", "crds"):
             return Result(args, 0, STACK_CRDS)
-        if args[:3] == ("kubectl", "get", "ingress"):
+        if args[:3] == ("kubectl", "get", "gateway"):
             return Result(args, 0, self.addresses.pop(0) if self.addresses else ADDRESS)
         if args[:4] == ("kubectl", "rollout", "status", "deployment/conduit"):
             settled = self.undo_settles if self.undone else self.app_rollout_ok
@@ -159,6 +175,29 @@ SECRETS = (
     "kubectl", "get", "secrets", "--namespace", "conduit",
     "--selector=app.kubernetes.io/part-of=conduit", "--output=json",
 )  # fmt: skip
+GATEWAY_ADDRESS = (
+    "kubectl", "get", "gateway", "conduit", "--namespace", "conduit",
+    "--output=jsonpath={.status.addresses[0].value}",
+)  # fmt: skip
+# ingress-nginx's leftovers and the old Ingress, deleted after a passed smoke test.
+RETIRE = [
+    ("kubectl", "delete", "validatingwebhookconfiguration", "ingress-nginx-admission",
+     "--ignore-not-found", "--timeout=300s"),
+    ("kubectl", "delete", "ingress", "conduit", "--namespace", "conduit",
+     "--ignore-not-found", "--timeout=300s"),
+    ("kubectl", "delete", "networkpolicy", "conduit-from-ingress", "--namespace", "conduit",
+     "--ignore-not-found", "--timeout=300s"),
+    ("kubectl", "delete", "namespace", "ingress-nginx", "--ignore-not-found", "--timeout=300s"),
+    ("kubectl", "delete", "clusterrolebinding", "ingress-nginx", "--ignore-not-found",
+     "--timeout=300s"),
+    ("kubectl", "delete", "clusterrolebinding", "ingress-nginx-admission", "--ignore-not-found",
+     "--timeout=300s"),
+    ("kubectl", "delete", "clusterrole", "ingress-nginx", "--ignore-not-found",
+     "--timeout=300s"),
+    ("kubectl", "delete", "clusterrole", "ingress-nginx-admission", "--ignore-not-found",
+     "--timeout=300s"),
+    ("kubectl", "delete", "ingressclass", "nginx", "--ignore-not-found", "--timeout=300s"),
+]  # fmt: skip
 UNDO = (
     "kubectl",
     "rollout",
@@ -180,8 +219,27 @@ def smoke():
     return Smoke()
 
 
+@dataclass
+class Downloads:
+    """Stands in for the network: what each URL returns, and which were fetched."""
+
+    payload: bytes = EDGE_MANIFEST
+    urls: list[str] = field(default_factory=list)
+
+    def __call__(self, url: str) -> bytes:
+        self.urls.append(url)
+        return self.payload
+
+
 @pytest.fixture
-def run_deploy(run_command, recorder, fake_render, tmp_path, cluster, smoke, preflight):
+def downloads(monkeypatch) -> Downloads:
+    fake = Downloads()
+    monkeypatch.setattr(tools, "_fetch", fake)
+    return fake
+
+
+@pytest.fixture
+def run_deploy(run_command, recorder, fake_render, tmp_path, cluster, smoke, preflight, downloads):
     recorder.respond = cluster.respond
 
     def run(*argv, environ=None):
@@ -207,19 +265,19 @@ def stage(tmp_path, name):
 def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
     code, _, err = run_deploy("dev")
     assert code == 0
-    ingress = "{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}"
     assert recorder.commands == [
         ("kops", "export", "kubecfg", "--name", CLUSTER, "--admin=2h"),
-        apply("https://example.invalid/ingress-nginx/controller-v1.15.1/deploy.yaml"),
+        apply(tmp_path / "out" / "envoy-gateway-install.yaml"),
         (
             "kubectl",
             "rollout",
             "status",
-            "deployment/ingress-nginx-controller",
+            "deployment/envoy-gateway",
             "--namespace",
-            "ingress-nginx",
+            "envoy-gateway-system",
             "--timeout=300s",
         ),
+        apply(Path("k8s/cluster/gatewayclass.yaml")),
         apply("https://example.invalid/cnpg-1.30.0.yaml"),
         apply("https://example.invalid/barman-cloud/manifest.yaml"),
         (
@@ -271,31 +329,17 @@ def test_everything_in_order(run_deploy, recorder, tmp_path, smoke):
         ),
         apply(stage(tmp_path, "ingress")),
         apply(tmp_path / "out" / "monitoring.yaml"),
-        (
-            "kubectl",
-            "get",
-            "ingress",
-            "conduit",
-            "--namespace",
-            "conduit",
-            f"--output=jsonpath={ingress}",
-        ),
-        (
-            "kubectl",
-            "get",
-            "ingress",
-            "conduit",
-            "--namespace",
-            "conduit",
-            f"--output=jsonpath={ingress}",
-        ),
+        GATEWAY_ADDRESS,
+        GATEWAY_ADDRESS,
+        *RETIRE,
         SECRETS,
     ]
     assert smoke.urls == [f"http://{ADDRESS}/flask"]
     assert (tmp_path / "deploy.env").read_text() == f"DYNAMIC_ENVIRONMENT_URL={URL}\n"
     assert f"==> deploy: dev is served at {URL}" in err
-    assert "ingress conduit: attempt 1 (0s): no address yet" in err
-    assert f"ingress conduit: attempt 2 (10s): address {ADDRESS}" in err
+    assert "gateway conduit: attempt 1 (0s): no address yet" in err
+    assert f"gateway conduit: attempt 2 (10s): address {ADDRESS}" in err
+    assert (tmp_path / "out" / "envoy-gateway-install.yaml").read_bytes() == EDGE_MANIFEST
 
 
 def test_the_stack_crds_come_from_the_pinned_chart_and_precede_every_monitor(
@@ -518,12 +562,12 @@ def test_a_retried_deploy_of_the_same_release_does_not_roll_back_further(
     )
 
 
-def test_no_ingress_address_in_time(run_deploy, cluster, smoke):
+def test_no_gateway_address_in_time(run_deploy, cluster, smoke):
     cluster.addresses = [""] * 1000
     code, _, err = run_deploy("dev", "--address-timeout", "60")
     assert code == 1
     assert err.strip().splitlines()[-1] == (
-        "conduit-deploy: error: ingress conduit: gave up after 60s and 7 attempts (timeout 60s); "
+        "conduit-deploy: error: gateway conduit: gave up after 60s and 7 attempts (timeout 60s); "
         "last: no address yet"
     )
     assert smoke.urls == []
@@ -589,14 +633,16 @@ def test_dry_run_prints_every_step(run_deploy, recorder, smoke, tmp_path):
         # the app's stages follow
         " ".join(WORKLOADS),
     ]
-    assert plan[-7:] == [
+    assert plan[-17:] == [
         "kubectl apply --server-side --field-manager=conduit-deploy "
         f"--filename {tmp_path / 'out' / 'monitoring.yaml'}",
         "# repeated every 10s until it prints an address, for at most 600s:",
-        "kubectl get ingress conduit --namespace conduit "
-        "'--output=jsonpath={.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}'",
-        f"# write {tmp_path / 'deploy.env'}: DYNAMIC_ENVIRONMENT_URL=http://<ingress-address>/flask/",
-        "# conduit-deploy smoke http://<ingress-address>/flask",
+        "kubectl get gateway conduit --namespace conduit "
+        "'--output=jsonpath={.status.addresses[0].value}'",
+        f"# write {tmp_path / 'deploy.env'}: DYNAMIC_ENVIRONMENT_URL=http://<gateway-address>/flask/",
+        "# conduit-deploy smoke http://<gateway-address>/flask",
+        "# delete the retired ingress-nginx controller and the old Ingress",
+        *[" ".join(command) for command in RETIRE],
         "# delete the generated Secrets used neither by this release nor the one before",
         " ".join(SECRETS),
     ]
@@ -674,3 +720,103 @@ def test_a_first_deploy_prunes_nothing(run_deploy, recorder):
     code, _, _ = run_deploy("dev")
     assert code == 0
     assert not [c for c in recorder.commands if c[:3] == ("kubectl", "delete", "secret")]
+
+
+# --- the edge: Envoy Gateway, prod's certificate, ingress-nginx's retirement -----------
+
+HOST = "conduit.example.org"
+CERT_MANAGER_ARGS = (
+    "kubectl", "get", "deployment", "cert-manager", "--namespace", "kube-system",
+    "--output=jsonpath={.spec.template.spec.containers[0].args}",
+)  # fmt: skip
+ENABLE_GATEWAY_API = (
+    "kubectl", "patch", "deployment", "cert-manager", "--namespace", "kube-system",
+    "--type=json",
+    '--patch=[{"op": "add", "path": "/spec/template/spec/containers/0/args/-", '
+    '"value": "--enable-gateway-api"}]',
+)  # fmt: skip
+CERTIFICATE_READY = (
+    "kubectl", "wait", "--for=condition=Ready", "certificate.cert-manager.io/conduit-tls",
+    "--namespace", "conduit", "--timeout=600s",
+)  # fmt: skip
+
+
+def test_prod_waits_for_its_certificate_and_is_served_over_https(
+    run_deploy, recorder, fake_render, smoke, tmp_path
+):
+    fake_render.public_host = HOST
+    code, _, err = run_deploy("prod", environ=tag_environ("v1.2.3"))
+    assert code == 0
+    commands = recorder.commands
+    # cert-manager learns Gateway API once, before the Certificate is applied...
+    assert commands.index(ENABLE_GATEWAY_API) < commands.index(apply(stage(tmp_path, "ingress")))
+    assert commands[commands.index(ENABLE_GATEWAY_API) - 1] == CERT_MANAGER_ARGS
+    # ...and the smoke test waits for the certificate.
+    assert commands.index(GATEWAY_ADDRESS) < commands.index(CERTIFICATE_READY)
+    assert smoke.urls == [f"https://{HOST}/flask"]
+    assert (
+        tmp_path / "deploy.env"
+    ).read_text() == f"DYNAMIC_ENVIRONMENT_URL=https://{HOST}/flask/\n"
+    assert f"{HOST} must resolve to {ADDRESS}" in err
+
+
+def test_cert_manager_already_on_gateway_api_is_left_alone(
+    run_deploy, recorder, fake_render, cluster
+):
+    fake_render.public_host = HOST
+    cluster.cert_manager_args.append("--enable-gateway-api")
+    code, _, _ = run_deploy("prod", environ=tag_environ("v1.2.3"))
+    assert code == 0
+    assert CERT_MANAGER_ARGS in recorder.commands
+    assert not [c for c in recorder.commands if c[:2] == ("kubectl", "patch")]
+
+
+def test_dev_leaves_cert_manager_alone_and_waits_for_no_certificate(run_deploy, recorder):
+    code, _, _ = run_deploy("dev")
+    assert code == 0
+    assert CERT_MANAGER_ARGS not in recorder.commands
+    assert CERTIFICATE_READY not in recorder.commands
+
+
+def test_no_certificate_in_time_fails_before_the_smoke_test(
+    run_deploy, recorder, fake_render, cluster, smoke
+):
+    fake_render.public_host = HOST
+    cluster.certificate_ready = False
+    code, _, err = run_deploy("prod", "--certificate-timeout", "900", environ=tag_environ("v1.2.3"))
+    assert (*CERTIFICATE_READY[:-1], "--timeout=900s") in recorder.commands
+    assert code == 1
+    assert smoke.urls == []
+    assert f"no certificate for {HOST}" in err
+    assert f"does {HOST} resolve to the Gateway's address?" in err
+    # The edge that could not be proven stays beside the old one.
+    assert RETIRE[0] not in recorder.commands
+
+
+def test_a_manifest_that_does_not_match_its_digest_stops_the_deploy(
+    run_deploy, recorder, downloads, tmp_path
+):
+    downloads.payload = b"kind: Example  # a tampered or moved release asset\n"
+    code, _, err = run_deploy("dev")
+    assert code == 1
+    assert "does not match its recorded SHA-256" in err
+    assert downloads.urls == ["https://example.invalid/gateway/v1.9.0/install.yaml"]
+    # Nothing was applied, and nothing half-written is left to apply by hand.
+    assert not [c for c in recorder.commands if c[:2] == ("kubectl", "apply")]
+    assert not (tmp_path / "out" / "envoy-gateway-install.yaml").exists()
+
+
+def test_ingress_nginx_stays_until_the_gateway_passed_the_smoke_test(run_deploy, recorder, smoke):
+    smoke.fail_with = "smoke test failed at 'service ready': not ready within 600s"
+    code, _, _ = run_deploy("dev")
+    assert code == 1
+    assert not [c for c in recorder.commands if c[:2] == ("kubectl", "delete")]
+
+
+def test_retiring_ingress_nginx_twice_is_harmless(run_deploy, recorder):
+    """A second deploy deletes nothing new: every delete ignores what is gone."""
+    for _ in range(2):
+        assert run_deploy("dev")[0] == 0
+    deletes = [c for c in recorder.commands if c[:2] == ("kubectl", "delete")]
+    assert deletes == RETIRE * 2
+    assert all("--ignore-not-found" in c for c in deletes)

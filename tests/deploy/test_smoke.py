@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
+import trustme
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.smoke import Report, SmokeOptions, run_smoke
 
@@ -100,3 +103,61 @@ def test_nothing_listening_fails_after_the_ready_timeout():
     lines, error = smoke(url, ready_timeout=0.3, ready_interval=0.1, connect_retries=1)
     assert isinstance(error, SmokeFailed)
     assert "service ready: not ready within 0.3s: GET /readyz: ConnectionError" in lines[-1]
+
+
+# --- over HTTPS: the host name and the certificate chain ----------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def https_api(ca, tmp_path):
+    """The fake API over HTTPS for `localhost`, its certificate from a test CA; yields
+    (state, url, path of the CA's PEM)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(bundle)
+    state = State()
+    server, url = serve(state, tls=context, host="localhost")
+    yield state, url, str(bundle)
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_checks_the_certificate_then_every_step(https_api):
+    state, url, bundle = https_api
+    lines, passed = smoke(url, ca_bundle=bundle)
+    assert passed == 8
+    assert lines[2].startswith("  ok    certificate of localhost: chain and name verified, ")
+    assert "issued by" in lines[2]
+    assert state.articles == {}
+
+
+def test_an_untrusted_certificate_fails_at_the_first_request(https_api):
+    _, url, _ = https_api
+    # The default trust store does not know the test CA.
+    _, error = smoke(url, ready_timeout=0.05)
+    assert isinstance(error, SmokeFailed)
+    assert "service ready" in str(error)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def test_a_certificate_for_another_name_fails_the_certificate_step(ca, tmp_path):
+    """The chain is trusted but names another host: the step says so."""
+    from conduit_deploy.smoke import check_certificate
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("conduit.example.org").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(bundle)
+    server, url = serve(State(), tls=context, host="localhost")
+    try:
+        with pytest.raises(Exception, match="not valid: Hostname mismatch"):
+            check_certificate(url, SmokeOptions(ca_bundle=str(bundle)))
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,5 +1,5 @@
 """`conduit-deploy smoke` against the real API: served by Flask on 127.0.0.1, then
-behind nginx routed like the cluster's Ingress (/flask/... rewritten to /...)."""
+behind a real Envoy routed like the cluster's Gateway (/flask/api/... rewritten to /api/...)."""
 
 from __future__ import annotations
 
@@ -85,12 +85,12 @@ def test_smoke_passes_against_the_api(api_url):
     assert_passed(smoke(api_url), api_url)
 
 
-def test_smoke_passes_through_the_ingress_prefix(api_url, tmp_path):
-    from tests.k8s import nginx_conf
+def test_smoke_passes_through_the_gateway_prefix(api_url, tmp_path):
+    from tests.k8s import envoy_conf
 
     upstream = api_url.removeprefix("http://")
-    with nginx_conf.serve(ROOT / "k8s" / "base", upstream, tmp_path / "nginx") as proxy:
-        base_url = f"{proxy}/flask"
+    with envoy_conf.serve(ROOT / "k8s" / "base", upstream, tmp_path / "envoy") as edge:
+        base_url = f"{edge.http}/flask"
         assert_passed(smoke(base_url), base_url)
 
 

@@ -2,10 +2,10 @@
 
 Every fixture owns what it starts and removes it afterwards, pass or fail: the Docker
 containers (labelled with the run's id), the image built for the run (its layers stay
-in the build cache), nginx, the local registry, the private PostgreSQL server and the
+in the build cache), Envoy, the local registry, the private PostgreSQL server and the
 temporary folder. Names start with TEST_RUN_PREFIX (default `conduit-test`) and a
 random id, so runs on one machine never collide. KEEP_WORKDIR=1 keeps the folder
-(logs, nginx.conf) for a look afterwards.
+(logs, envoy.json) for a look afterwards.
 
 The base image (CONDUIT_BASE_IMAGE, default conduit-base:bookworm) is built once per
 machine by docker/build-base-image.sh and reused by every later run.
@@ -31,7 +31,7 @@ import requests
 from tests.image.docker import Container, Docker, DockerError
 from tests.image.migrations import Upgrade, gated_upgrades
 from tests.image.pg import PostgresServer, scratch_database, shared_server_url
-from tests.k8s import nginx_conf
+from tests.k8s import envoy_conf
 from tests.support import free_port, in_ci, require_program, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -304,10 +304,10 @@ def server(serve_image: Callable[..., Server], docker: Docker) -> Iterator[Serve
 
 
 @pytest.fixture(scope="session")
-def ingress(server: Server, workdir: Path) -> Iterator[str]:
-    """nginx in front of the server container, routed like the Ingress; its base URL."""
-    with nginx_conf.serve(ROOT / "k8s" / "base", server.upstream, workdir / "nginx") as url:
-        yield url
+def gateway(server: Server, workdir: Path) -> Iterator[str]:
+    """Envoy in front of the server container, routed like the Gateway; its base URL."""
+    with envoy_conf.serve(ROOT / "k8s" / "base", server.upstream, workdir / "envoy") as edge:
+        yield edge.http
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The production image end to end, on this machine alone: built from docker/Dockerfile
 on a local Debian base, migrated by three containers at once, serving the RealWorld
-suite behind nginx routed like the Ingress, surviving a PostgreSQL restart, shipped
+suite behind Envoy routed like the Gateway, surviving a PostgreSQL restart, shipped
 through a registry and stopped gracefully. See docker/README.md."""
 
 from __future__ import annotations
@@ -114,15 +114,15 @@ def test_server_answers_ready_and_alive(server):
         assert response.status_code == 200, response.text[:300]
 
 
-def test_postman_suite_passes_through_the_ingress_prefix(ingress, workdir):
-    """Every assertion of the RealWorld suite passes through nginx's /flask/ rewrite."""
-    run = run_suite(f"{ingress}/flask/api", workdir / "newman")
+def test_postman_suite_passes_through_the_gateway_prefix(gateway, workdir):
+    """Every assertion of the RealWorld suite passes through Envoy's /flask/ rewrite."""
+    run = run_suite(f"{gateway}/flask/api", workdir / "newman")
     assert run.passed, run.account()
 
 
-def test_deploy_smoke_passes_through_the_ingress_prefix(ingress, deploy_tool):
-    """`conduit-deploy smoke`, as the pipeline runs it after a deploy, passes through nginx."""
-    result = deploy_tool("smoke", f"{ingress}/flask")
+def test_deploy_smoke_passes_through_the_gateway_prefix(gateway, deploy_tool):
+    """`conduit-deploy smoke`, as the pipeline runs it after a deploy, passes through Envoy."""
+    result = deploy_tool("smoke", f"{gateway}/flask")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 

@@ -1,8 +1,8 @@
 """Validate custom resources against the openAPIV3Schema of their pinned CRD.
 
-The CRD files come from tests/upstream.toml (groups `cnpg` and `barman_cloud`), so the
-rules are upstream's own. Two things the API server adds on top of the schema are
-applied here too:
+The CRD files come from tests/upstream.toml (groups `cnpg`, `barman_cloud`,
+`gateway_api`, `envoy_gateway` and `cert_manager`), so the rules are upstream's own.
+Two things the API server adds on top of the schema are applied here too:
 
 * unknown fields are errors: `kubectl apply` validates with --validate=strict by
   default (server-side field validation, Kubernetes >= 1.27), which rejects a field
@@ -41,6 +41,33 @@ CRDS = {
     ("barmancloud.cnpg.io", "ObjectStore"): (
         "barman_cloud",
         "config/crd/bases/barmancloud.cnpg.io_objectstores.yaml",
+    ),
+    ("gateway.networking.k8s.io", "GatewayClass"): (
+        "gateway_api",
+        "config/crd/standard/gateway.networking.k8s.io_gatewayclasses.yaml",
+    ),
+    ("gateway.networking.k8s.io", "Gateway"): (
+        "gateway_api",
+        "config/crd/standard/gateway.networking.k8s.io_gateways.yaml",
+    ),
+    ("gateway.networking.k8s.io", "HTTPRoute"): (
+        "gateway_api",
+        "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml",
+    ),
+    ("gateway.envoyproxy.io", "ClientTrafficPolicy"): (
+        "envoy_gateway",
+        "charts/gateway-helm/charts/crds/crds/generated/"
+        "gateway.envoyproxy.io_clienttrafficpolicies.yaml",
+    ),
+    ("gateway.envoyproxy.io", "BackendTrafficPolicy"): (
+        "envoy_gateway",
+        "charts/gateway-helm/charts/crds/crds/generated/"
+        "gateway.envoyproxy.io_backendtrafficpolicies.yaml",
+    ),
+    ("cert-manager.io", "Issuer"): ("cert_manager", "deploy/crds/cert-manager.io_issuers.yaml"),
+    ("cert-manager.io", "Certificate"): (
+        "cert_manager",
+        "deploy/crds/cert-manager.io_certificates.yaml",
     ),
 }
 

@@ -25,6 +25,9 @@ SAMPLE_VERSION = "1.4.0-rc.2"
 SAMPLE_IMAGE = f"registry.gitlab.com/conduit/conduit:{SAMPLE_VERSION}"
 
 
+SAMPLE_PROD_HOST = "conduit.example.org"
+
+
 def sample_values(environment: str = "dev", **overrides: str) -> RenderValues:
     values = RenderValues(
         environment=environment,
@@ -47,6 +50,7 @@ def sample_values(environment: str = "dev", **overrides: str) -> RenderValues:
         ),
         registry_user="conduit-ci",
         registry_password="rp-" + secrets.token_urlsafe(24),
+        public_host=SAMPLE_PROD_HOST if environment == "prod" else None,
     )
     return replace(values, **overrides)
 

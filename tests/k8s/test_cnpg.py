@@ -36,7 +36,8 @@ def test_rendered_object_is_valid_for_its_crd(env, kind):
 
 def test_the_database_stage_holds_the_cloudnativepg_objects(env):
     # Their CRD validation for every stage: tests/k8s/test_schemas.py.
-    custom = [o["kind"] for o in env.objects if not is_builtin(o)]
+    database = load_all(dict(env.rendered.stages)["database"])
+    custom = [o["kind"] for o in database if not is_builtin(o)]
     assert sorted(custom) == sorted(CUSTOM_KINDS)
 
 

@@ -30,9 +30,16 @@ INTENDED_DIFFERENCES = [
     ),
     # Each environment's backups go to its own bucket (BACKUP_BUCKET) and folder.
     ("ObjectStore", "conduit-backups", r"spec\.configuration\.destinationPath"),
+    # prod serves HTTPS on PROD_HOST; plain HTTP redirects there (dev: HTTP, bare address).
+    ("Gateway", "conduit", r"spec\.listeners\[https\]\..*"),
+    ("HTTPRoute", "conduit", r"spec\.(parentRefs\[conduit\]\.sectionName|hostnames\[0\])"),
     # Objects only prod has.
     ("HorizontalPodAutoscaler", "conduit", r".*"),
     ("StorageClass", "conduit-postgres-ssd", r".*"),
+    ("HTTPRoute", "conduit-https-redirect", r".*"),
+    ("Issuer", "letsencrypt", r".*"),
+    ("Certificate", "conduit-tls", r".*"),
+    ("NetworkPolicy", "acme-solver-from-gateway", r".*"),
 ]
 
 

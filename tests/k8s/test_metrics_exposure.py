@@ -1,18 +1,16 @@
 """/metrics is for Prometheus inside the cluster, not for the internet.
 
-tests/k8s/test_ingress_rewrite.py proves with real nginx that no public path reaches
+tests/k8s/test_gateway_routes.py proves with a real Envoy that no public path reaches
 the app's /metrics. This module proves the other half: with the rendered
 NetworkPolicies (default deny, then allow lists), Prometheus in the `monitoring`
 namespace may still open the API pods' metrics port, the ServiceMonitor scrapes the
-path the app serves, and nothing else but the ingress controller gets in.
+path the app serves, and nothing else but the Gateway's Envoy proxies gets in.
 """
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from conduit_deploy.render import INGRESS_CONTROLLER_NAMESPACE
+from conduit_deploy.render import ENVOY_GATEWAY_NAMESPACE
 
 from conduit.observability.metrics import METRICS_PATH
 from tests.k8s.support import RenderedEnv, labels_match, load_all
@@ -20,10 +18,15 @@ from tests.k8s.support import RenderedEnv, labels_match, load_all
 PROMETHEUS_NAMESPACE = "monitoring"
 # Labels the Prometheus operator gives the pods of a Prometheus (kube-prometheus-stack).
 PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus", "prometheus": "kube-prometheus"}
-INGRESS_CONTROLLER_POD = {
-    "app.kubernetes.io/name": "ingress-nginx",
-    "app.kubernetes.io/instance": "ingress-nginx",
-    "app.kubernetes.io/component": "controller",
+# The labels Envoy Gateway v1.9.0 gives the Envoy pods of Gateway conduit/conduit
+# (internal/infrastructure/kubernetes/proxy/resource.go EnvoyAppLabel, plus the owning
+# Gateway's labels of internal/gatewayapi/translator.go).
+ENVOY_PROXY_POD = {
+    "app.kubernetes.io/name": "envoy",
+    "app.kubernetes.io/component": "proxy",
+    "app.kubernetes.io/managed-by": "envoy-gateway",
+    "gateway.envoyproxy.io/owning-gateway-namespace": "conduit",
+    "gateway.envoyproxy.io/owning-gateway-name": "conduit",
 }
 
 
@@ -143,21 +146,29 @@ def test_prometheus_may_open_the_metrics_port(env):
         (PROMETHEUS_NAMESPACE, {"app.kubernetes.io/name": "grafana"}),
         ("other", PROMETHEUS_POD),
         ("conduit-neighbour", {"app.kubernetes.io/name": "conduit"}),
+        # Another Gateway's proxies, and the Envoy Gateway controller itself.
+        (
+            ENVOY_GATEWAY_NAMESPACE,
+            {**ENVOY_PROXY_POD, "gateway.envoyproxy.io/owning-gateway-name": "other"},
+        ),
+        (ENVOY_GATEWAY_NAMESPACE, {"control-plane": "envoy-gateway"}),
     ],
 )
 def test_other_pods_may_not(env, namespace, pod):
     assert not connect(env, namespace, pod)
 
 
-def test_the_ingress_controller_reaches_the_port_but_routes_no_metrics_path(env):
-    # It must reach the API port to serve the API; what it forwards is limited by the
-    # Ingress paths, which test_ingress_rewrite.py runs through real nginx.
-    assert connect(env, INGRESS_CONTROLLER_NAMESPACE, INGRESS_CONTROLLER_POD)
-    [ingress] = env.find("Ingress")
-    paths = [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
-    for path in paths:  # nginx matches the normalised URI, case-insensitively, from ^
-        assert not re.match(f"^{path}", "/flask/metrics", re.IGNORECASE), path
-        assert re.match(f"^{path}", "/flask/api/articles", re.IGNORECASE), path
+def test_the_gateway_reaches_the_port_but_routes_no_metrics_path(env):
+    # The proxies must reach the API port to serve the API; what they forward is limited
+    # by the HTTPRoute's prefixes, which test_gateway_routes.py runs through real Envoy.
+    assert connect(env, ENVOY_GATEWAY_NAMESPACE, ENVOY_PROXY_POD)
+    prefixes = [
+        match["path"]["value"]
+        for route in env.find("HTTPRoute")
+        for rule in route["spec"]["rules"]
+        for match in rule.get("matches", [])
+    ]
+    assert prefixes == ["/flask/api", "/flask/healthz", "/flask/readyz"]
 
 
 def test_the_evaluator_denies_without_an_allowing_rule():

@@ -59,7 +59,7 @@ def test_prometheus_may_reach_what_it_scrapes(env):
     policies = [
         p
         for p in env.find("NetworkPolicy") + custom(env, "NetworkPolicy")
-        if p["spec"]["podSelector"] and p["metadata"]["name"] != "conduit-from-ingress"
+        if p["spec"]["podSelector"] and p["metadata"]["name"] != "conduit-from-gateway"
     ]
     api_labels = env.one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert any(labels_match(p["spec"]["podSelector"], api_labels) for p in policies), (

@@ -2,7 +2,8 @@
 
 Security context, resources and probes on every container; selectors that select;
 Service ports that reach a container port; NetworkPolicies that open exactly the two
-intended paths; references to ConfigMaps and Secrets that exist.
+intended paths; references to ConfigMaps and Secrets that exist; routes that reach the
+API Service.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conduit_deploy.render import INGRESS_CONTROLLER_NAMESPACE
+from conduit_deploy.render import ENVOY_GATEWAY_NAMESPACE
 
 from tests.k8s.support import RenderedEnv, all_containers, labels_match, pod_templates
 
@@ -152,15 +153,19 @@ def test_pdb_and_spread_constraints_select_the_api_pods(env):
         assert pods_selected(env, constraint["labelSelector"]) == [api]
 
 
-def test_ingress_routes_to_the_api_service(env):
-    ingress = env.one("Ingress")
-    assert ingress["spec"]["ingressClassName"] == "nginx"
-    [rule] = ingress["spec"]["rules"]
-    [path] = rule["http"]["paths"]
-    backend = path["backend"]["service"]
-    service = env.one("Service", backend["name"])
-    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
-    assert pods_selected(env, service["spec"]["selector"]) == [workload(env, "api")]
+def test_routes_reach_the_api_service_through_the_gateway(env):
+    gateway = env.one("Gateway")
+    assert gateway["spec"]["gatewayClassName"] == "envoy-gateway"
+    listeners = {listener["name"] for listener in gateway["spec"]["listeners"]}
+    route = env.one("HTTPRoute", "conduit")
+    for parent in route["spec"]["parentRefs"]:
+        assert parent["name"] == gateway["metadata"]["name"]
+        assert parent["sectionName"] in listeners
+    for rule in route["spec"]["rules"]:
+        for backend in rule["backendRefs"]:
+            service = env.one("Service", backend["name"])
+            assert backend["port"] in {p["port"] for p in service["spec"]["ports"]}
+            assert pods_selected(env, service["spec"]["selector"]) == [workload(env, "api")]
 
 
 def test_config_and_secret_references_exist(env):
@@ -202,7 +207,7 @@ def test_all_ingress_traffic_is_denied_by_default(env):
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
 
 
-def test_only_the_ingress_controller_reaches_the_api(env):
+def test_only_the_gateway_proxies_reach_the_api(env):
     api = workload(env, "api")
     selecting = [
         p
@@ -213,18 +218,20 @@ def test_only_the_ingress_controller_reaches_the_api(env):
     [rule] = policy["spec"]["ingress"]
     [peer] = rule["from"]
     assert peer["namespaceSelector"] == {
-        "matchLabels": {"kubernetes.io/metadata.name": INGRESS_CONTROLLER_NAMESPACE}
+        "matchLabels": {"kubernetes.io/metadata.name": ENVOY_GATEWAY_NAMESPACE}
     }
-    # The labels of the controller pods in ingress-nginx's release manifest.
-    controller_labels = {
-        "app.kubernetes.io/name": "ingress-nginx",
-        "app.kubernetes.io/instance": "ingress-nginx",
-        "app.kubernetes.io/component": "controller",
+    # The labels Envoy Gateway v1.9.0 gives the proxies of Gateway conduit/conduit.
+    proxy_labels = {
+        "app.kubernetes.io/name": "envoy",
+        "app.kubernetes.io/component": "proxy",
+        "app.kubernetes.io/managed-by": "envoy-gateway",
+        "gateway.envoyproxy.io/owning-gateway-namespace": env.rendered.namespace,
+        "gateway.envoyproxy.io/owning-gateway-name": env.rendered.gateway_name,
     }
-    assert labels_match(peer["podSelector"], controller_labels)
+    assert labels_match(peer["podSelector"], proxy_labels)
     assert not labels_match(
         peer["podSelector"],
-        {**controller_labels, "app.kubernetes.io/component": "admission-webhook"},
+        {**proxy_labels, "gateway.envoyproxy.io/owning-gateway-name": "someone-else"},
     )
     assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
     assert "http" in container_ports(api["spec"]["template"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import yaml
 from conduit_deploy.render import render
 
-from tests.k8s import nginx_conf
 from tests.k8s.support import load_all, sample_values
 from tests.k8s.test_schemas import schema_errors
 
@@ -47,16 +46,6 @@ addressType: IPv4
 ports: [{name: postgres, port: 5432, protocol: TCP}]
 endpoints: [{addresses: ["10.20.0.5"]}]
 """
-INGRESS_HOST_PATCH = """\
-- op: add
-  path: /spec/rules/0/host
-  value: conduit.example.org
-- op: add
-  path: /spec/tls
-  value:
-    - hosts: [conduit.example.org]
-      secretName: conduit-tls
-"""
 
 
 def edit_overlay(root, environment, *, patches=(), resources=(), files=None):
@@ -89,23 +78,3 @@ def test_managed_database_replaces_the_cloudnativepg_cluster(repo_copy, tmp_path
     assert endpoints["metadata"]["labels"]["kubernetes.io/service-name"] == "conduit-db-rw"
     assert endpoints["metadata"]["namespace"] == rendered.namespace
     assert schema_errors(objects, KUBERNETES_VERSION) == []
-
-
-def test_host_and_tls_on_the_ingress(repo_copy, tmp_path):
-    edit_overlay(
-        repo_copy,
-        "prod",
-        patches=[{"path": "ingress-host.yaml", "target": {"kind": "Ingress", "name": "conduit"}}],
-        files={"ingress-host.yaml": INGRESS_HOST_PATCH},
-    )
-    rendered = render(sample_values("prod"), tmp_path)
-    [ingress] = load_all(dict(rendered.stages)["ingress"])
-    assert ingress["spec"]["rules"][0]["host"] == "conduit.example.org"
-    assert ingress["spec"]["tls"] == [
-        {"hosts": ["conduit.example.org"], "secretName": "conduit-tls"}
-    ]
-    assert schema_errors([ingress], KUBERNETES_VERSION) == []
-    # The rewrite moves to the host's server; other hosts get the default backend.
-    conf = nginx_conf.render_conf([ingress], "127.0.0.1:1", "127.0.0.1:2", tmp_path)
-    assert "server_name conduit.example.org;" in conf
-    assert conf.count('rewrite "(?i)/flask/(api(?:/.*)?|healthz|readyz)$" /$1 break;') == 1

@@ -10,14 +10,21 @@ import pytest
 import yaml
 from conduit_deploy import render as render_module
 from conduit_deploy.render import (
-    INGRESS_CONTROLLER_MANIFEST_URL,
+    ENVOY_GATEWAY_MANIFEST_URL,
     RenderError,
     render,
     render_kops,
 )
 from sqlalchemy.engine import make_url
 
-from tests.k8s.support import K8S, SAMPLE_IMAGE, SAMPLE_VERSION, load_all, sample_values
+from tests.k8s.support import (
+    K8S,
+    SAMPLE_IMAGE,
+    SAMPLE_PROD_HOST,
+    SAMPLE_VERSION,
+    load_all,
+    sample_values,
+)
 
 
 def test_stages_come_in_apply_order(env):
@@ -41,29 +48,55 @@ def test_each_stage_holds_its_objects(env):
     assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"} <= set(
         kinds["app"]
     )
-    assert kinds["ingress"] == ["Ingress"]
+    edge = {"BackendTrafficPolicy", "ClientTrafficPolicy", "Gateway", "HTTPRoute"}
+    assert set(kinds["ingress"]) == edge | (
+        {"Certificate", "Issuer", "NetworkPolicy"} if env.environment == "prod" else set()
+    )
 
 
 def test_rendered_names_are_the_objects_the_deploy_tool_waits_on(env):
     rendered = env.rendered
     assert env.one("Namespace")["metadata"]["name"] == rendered.namespace
     assert env.one("Deployment")["metadata"]["name"] == rendered.app_deployment
-    assert env.one("Ingress")["metadata"]["name"] == rendered.ingress_name
+    assert env.one("Gateway")["metadata"]["name"] == rendered.gateway_name
+    assert rendered.gateway_class_file.is_file()
     namespaced = [o for o in env.objects if o["kind"] not in ("Namespace", "StorageClass")]
     assert {o["metadata"].get("namespace") for o in namespaced} == {rendered.namespace}
 
 
-def test_ingress_controller_is_a_pinned_upstream_release(env):
+def test_the_edge_is_a_pinned_envoy_gateway_release(env):
     rendered = env.rendered
-    assert rendered.ingress_controller_manifest_url == INGRESS_CONTROLLER_MANIFEST_URL
-    assert "/controller-v" in rendered.ingress_controller_manifest_url
-    assert rendered.ingress_controller_manifest_url.endswith(
-        "/deploy/static/provider/cloud/deploy.yaml"
+    assert rendered.edge_manifest_url == ENVOY_GATEWAY_MANIFEST_URL
+    assert "/releases/download/v1.9.0/install.yaml" in rendered.edge_manifest_url
+    assert len(rendered.edge_manifest_sha256) == 64
+    assert (rendered.edge_namespace, rendered.edge_deployment) == (
+        "envoy-gateway-system",
+        "envoy-gateway",
     )
-    assert (rendered.ingress_controller_namespace, rendered.ingress_controller_deployment) == (
-        "ingress-nginx",
-        "ingress-nginx-controller",
-    )
+
+
+def test_prod_serves_its_host_name_and_dev_the_bare_address(rendered_envs):
+    prod, dev = rendered_envs["prod"].rendered, rendered_envs["dev"].rendered
+    assert (prod.public_host, prod.certificate_name) == (SAMPLE_PROD_HOST, "conduit-tls")
+    assert (dev.public_host, dev.certificate_name) == ("", "")
+    text = dict(prod.stages)["ingress"].read_text()
+    assert "prod-host.invalid" not in text
+    assert text.count(SAMPLE_PROD_HOST) == 4  # listener, two routes, certificate
+
+
+def test_prod_without_a_host_name_is_refused(tmp_path):
+    with pytest.raises(RenderError, match="set PROD_HOST"):
+        render(sample_values("prod", public_host=None), tmp_path)
+
+
+def test_a_host_name_for_dev_is_refused(tmp_path):
+    with pytest.raises(RenderError, match="unset PROD_HOST for dev"):
+        render(sample_values("dev", public_host="conduit.example.org"), tmp_path)
+
+
+def test_a_host_name_must_be_a_dns_name(tmp_path):
+    with pytest.raises(RenderError, match="PROD_HOST"):
+        render(sample_values("prod", public_host="https://conduit.example.org"), tmp_path)
 
 
 def test_secrets_file_is_readable_by_its_owner_only(env):

@@ -1,7 +1,7 @@
 """The official RealWorld Postman collection run by newman, with a bounded account.
 
 Shared by the Postman tier (uWSGI on the host) and the image tier (the container behind
-nginx). The collection is a pinned upstream input (tests/upstream.toml).
+Envoy). The collection is a pinned upstream input (tests/upstream.toml).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The official RealWorld Postman suite (newman) against the API as production serves
-it: uWSGI with docker/uwsgi.ini, on SQLite and on PostgreSQL, and behind nginx routed
-like the cluster's Ingress (/flask/... rewritten to /...)."""
+it: uWSGI with docker/uwsgi.ini, on SQLite and on PostgreSQL, and behind a real Envoy
+routed like the cluster's Gateway (/flask/api/... rewritten to /api/...)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s import nginx_conf
+from tests.k8s import envoy_conf
 from tests.postman.newman import run_suite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,9 +32,9 @@ def test_suite_passes_on_postgresql(serve_api, postgres_database, tmp_path):
     assert_suite_passes(f"{url}/api", tmp_path)
 
 
-def test_suite_passes_through_the_ingress_prefix(serve_api, tmp_path):
-    """Every assertion passes through nginx's /flask/ rewrite, routed like the Ingress."""
+def test_suite_passes_through_the_gateway_prefix(serve_api, tmp_path):
+    """Every assertion passes through Envoy's /flask/ rewrite, routed like the Gateway."""
     url = serve_api(f"sqlite:///{tmp_path / 'conduit.sqlite'}")
     upstream = url.removeprefix("http://")
-    with nginx_conf.serve(ROOT / "k8s" / "base", upstream, tmp_path / "nginx") as proxy:
-        assert_suite_passes(f"{proxy}/flask/api", tmp_path)
+    with envoy_conf.serve(ROOT / "k8s" / "base", upstream, tmp_path / "envoy") as edge:
+        assert_suite_passes(f"{edge.http}/flask/api", tmp_path)
