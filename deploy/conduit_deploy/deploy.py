@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from . import monitoring
+from .canary import Canary, CanaryOptions
 from .cloud import CloudSession, export_kubeconfig
 from .console import log
 from .errors import CommandFailed, DeployError, RolloutFailed, SmokeFailed
@@ -179,6 +180,7 @@ class Deployer:
         runner: Runner,
         options: DeployOptions,
         smoke: Callable[[str], object],
+        canary: CanaryOptions | None = None,
     ):
         self.environment = environment
         self.image = image
@@ -190,6 +192,9 @@ class Deployer:
         self.revision_before: str | None = None
         # The Secrets the workloads used before this deploy: a rollback needs them.
         self.secrets_before: set[str] = set()
+        # Prod: the release starts as a canary beside the running one (conduit_deploy.canary).
+        self.canary_options = canary
+        self.canary: Canary | None = None
 
     def run(self, session: CloudSession) -> str:
         r = self.rendered
@@ -224,6 +229,9 @@ class Deployer:
             log(f"==> deploy: {stage} ({path})")
             if stage == "app":
                 self.revision_before = self._revision()
+                if self.canary_options is not None:
+                    self._app_as_canary(path)
+                    continue
             self.runner.run(apply_command(path))
             if stage == "database" and r.database_cluster:
                 log(
@@ -242,9 +250,45 @@ class Deployer:
         url = self._wait_for_address()
         self._write_env_file(url)
         self._smoke(url)
+        if self.canary is not None:
+            self.canary.release()
         self._prune_secrets()
         self.runner.outcome(f"==> deploy: {self.image} is live in {self.environment} at {url}")
         return url
+
+    def _app_as_canary(self, path: Path) -> None:
+        """A canary beside the running release; the first release rolls out directly."""
+        r = self.rendered
+
+        def start() -> None:
+            self.canary = Canary(
+                self.runner,
+                r.namespace,
+                r.app_deployment,
+                path,
+                dict(r.stages)["ingress"],
+                self.canary_options,
+            )
+            self.canary.start(self.revision_before or "<revision>")
+
+        def roll_out() -> None:
+            self.runner.run(apply_command(path))
+            self._wait_for_app()
+
+        self.runner.note("the app stage picks one path: a canary or a direct rollout")
+        self.runner.choose(
+            lambda: bool(self.revision_before),
+            {
+                True: (f"a canary, when deployment/{r.app_deployment} runs a release", start),
+                False: ("a direct rollout, when there is none (the first release)", roll_out),
+            },
+            describe=lambda canary: (
+                f"==> deploy: app: a canary beside deployment/{r.app_deployment}, revision "
+                f"{self.revision_before}"
+                if canary
+                else "==> deploy: app: the first release, rolled out directly"
+            ),
+        )
 
     def _install_database_operator(self) -> None:
         """CloudNativePG and its Barman Cloud plugin, pinned; applying again is a no-op."""
@@ -412,6 +456,8 @@ class Deployer:
         `rollout undo` without a revision would go back one release too far.
         """
         r = self.rendered
+        if self.canary is not None and self.canary.started:
+            self.canary.abort(reason)  # the stable Deployment was never changed
         deployment = f"deployment/{r.app_deployment}"
         log(f"==> deploy: FAILED: {reason}")
         before = self.revision_before
