@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -524,3 +525,22 @@ def test_canary_command_without_a_canary_says_so(run_command, recorder, prod):
                                render=CanaryRender())  # fmt: skip
     assert code == 1
     assert "no canary is running: deployment/conduit-canary does not exist" in err
+
+
+def test_the_decision_jobs_run_the_canary_command_outside_the_prod_lock():
+    """deploy:prod holds resource_group prod for the whole release: a job in it would
+    wait for the deploy it is meant to steer."""
+    pipeline = yaml.safe_load((Path(__file__).resolve().parents[2] / ".gitlab-ci.yml").read_text())
+    template = pipeline[".canary_decision"]
+    assert "resource_group" not in template
+    assert "resource_group" not in pipeline[".kube"]
+    assert template["environment"]["name"] == "prod"
+    assert template["script"] == [
+        'conduit-deploy canary "$CANARY_DECISION" "$TARGET_ENVIRONMENT" '
+        "${CONDUIT_DEPLOY_DRY_RUN:+--dry-run}"
+    ]
+    for job, decision in (("promote:prod", "promote"), ("abort:prod", "abort")):
+        assert pipeline[job] == {
+            "extends": ".canary_decision",
+            "variables": {"CANARY_DECISION": decision},
+        }
