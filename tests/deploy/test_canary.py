@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -17,6 +16,7 @@ from conduit_deploy.runner import Result
 from .conftest import FakeRender
 from .support import tag_environ
 from .test_deploy import Cluster, Smoke
+from .test_pipeline import PIPELINE, GitLabLoader
 
 NAMESPACE = "conduit"
 STABLE_HASH = "5d8f7c9b4"
@@ -530,7 +530,7 @@ def test_canary_command_without_a_canary_says_so(run_command, recorder, prod):
 def test_the_decision_jobs_run_the_canary_command_outside_the_prod_lock():
     """deploy:prod holds resource_group prod for the whole release: a job in it would
     wait for the deploy it is meant to steer."""
-    pipeline = yaml.safe_load((Path(__file__).resolve().parents[2] / ".gitlab-ci.yml").read_text())
+    pipeline = yaml.load(PIPELINE.read_text(), Loader=GitLabLoader)  # noqa: S506 - SafeLoader subclass
     template = pipeline[".canary_decision"]
     assert "resource_group" not in template
     assert "resource_group" not in pipeline[".kube"]
