@@ -351,6 +351,11 @@ class Canary:
         objects = _load(self.app_file)
         stable = _find(objects, "Deployment", self.app, self.app_file)
         service = _find(objects, "Service", self.app, self.app_file)
+        if not routes_to(_load(self.ingress_file), self.app):
+            raise DeployError(
+                f"{self.ingress_file} has no HTTPRoute that sends to Service {self.app}: "
+                "a canary's share is set by Gateway API weights"
+            )
         pod_hash = self._stable_pod_template_hash(stable, stable_revision)
         self.stable_replicas = self._stable_replicas()
         replicas = canary_replicas(self.stable_replicas, self.options.steps[0])

@@ -229,7 +229,14 @@ def deploy_prod(run_command, recorder, tmp_path, prod, preflight):
             render=CanaryRender(), smoke=smoke, preflight=preflight,
         )  # fmt: skip
 
+    def with_render(render, *argv):
+        return run_command(
+            "deploy", "prod", *argv, "--env-file", str(tmp_path / "deploy.env"),
+            environ=tag_environ("v1.2.3"), render=render, smoke=smoke, preflight=preflight,
+        )  # fmt: skip
+
     run.smoke = smoke
+    run.with_render = with_render
     return run
 
 
@@ -544,3 +551,16 @@ def test_the_decision_jobs_run_the_canary_command_outside_the_prod_lock():
             "extends": ".canary_decision",
             "variables": {"CANARY_DECISION": decision},
         }
+
+
+def test_without_an_httproute_to_the_app_no_canary_starts(deploy_prod, recorder, tmp_path):
+    class IngressOnly(CanaryRender):
+        def __call__(self, values, out_dir, runner):
+            rendered = super().__call__(values, out_dir, runner)
+            dict(rendered.stages)["ingress"].write_text(yaml.safe_dump_all(INGRESS_STAGE[:1]))
+            return rendered
+
+    code, _, err = deploy_prod.with_render(IngressOnly())
+    assert code == 1
+    assert "has no HTTPRoute that sends to Service conduit" in err
+    assert not any("canary" in " ".join(c) for c in recorder.commands)
