@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import cors, reads
+from . import cors, fault_injection, reads
 from .dbpool import drop_closed_connections
 from .extensions import db
 from .jsonprovider import OrjsonProvider
@@ -45,6 +46,7 @@ def create_app(
     if migrations:
         register_migrations(app)
     register_observability(app)
+    register_fault_injection(app, env)
     if app.config["SQL_STATEMENTS_HEADER"]:
         from . import sqlcount
 
@@ -52,6 +54,13 @@ def create_app(
     register_blueprints(app)
     register_error_handlers(app)
     return app
+
+
+def register_fault_injection(app: Flask, env: Mapping[str, str] | None) -> None:
+    """Test-only faults (conduit/fault_injection.py); refused in production."""
+    faults = fault_injection.from_env(os.environ if env is None else env, app.config["CONDUIT_ENV"])
+    if faults is not None:
+        fault_injection.install(app, faults)
 
 
 def register_logging(app: Flask) -> None:

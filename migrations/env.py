@@ -10,9 +10,8 @@ from flask import current_app
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from conduit.settings import database_unreachable, describe_database
-
 from conduit import migration_lineage
+from conduit.settings import database_unreachable, describe_database
 
 config = context.config
 # The app has configured JSON logging already; alembic.ini's handlers are for bare runs.

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from . import config, render, tools
-from .cloud import cloud_session
+from . import canary, config, render, tools
+from .analysis import Thresholds
+from .cloud import cloud_session, export_kubeconfig
 from .cluster import ClusterOptions, run_cluster
 from .config import Settings
 from .console import log
@@ -185,9 +186,49 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
         prepared.runner,
         options,
         smoke=lambda url: ctx.smoke(url, smoke_options),
+        canary=_canary_options(prepared, args.rollout_timeout),
     )
     with cloud_session(prepared.settings, prepared.runner) as session:
         deployer.run(session)
+    return 0
+
+
+def _canary_options(prepared: Prepared, rollout_timeout: float) -> canary.CanaryOptions | None:
+    """Prod releases as canaries (deploy/README.md, "Canary releases"); dev rolls out."""
+    if prepared.environment != canary.CANARY_ENVIRONMENT:
+        return None
+    settings, defaults = prepared.settings, canary.CanaryOptions()
+    thresholds = defaults.thresholds
+
+    def get(variable: config.Variable, default):
+        value = settings.get(variable)
+        return default if value is None else value
+
+    return canary.CanaryOptions(
+        steps=get(config.CANARY_STEPS, defaults.steps),
+        step_seconds=get(config.CANARY_STEP_SECONDS, defaults.step_seconds),
+        thresholds=Thresholds(
+            max_error_ratio_increase=get(
+                config.CANARY_MAX_5XX_INCREASE, thresholds.max_error_ratio_increase
+            ),
+            max_p99_increase_seconds=get(
+                config.CANARY_MAX_P99_INCREASE_MS, thresholds.max_p99_increase_seconds
+            ),
+            min_requests=get(config.CANARY_MIN_REQUESTS, thresholds.min_requests),
+        ),
+        rollout_timeout=rollout_timeout,
+    )
+
+
+def cmd_canary(args: argparse.Namespace, ctx: Context) -> int:
+    """Tell the deploy job that runs ENV's canary to promote it now, or to abort it."""
+    prepared = _prepare(args, ctx, config.DEPLOY)
+    r = prepared.rendered
+    with cloud_session(prepared.settings, prepared.runner) as session:
+        export_kubeconfig(session, prepared.runner)
+        canary.request_decision(
+            prepared.runner, r.namespace, r.app_deployment, canary.Decision(args.decision)
+        )
     return 0
 
 
@@ -395,6 +436,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="dotenv file that receives DYNAMIC_ENVIRONMENT_URL (default: %(default)s)",
     )
     deploy.set_defaults(handler=cmd_deploy)
+
+    canary_command = commands.add_parser(
+        "canary",
+        parents=[dry_run],
+        help="promote (skip the remaining steps) or abort the canary release running in ENV",
+    )
+    canary_command.add_argument(
+        "decision", choices=[decision.value for decision in canary.Decision]
+    )
+    canary_command.add_argument("environment", metavar="ENV", help=" or ".join(ENVIRONMENTS))
+    canary_command.add_argument(
+        "--out", type=Path, help="folder for the rendered files (default: build/ENV)"
+    )
+    canary_command.set_defaults(handler=cmd_canary)
 
     restore = commands.add_parser(
         "restore",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from . import images
+from . import canary, images
 from .errors import VariableErrors
 from .versioning import ENVIRONMENTS
 
@@ -463,6 +463,47 @@ PROD_HOST = Variable(
     read_by=RENDERING,
     scope=Scope.PROD,
 )
+# Prod's canary release (conduit_deploy.canary); each has a default.
+CANARY_STEPS = Variable(
+    "CANARY_STEPS",
+    "optional: the canary's share of requests in percent, step by step, ending at 100 "
+    "(promotion); default `5,25,50,100`",
+    canary.parse_steps,
+    read_by=(DEPLOY,),
+    scope=Scope.PROD,
+)
+CANARY_STEP_SECONDS = Variable(
+    "CANARY_STEP_SECONDS",
+    "optional: how long each step is held, and the window it is judged over (60 or "
+    "more: two scrapes); default `300`",
+    canary.parse_step_seconds,
+    read_by=(DEPLOY,),
+    scope=Scope.PROD,
+)
+CANARY_MAX_5XX_INCREASE = Variable(
+    "CANARY_MAX_5XX_INCREASE",
+    "optional: percentage points by which the canary's 5xx ratio may exceed the stable "
+    "one's; default `1`",
+    canary.parse_percentage_points,
+    read_by=(DEPLOY,),
+    scope=Scope.PROD,
+)
+CANARY_MAX_P99_INCREASE_MS = Variable(
+    "CANARY_MAX_P99_INCREASE_MS",
+    "optional: milliseconds by which the canary's p99 latency may exceed the stable "
+    "one's; default `100`",
+    canary.parse_milliseconds,
+    read_by=(DEPLOY,),
+    scope=Scope.PROD,
+)
+CANARY_MIN_REQUESTS = Variable(
+    "CANARY_MIN_REQUESTS",
+    "optional: requests the canary must serve in each step, else the step is "
+    "inconclusive and the release aborts; default `50`",
+    canary.parse_count,
+    read_by=(DEPLOY,),
+    scope=Scope.PROD,
+)
 CONDUIT_DEPLOY_DISABLED = Variable(
     "CONDUIT_DEPLOY_DISABLED",
     "set to any value to skip the cluster and deploy jobs (read by the pipeline's rules)",
@@ -488,6 +529,11 @@ VARIABLES: tuple[Variable[Any], ...] = (
     BACKUP_GCP_CREDENTIAL_FILE,
     KOPS_SHA256,
     PROD_HOST,
+    CANARY_STEPS,
+    CANARY_STEP_SECONDS,
+    CANARY_MAX_5XX_INCREASE,
+    CANARY_MAX_P99_INCREASE_MS,
+    CANARY_MIN_REQUESTS,
     CONDUIT_DEPLOY_DISABLED,
 )
 

@@ -12,17 +12,15 @@ from pathlib import Path
 import yaml
 
 from . import monitoring
+from .canary import Canary, CanaryOptions
 from .cloud import CloudSession, export_kubeconfig
 from .console import log
 from .errors import CommandFailed, DeployError, RolloutFailed, SmokeFailed
+from .kubectl import apply_command
 from .render import GENERATED_SECRETS, Rendered
 from .runner import Result, Runner, format_command, tail
 from .tools import download_checked
 
-# Server-side apply under this manager: the API server tracks who owns which field
-# (managedFields) and writes no kubectl.kubernetes.io/last-applied-configuration
-# annotation, which client-side apply fills with the whole object, Secret data included.
-FIELD_MANAGER = "conduit-deploy"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 URL_VARIABLE = "DYNAMIC_ENVIRONMENT_URL"
 # Where the Gateway serves the API (its HTTPRoute rewrites /flask/api/... to /api/...).
@@ -66,20 +64,6 @@ class DeployOptions:
     certificate_timeout: float = 600
     address_interval: float = 10
     env_file: Path = Path("deploy.env")
-
-
-def apply_command(source: Path | str, *, take_over: bool = False) -> list[str]:
-    """take_over: fields another manager changed since (a `kubectl scale`) become ours
-    again instead of failing the apply with a conflict."""
-    return [
-        "kubectl",
-        "apply",
-        "--server-side",
-        f"--field-manager={FIELD_MANAGER}",
-        *(["--force-conflicts"] if take_over else []),
-        "--filename",
-        str(source),
-    ]
 
 
 def ready_command(resource: str, namespace: str, timeout: float) -> list[str]:
@@ -237,6 +221,7 @@ class Deployer:
         runner: Runner,
         options: DeployOptions,
         smoke: Callable[[str], object],
+        canary: CanaryOptions | None = None,
     ):
         self.environment = environment
         self.image = image
@@ -248,6 +233,9 @@ class Deployer:
         self.revision_before: str | None = None
         # The Secrets the workloads used before this deploy: a rollback needs them.
         self.secrets_before: set[str] = set()
+        # Prod: the release starts as a canary beside the running one (conduit_deploy.canary).
+        self.canary_options = canary
+        self.canary: Canary | None = None
 
     def run(self, session: CloudSession) -> str:
         r = self.rendered
@@ -273,6 +261,9 @@ class Deployer:
             log(f"==> deploy: {stage} ({path})")
             if stage == "app":
                 self.revision_before = self._revision()
+                if self.canary_options is not None:
+                    self._app_as_canary(path)
+                    continue
             # A rollback's `kubectl rollout undo` patches the pod template: by Server-Side
             # Apply's rules (kubernetes.io/docs/reference/using-api/server-side-apply,
             # "Field management"), a non-apply PATCH that changes a field takes it from
@@ -297,6 +288,8 @@ class Deployer:
         self._write_env_file(url)
         self._smoke(url)
         self._retire_ingress_nginx()
+        if self.canary is not None:
+            self.canary.release()
         self._prune_secrets()
         self.runner.outcome(f"==> deploy: {self.image} is live in {self.environment} at {url}")
         return url
@@ -354,6 +347,40 @@ class Deployer:
             if namespace == APP_NAMESPACE:
                 namespace = self.rendered.namespace
             self.runner.run(delete_command(kind, name, namespace, self.options.controller_timeout))
+
+    def _app_as_canary(self, path: Path) -> None:
+        """A canary beside the running release; the first release rolls out directly."""
+        r = self.rendered
+
+        def start() -> None:
+            self.canary = Canary(
+                self.runner,
+                r.namespace,
+                r.app_deployment,
+                path,
+                dict(r.stages)["ingress"],
+                self.canary_options,
+            )
+            self.canary.start(self.revision_before or "<revision>")
+
+        def roll_out() -> None:
+            self.runner.run(apply_command(path, take_over=True))
+            self._wait_for_app()
+
+        self.runner.note("the app stage picks one path: a canary or a direct rollout")
+        self.runner.choose(
+            lambda: bool(self.revision_before),
+            {
+                True: (f"a canary, when deployment/{r.app_deployment} runs a release", start),
+                False: ("a direct rollout, when there is none (the first release)", roll_out),
+            },
+            describe=lambda canary: (
+                f"==> deploy: app: a canary beside deployment/{r.app_deployment}, revision "
+                f"{self.revision_before}"
+                if canary
+                else "==> deploy: app: the first release, rolled out directly"
+            ),
+        )
 
     def _install_database_operator(self) -> None:
         """CloudNativePG and its Barman Cloud plugin, pinned; applying again is a no-op."""
@@ -544,6 +571,8 @@ class Deployer:
         `rollout undo` without a revision would go back one release too far.
         """
         r = self.rendered
+        if self.canary is not None and self.canary.started:
+            self.canary.abort(reason)  # the stable Deployment was never changed
         deployment = f"deployment/{r.app_deployment}"
         log(f"==> deploy: FAILED: {reason}")
         before = self.revision_before

@@ -579,7 +579,9 @@ def test_timeouts_are_passed_to_kubectl(run_deploy, recorder):
     assert {c[-1] for c in waits} == {"--timeout=120s"}
 
 
-def test_prod_from_a_release_tag(run_deploy, fake_render, smoke):
+def test_prod_from_a_release_tag(run_deploy, fake_render, smoke, cluster):
+    # The first release: no stable one to judge a canary against (tests/deploy/test_canary.py).
+    cluster.revisions = ["", "1"]
     code, _, _ = run_deploy("prod", environ=tag_environ("v1.2.3"))
     assert code == 0
     assert fake_render.received[0].image == "docker.io/team/conduit:v1.2.3"

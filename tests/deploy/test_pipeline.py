@@ -39,7 +39,14 @@ SCENARIOS = {
     ),
     "tag v1.2.3": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "v1.2.3"},
-        {**ALWAYS, "pack": "on_success", "cluster:prod": "manual", "deploy:prod": "on_success"},
+        {
+            **ALWAYS,
+            "pack": "on_success",
+            "cluster:prod": "manual",
+            "deploy:prod": "on_success",
+            "promote:prod": "manual",
+            "abort:prod": "manual",
+        },
     ),
     "tag nightly": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "nightly"},

@@ -48,8 +48,8 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
         DATABASE_URL=database_url,
         FLASK_APP="conduit",
         BCRYPT_LOG_ROUNDS="4",
-        **extra,
     )
+    env.update(extra)  # may replace the above (CONDUIT_ENV for test-only settings)
     return env
 
 
