@@ -18,7 +18,6 @@ from sqlalchemy.engine import make_url
 
 from conduit import create_app, migration_lineage
 from conduit.extensions import db
-from tests.conftest import BACKEND
 from tests.releases import MIGRATIONS, head_and_parent, release_migrations
 from tests.support import app_env, dispose_engines, engine_events
 
@@ -26,10 +25,10 @@ HEAD, PARENT = head_and_parent()
 
 
 @pytest.fixture
-def database_url(tmp_path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """An empty database of its own (these tests migrate it in ways the others must not
-    see): a SQLite file, or a PostgreSQL database beside TEST_DATABASE_URL's."""
-    if BACKEND != "postgres":
+    see): a SQLite file, or under --postgres a database beside TEST_DATABASE_URL's."""
+    if not request.config.getoption("postgres"):
         yield f"sqlite:///{tmp_path / 'conduit.sqlite'}"
         return
 
