@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conduit_deploy import tools
 from conduit_deploy.cli import Context, main
 from conduit_deploy.runner import Invocation, Result, Runner
 from conduit_deploy.waiting import Clock
@@ -176,3 +177,22 @@ class FakePreflight:
 @pytest.fixture
 def preflight() -> FakePreflight:
     return FakePreflight()
+
+
+@dataclass
+class Downloads:
+    """Stands in for the network: what each URL returns, and which were fetched."""
+
+    payload: bytes = EDGE_MANIFEST
+    urls: list[str] = field(default_factory=list)
+
+    def __call__(self, url: str) -> bytes:
+        self.urls.append(url)
+        return self.payload
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> Downloads:
+    fake = Downloads()
+    monkeypatch.setattr(tools, "_fetch", fake)
+    return fake

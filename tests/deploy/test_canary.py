@@ -218,7 +218,7 @@ def prod(clock):
 
 
 @pytest.fixture
-def deploy_prod(run_command, recorder, tmp_path, prod, preflight):
+def deploy_prod(run_command, recorder, tmp_path, prod, preflight, downloads):
     recorder.respond = prod.respond
     smoke = Smoke()
 
@@ -502,7 +502,7 @@ def test_the_dry_run_prints_the_canary_plan(deploy_prod, recorder, clock):
     assert out.index("canary-route-50.yaml") < out.index("04-app.yaml", out.index("judge 50 %"))
 
 
-def test_dev_keeps_its_direct_rollout(run_command, recorder, tmp_path, preflight):
+def test_dev_keeps_its_direct_rollout(run_command, recorder, tmp_path, preflight, downloads):
     prod = Prod()
     recorder.respond = prod.respond
     code, _, err = run_command(

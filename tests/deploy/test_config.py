@@ -82,6 +82,7 @@ def test_nothing_set_names_all_deploy_variables():
         ("DB_USER", "conduit; drop", "role name"),
         ("DB_PASSWORD", "short", "at least 16"),
         ("CONDUIT_SECRET", "too-short-for-the-app", "at least 32"),
+        ("PROD_HOST", "https://conduit.example.org", "DNS name"),
     ],
 )
 def test_an_unusable_value_is_refused_by_its_variable_s_rule(name, value, message):

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conduit_deploy import tools
 from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
 
@@ -217,25 +216,6 @@ def cluster():
 @pytest.fixture
 def smoke():
     return Smoke()
-
-
-@dataclass
-class Downloads:
-    """Stands in for the network: what each URL returns, and which were fetched."""
-
-    payload: bytes = EDGE_MANIFEST
-    urls: list[str] = field(default_factory=list)
-
-    def __call__(self, url: str) -> bytes:
-        self.urls.append(url)
-        return self.payload
-
-
-@pytest.fixture
-def downloads(monkeypatch) -> Downloads:
-    fake = Downloads()
-    monkeypatch.setattr(tools, "_fetch", fake)
-    return fake
 
 
 @pytest.fixture
@@ -744,8 +724,9 @@ CERTIFICATE_READY = (
 
 
 def test_prod_waits_for_its_certificate_and_is_served_over_https(
-    run_deploy, recorder, fake_render, smoke, tmp_path
+    run_deploy, cluster, recorder, fake_render, smoke, tmp_path
 ):
+    cluster.revisions = ["", "1"]  # prod's first release: no canary (test_canary.py)
     fake_render.public_host = HOST
     code, _, err = run_deploy("prod", environ=tag_environ("v1.2.3"))
     assert code == 0
@@ -765,6 +746,7 @@ def test_prod_waits_for_its_certificate_and_is_served_over_https(
 def test_cert_manager_already_on_gateway_api_is_left_alone(
     run_deploy, recorder, fake_render, cluster
 ):
+    cluster.revisions = ["", "1"]  # prod's first release: no canary (test_canary.py)
     fake_render.public_host = HOST
     cluster.cert_manager_args.append("--enable-gateway-api")
     code, _, _ = run_deploy("prod", environ=tag_environ("v1.2.3"))
@@ -783,6 +765,7 @@ def test_dev_leaves_cert_manager_alone_and_waits_for_no_certificate(run_deploy, 
 def test_no_certificate_in_time_fails_before_the_smoke_test(
     run_deploy, recorder, fake_render, cluster, smoke
 ):
+    cluster.revisions = ["", "1"]  # prod's first release: no canary (test_canary.py)
     fake_render.public_host = HOST
     cluster.certificate_ready = False
     code, _, err = run_deploy("prod", "--certificate-timeout", "900", environ=tag_environ("v1.2.3"))

@@ -186,7 +186,7 @@ def database_heads(database_url: str) -> list[str]:
 
 
 def test_a_release_failing_after_its_migration_rolls_back_to_a_release_that_serves(
-    run_command, fake_render, tmp_path, recorder, cluster, releases, database_url
+    run_command, fake_render, tmp_path, recorder, cluster, releases, database_url, downloads
 ):
     code, _, err = deploy(run_command, fake_render, tmp_path)
 

@@ -94,11 +94,6 @@ def test_a_host_name_for_dev_is_refused(tmp_path):
         render(sample_values("dev", public_host="conduit.example.org"), tmp_path)
 
 
-def test_a_host_name_must_be_a_dns_name(tmp_path):
-    with pytest.raises(RenderError, match="PROD_HOST"):
-        render(sample_values("prod", public_host="https://conduit.example.org"), tmp_path)
-
-
 def test_secrets_file_is_readable_by_its_owner_only(env):
     path = dict(env.rendered.stages)["secrets"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
