@@ -10,7 +10,7 @@ What is kept, and why:
 * FIELDS, the keys the template writes, typed as kops' v1alpha2 structs declare them.
   kops decodes before it validates, and its decoder drops an unknown key without a word:
   a misspelt key is refused here, and a new one until kops' checks on it are added below.
-  It also refuses a value of the wrong type from values/<env>.yaml (``rootVolumeSize: 50GB``).
+  It also refuses a value of the wrong type from values/<env>.yaml (``node_disk_gb: 50GB``).
 * The checks on what values/<env>.yaml feeds: the Kubernetes version, the access CIDRs,
   the region, the zones (instance groups and etcd members) and the node image.
 * The checks on the template's fixed settings that no test pins: mostly those tying two
