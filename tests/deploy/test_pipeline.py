@@ -455,7 +455,7 @@ def test_review_jobs(jobs):
     assert "conduit-deploy review stop" in " ".join(stop["script"])
     # Without a checkout: the tool comes from the review job's artifact.
     assert [(n["job"], n["artifacts"]) for n in stop["needs"]] == [("review", True)]
-    assert "review-tool/" in review["artifacts"]["paths"]
+    assert "review-tool" in review["artifacts"]["paths"]
     pack = jobs["pack:review"]
     assert pack["environment"] == {"name": name, "action": "prepare"}
     assert "pack --review" in " ".join(pack["script"])
