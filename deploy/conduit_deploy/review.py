@@ -31,10 +31,11 @@ from . import config, render
 from .config import Settings
 from .console import log
 from .deploy import (
-    URL_VARIABLE,
     cluster_ready_command,
     gateway_address_command,
+    read_address,
     rollout_status_command,
+    write_env_file,
 )
 from .errors import CommandFailed, ConfigError, DeployError, RolloutFailed, SmokeFailed
 from .files import private_folder, write_private
@@ -445,7 +446,7 @@ class Review:
             )
             self._apply(app, rendered)
             url = self._url(app)
-            self._write_env_file(url)
+            write_env_file(runner, self.options.env_file, url)
             runner.step(
                 f"conduit-deploy smoke {url.rstrip('/')}",
                 lambda: self._smoke(url, smoke, values.conduit_secret),
@@ -507,15 +508,9 @@ class Review:
                     ) from None
 
     def _url(self, app: ReviewApp) -> str:
-        def read(result: Result) -> tuple[str | None, str]:
-            address = result.stdout.strip() if result.ok else ""
-            if address:
-                return address, f"address {address}"
-            return None, "no address yet" if result.ok else tail(result.stderr, 1)
-
         address = self.runner.poll(
             gateway_address_command(DEV_GATEWAY, DEV_NAMESPACE),
-            read,
+            read_address,
             what=f"the dev gateway {DEV_GATEWAY}",
             until="it prints an address",
             timeout=self.options.address_timeout,
@@ -523,16 +518,6 @@ class Review:
             planned="<gateway-address>",
         )
         return f"http://{address}{app.path_prefix}"
-
-    def _write_env_file(self, url: str) -> None:
-        line = f"{URL_VARIABLE}={url}\n"
-        path = self.options.env_file
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(line, encoding="utf-8")
-
-        self.runner.step(f"write {path}: {line.strip()}", write, planned=None)
 
     def _smoke(self, url: str, smoke: Callable[[str, str], object], secret: str) -> None:
         log(f"==> review: smoke test of {url}")
