@@ -595,3 +595,29 @@ def one_line_error(err: str) -> bool:
     return err.strip().splitlines()[-1].startswith("conduit-deploy: error:") and (
         "Traceback" not in err
     )
+
+
+def test_the_url_waits_for_dev_gateways_address_on_the_fake_clock(run_review, tmp_path, clock):
+    answers = iter(["", "", ADDRESS])
+
+    def cluster(args):
+        if args[:3] == ("kubectl", "get", "gateway"):
+            return Result(args, 0, next(answers))
+        return Cluster()(args)
+
+    code, _, err = run_review("review", "deploy", "--out", str(tmp_path / "out"), cluster=cluster)
+    assert code == 0, err
+    assert clock.sleeps == [10, 10]
+
+
+def test_no_address_in_time_fails_without_writing_a_url(run_review, tmp_path, clock):
+    def cluster(args):
+        if args[:3] == ("kubectl", "get", "gateway"):
+            return Result(args, 0, "")
+        return Cluster()(args)
+
+    code, _, err = run_review("review", "deploy", "--out", str(tmp_path / "out"), cluster=cluster)
+    assert code == 1
+    assert "the dev gateway conduit: gave up after 120s" in err
+    assert sum(clock.sleeps) == 120
+    assert not (tmp_path / "deploy.env").exists()
