@@ -49,6 +49,17 @@ PIPELINES: dict[str, dict[str, str | None]] = {
         "CI_COMMIT_BRANCH": None,
         "CI_COMMIT_TAG": None,
     },
+    # A merge request of a branch of this project, with review apps switched on.
+    "review_app": {
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_MERGE_REQUEST_IID": "1",
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "rehearsal",
+        "CI_COMMIT_REF_SLUG": "rehearsal",
+        "CI_PROJECT_ID": "1",
+        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "1",
+        "CI_COMMIT_BRANCH": None,
+        "CI_COMMIT_TAG": None,
+    },
     "default_branch": {
         "CI_PIPELINE_SOURCE": "push",
         "CI_COMMIT_BRANCH": "main",
@@ -66,6 +77,8 @@ PIPELINES: dict[str, dict[str, str | None]] = {
 # start is this run). pack would push, and a runner here has no registry to push to.
 DEFAULT_PLAN = {
     "merge_request": ["test", "lint", "pack:check"],
+    # The review app's deploy and stop, dry runs (pack:review would push).
+    "review_app": ["review", "stop_review"],
     "default_branch": ["cluster:dev", "deploy:dev"],
     "release": ["cluster:prod", "deploy:prod"],
 }
@@ -104,6 +117,20 @@ TEST_JOB_SELECTION = {
     " or test_lua or test_versioning or test_postman'",
 }
 PROJECT_VARIABLES = {
+    # The review/*-scoped variables (deploy/gitlab.md, "Review apps").
+    "review_app": {
+        "CONDUIT_DEPLOY_DRY_RUN": "1",
+        "REVIEW_APPS_ENABLED": "true",
+        "REVIEW_KUBECONFIG": (
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n"
+            "  cluster: {server: 'https://203.0.113.1'}\nusers:\n- name: review\n"
+            "  user: {token: rehearsal}\n"
+        ),
+        "REVIEW_SECRET": "rehearsal-review-secret-0123456789abcdef",
+        "CONDUIT_IMAGE_REPOSITORY": DEPLOY_VARIABLES["CONDUIT_IMAGE_REPOSITORY"],
+        "DOCKER_REGISTRY_USER": DEPLOY_VARIABLES["DOCKER_REGISTRY_USER"],
+        "DOCKER_REGISTRY_PASSWORD": DEPLOY_VARIABLES["DOCKER_REGISTRY_PASSWORD"],
+    },
     "default_branch": {**DEPLOY_VARIABLES, "K8S_CLUSTER_NAME": "dev.conduit.k8s.local"},
     # The cluster name and the host name are scoped to the prod environment in the
     # project's settings.
@@ -237,7 +264,8 @@ def runner_options(
         "--volume",
         f"{CERTS_VOLUME}:/certs/client",
         "--ignore-predefined-vars",
-        "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH,CI_COMMIT_TAG",
+        # (and the merge request's project and slug, which the review_app pipeline sets)
+        "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH,CI_COMMIT_TAG,CI_COMMIT_REF_SLUG,CI_PROJECT_ID",
     ]
     for variable, folder in upstream.items():
         inside = f"/rehearsal/upstream/{variable.lower()}"

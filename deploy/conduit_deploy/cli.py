@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from . import canary, config, render, tools
+from . import canary, config, render, review, tools
 from .analysis import Thresholds
 from .cloud import cloud_session, export_kubeconfig
 from .cluster import ClusterOptions, run_cluster
 from .config import Settings
 from .console import log
 from .deploy import Deployer, DeployOptions
-from .errors import DeployError
+from .errors import ConfigError, DeployError
 from .pack import plan_pack, plan_proof, run_pack
 from .preflight import PreflightFunction, run_preflight
 from .release import (
@@ -58,6 +58,8 @@ class Context:
     preflight: PreflightFunction = run_preflight
     # Wall-clock time (the Clock is monotonic, for waits): restore's target and names.
     utc_now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # GitLab's REST API for the review sweep: (url, headers) -> (status, JSON object).
+    http_get_json: Callable[[str, Mapping[str, str]], tuple[int, dict]] = review.http_get_json
 
     def runner(self, args: argparse.Namespace) -> Runner:
         return self.runner_factory(getattr(args, "dry_run", False), self.clock)
@@ -93,6 +95,9 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
     proof = plan_proof(args.proof_database_url, ctx.environ.get("DOCKER_HOST"), resolve=ctx.resolve)
     runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
+    if args.review:
+        review.app_from_environ(ctx.environ)  # only a merge request of this project's
+        info = review.review_build(info)
     plan = plan_pack(
         settings,
         info,
@@ -262,6 +267,47 @@ def cmd_smoke(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_review_deploy(args: argparse.Namespace, ctx: Context) -> int:
+    app = review.app_from_environ(ctx.environ)
+    runner = ctx.runner(args)
+    info = review.review_build(build_info(ctx.environ, runner))
+    settings = config.load_settings(ctx.environ, config.REVIEW_DEPLOY)
+    options = review.ReviewOptions(
+        rollout_timeout=args.rollout_timeout,
+        database_timeout=args.rollout_timeout,
+        env_file=args.env_file,
+    )
+
+    def smoke(url: str, conduit_secret: str) -> object:
+        # The app's own smoke user, from its own JWT key.
+        user = smoke_user("review", conduit_secret)
+        return ctx.smoke(url, SmokeOptions(ready_timeout=args.smoke_ready_timeout, user=user))
+
+    review.Review(settings, runner, ctx.utc_now(), options).deploy(
+        app, info, args.out or Path("build", "review"), smoke
+    )
+    return 0
+
+
+def cmd_review_stop(args: argparse.Namespace, ctx: Context) -> int:
+    slug = args.slug or ctx.environ.get("CI_COMMIT_REF_SLUG", "")
+    if not slug:
+        raise ConfigError("review stop: which review app? --slug SLUG, or CI_COMMIT_REF_SLUG")
+    app = review.ReviewApp(review.check_slug(slug))
+    settings = config.load_settings(ctx.environ, config.REVIEW_STOP)
+    review.Review(settings, ctx.runner(args), ctx.utc_now()).stop(app)
+    return 0
+
+
+def cmd_review_sweep(args: argparse.Namespace, ctx: Context) -> int:
+    settings = config.load_settings(ctx.environ, config.REVIEW_SWEEP)
+    state_of = review.gitlab_merge_request_state(ctx.environ, settings, ctx.http_get_json)
+    deleted = review.Review(settings, ctx.runner(args), ctx.utc_now()).sweep(state_of)
+    verb = "would delete" if args.dry_run else "deleted"
+    log(f"==> review sweep: {verb} {len(deleted)}: {', '.join(deleted) or 'none'}")
+    return 0
+
+
 def cmd_install_tools(args: argparse.Namespace, ctx: Context) -> int:
     settings = config.load_settings(ctx.environ, config.INSTALL_TOOLS)
     runner = ctx.runner(args)
@@ -364,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="an empty PostgreSQL database the built image proves itself against before it "
         "is pushed (postgresql://<user>:<password>@<host>:<port>/<database>; the pack "
         "jobs' service)",
+    )
+    pack.add_argument(
+        "--review",
+        action="store_true",
+        help="tag the image review-<short sha> for this merge request's review app",
     )
     pack.set_defaults(handler=cmd_pack)
 
@@ -496,6 +547,57 @@ def build_parser() -> argparse.ArgumentParser:
         "how long /readyz may take to answer 200",
     )
     smoke.set_defaults(handler=cmd_smoke)
+
+    review_command = commands.add_parser(
+        "review",
+        help="review apps: one per merge request on the dev cluster (deploy/gitlab.md)",
+    )
+    review_commands = review_command.add_subparsers(
+        dest="review_command", required=True, parser_class=_Parser
+    )
+    review_deploy = review_commands.add_parser(
+        "deploy",
+        parents=[dry_run],
+        help="deploy this merge request's review app into its namespace and smoke test it",
+    )
+    review_deploy.add_argument(
+        "--out", type=Path, help="folder for the rendered files (default: build/review)"
+    )
+    _add_seconds(
+        review_deploy,
+        "--rollout-timeout",
+        review.ReviewOptions.rollout_timeout,
+        "how long the database and the app may each take to be ready",
+    )
+    _add_seconds(
+        review_deploy,
+        "--smoke-ready-timeout",
+        SmokeOptions.ready_timeout,
+        "how long the app may take to answer /readyz through the dev Gateway",
+    )
+    review_deploy.add_argument(
+        "--env-file",
+        type=Path,
+        default=review.ReviewOptions.env_file,
+        help="dotenv file that receives DYNAMIC_ENVIRONMENT_URL (default: %(default)s)",
+    )
+    review_deploy.set_defaults(handler=cmd_review_deploy)
+    review_stop = review_commands.add_parser(
+        "stop",
+        parents=[dry_run],
+        help="delete a review app's namespace and wait until it is gone",
+    )
+    review_stop.add_argument(
+        "--slug", help="the review app's branch slug (default: CI_COMMIT_REF_SLUG)"
+    )
+    review_stop.set_defaults(handler=cmd_review_stop)
+    review_sweep = review_commands.add_parser(
+        "sweep",
+        parents=[dry_run],
+        help="delete review apps whose merge request is closed or merged, or whose time is "
+        "up (--dry-run lists them)",
+    )
+    review_sweep.set_defaults(handler=cmd_review_sweep)
 
     install = commands.add_parser(
         "install-tools",

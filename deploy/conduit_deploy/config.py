@@ -42,8 +42,14 @@ DEPLOY = "deploy"
 RESTORE = "restore"
 INSTALL_TOOLS = "install-tools"
 PREFLIGHT = "preflight"
+# Review apps (conduit_deploy.review): per merge request, on the dev cluster.
+REVIEW_DEPLOY = "review deploy"
+REVIEW_STOP = "review stop"
+REVIEW_SWEEP = "review sweep"
+REVIEW = (REVIEW_DEPLOY, REVIEW_STOP, REVIEW_SWEEP)
 COMMANDS = (
     VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, RESTORE, INSTALL_TOOLS, PREFLIGHT,
+    *REVIEW,
 )  # fmt: skip
 # render writes the manifests; cluster, deploy and restore render first.
 RENDERING = (RENDER, CLUSTER, DEPLOY, RESTORE)
@@ -85,6 +91,7 @@ class Scope(enum.Enum):
 
     ENVIRONMENT = "dev, prod"  # one value per environment scope
     PROD = "prod"  # read for prod only
+    REVIEW = "review/*"  # the review jobs' environments only
     ALL = "all (*)"
 
 
@@ -240,6 +247,47 @@ def gcp_key(value: str) -> GcpKey:
         return str(parsed.get(name) or "").strip() or None
 
     return GcpKey(content, field("project_id"), field("client_email"), field("private_key_id"))
+
+
+def kubeconfig(value: str) -> str:
+    """A path (GitLab file variable) or the kubeconfig's YAML itself; returns the YAML."""
+    content = value
+    if "\n" not in value.strip():
+        path = Path(value.strip())
+        try:
+            content = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ValueError(
+                f"is neither a kubeconfig nor a readable file ({error.strerror}: {path})"
+            ) from None
+    if "clusters:" not in content or "users:" not in content:
+        raise ValueError("is not a kubeconfig (it has no clusters: and users:)")
+    return content
+
+
+def positive_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"must be a whole number of 1 or more, got {value!r}")
+    return int(value)
+
+
+# The units GitLab's auto_stop_in accepts that a review app's life is counted in.
+_DURATION = re.compile(
+    r"^(\d+)\s*(min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|"
+    r"w|week|weeks)$"
+)
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(value: str) -> int:
+    """`3 days`, `12 hours`, `1 week`, `90 minutes`: the number of seconds."""
+    match = _DURATION.match(value.strip().lower())
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(
+            f"must be a number and a unit (minutes, hours, days or weeks), e.g. `3 days`, "
+            f"got {value!r}"
+        )
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)[0]]
 
 
 def bucket_name(value: str) -> str:
@@ -401,14 +449,14 @@ DOCKER_REGISTRY_USER = Variable(
     registry_user,
     # deploy and restore render and apply the image pull Secret the API pods use.
     needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
-    read_by=(VERSION, PACK_NO_PUSH, RENDER, CLUSTER),
+    read_by=(VERSION, PACK_NO_PUSH, RENDER, CLUSTER, REVIEW_DEPLOY),
 )
 DOCKER_REGISTRY_PASSWORD = Variable(
     "DOCKER_REGISTRY_PASSWORD",
     f"registry password or token, **base64-encoded** (`{BASE64_COMMAND.format(value='$TOKEN')}`)",
     base64_password,
     needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
-    read_by=(PACK_NO_PUSH, RENDER, CLUSTER),
+    read_by=(PACK_NO_PUSH, RENDER, CLUSTER, REVIEW_DEPLOY),
     secret=True,
 )
 CONDUIT_IMAGE_REPOSITORY = Variable(
@@ -416,7 +464,7 @@ CONDUIT_IMAGE_REPOSITORY = Variable(
     "image repository; unset: `docker.io/$DOCKER_REGISTRY_USER/conduit`, or the local "
     f"name `{LOCAL_REPOSITORY}` when no registry is needed (`version`, `pack --no-push`)",
     images.check_repository,
-    needed_by=(PACK, *RENDERING, PREFLIGHT),
+    needed_by=(PACK, *RENDERING, PREFLIGHT, REVIEW_DEPLOY),
     read_by=(VERSION, PACK_NO_PUSH),
     fallback=DOCKER_REGISTRY_USER.name,
     derive=_docker_hub_repository,
@@ -511,6 +559,61 @@ CONDUIT_DEPLOY_DISABLED = Variable(
     protected=False,  # the rules of every pipeline read it
 )
 
+REVIEW_APPS_ENABLED = Variable(
+    "REVIEW_APPS_ENABLED",
+    "set to `true` to deploy a review app for each merge request from this project's "
+    'branches (read by the pipeline\'s rules; deploy/gitlab.md, "Review apps")',
+    text,
+    protected=False,  # merge request pipelines run on unprotected branches
+)
+REVIEW_KUBECONFIG = Variable(
+    "REVIEW_KUBECONFIG",
+    "kubeconfig of the dev cluster's review ServiceAccount (k8s/review-access), best as a "
+    "File variable; never the admin kubeconfig (the review jobs refuse it)",
+    kubeconfig,
+    needed_by=REVIEW,
+    scope=Scope.REVIEW,
+    secret=True,
+    maskable=False,
+    protected=False,  # reaches merge request pipelines; the environment scope limits it
+    kind=Kind.FILE,
+)
+REVIEW_SECRET = Variable(
+    "REVIEW_SECRET",
+    f"key ({MIN_CONDUIT_SECRET_LENGTH}+ characters) each review app's JWT key and "
+    "database password are derived from; never dev's or prod's CONDUIT_SECRET",
+    conduit_secret,
+    needed_by=(REVIEW_DEPLOY,),
+    scope=Scope.REVIEW,
+    secret=True,
+    protected=False,
+)
+REVIEW_APPS_MAX = Variable(
+    "REVIEW_APPS_MAX",
+    "optional: how many review apps may run at once; the next deploy fails naming the "
+    "oldest; default `5`",
+    positive_count,
+    read_by=(REVIEW_DEPLOY,),
+    protected=False,
+)
+REVIEW_AUTO_STOP_IN = Variable(
+    "REVIEW_AUTO_STOP_IN",
+    "optional: how long a review app lives after its last deploy (GitLab's `auto_stop_in`, "
+    "and the expiry the sweep reads), in minutes, hours, days or weeks; default `3 days`",
+    duration,
+    read_by=(REVIEW_DEPLOY,),
+    protected=False,
+)
+REVIEW_SWEEP_TOKEN = Variable(
+    "REVIEW_SWEEP_TOKEN",
+    "optional: a project access token (Reporter, `read_api`) the scheduled sweep reads "
+    "merge requests with; unset: the job's CI_JOB_TOKEN",
+    text,
+    read_by=(REVIEW_SWEEP,),
+    scope=Scope.REVIEW,
+    secret=True,
+)
+
 VARIABLES: tuple[Variable[Any], ...] = (
     DB_USER,
     DB_PASSWORD,
@@ -535,6 +638,12 @@ VARIABLES: tuple[Variable[Any], ...] = (
     CANARY_MAX_P99_INCREASE_MS,
     CANARY_MIN_REQUESTS,
     CONDUIT_DEPLOY_DISABLED,
+    REVIEW_APPS_ENABLED,
+    REVIEW_KUBECONFIG,
+    REVIEW_SECRET,
+    REVIEW_APPS_MAX,
+    REVIEW_AUTO_STOP_IN,
+    REVIEW_SWEEP_TOKEN,
 )
 
 
@@ -682,7 +791,9 @@ def _commands(names: tuple[str, ...]) -> str:
 def _mask(variable: Variable[Any]) -> str:
     if variable.masked:
         return "yes"
-    return "cannot (JSON)" if variable.secret else "no"
+    if not variable.secret:
+        return "no"
+    return "cannot (JSON)" if variable.parse is gcp_key else "cannot (YAML)"
 
 
 def _name_cell(variable: Variable[Any]) -> str:
@@ -719,6 +830,7 @@ def settings_table() -> str:
         scope = {
             Scope.ENVIRONMENT: "`dev` and `prod`, a value each",
             Scope.PROD: "`prod`",
+            Scope.REVIEW: "`review/*`",
         }.get(variable.scope, "`*`")
         rows.append(
             f"| {_name_cell(variable)} | {variable.kind.value} | {scope} "

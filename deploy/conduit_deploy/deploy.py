@@ -205,6 +205,25 @@ def _items(result: Result) -> list[dict]:
     return json.loads(result.stdout).get("items") or []
 
 
+def read_address(result: Result) -> tuple[str | None, str]:
+    """A poll's reading of gateway_address_command: the address, once there is one."""
+    address = result.stdout.strip() if result.ok else ""
+    if address:
+        return address, f"address {address}"
+    return None, "no address yet" if result.ok else tail(result.stderr, 1)
+
+
+def write_env_file(runner: Runner, path: Path, url: str) -> None:
+    """GitLab reads the environment URL from this dotenv report."""
+    line = f"{URL_VARIABLE}={url}\n"
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(line, encoding="utf-8")
+
+    runner.step(f"write {path}: {line.strip()}", write, planned=None)
+
+
 def service_url(address: str, host: str = "") -> str:
     """HTTPS on the host name when the environment has one, else HTTP on the address."""
     return f"https://{host}{PATH_PREFIX}" if host else f"http://{address}{PATH_PREFIX}"
@@ -465,15 +484,9 @@ class Deployer:
         r = self.rendered
         log(f"==> deploy: waiting for the address of gateway/{r.gateway_name}")
 
-        def read(result: Result) -> tuple[str | None, str]:
-            address = result.stdout.strip() if result.ok else ""
-            if address:
-                return address, f"address {address}"
-            return None, "no address yet" if result.ok else tail(result.stderr, 1)
-
         address = self.runner.poll(
             gateway_address_command(r.gateway_name, r.namespace),
-            read,
+            read_address,
             what=f"gateway {r.gateway_name}",
             until="it prints an address",
             timeout=self.options.address_timeout,
@@ -508,15 +521,7 @@ class Deployer:
             ) from None
 
     def _write_env_file(self, url: str) -> None:
-        """GitLab reads the environment URL from this dotenv report."""
-        line = f"{URL_VARIABLE}={url}\n"
-        path = self.options.env_file
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(line, encoding="utf-8")
-
-        self.runner.step(f"write {path}: {line.strip()}", write, planned=None)
+        write_env_file(self.runner, self.options.env_file, url)
 
     def _smoke(self, url: str) -> None:
         def check() -> None:

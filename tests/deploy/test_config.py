@@ -340,6 +340,9 @@ def test_what_the_table_calls_maskable_gitlab_can_mask():
         "DOCKER_REGISTRY_PASSWORD": base64.b64encode(REGISTRY_PASSWORD.encode()).decode(),
         "GCP_CREDENTIAL_FILE": json.dumps(GCP_KEY),
         "BACKUP_GCP_CREDENTIAL_FILE": json.dumps(GCP_KEY),
+        "REVIEW_KUBECONFIG": "apiVersion: v1\nclusters: []\nusers: []\n",
+        "REVIEW_SECRET": CONDUIT_SECRET,
+        "REVIEW_SWEEP_TOKEN": "glpat-0123456789abcdefABCD",
     }
     for variable in config.VARIABLES:
         if variable.name in samples:

@@ -31,6 +31,18 @@ GLOBAL_KEYWORDS = {"default", "include", "stages", "variables", "workflow", "spe
 WORKFLOW_PROBE = "workflow-probe"
 
 ALWAYS = {"test": "on_success", "lint": "on_success", "security": "on_success"}
+# A merge request pipeline of a branch of this project (the predefined variables GitLab
+# sets for one: docs.gitlab.com/ci/variables/predefined_variables).
+MERGE_REQUEST = {
+    "CI_PIPELINE_SOURCE": "merge_request_event",
+    "CI_MERGE_REQUEST_IID": "7",
+    "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature",
+    "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "42",
+    "CI_PROJECT_ID": "42",
+}
+# The jobs that change a review app's namespace (a timed-out one is not run again).
+REVIEW_JOBS = ("review", "stop_review", "review:sweep")
+REVIEW_ON = {"REVIEW_APPS_ENABLED": "true", "CI_PROJECT_ID": "42"}
 SCENARIOS = {
     # name: (variables GitLab sets, expected {job: when}; None = no pipeline)
     "push to the default branch": (
@@ -87,6 +99,52 @@ SCENARIOS = {
     "push to another branch": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "feature"},
         None,
+    ),
+    # Review apps (REVIEW_APPS_ENABLED=true): merge requests of this project's branches
+    # only; never a fork's, a tag, a schedule or the default branch.
+    "merge request, review apps on": (
+        {**REVIEW_ON, **MERGE_REQUEST},
+        {
+            **ALWAYS,
+            "pack:review": "on_success",
+            "review": "on_success",
+            "stop_review": "manual",
+        },
+    ),
+    "merge request from a fork, review apps on": (
+        {**REVIEW_ON, **MERGE_REQUEST, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "99"},
+        {**ALWAYS, "pack:check": "on_success"},
+    ),
+    "merge request from the default branch, review apps on": (
+        {**REVIEW_ON, **MERGE_REQUEST, "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "main"},
+        {**ALWAYS, "pack:check": "on_success"},
+    ),
+    "merge request, review apps on, deploys disabled": (
+        {**REVIEW_ON, **MERGE_REQUEST, "CONDUIT_DEPLOY_DISABLED": "1"},
+        {**ALWAYS, "pack:review": "on_success"},
+    ),
+    "merge request, review apps off": (
+        {**MERGE_REQUEST, "REVIEW_APPS_ENABLED": "false"},
+        {**ALWAYS, "pack:check": "on_success"},
+    ),
+    "schedule, review apps on": (
+        {**REVIEW_ON, "CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": "main"},
+        {**ALWAYS, "pack:check": "on_success", "review:sweep": "on_success"},
+    ),
+    "tag v1.2.3, review apps on": (
+        {**REVIEW_ON, "CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "v1.2.3"},
+        {
+            **ALWAYS,
+            "pack": "on_success",
+            "cluster:prod": "manual",
+            "deploy:prod": "on_success",
+            "promote:prod": "manual",
+            "abort:prod": "manual",
+        },
+    ),
+    "push to the default branch, review apps on": (
+        {**REVIEW_ON, "CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main"},
+        {**ALWAYS, "pack": "on_success", "cluster:dev": "on_success", "deploy:dev": "on_success"},
     ),
 }
 COMMON = {"CI_DEFAULT_BRANCH": "main"}
@@ -325,7 +383,7 @@ def test_only_cluster_and_deploy_jobs_skip_retries_after_a_timeout(written, jobs
     for name, job in jobs.items():
         when = set(job.get("retry", written["default"]["retry"])["when"])
         assert {"runner_system_failure", "scheduler_failure"} <= when, name
-        if name.startswith(("cluster:", "deploy:")):
+        if name.startswith(("cluster:", "deploy:")) or name in REVIEW_JOBS:
             assert "stuck_or_timeout_failure" not in when, name
         else:
             assert "stuck_or_timeout_failure" in when, name
@@ -373,3 +431,36 @@ def test_lint_reports_code_quality_without_blocking(jobs):
     assert any("--output-format=gitlab" in line for line in lint["script"])
     # ruff's version comes from requirements.lock alone.
     assert any("-c requirements.lock ruff" in line for line in lint["script"])
+
+
+def test_review_jobs(jobs):
+    """The environment keywords as GitLab reads them (docs: ci/yaml, environment:on_stop,
+    environment:auto_stop_in, environment:action): the deploy names its stop job and its
+    lifetime, the stop job stops the same environment without a checkout."""
+    name = "review/$CI_COMMIT_REF_SLUG"
+    review = jobs["review"]
+    assert review["environment"] == {
+        "name": name,
+        "url": "$DYNAMIC_ENVIRONMENT_URL",
+        "on_stop": "stop_review",
+        "auto_stop_in": "$REVIEW_AUTO_STOP_IN",
+    }
+    assert review["variables"]["REVIEW_AUTO_STOP_IN"] == "3 days"
+    assert review["artifacts"]["reports"]["dotenv"] == "deploy.env"
+    assert [n["job"] for n in review["needs"]] == ["pack:review"]
+    assert "conduit-deploy review deploy" in " ".join(review["script"])
+    stop = jobs["stop_review"]
+    assert stop["environment"] == {"name": name, "action": "stop"}
+    assert stop["variables"]["GIT_STRATEGY"] == "none"
+    assert "conduit-deploy review stop" in " ".join(stop["script"])
+    # Without a checkout: the tool comes from the review job's artifact.
+    assert [(n["job"], n["artifacts"]) for n in stop["needs"]] == [("review", True)]
+    assert "review-tool" in review["artifacts"]["paths"]
+    pack = jobs["pack:review"]
+    assert pack["environment"] == {"name": name, "action": "prepare"}
+    assert "pack --review" in " ".join(pack["script"])
+    sweep = jobs["review:sweep"]
+    assert sweep["environment"]["action"] == "access"
+    assert sweep["environment"]["name"].startswith("review/")
+    # One lock for every review job: REVIEW_APPS_MAX holds with deploys in parallel.
+    assert {jobs[n]["resource_group"] for n in REVIEW_JOBS} == {"review"}

@@ -94,6 +94,20 @@ def test_smoke_passes_through_the_gateway_prefix(api_url, tmp_path):
         assert_passed(smoke(base_url), base_url)
 
 
+def test_smoke_passes_through_a_review_apps_prefix_on_the_dev_gateway(api_url, tmp_path):
+    """The review deploy's smoke test, through the dev Gateway and a review app's route."""
+    from tests.k8s import envoy_conf
+    from tests.k8s.test_review_routes import APP, review_edge_objects
+
+    upstream = api_url.removeprefix("http://")
+    objects = review_edge_objects(tmp_path / "render")
+    # Only the review app's Service is up: dev's route must not be what answers.
+    upstreams = {"conduit": "127.0.0.1:9", f"{APP.namespace}/conduit": upstream}
+    with envoy_conf.serve(objects, upstreams, tmp_path / "envoy") as edge:
+        base_url = f"{edge.http}{APP.path_prefix}".rstrip("/")
+        assert_passed(smoke(base_url), base_url)
+
+
 def test_smoke_fails_readably_when_the_prefix_is_wrong(api_url):
     result = smoke(f"{api_url}/not-mounted-here", "--ready-timeout", "1")
     assert result.returncode == 1

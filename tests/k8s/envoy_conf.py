@@ -52,6 +52,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.k8s.support import labels_match
 from tests.support import free_port, require_program, stop_process, wait_until
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
@@ -215,16 +216,51 @@ def traffic_settings(objects: list[dict]) -> dict[str, Traffic]:
     return settings
 
 
-def _attached(route: dict, gateway: dict, listener: dict) -> bool:
+def _service(upstream: str) -> str:
+    """The Service name of an upstream key ("<namespace>/<name>" or "<name>")."""
+    return upstream.rsplit("/", 1)[-1]
+
+
+def _namespace(obj: dict) -> str:
+    return obj["metadata"].get("namespace", "")
+
+
+def _attached(route: dict, gateway: dict, listener: dict, objects: list[dict]) -> bool:
+    """Gateway API v1.6.1 (apis/v1/shared_types.go ParentReference, gateway_types.go
+    RouteNamespaces): a parentRef without a namespace names the route's own; the
+    listener's allowedRoutes.namespaces.from admits routes of the Gateway's namespace
+    (Same, the default), of any (All), or of namespaces whose labels match its selector
+    (Selector; the Namespace objects in `objects` carry those labels)."""
     for parent in route["spec"].get("parentRefs") or []:
         if (
             parent.get("kind", "Gateway") != "Gateway"
             or parent["name"] != gateway["metadata"]["name"]
+            or parent.get("namespace", _namespace(route)) != _namespace(gateway)
         ):
             continue
         if parent.get("sectionName") in (None, listener["name"]):
-            return True
+            return _admitted(route, gateway, listener, objects)
     return False
+
+
+def _admitted(route: dict, gateway: dict, listener: dict, objects: list[dict]) -> bool:
+    allowed = (listener.get("allowedRoutes") or {}).get("namespaces") or {}
+    origin = allowed.get("from", "Same")
+    if origin == "All":
+        return True
+    if origin == "Same":
+        return _namespace(route) == _namespace(gateway)
+    if origin == "Selector":
+        labels = next(
+            (
+                o["metadata"].get("labels") or {}
+                for o in objects
+                if o.get("kind") == "Namespace" and o["metadata"]["name"] == _namespace(route)
+            ),
+            None,
+        )
+        return labels is not None and labels_match(allowed.get("selector") or {}, labels)
+    raise EnvoyConfError(f"allowedRoutes.namespaces.from {origin!r} is not translated")
 
 
 def _match(match: dict) -> tuple[dict, tuple[int, int]]:
@@ -242,7 +278,7 @@ def _match(match: dict) -> tuple[dict, tuple[int, int]]:
     raise EnvoyConfError(f"path match type {kind} is not translated")
 
 
-def _action(rule: dict, match: dict, clusters: dict[str, str]) -> dict:
+def _action(rule: dict, match: dict, clusters: dict[str, str], namespace: str = "") -> dict:
     filters = rule.get("filters") or []
     redirect = [f for f in filters if f["type"] == "RequestRedirect"]
     rewrite = [f for f in filters if f["type"] == "URLRewrite"]
@@ -262,10 +298,13 @@ def _action(rule: dict, match: dict, clusters: dict[str, str]) -> dict:
         return {"redirect": action}
     weighted = []
     for backend in rule.get("backendRefs") or []:
+        # A Service of the route's namespace: "<namespace>/<name>" when the test runs
+        # one per namespace, else by its name.
         name = backend["name"]
-        if name not in clusters:
+        key = next((k for k in (f"{namespace}/{name}", name) if k in clusters), None)
+        if key is None:
             raise EnvoyConfError(f"backend {name} has no upstream in this test")
-        weighted.append({"name": clusters[name], "weight": backend.get("weight", 1)})
+        weighted.append({"name": clusters[key], "weight": backend.get("weight", 1)})
     if not weighted:
         raise EnvoyConfError("a rule without backends or a redirect is not translated")
     route: dict = {"weighted_clusters": {"clusters": weighted}}
@@ -312,7 +351,7 @@ def virtual_hosts(
                     entry = {
                         "name": f"{route['metadata']['name']}/rule/{index}",
                         "match": envoy_match,
-                        **_action(rule, match, clusters),
+                        **_action(rule, match, clusters, _namespace(route)),
                     }
                     limit = traffic.get(route["metadata"]["name"], Traffic()).buffer_bytes
                     if limit is not None:
@@ -364,7 +403,7 @@ def bootstrap(
     }
     listeners = []
     for listener in gateway["spec"]["listeners"]:
-        attached = [r for r in routes if _attached(r, gateway, listener)]
+        attached = [r for r in routes if _attached(r, gateway, listener, objects)]
         buffer_filters = [
             {
                 # Off for the listener, on per route with the route's limit.
@@ -467,13 +506,13 @@ def bootstrap(
                                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                                     "@type": UPSTREAM_HTTP,
                                     "common_http_protocol_options": {
-                                        "idle_timeout": idle_timeouts[name]
+                                        "idle_timeout": idle_timeouts[_service(name)]
                                     },
                                     "explicit_http_config": {"http_protocol_options": {}},
                                 }
                             }
                         }
-                        if name in idle_timeouts
+                        if _service(name) in idle_timeouts
                         else {}
                     ),
                     "load_assignment": {

@@ -33,6 +33,9 @@ INTENDED_DIFFERENCES = [
     # prod serves HTTPS on PROD_HOST; plain HTTP redirects there (dev: HTTP, bare address).
     ("Gateway", "conduit", r"spec\.listeners\[https\]\..*"),
     ("HTTPRoute", "conduit", r"spec\.(parentRefs\[conduit\]\.sectionName|hostnames\[0\])"),
+    # dev's Gateway also admits the review apps' routes (k8s/overlays/dev/gateway.yaml).
+    ("Gateway", "conduit", r"spec\.listeners\[http\]\.allowedRoutes\.namespaces\..*"),
+    ("Namespace", "conduit", r"metadata\.labels\.conduit/gateway"),
     # Objects only prod has.
     ("HorizontalPodAutoscaler", "conduit", r".*"),
     ("StorageClass", "conduit-postgres-ssd", r".*"),

@@ -89,7 +89,9 @@ def tls_files(ca, tmp_path_factory) -> envoy_conf.TlsFiles:
 def edge_objects(source: str, rendered_envs) -> list[dict]:
     if source == "base":
         return envoy_conf.load_objects(K8S / "base")
-    return load_all(dict(rendered_envs[source].rendered.stages)["ingress"])
+    # The namespace too: its labels decide which routes the Gateway's listeners admit.
+    stages = dict(rendered_envs[source].rendered.stages)
+    return [*load_all(stages["namespace"]), *load_all(stages["ingress"])]
 
 
 @dataclass
@@ -308,7 +310,11 @@ def test_acme_challenges_are_answered_over_http_despite_the_redirect(
     challenge_route = {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": {"name": "cm-acme-http-solver-x1y2z"},
+        # cert-manager creates it in the Issuer's namespace.
+        "metadata": {
+            "name": "cm-acme-http-solver-x1y2z",
+            "namespace": issuer["metadata"]["namespace"],
+        },
         "spec": {
             "parentRefs": copy.deepcopy(solver["http01"]["gatewayHTTPRoute"]["parentRefs"]),
             "hostnames": [SAMPLE_PROD_HOST],

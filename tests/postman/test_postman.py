@@ -38,3 +38,16 @@ def test_suite_passes_through_the_gateway_prefix(serve_api, tmp_path):
     upstream = url.removeprefix("http://")
     with envoy_conf.serve(ROOT / "k8s" / "base", upstream, tmp_path / "envoy") as edge:
         assert_suite_passes(f"{edge.http}/flask/api", tmp_path)
+
+
+def test_suite_passes_through_a_review_apps_prefix(serve_api, tmp_path):
+    """Every assertion passes through a review app's route on the dev Gateway,
+    /review/<slug>/flask/api/... (k8s/overlays/review)."""
+    from tests.k8s.test_review_routes import APP, review_edge_objects
+
+    url = serve_api(f"sqlite:///{tmp_path / 'conduit.sqlite'}")
+    objects = review_edge_objects(tmp_path / "render")
+    # Only the review app's Service is up: dev's route must not be what answers.
+    upstreams = {"conduit": "127.0.0.1:9", f"{APP.namespace}/conduit": url.removeprefix("http://")}
+    with envoy_conf.serve(objects, upstreams, tmp_path / "envoy") as edge:
+        assert_suite_passes(f"{edge.http}{APP.path_prefix}api", tmp_path)
