@@ -116,6 +116,9 @@ TEST_JOB_SELECTION = {
     "PYTEST_ADDOPTS": "-k 'test_health or test_ingress_rewrite or test_alert_rules"
     " or test_lua or test_versioning or test_postman'",
 }
+# What the pack job's dotenv report hands the deploy jobs (pack does not run here: no
+# registry); prod deploys only an image pinned by digest.
+PACK_DOTENV = {"CONDUIT_IMAGE_DIGEST": "sha256:" + "0" * 64}
 PROJECT_VARIABLES = {
     # The review/*-scoped variables (deploy/gitlab.md, "Review apps").
     "review_app": {
@@ -131,11 +134,16 @@ PROJECT_VARIABLES = {
         "DOCKER_REGISTRY_USER": DEPLOY_VARIABLES["DOCKER_REGISTRY_USER"],
         "DOCKER_REGISTRY_PASSWORD": DEPLOY_VARIABLES["DOCKER_REGISTRY_PASSWORD"],
     },
-    "default_branch": {**DEPLOY_VARIABLES, "K8S_CLUSTER_NAME": "dev.conduit.k8s.local"},
+    "default_branch": {
+        **DEPLOY_VARIABLES,
+        **PACK_DOTENV,
+        "K8S_CLUSTER_NAME": "dev.conduit.k8s.local",
+    },
     # The cluster name and the host name are scoped to the prod environment in the
     # project's settings.
     "release": {
         **DEPLOY_VARIABLES,
+        **PACK_DOTENV,
         "K8S_CLUSTER_NAME": "prod.conduit.k8s.local",
         "PROD_HOST": "conduit.example.org",
     },

@@ -23,11 +23,12 @@ from .config import Settings
 from .console import log
 from .deploy import Deployer, DeployOptions
 from .errors import ConfigError, DeployError
-from .pack import plan_pack, plan_proof, run_pack
+from .pack import ENV_FILE, plan_pack, plan_proof, run_pack
 from .preflight import PreflightFunction, run_preflight
 from .release import (
     RenderFunction,
     check_environment,
+    check_pinned,
     check_target,
     default_out_dir,
     render_environment,
@@ -105,7 +106,7 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
         push=not args.no_push,
         source_url=ctx.environ.get("CI_PROJECT_URL") or None,
     )
-    run_pack(plan, settings, runner, proof, ctx.smoke)
+    run_pack(plan, settings, runner, proof, ctx.smoke, args.env_file)
     return 0
 
 
@@ -171,6 +172,8 @@ def cmd_cluster(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     prepared = _prepare(args, ctx, config.DEPLOY)
+    image_repository = prepared.settings.require(config.CONDUIT_IMAGE_REPOSITORY)
+    check_pinned(prepared.info, image_repository, prepared.environment)
     _preflight(prepared, ctx, registry=True)
     options = DeployOptions(
         rollout_timeout=args.rollout_timeout,
@@ -186,7 +189,7 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     )
     deployer = Deployer(
         prepared.environment,
-        prepared.info.image(prepared.settings.require(config.CONDUIT_IMAGE_REPOSITORY)),
+        prepared.info.image(image_repository),
         prepared.rendered,
         prepared.runner,
         options,
@@ -415,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--review",
         action="store_true",
         help="tag the image review-<short sha> for this merge request's review app",
+    )
+    pack.add_argument(
+        "--env-file",
+        type=Path,
+        default=ENV_FILE,
+        help="dotenv file that receives the pushed image's CONDUIT_IMAGE_DIGEST "
+        "(default: %(default)s)",
     )
     pack.set_defaults(handler=cmd_pack)
 

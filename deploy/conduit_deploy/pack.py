@@ -9,15 +9,21 @@ BuildKit's inline cache describes only the stage an image was built from, so the
 image alone would leave the expensive build stage (the uWSGI compile) uncached. The
 build stage is therefore built and pushed as its own image, `:buildcache`, and the next
 pipeline pulls both.
+
+The registry's answer to the push, the image's manifest digest, goes into a dotenv
+report (CONDUIT_IMAGE_DIGEST): the deploy jobs that need pack run the image by that
+digest, so a tag pushed again later cannot change what they deploy.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import config, images
@@ -26,7 +32,7 @@ from .console import log
 from .errors import ConfigError, DeployError, SmokeFailed
 from .runner import Runner, tail
 from .smoke import SmokeOptions
-from .versioning import BuildInfo
+from .versioning import DIGEST, IMAGE_DIGEST, BuildInfo
 
 DOCKERFILE = "docker/Dockerfile"
 CONTEXT = "."
@@ -40,10 +46,29 @@ PROOF_PORT = 8000
 # A cold start of uWSGI and its workers, and the first connections to PostgreSQL.
 PROOF_READY_TIMEOUT = 120.0
 PROOF_LOG_LINES = 40
+# The line `docker push` ends with once the registry has the manifest: "<tag>: digest:
+# <digest> size: <bytes>" (moby/moby: distribution/push_v2.go, pushV2Tag, and
+# daemon/containerd/image_push.go, pushRef, for the containerd image store: both
+# progress.Messagef(..., "%s: digest: %s size: %d", tag, digest, size)).
+_PUSHED_DIGEST = re.compile(r"^(?P<tag>\S+): digest: (?P<digest>\S+) size: \d+$", re.MULTILINE)
+# The dotenv report pack writes by default (the pack job's artifacts:reports:dotenv).
+ENV_FILE = Path("pack.env")
 
 
 class ProofFailed(DeployError):
     """The built image did not pass its proof; nothing was pushed."""
+
+
+class PushUnverified(DeployError):
+    """The push succeeded but did not say which digest the registry stored."""
+
+
+def pushed_digest(output: str, tag: str) -> str | None:
+    """The digest `docker push` reports for `tag`, None when its output names none."""
+    for match in _PUSHED_DIGEST.finditer(output):
+        if match["tag"] == tag and DIGEST.match(match["digest"]):
+            return match["digest"]
+    return None
 
 
 @dataclass(frozen=True)
@@ -261,6 +286,7 @@ def run_pack(
     runner: Runner,
     proof: Proof,
     smoke: Callable[[str, SmokeOptions], object],
+    env_file: Path = ENV_FILE,
 ) -> None:
     target = "push to " + plan.registry if plan.push else "no push"
     log(f"==> pack: building {plan.image} (version {plan.version}, {target})")
@@ -298,8 +324,49 @@ def run_pack(
     if not plan.push:
         runner.outcome(f"==> pack: built and proved {', '.join(plan.tags)}; not pushed (--no-push)")
         return
+    digest = push_release(plan, runner)
+    if plan.build_cache:
+        log(f"==> pack: pushing {plan.build_cache}")
+        runner.run(["docker", "push", plan.build_cache])
     pushed = (*plan.tags, *((plan.build_cache,) if plan.build_cache else ()))
-    for tag in pushed:
-        log(f"==> pack: pushing {tag}")
-        runner.run(["docker", "push", tag])
     runner.outcome(f"==> pack: pushed {', '.join(pushed)}")
+    write_env_file(env_file, digest, plan, runner)
+
+
+def push_release(plan: PackPlan, runner: Runner) -> str:
+    """Push each tag of the image; the manifest digest the registry stored for them."""
+    digests: dict[str, str] = {}
+    for reference in plan.tags:
+        log(f"==> pack: pushing {reference}")
+        # Captured to read the digest, then shown.
+        result = runner.run(["docker", "push", reference], capture=True)
+        if runner.dry_run:
+            continue
+        for line in (result.stdout + result.stderr).splitlines():
+            log(f"    {line}")
+        tag = reference.rpartition(":")[2]
+        digest = pushed_digest(result.stdout, tag)
+        if digest is None:
+            raise PushUnverified(
+                f"`docker push {reference}` succeeded but reported no digest "
+                f"(no line '{tag}: digest: sha256:… size: …'): nothing to deploy by digest"
+            )
+        digests[reference] = digest
+    if len(set(digests.values())) > 1:
+        # One local image under several tags is one manifest; anything else means a
+        # tag moved between the pushes.
+        shown = ", ".join(f"{ref} -> {digest}" for ref, digest in digests.items())
+        raise PushUnverified(f"the tags of one image were stored as different manifests: {shown}")
+    return next(iter(digests.values()), f"<the digest `docker push {plan.image}` reports>")
+
+
+def write_env_file(path: Path, digest: str, plan: PackPlan, runner: Runner) -> None:
+    """The dotenv report the jobs that need pack read the digest from."""
+    line = f"{IMAGE_DIGEST}={digest}\n"
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(line, encoding="utf-8")
+
+    runner.step(f"write {path}: {line.strip()}", write, planned=None)
+    runner.outcome(f"==> pack: {plan.repository}@{digest} is {', '.join(plan.tags)}")

@@ -16,7 +16,7 @@ from .errors import ConfigError
 from .files import private_folder
 from .render import Rendered, RenderValues
 from .runner import Runner
-from .versioning import ENVIRONMENTS, BuildInfo
+from .versioning import ENVIRONMENTS, IMAGE_DIGEST, PROD, BuildInfo
 
 RenderFunction = Callable[[RenderValues, Path, Runner], Rendered]
 
@@ -40,6 +40,22 @@ def check_target(info: BuildInfo, environment: str) -> None:
             f"this pipeline's build {info.version} may deploy to {allowed}, not {environment} "
             "(prod takes tags vX.Y.Z, dev the default branch)"
         )
+
+
+def check_pinned(info: BuildInfo, repository: str, environment: str) -> None:
+    """Prod runs only an image pinned by digest: a tag can be pushed again, by anyone
+    with the registry's password, and the nodes would pull the new image on their next
+    pod start. Dev may run a tag (a deploy from a workstation), and says so."""
+    if info.digest:
+        return
+    tagged = info.tagged_image(repository)
+    if environment == PROD:
+        raise ConfigError(
+            f"prod deploys only an image pinned by digest, and {IMAGE_DIGEST} is not set: "
+            "deploy:prod takes it from the pack job's dotenv report (needs: [pack]); at a "
+            f"terminal, export {IMAGE_DIGEST}=sha256:<digest> of the pushed {tagged}"
+        )
+    log(f"    {IMAGE_DIGEST} is not set: {environment} runs the tag {tagged}, not a digest")
 
 
 def default_out_dir(environment: str) -> Path:

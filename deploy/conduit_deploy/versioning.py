@@ -22,6 +22,15 @@ _NON_DEPLOYING_SOURCES = frozenset({"merge_request_event", "schedule"})
 DEV, PROD, NONE = "dev", "prod", "none"
 ENVIRONMENTS = (DEV, PROD)
 
+# The digest the registry gave the pushed image: the pack job's dotenv report sets it for
+# the jobs that need pack (GitLab passes dotenv variables down `needs`); an operator
+# exports it. Not a project variable: the pipeline makes it.
+IMAGE_DIGEST = "CONDUIT_IMAGE_DIGEST"
+# The only digest algorithm registries and Kubernetes nodes use for manifests (OCI
+# image-spec descriptor.md, "Registered algorithms": sha256 is the one that MUST be
+# supported); pinned to lower-case hex as the registries write it.
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
 
 @dataclass(frozen=True)
 class BuildInfo:
@@ -31,8 +40,17 @@ class BuildInfo:
     environment: str  # dev | prod | none
     default_branch: bool  # also tag the image `latest`
     in_ci: bool
+    # The pushed image's manifest digest (IMAGE_DIGEST), once pack has pushed it.
+    digest: str | None = None
 
     def image(self, repository: str) -> str:
+        """What to run: pinned by digest when the push's digest is known (a tag can be
+        pushed again; a digest names one manifest forever), else by tag."""
+        if self.digest:
+            return f"{repository}@{self.digest}"
+        return self.tagged_image(repository)
+
+    def tagged_image(self, repository: str) -> str:
         return f"{repository}:{self.version}"
 
 
@@ -61,8 +79,24 @@ def check_version(version: str) -> str:
         raise ConfigError(f"version {error}") from None
 
 
+def check_digest(value: str) -> str:
+    digest = value.strip()
+    if not DIGEST.match(digest):
+        raise ConfigError(
+            f"{IMAGE_DIGEST} must be the pushed image's digest, sha256:<64 lower-case hex "
+            f"digits> (what `conduit-deploy pack` writes), got {digest!r}"
+        )
+    return digest
+
+
+def image_digest(environ: Mapping[str, str]) -> str | None:
+    value = environ.get(IMAGE_DIGEST, "")
+    return check_digest(value) if value.strip() else None
+
+
 def build_info(environ: Mapping[str, str], runner: Runner) -> BuildInfo:
     """The BuildInfo from CI variables, or from git outside CI."""
+    digest = image_digest(environ)
     if in_ci(environ):
         tag = environ.get("CI_COMMIT_TAG") or None
         branch = environ.get("CI_COMMIT_BRANCH") or None
@@ -78,6 +112,7 @@ def build_info(environ: Mapping[str, str], runner: Runner) -> BuildInfo:
             ),
             default_branch=bool(branch and branch == default and not tag),
             in_ci=True,
+            digest=digest,
         )
 
     tag = _git(runner, "describe", "--tags", "--exact-match", "HEAD", required=False)
@@ -88,6 +123,7 @@ def build_info(environ: Mapping[str, str], runner: Runner) -> BuildInfo:
         environment=PROD if tag and PROD_TAG.match(tag) else NONE,
         default_branch=False,
         in_ci=False,
+        digest=digest,
     )
 
 

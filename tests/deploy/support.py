@@ -79,6 +79,16 @@ def tag_environ(tag: str, **overrides: str | None) -> dict[str, str]:
     )
 
 
+# The manifest digest `docker push` reported in the pack job (tests/deploy/test_pack.py).
+IMAGE_DIGEST = "sha256:" + "4e" * 32
+
+
+def release_environ(tag: str = "v1.2.3", **overrides: str | None) -> dict[str, str]:
+    """What deploy:prod sees in a tag pipeline: the tag's variables and the digest of the
+    pack job's dotenv report (GitLab passes it to the jobs that need pack)."""
+    return tag_environ(tag, **{"CONDUIT_IMAGE_DIGEST": IMAGE_DIGEST, **overrides})
+
+
 class FakeClock(Clock):
     """Time that moves only when the code under test sleeps."""
 

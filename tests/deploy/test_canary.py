@@ -14,13 +14,14 @@ import yaml
 from conduit_deploy.runner import Result
 
 from .conftest import FakeRender
-from .support import tag_environ
+from .support import IMAGE_DIGEST, release_environ, tag_environ
 from .test_deploy import Cluster, Smoke
 from .test_pipeline import PIPELINE, GitLabLoader
 
 NAMESPACE = "conduit"
 STABLE_HASH = "5d8f7c9b4"
-IMAGE = "docker.io/team/conduit:v1.2.3"
+# What render makes of the release: pinned by the digest pack recorded.
+IMAGE = f"docker.io/team/conduit@{IMAGE_DIGEST}"
 LABELS = {"app.kubernetes.io/name": "conduit", "app.kubernetes.io/component": "api"}
 
 # The app and ingress stages as render() writes them (k8s/base; the route as the
@@ -225,14 +226,14 @@ def deploy_prod(run_command, recorder, tmp_path, prod, preflight, downloads):
     def run(*argv, **environ):
         return run_command(
             "deploy", "prod", *argv, "--env-file", str(tmp_path / "deploy.env"),
-            environ=tag_environ("v1.2.3", **environ),
+            environ=release_environ("v1.2.3", **environ),
             render=CanaryRender(), smoke=smoke, preflight=preflight,
         )  # fmt: skip
 
     def with_render(render, *argv):
         return run_command(
             "deploy", "prod", *argv, "--env-file", str(tmp_path / "deploy.env"),
-            environ=tag_environ("v1.2.3"), render=render, smoke=smoke, preflight=preflight,
+            environ=release_environ("v1.2.3"), render=render, smoke=smoke, preflight=preflight,
         )  # fmt: skip
 
     run.smoke = smoke

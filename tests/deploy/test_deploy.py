@@ -13,7 +13,14 @@ from conduit_deploy.errors import SmokeFailed
 from conduit_deploy.runner import Result
 
 from .conftest import EDGE_MANIFEST, MONITORING_VALUES_JSON
-from .support import RENDERED_SECRETS, ci_environ, plan_steps, tag_environ
+from .support import (
+    IMAGE_DIGEST,
+    RENDERED_SECRETS,
+    ci_environ,
+    plan_steps,
+    release_environ,
+    tag_environ,
+)
 
 CLUSTER = "dev.conduit.k8s.local"
 ADDRESS = "203.0.113.7"
@@ -562,9 +569,9 @@ def test_timeouts_are_passed_to_kubectl(run_deploy, recorder):
 def test_prod_from_a_release_tag(run_deploy, fake_render, smoke, cluster):
     # The first release: no stable one to judge a canary against (tests/deploy/test_canary.py).
     cluster.revisions = ["", "1"]
-    code, _, _ = run_deploy("prod", environ=tag_environ("v1.2.3"))
+    code, _, _ = run_deploy("prod", environ=release_environ("v1.2.3"))
     assert code == 0
-    assert fake_render.received[0].image == "docker.io/team/conduit:v1.2.3"
+    assert fake_render.received[0].image == f"docker.io/team/conduit@{IMAGE_DIGEST}"
     assert fake_render.received[0].environment == "prod"
 
 
@@ -728,7 +735,7 @@ def test_prod_waits_for_its_certificate_and_is_served_over_https(
 ):
     cluster.revisions = ["", "1"]  # prod's first release: no canary (test_canary.py)
     fake_render.public_host = HOST
-    code, _, err = run_deploy("prod", environ=tag_environ("v1.2.3"))
+    code, _, err = run_deploy("prod", environ=release_environ("v1.2.3"))
     assert code == 0
     commands = recorder.commands
     # cert-manager learns Gateway API once, before the Certificate is applied...
@@ -749,7 +756,7 @@ def test_cert_manager_already_on_gateway_api_is_left_alone(
     cluster.revisions = ["", "1"]  # prod's first release: no canary (test_canary.py)
     fake_render.public_host = HOST
     cluster.cert_manager_args.append("--enable-gateway-api")
-    code, _, _ = run_deploy("prod", environ=tag_environ("v1.2.3"))
+    code, _, _ = run_deploy("prod", environ=release_environ("v1.2.3"))
     assert code == 0
     assert CERT_MANAGER_ARGS in recorder.commands
     assert not [c for c in recorder.commands if c[:2] == ("kubectl", "patch")]
@@ -768,7 +775,9 @@ def test_no_certificate_in_time_fails_before_the_smoke_test(
     cluster.revisions = ["", "1"]  # prod's first release: no canary (test_canary.py)
     fake_render.public_host = HOST
     cluster.certificate_ready = False
-    code, _, err = run_deploy("prod", "--certificate-timeout", "900", environ=tag_environ("v1.2.3"))
+    code, _, err = run_deploy(
+        "prod", "--certificate-timeout", "900", environ=release_environ("v1.2.3")
+    )
     assert (*CERTIFICATE_READY[:-1], "--timeout=900s") in recorder.commands
     assert code == 1
     assert smoke.urls == []

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import ConfigError, SmokeFailed
-from conduit_deploy.pack import PROOF_PORT, engine_host, plan_proof
+from conduit_deploy.pack import PROOF_PORT, engine_host, plan_proof, pushed_digest
 from conduit_deploy.runner import Result
 
 from .support import REGISTRY_PASSWORD, ci_environ, tag_environ
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
+DIGEST = "sha256:" + "4e" * 32
 # The pack jobs' PostgreSQL service (.gitlab-ci.yml), and the address its name has.
 PROOF_DATABASE = "postgresql://conduit:conduit@postgres:5432/conduit"
 SERVICE_ADDRESS = "172.17.0.3"
@@ -38,8 +39,43 @@ class _Marker:
         self.args = args
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """pack writes its dotenv report (pack.env) into the working directory."""
+    monkeypatch.chdir(tmp_path)
+
+
+def push_output(reference: str, digest: str = DIGEST) -> str:
+    """What `docker push` prints without a terminal. Shape: moby/moby
+    distribution/push_v2.go and daemon/containerd/image_push.go: "The push refers to
+    repository [%s]", a line per layer, then "%s: digest: %s size: %d" with the tag."""
+    repository, _, tag = reference.rpartition(":")
+    return (
+        f"The push refers to repository [{repository}]\n"
+        "5f70bf18a086: Preparing\n"
+        "b1f0e8a5c2d4: Preparing\n"
+        "5f70bf18a086: Layer already exists\n"
+        "b1f0e8a5c2d4: Pushed\n"
+        f"{tag}: digest: {digest} size: 1782\n"
+    )
+
+
+def registry(respond=lambda args: None, digests=None):
+    """respond, with `docker push` answered as a registry does (digests: reference ->
+    digest, DIGEST for the others)."""
+
+    def answer(args):
+        result = respond(args)
+        if result is None and args[:2] == ("docker", "push"):
+            return Result(args, 0, push_output(args[2], (digests or {}).get(args[2], DIGEST)))
+        return result
+
+    return answer
+
+
 def pack(argv, environ, recorder, capsys, smoke=None, proof=PROOF_DATABASE):
     smoke = smoke or FakeSmoke(recorder)
+    recorder.respond = registry(recorder.respond)
     context = Context(
         environ={"DOCKER_HOST": "tcp://docker:2376", **environ},
         runner_factory=recorder.runner,
@@ -245,9 +281,14 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(recorder, capsys):
         "docker login --username team --password-stdin docker.io"
         "  # stdin: the password decoded from DOCKER_REGISTRY_PASSWORD"
     )
-    assert recorder.planned[-1] == "docker push docker.io/team/conduit:buildcache"
-    # login, 2 pulls, 2 builds, the proof (migrations, server, smoke, removal), 3 pushes
-    assert len(recorder.planned) == 12
+    assert recorder.planned[-2:] == [
+        "docker push docker.io/team/conduit:buildcache",
+        "# write pack.env: CONDUIT_IMAGE_DIGEST=<the digest "
+        "`docker push docker.io/team/conduit:01234567` reports>",
+    ]
+    # login, 2 pulls, 2 builds, the proof (migrations, server, smoke, removal), 3 pushes,
+    # the dotenv report
+    assert len(recorder.planned) == 13
     assert recorder.planned[7] == "# conduit-deploy smoke http://docker:8000"
 
 
@@ -409,3 +450,64 @@ def test_an_address_or_localhost_needs_no_added_host():
 )
 def test_the_smoke_test_reaches_the_engines_host(docker_host, host):
     assert engine_host(docker_host) == host
+
+
+# --- the digest: what the deploy runs ---------------------------------------------
+
+
+def test_the_pushed_digest_goes_into_the_dotenv_report(recorder, capsys, tmp_path):
+    code, _, err = pack([], ci_environ(), recorder, capsys)
+    assert code == 0, err
+    assert (tmp_path / "pack.env").read_text() == f"CONDUIT_IMAGE_DIGEST={DIGEST}\n"
+    assert (
+        f"==> pack: docker.io/team/conduit@{DIGEST} is "
+        "docker.io/team/conduit:01234567, docker.io/team/conduit:latest" in err
+    )
+
+
+def test_a_release_tag_records_its_digest(recorder, capsys, tmp_path):
+    code, _, err = pack([], tag_environ("v1.2.3"), recorder, capsys)
+    assert code == 0, err
+    assert (tmp_path / "pack.env").read_text() == f"CONDUIT_IMAGE_DIGEST={DIGEST}\n"
+
+
+def test_a_push_that_names_no_digest_fails_the_job(recorder, capsys, tmp_path):
+    def respond(args):
+        if args[:2] == ("docker", "push"):  # the output of a registry that said nothing
+            return Result(args, 0, "The push refers to repository [docker.io/team/conduit]\n")
+        return None
+
+    recorder.respond = respond
+    code, _, err = pack([], ci_environ(), recorder, capsys)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "conduit-deploy: error: `docker push docker.io/team/conduit:01234567` succeeded but "
+        "reported no digest (no line '01234567: digest: sha256:… size: …'): nothing to "
+        "deploy by digest"
+    )
+    assert not (tmp_path / "pack.env").exists()
+
+
+def test_tags_stored_as_different_manifests_fail_the_job(recorder, capsys, tmp_path):
+    other = "sha256:" + "5f" * 32
+    recorder.respond = registry(digests={"docker.io/team/conduit:latest": other})
+    code, _, err = pack([], ci_environ(), recorder, capsys)
+    assert code == 1
+    assert "the tags of one image were stored as different manifests" in err
+    assert not (tmp_path / "pack.env").exists()
+
+
+def test_no_push_writes_no_digest(recorder, capsys, tmp_path):
+    environ = ci_environ(CI_PIPELINE_SOURCE="merge_request_event", CI_COMMIT_BRANCH=None)
+    code, _, _ = pack(["--no-push"], environ, recorder, capsys)
+    assert code == 0
+    assert not (tmp_path / "pack.env").exists()
+
+
+def test_only_the_pushed_tags_digest_line_counts():
+    output = push_output("docker.io/team/conduit:01234567")
+    assert pushed_digest(output, "01234567") == DIGEST
+    # Another tag's line, a digest of another algorithm, a line inside other text.
+    assert pushed_digest(output, "latest") is None
+    assert pushed_digest("01234567: digest: md5:0123 size: 1\n", "01234567") is None
+    assert pushed_digest(f"note 01234567: digest: {DIGEST} size: 1\n", "01234567") is None

@@ -391,7 +391,9 @@ def test_only_cluster_and_deploy_jobs_skip_retries_after_a_timeout(written, jobs
 
 def test_pack_jobs(jobs):
     proof = '--proof-database-url "$PROOF_DATABASE_URL"'
-    assert jobs["pack"]["script"] == [f"conduit-deploy pack {proof}"]
+    assert jobs["pack"]["script"] == [f"conduit-deploy pack {proof} --env-file pack.env"]
+    # The digest reaches the deploy jobs (they need pack) through the dotenv report.
+    assert jobs["pack"]["artifacts"] == {"reports": {"dotenv": "pack.env"}}
     assert jobs["pack:check"]["script"] == [f"conduit-deploy pack --no-push {proof}"]
     for name in ("pack", "pack:check"):
         assert [need["job"] for need in jobs[name]["needs"]] == ["test", "security"]
