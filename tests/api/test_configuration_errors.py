@@ -202,6 +202,10 @@ def make_run(tmp_path: Path, port: int, **variables: str) -> tuple[list[str], di
     """`make run` with this virtualenv, which it must not rebuild."""
     env = environment(tmp_path, **variables)
     env.pop("CONDUIT_ENV")  # make run sets development itself
+    # As typed in a shell, also when the tests themselves run under `make test`: a
+    # sub-make would call itself make[1] and inherit the outer make's flags.
+    for variable in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(variable, None)
     return [
         "make", "--no-print-directory", f"VENV={VENV}", f"--old-file={VENV}/.runtime",
         f"PORT={port}", "run",

@@ -13,13 +13,13 @@ from conduit_deploy.versioning import build_info, check_digest
 from tests.k8s.support import load_all
 
 from .support import IMAGE_DIGEST, ScriptedCluster, ci_environ, release_environ, tag_environ
-from .test_deploy import Cluster, Smoke, downloads  # noqa: F401 - a fixture
+from .test_deploy import Cluster, Smoke
 
 PINNED = f"docker.io/team/conduit@{IMAGE_DIGEST}"
 
 
 @pytest.fixture
-def deploy(run_command, recorder, fake_render, preflight, tmp_path, downloads):  # noqa: F811
+def deploy(run_command, recorder, fake_render, preflight, tmp_path, downloads):
     cluster = Cluster()
     cluster.revisions = ["", "1"]  # a first release: prod rolls out without a canary
     recorder.respond = cluster.respond
