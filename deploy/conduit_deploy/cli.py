@@ -181,6 +181,7 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
         address_timeout=args.address_timeout,
         certificate_timeout=args.certificate_timeout,
         env_file=args.env_file,
+        edge_manifest_sha256=prepared.settings.get(config.ENVOY_GATEWAY_SHA256),
     )
     smoke_options = SmokeOptions(
         ready_timeout=args.smoke_ready_timeout,

@@ -502,6 +502,13 @@ KOPS_SHA256 = Variable(
     sha256,
     read_by=(INSTALL_TOOLS,),
 )
+ENVOY_GATEWAY_SHA256 = Variable(
+    "ENVOY_GATEWAY_SHA256",
+    "optional: the expected SHA-256 of Envoy Gateway's install.yaml (overrides the "
+    "recorded one; k8s/README.md says how to check it)",
+    sha256,
+    read_by=(DEPLOY,),
+)
 PROD_HOST = Variable(
     "PROD_HOST",
     "the DNS name prod serves HTTPS on (Let's Encrypt certificate; plain HTTP redirects); "
@@ -631,6 +638,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
     BACKUP_BUCKET,
     BACKUP_GCP_CREDENTIAL_FILE,
     KOPS_SHA256,
+    ENVOY_GATEWAY_SHA256,
     PROD_HOST,
     CANARY_STEPS,
     CANARY_STEP_SECONDS,

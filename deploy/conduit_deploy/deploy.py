@@ -64,6 +64,8 @@ class DeployOptions:
     certificate_timeout: float = 600
     address_interval: float = 10
     env_file: Path = Path("deploy.env")
+    # ENVOY_GATEWAY_SHA256: the digest an operator checked, over the one render records.
+    edge_manifest_sha256: str | None = None
 
 
 def ready_command(resource: str, namespace: str, timeout: float) -> list[str]:
@@ -320,7 +322,7 @@ class Deployer:
         log(f"==> deploy: Envoy Gateway from {r.edge_manifest_url}")
         manifest = download_checked(
             r.edge_manifest_url,
-            r.edge_manifest_sha256,
+            self.options.edge_manifest_sha256 or r.edge_manifest_sha256,
             Path(r.kops_file).parent / "envoy-gateway-install.yaml",
             self.runner,
         )

@@ -4,6 +4,7 @@ the rollout or the smoke test fails."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -798,6 +799,21 @@ def test_a_manifest_that_does_not_match_its_digest_stops_the_deploy(
     # Nothing was applied, and nothing half-written is left to apply by hand.
     assert not [c for c in recorder.commands if c[:2] == ("kubectl", "apply")]
     assert not (tmp_path / "out" / "envoy-gateway-install.yaml").exists()
+
+
+def test_a_digest_the_operator_checked_overrides_the_recorded_one(
+    run_deploy, recorder, downloads, tmp_path
+):
+    # A re-published asset whose new digest the operator verified from GitHub.
+    downloads.payload = b"kind: Example  # the asset as GitHub serves it now\n"
+    checked = hashlib.sha256(downloads.payload).hexdigest()
+    code, _, err = run_deploy("dev", environ=ci_environ(ENVOY_GATEWAY_SHA256=checked))
+    assert code == 0, err
+    assert (tmp_path / "out" / "envoy-gateway-install.yaml").read_bytes() == downloads.payload
+    # And it is a pin, not a bypass: another payload still stops the deploy.
+    code, _, err = run_deploy("dev", environ=ci_environ(ENVOY_GATEWAY_SHA256="0" * 64))
+    assert code == 1
+    assert "SHA-256" in err
 
 
 def test_ingress_nginx_stays_until_the_gateway_passed_the_smoke_test(run_deploy, recorder, smoke):
