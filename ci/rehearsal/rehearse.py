@@ -110,11 +110,13 @@ DEPLOY_VARIABLES = {
 # and reports. So each tier runs only the tests that use what the job brings: the
 # PostgreSQL service (test_health on the postgres tier), nginx (test_ingress_rewrite),
 # promtool (test_alert_rules), wrk (test_lua), git (test_versioning), uWSGI and newman
-# (test_postman). pytest reads PYTEST_ADDOPTS itself; the job's script is GitLab's.
+# (test_postman), the security tier's policy gate (one test: a tier that selects none
+# exits 5 and fails). pytest reads PYTEST_ADDOPTS itself; the job's script is GitLab's.
 # --whole-test-job runs every test instead.
 TEST_JOB_SELECTION = {
     "PYTEST_ADDOPTS": "-k 'test_health or test_ingress_rewrite or test_alert_rules"
-    " or test_lua or test_versioning or test_postman'",
+    " or test_lua or test_versioning or test_postman"
+    " or test_an_allow_list_entry_without_a_reason_is_refused'",
 }
 # What the pack job's dotenv report hands the deploy jobs (pack does not run here: no
 # registry); prod deploys only an image pinned by digest.
