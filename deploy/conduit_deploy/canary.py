@@ -40,7 +40,7 @@ from . import analysis, monitoring
 from .analysis import Outcome, PrometheusError, Selection, Thresholds, Verdict
 from .console import log
 from .errors import CommandFailed, DeployError
-from .kubectl import apply_command
+from .kubectl import apply_command, rollout_status_command
 from .runner import Runner, format_command, tail
 
 # The environment whose releases are canaries; dev keeps its direct rollout.
@@ -238,13 +238,6 @@ def scale_command(deployment: str, namespace: str, replicas: int) -> list[str]:
     ]  # fmt: skip
 
 
-def rollout_status_command(deployment: str, namespace: str, timeout: float) -> list[str]:
-    return [
-        "kubectl", "rollout", "status", f"deployment/{deployment}", "--namespace", namespace,
-        f"--timeout={timeout:g}s",
-    ]  # fmt: skip
-
-
 def decision_command(deployment: str, namespace: str) -> list[str]:
     key = DECISION_ANNOTATION.replace(".", "\\.")
     return [
@@ -370,7 +363,9 @@ class Canary:
         self.runner.run(apply_command(path))
         try:
             self.runner.run(
-                rollout_status_command(self.name, self.namespace, self.options.rollout_timeout)
+                rollout_status_command(
+                    "deployment", self.name, self.namespace, self.options.rollout_timeout
+                )
             )
         except CommandFailed as error:
             self.abort(f"the canary did not become ready: {error}")
@@ -433,7 +428,9 @@ class Canary:
         )
         self.runner.run(scale_command(self.name, self.namespace, replicas))
         self.runner.run(
-            rollout_status_command(self.name, self.namespace, self.options.rollout_timeout)
+            rollout_status_command(
+                "deployment", self.name, self.namespace, self.options.rollout_timeout
+            )
         )
         log(f"==> deploy: canary: {weight} % of requests to deployment/{self.name}")
         self._route(weight)
@@ -498,7 +495,9 @@ class Canary:
         # (deploy.py says why); the stable Deployment must take the new one all the same.
         self.runner.run(apply_command(self.app_file, take_over=True))
         self.runner.run(
-            rollout_status_command(self.app, self.namespace, self.options.rollout_timeout)
+            rollout_status_command(
+                "deployment", self.app, self.namespace, self.options.rollout_timeout
+            )
         )
         self._route(0)
         self.runner.run(delete_command(self.namespace, self.name, self.name))

@@ -16,7 +16,7 @@ from .canary import Canary, CanaryOptions
 from .cloud import CloudSession, export_kubeconfig
 from .console import log
 from .errors import CommandFailed, DeployError, RolloutFailed, SmokeFailed
-from .kubectl import apply_command
+from .kubectl import apply_command, rollout_status_command
 from .render import GENERATED_SECRETS, Rendered
 from .runner import Result, Runner, format_command, tail
 from .tools import download_checked
@@ -83,18 +83,6 @@ def ready_command(resource: str, namespace: str, timeout: float) -> list[str]:
 
 def cluster_ready_command(cluster: str, namespace: str, timeout: float) -> list[str]:
     return ready_command(f"cluster.postgresql.cnpg.io/{cluster}", namespace, timeout)
-
-
-def rollout_status_command(kind: str, name: str, namespace: str, timeout: float) -> list[str]:
-    return [
-        "kubectl",
-        "rollout",
-        "status",
-        f"{kind}/{name}",
-        "--namespace",
-        namespace,
-        f"--timeout={timeout:g}s",
-    ]
 
 
 def rollout_undo_command(deployment: str, namespace: str, revision: str) -> list[str]:

@@ -22,3 +22,15 @@ def apply_command(source: Path | str, *, take_over: bool = False) -> list[str]:
         "--filename",
         str(source),
     ]
+
+
+def rollout_status_command(kind: str, name: str, namespace: str, timeout: float) -> list[str]:
+    return [
+        "kubectl",
+        "rollout",
+        "status",
+        f"{kind}/{name}",
+        "--namespace",
+        namespace,
+        f"--timeout={timeout:g}s",
+    ]
