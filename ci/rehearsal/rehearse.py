@@ -119,7 +119,8 @@ TEST_JOB_SELECTION = {
     " or test_an_allow_list_entry_without_a_reason_is_refused'",
 }
 # What the pack job's dotenv report hands the deploy jobs (pack does not run here: no
-# registry); prod deploys only an image pinned by digest.
+# registry); prod deploys only an image pinned by digest, and dev and review apps run it
+# when it is set.
 PACK_DOTENV = {"CONDUIT_IMAGE_DIGEST": "sha256:" + "0" * 64}
 PROJECT_VARIABLES = {
     # The review/*-scoped variables (deploy/gitlab.md, "Review apps").
@@ -132,6 +133,7 @@ PROJECT_VARIABLES = {
             "  user: {token: rehearsal}\n"
         ),
         "REVIEW_SECRET": "rehearsal-review-secret-0123456789abcdef",
+        **PACK_DOTENV,
         "CONDUIT_IMAGE_REPOSITORY": DEPLOY_VARIABLES["CONDUIT_IMAGE_REPOSITORY"],
         "DOCKER_REGISTRY_USER": DEPLOY_VARIABLES["DOCKER_REGISTRY_USER"],
         "DOCKER_REGISTRY_PASSWORD": DEPLOY_VARIABLES["DOCKER_REGISTRY_PASSWORD"],

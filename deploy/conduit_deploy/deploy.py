@@ -203,6 +203,21 @@ def read_address(result: Result) -> tuple[str | None, str]:
     return None, "no address yet" if result.ok else tail(result.stderr, 1)
 
 
+def wait_for_gateway_address(
+    runner: Runner, gateway: str, namespace: str, *, what: str, timeout: float, interval: float
+) -> str:
+    """Poll the Gateway until it has an address (its LoadBalancer's IP), at most timeout."""
+    return runner.poll(
+        gateway_address_command(gateway, namespace),
+        read_address,
+        what=what,
+        until="it prints an address",
+        timeout=timeout,
+        interval=interval,
+        planned="<gateway-address>",
+    )
+
+
 def write_env_file(runner: Runner, path: Path, url: str) -> None:
     """GitLab reads the environment URL from this dotenv report."""
     line = f"{URL_VARIABLE}={url}\n"
@@ -474,14 +489,13 @@ class Deployer:
         r = self.rendered
         log(f"==> deploy: waiting for the address of gateway/{r.gateway_name}")
 
-        address = self.runner.poll(
-            gateway_address_command(r.gateway_name, r.namespace),
-            read_address,
+        address = wait_for_gateway_address(
+            self.runner,
+            r.gateway_name,
+            r.namespace,
             what=f"gateway {r.gateway_name}",
-            until="it prints an address",
             timeout=self.options.address_timeout,
             interval=self.options.address_interval,
-            planned="<gateway-address>",
         )
         if r.public_host:
             log(f"==> deploy: {r.public_host} must resolve to {address} (a DNS A record)")

@@ -30,16 +30,11 @@ import requests
 from . import config, render
 from .config import Settings
 from .console import log
-from .deploy import (
-    cluster_ready_command,
-    gateway_address_command,
-    read_address,
-    rollout_status_command,
-    write_env_file,
-)
+from .deploy import cluster_ready_command, wait_for_gateway_address, write_env_file
 from .errors import CommandFailed, ConfigError, DeployError, RolloutFailed, SmokeFailed
 from .files import private_folder, write_private
-from .kubectl import apply_command
+from .kubectl import apply_command, rollout_status_command
+from .release import check_pinned
 from .render import RenderValues
 from .runner import Result, Runner, tail
 from .versioning import BuildInfo
@@ -56,7 +51,8 @@ GATEWAY_LABEL = "conduit/gateway"
 GATEWAY_LABEL_VALUE = "dev"
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 
-OVERLAY = Path("k8s", "overlays", "review")
+ENVIRONMENT = "review"
+OVERLAY = Path("k8s", "overlays", ENVIRONMENT)
 SLUG_PLACEHOLDER = "_slug_"
 NAMESPACE_PREFIX = "review-"
 NAMESPACE_MAX = 63  # a DNS label
@@ -415,7 +411,11 @@ class Review:
         smoke: Callable[[str, str], object],
     ) -> str:
         settings, runner = self.settings, self.runner
-        image = f"{settings.require(config.CONDUIT_IMAGE_REPOSITORY)}:{info.version}"
+        repository = settings.require(config.CONDUIT_IMAGE_REPOSITORY)
+        # pack:review's dotenv report hands the review job the digest it pushed, as pack's
+        # hands dev and prod theirs: the app runs what pack proved, not what the tag is now.
+        check_pinned(info, repository, ENVIRONMENT)
+        image = info.image(repository)
         log(f"==> review: {image} for !{app.iid} in namespace {app.namespace}")
         with review_session(settings, runner):
             check_identity(runner)
@@ -423,7 +423,7 @@ class Review:
             lifetime = settings.get(config.REVIEW_AUTO_STOP_IN) or DEFAULT_LIFETIME
             key = settings.require(config.REVIEW_SECRET)
             values = RenderValues(
-                environment="review",
+                environment=ENVIRONMENT,
                 image=image,
                 version=info.version,
                 cluster_name="-",  # the review overlay renders no kops cluster
@@ -508,14 +508,13 @@ class Review:
                     ) from None
 
     def _url(self, app: ReviewApp) -> str:
-        address = self.runner.poll(
-            gateway_address_command(DEV_GATEWAY, DEV_NAMESPACE),
-            read_address,
+        address = wait_for_gateway_address(
+            self.runner,
+            DEV_GATEWAY,
+            DEV_NAMESPACE,
             what=f"the dev gateway {DEV_GATEWAY}",
-            until="it prints an address",
             timeout=self.options.address_timeout,
             interval=self.options.address_interval,
-            planned="<gateway-address>",
         )
         return f"http://{address}{app.path_prefix}"
 

@@ -461,6 +461,9 @@ def test_review_jobs(jobs):
     pack = jobs["pack:review"]
     assert pack["environment"] == {"name": name, "action": "prepare"}
     assert "pack --review" in " ".join(pack["script"])
+    # The pushed review image's digest reaches the review job (it needs pack:review).
+    assert "--env-file pack.env" in " ".join(pack["script"])
+    assert pack["artifacts"] == {"reports": {"dotenv": "pack.env"}}
     sweep = jobs["review:sweep"]
     assert sweep["environment"]["action"] == "access"
     assert sweep["environment"]["name"].startswith("review/")

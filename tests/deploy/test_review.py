@@ -233,6 +233,38 @@ def test_the_image_is_the_review_tag_with_the_registry_pull_secret(run_review, t
     assert pod["imagePullSecrets"][0]["name"].startswith("registry-credentials-")
 
 
+def test_the_image_is_the_digest_pack_review_pushed(run_review, tmp_path):
+    """pack:review's dotenv report sets CONDUIT_IMAGE_DIGEST (deploy by digest, as dev and
+    prod): the pod runs that manifest, whatever the review tag points at later."""
+    digest = "sha256:" + "ab" * 32
+    environ = mr_environ(CONDUIT_IMAGE_DIGEST=digest)
+    code, _, err = run_review("review", "deploy", "--out", str(tmp_path / "out"), environ=environ)
+    assert code == 0, err
+    [deployment] = [o for o in rendered(tmp_path) if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    images = {c["image"] for c in pod["containers"] + pod.get("initContainers", [])}
+    assert images == {f"docker.io/team/conduit@{digest}"}
+    assert "not a digest" not in err
+
+
+def test_without_a_digest_it_runs_the_review_tag_and_says_so(run_review, tmp_path):
+    code, _, err = run_review("review", "deploy", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert (
+        "CONDUIT_IMAGE_DIGEST is not set: review runs the tag "
+        "docker.io/team/conduit:review-01234567, not a digest"
+    ) in err
+
+
+def test_a_digest_that_is_not_one_is_refused_before_any_command(run_review, recorder, tmp_path):
+    environ = mr_environ(CONDUIT_IMAGE_DIGEST="review-01234567")
+    code, _, err = run_review("review", "deploy", "--out", str(tmp_path / "out"), environ=environ)
+    assert code == 1
+    assert one_line_error(err)
+    assert "CONDUIT_IMAGE_DIGEST must be the pushed image's digest" in err
+    assert not [c for c in recorder.commands if c[:2] != ("git", "rev-parse")]
+
+
 def test_secrets_are_the_apps_own_and_the_same_on_every_deploy(run_review, tmp_path):
     run_review("review", "deploy", "--out", str(tmp_path / "out"))
     first = {o["metadata"]["name"] for o in rendered(tmp_path) if o["kind"] == "Secret"}
