@@ -40,7 +40,7 @@ from . import analysis, monitoring
 from .analysis import Outcome, PrometheusError, Selection, Thresholds, Verdict
 from .console import log
 from .errors import CommandFailed, DeployError
-from .kubectl import apply_command, rollout_status_command
+from .kubectl import apply_command, delete_command, rollout_status_command
 from .runner import Runner, format_command, tail
 
 # The environment whose releases are canaries; dev keeps its direct rollout.
@@ -250,13 +250,6 @@ def decide_command(deployment: str, namespace: str, decision: Decision) -> list[
     return [
         "kubectl", "annotate", "deployment", deployment, "--namespace", namespace,
         "--overwrite", f"{DECISION_ANNOTATION}={decision.value}",
-    ]  # fmt: skip
-
-
-def delete_command(namespace: str, deployment: str, service: str) -> list[str]:
-    return [
-        "kubectl", "delete", f"deployment/{deployment}", f"service/{service}",
-        "--namespace", namespace, "--ignore-not-found",
     ]  # fmt: skip
 
 
@@ -500,7 +493,11 @@ class Canary:
             )
         )
         self._route(0)
-        self.runner.run(delete_command(self.namespace, self.name, self.name))
+        self.runner.run(
+            delete_command(
+                f"deployment/{self.name}", f"service/{self.name}", namespace=self.namespace
+            )
+        )
         self.started = False
 
     def abort(self, reason: str) -> None:
@@ -512,7 +509,11 @@ class Canary:
         objects = _load(self.app_file)
         path = self._write("canary-abort", [_find(objects, "Service", self.app, self.app_file)])
         self.runner.run(apply_command(path))
-        self.runner.run(delete_command(self.namespace, self.name, self.name))
+        self.runner.run(
+            delete_command(
+                f"deployment/{self.name}", f"service/{self.name}", namespace=self.namespace
+            )
+        )
         raise CanaryAborted(f"canary aborted: {reason}; {self.app} serves the previous release")
 
     def _write(self, name: str, objects: list[dict]) -> Path:

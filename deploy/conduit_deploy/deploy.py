@@ -16,7 +16,7 @@ from .canary import Canary, CanaryOptions
 from .cloud import CloudSession, export_kubeconfig
 from .console import log
 from .errors import CommandFailed, DeployError, RolloutFailed, SmokeFailed
-from .kubectl import apply_command, rollout_status_command
+from .kubectl import apply_command, delete_command, rollout_status_command
 from .render import GENERATED_SECRETS, Rendered
 from .runner import Result, Runner, format_command, tail
 from .tools import download_checked
@@ -127,13 +127,6 @@ def gateway_address_command(gateway: str, namespace: str) -> list[str]:
 
 def certificate_ready_command(certificate: str, namespace: str, timeout: float) -> list[str]:
     return ready_command(f"certificate.cert-manager.io/{certificate}", namespace, timeout)
-
-
-def delete_command(kind: str, name: str, namespace: str | None, timeout: float) -> list[str]:
-    where = ["--namespace", namespace] if namespace else []
-    return [
-        "kubectl", "delete", kind, name, *where, "--ignore-not-found", f"--timeout={timeout:g}s",
-    ]  # fmt: skip
 
 
 def container_args_command(deployment: str, namespace: str) -> list[str]:
@@ -370,7 +363,11 @@ class Deployer:
         for kind, name, namespace in RETIRED_EDGE_OBJECTS:
             if namespace == APP_NAMESPACE:
                 namespace = self.rendered.namespace
-            self.runner.run(delete_command(kind, name, namespace, self.options.controller_timeout))
+            self.runner.run(
+                delete_command(
+                    kind, name, namespace=namespace, timeout=self.options.controller_timeout
+                )
+            )
 
     def _app_as_canary(self, path: Path) -> None:
         """A canary beside the running release; the first release rolls out directly."""

@@ -34,3 +34,19 @@ def rollout_status_command(kind: str, name: str, namespace: str, timeout: float)
         namespace,
         f"--timeout={timeout:g}s",
     ]
+
+
+def delete_command(
+    *targets: str, namespace: str | None = None, timeout: float | None = None, wait: bool = False
+) -> list[str]:
+    """Delete what may already be gone. wait: return once it and what it owns are gone
+    (kubectl's default, said out loud where the caller relies on it)."""
+    return [
+        "kubectl",
+        "delete",
+        *targets,
+        *(["--namespace", namespace] if namespace else []),
+        "--ignore-not-found",
+        *(["--wait=true"] if wait else []),
+        *([f"--timeout={timeout:g}s"] if timeout is not None else []),
+    ]

@@ -33,7 +33,7 @@ from .console import log
 from .deploy import cluster_ready_command, wait_for_gateway_address, write_env_file
 from .errors import CommandFailed, ConfigError, DeployError, RolloutFailed, SmokeFailed
 from .files import private_folder, write_private
-from .kubectl import apply_command, rollout_status_command
+from .kubectl import apply_command, delete_command, rollout_status_command
 from .release import check_pinned
 from .render import RenderValues
 from .runner import Result, Runner, tail
@@ -201,15 +201,6 @@ def can_i_command(verb: str, resource: str, namespace: str) -> list[str]:
 def list_command() -> list[str]:
     return [
         "kubectl", "get", "namespaces", f"--selector={REVIEW_LABEL}=true", "--output=json",
-    ]  # fmt: skip
-
-
-def delete_namespace_command(namespace: str, timeout: float) -> list[str]:
-    # --wait (the default, said out loud): kubectl returns once the namespace and
-    # everything in it (the database's volume claim included) is gone.
-    return [
-        "kubectl", "delete", "namespace", namespace, "--ignore-not-found", "--wait=true",
-        f"--timeout={timeout:g}s",
     ]  # fmt: skip
 
 
@@ -529,7 +520,11 @@ class Review:
         with review_session(self.settings, self.runner):
             check_identity(self.runner)
             log(f"==> review: deleting namespace {app.namespace} and everything in it")
-            self.runner.run(delete_namespace_command(app.namespace, self.options.delete_timeout))
+            self.runner.run(
+                delete_command(
+                    "namespace", app.namespace, timeout=self.options.delete_timeout, wait=True
+                )
+            )
         self.runner.outcome(f"==> review: {app.namespace} is gone")
 
     def sweep(self, merge_request_state: Callable[[str], str | None]) -> list[str]:
@@ -548,7 +543,9 @@ class Review:
                 verb = "would delete" if self.runner.dry_run else "deleting"
                 log(f"    {verb} {app.describe()}: {reason}")
                 self.runner.run(
-                    delete_namespace_command(app.namespace, self.options.delete_timeout)
+                    delete_command(
+                        "namespace", app.namespace, timeout=self.options.delete_timeout, wait=True
+                    )
                 )
                 deleted.append(app.namespace)
         if unknown:
