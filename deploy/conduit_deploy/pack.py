@@ -112,7 +112,7 @@ def plan_pack(
 ) -> PackPlan:
     repository = settings.image_repository
     local = repository == config.LOCAL_REPOSITORY
-    tags = [f"{repository}:{info.version}"]
+    tags = [info.tagged_image(repository)]
     if info.default_branch:
         tags.append(f"{repository}:{LATEST}")
     build_args = []
