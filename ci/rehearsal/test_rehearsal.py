@@ -119,6 +119,35 @@ def test_pack_check_proved_the_image_it_built():
     assert list(positions.values()) == sorted(positions.values()), positions
 
 
+def rehearsed_log(job: str) -> str:
+    """The log of a job of the rehearsal proper (make rehearse runs it before these tests)."""
+    log_file = rehearse.WORK / "logs" / f"{job.replace(':', '-')}.log"
+    assert log_file.is_file(), f"{log_file} is missing: run rehearse.py first (make rehearse)"
+    return log_file.read_text()
+
+
+def test_deploy_prod_dry_run_plans_a_canary():
+    """The release pipeline's deploy:prod, a dry run: its plan is the canary's steps,
+    judged by Prometheus, with the manual promote and abort jobs, for the digest pack's
+    dotenv report gave it."""
+    log = rehearsed_log("deploy:prod")
+    for line in (
+        "# the app stage picks one path: a canary or a direct rollout",
+        "# a canary, when deployment/conduit runs a release:",
+        "a decision by hand (promote:prod, abort:prod)",
+        "# judge ",
+        "kubectl get --raw '/api/v1/namespaces/monitoring/services/",
+    ):
+        assert line in log, line
+    assert f"{rehearse.DEPLOY_VARIABLES['CONDUIT_IMAGE_REPOSITORY']}@sha256:" in log
+
+
+def test_the_review_deploy_runs_the_digest_pack_review_pushed():
+    log = rehearsed_log("review")
+    digest = rehearse.PACK_DOTENV["CONDUIT_IMAGE_DIGEST"]
+    assert f"==> review: registry.example.com/rehearsal/conduit@{digest} for !1" in log
+
+
 def test_pack_check_fails_when_the_image_cannot_prove_itself(tmp_path):
     # The job unchanged but for the proof's database password, which its migrations then
     # cannot log in with: the job fails, with the reason, and the proof ends there.
