@@ -312,6 +312,11 @@ def cmd_review_sweep(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_review_kubeconfig(args: argparse.Namespace, ctx: Context) -> int:
+    review.make_kubeconfig(ctx.runner(args), args.output, args.duration, ctx.utc_now())
+    return 0
+
+
 def cmd_install_tools(args: argparse.Namespace, ctx: Context) -> int:
     settings = config.load_settings(ctx.environ, config.INSTALL_TOOLS)
     runner = ctx.runner(args)
@@ -356,6 +361,13 @@ def _retries(text: str) -> int:
 def _sha256(text: str) -> str:
     try:
         return config.sha256(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _duration(text: str) -> int:
+    try:
+        return config.duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -609,6 +621,25 @@ def build_parser() -> argparse.ArgumentParser:
         "up (--dry-run lists them)",
     )
     review_sweep.set_defaults(handler=cmd_review_sweep)
+    review_kubeconfig = review_commands.add_parser(
+        "kubeconfig",
+        parents=[dry_run],
+        help="as a cluster admin, once: write the review ServiceAccount's kubeconfig (a "
+        "bounded token) for REVIEW_KUBECONFIG",
+    )
+    review_kubeconfig.add_argument(
+        "--output",
+        type=Path,
+        default=Path("review-kubeconfig"),
+        help="file to write, mode 0600 (default: %(default)s)",
+    )
+    review_kubeconfig.add_argument(
+        "--duration",
+        type=_duration,
+        default=review.DEFAULT_TOKEN_DURATION,
+        help="the token's lifetime in GitLab's words, e.g. '30 days' (default: 30 days)",
+    )
+    review_kubeconfig.set_defaults(handler=cmd_review_kubeconfig)
 
     install = commands.add_parser(
         "install-tools",

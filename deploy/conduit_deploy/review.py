@@ -14,6 +14,7 @@ changes anything. decisions: docs/decisions/0006-review-apps.md.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -26,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
+import yaml
 
 from . import config, render
 from .config import Settings
@@ -622,3 +624,97 @@ def http_get_json(url: str, headers: Mapping[str, str]) -> tuple[int, dict]:
     except ValueError:
         body = {}
     return response.status_code, body if isinstance(body, dict) else {}
+
+
+# --- the review identity's kubeconfig ------------------------------------------------------
+
+# A bounded token (TokenRequest, `kubectl create token`), not a long-lived Secret-based
+# one: it expires by itself if the CI variable leaks, and the cluster keeps no token
+# Secret to steal (Kubernetes calls Secret-based ServiceAccount tokens legacy and cleans
+# unused ones up: LegacyServiceAccountTokenCleanUp, GA in 1.30). The cost: an admin
+# runs this again before it expires. The API server may shorten what is asked for
+# (--service-account-max-token-expiration), so the tool reads the expiry from the token.
+DEFAULT_TOKEN_DURATION = 30 * 86400
+TOKEN_WARNING = 7 * 86400  # an expiry closer than this is said as a warning
+
+
+def current_cluster_command() -> list[str]:
+    # The admin's current context, flattened: its cluster's server and CA data inline
+    # (clientcmd v1 Config, k8s.io/client-go/tools/clientcmd/api/v1/types.go).
+    return ["kubectl", "config", "view", "--minify", "--flatten", "--output=json"]
+
+
+def create_token_command(duration: int) -> list[str]:
+    namespace, account = REVIEW_IDENTITY.split(":")[2:4]
+    return [
+        "kubectl", "create", "token", account, "--namespace", namespace,
+        f"--duration={duration}s",
+    ]  # fmt: skip
+
+
+def token_expiry(token: str) -> datetime | None:
+    """The `exp` claim of a ServiceAccount token (a JWT); None when it has none."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return datetime.fromtimestamp(int(claims["exp"]), UTC)
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
+def review_kubeconfig(config_view: str, token: str) -> str:
+    """A kubeconfig of the admin's current cluster that authenticates with token."""
+    try:
+        view = json.loads(config_view)
+        [entry] = view["clusters"]
+        cluster = entry["cluster"]
+        server = cluster["server"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(
+            "`kubectl config view --minify` named no single cluster with a server: "
+            "select the dev cluster's context first (kubectl config use-context)"
+        ) from None
+    kept = {k: v for k, v in cluster.items() if k in ("server", "certificate-authority-data")}
+    if "certificate-authority-data" not in kept and not server.startswith("https://"):
+        raise ConfigError(f"the current cluster's server {server!r} is not HTTPS")
+    name = "conduit-review"
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": entry.get("name") or "dev", "cluster": kept}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [
+            {"name": name, "context": {"cluster": entry.get("name") or "dev", "user": name}}
+        ],
+        "current-context": name,
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def make_kubeconfig(runner: Runner, output: Path, duration: int, now: datetime) -> None:
+    """As a cluster admin: a kubeconfig for the review ServiceAccount, written 0600 to
+    output, for the REVIEW_KUBECONFIG variable (deploy/gitlab.md, "Review apps")."""
+    log(f"==> review kubeconfig: a {duration / 86400:g}-day token for {REVIEW_IDENTITY}")
+    view = runner.run(current_cluster_command(), capture=True, quiet=True)
+    # Captured, never shown: its output is the token.
+    created = runner.run(create_token_command(duration), capture=True)
+    if runner.dry_run:
+        runner.note(f"write {output} (mode 0600): the current cluster, the token")
+        return
+    token = created.stdout.strip()
+    text = review_kubeconfig(view.stdout, token)
+    write_private(output, text)
+    expires = token_expiry(token)
+    if expires is None:
+        log("    the token names no expiry (exp): check the API server's token settings")
+    else:
+        log(f"    expires {expires:%Y-%m-%d %H:%M} UTC: run this again before then")
+        if expires - now < timedelta(seconds=TOKEN_WARNING):
+            log(
+                "    warning: the API server shortened the token "
+                "(--service-account-max-token-expiration)"
+            )
+    runner.outcome(
+        f"==> review kubeconfig: {output} (0600); set it as the CI variable "
+        "REVIEW_KUBECONFIG (type File, environment scope review/*), then delete the file"
+    )

@@ -10,6 +10,7 @@ import subprocess
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 from conduit_deploy import config, review
 from conduit_deploy.cli import Context, main
 from conduit_deploy.errors import SmokeFailed
@@ -653,3 +654,135 @@ def test_no_address_in_time_fails_without_writing_a_url(run_review, tmp_path, cl
     assert "the dev gateway conduit: gave up after 120s" in err
     assert sum(clock.sleeps) == 120
     assert not (tmp_path / "deploy.env").exists()
+
+
+# --- review kubeconfig --------------------------------------------------------------------
+
+
+def service_account_token(expires: datetime) -> str:
+    """A TokenRequest token's shape: a JWT whose claims carry exp (seconds since the
+    epoch) and the ServiceAccount as sub (pkg/serviceaccount/claims.go)."""
+
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    claims = {
+        "aud": ["https://kubernetes.default.svc.cluster.local"],
+        "exp": int(expires.timestamp()),
+        "iat": int(NOW.timestamp()),
+        "iss": "https://api.internal.dev.k8s.local",
+        "sub": review.REVIEW_IDENTITY,
+    }
+    return f"{part({'alg': 'RS256', 'kid': 'k1'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+# `kubectl config view --minify --flatten -o json` of an admin's kops context (clientcmd
+# v1 Config: k8s.io/client-go/tools/clientcmd/api/v1/types.go).
+ADMIN_VIEW = {
+    "kind": "Config",
+    "apiVersion": "v1",
+    "preferences": {},
+    "clusters": [
+        {
+            "name": "dev.k8s.local",
+            "cluster": {
+                "server": "https://203.0.113.1",
+                "certificate-authority-data": "LS0tLS1CRUdJTi1DRVJUSUZJQ0FURS0tLS0t",
+                "tls-server-name": "api.internal.dev.k8s.local",
+            },
+        }
+    ],
+    "users": [{"name": "dev.k8s.local", "user": {"client-key-data": "QURNSU4tS0VZ"}}],
+    "contexts": [
+        {"name": "dev.k8s.local", "context": {"cluster": "dev.k8s.local", "user": "dev.k8s.local"}}
+    ],
+    "current-context": "dev.k8s.local",
+}
+
+
+def admin_cluster(view=ADMIN_VIEW, token=None):
+    token = token or service_account_token(datetime(2027, 1, 4, 12, 0, tzinfo=UTC))
+
+    def respond(args):
+        if args[:3] == ("kubectl", "config", "view"):
+            return Result(args, 0, json.dumps(view))
+        if args[:3] == ("kubectl", "create", "token"):
+            return Result(args, 0, token + "\n")
+        return None
+
+    return respond
+
+
+def test_kubeconfig_holds_a_bounded_token_of_the_review_account_and_nothing_of_the_admin(
+    run_review, recorder, tmp_path
+):
+    output = tmp_path / "review-kubeconfig"
+    code, _, err = run_review(
+        "review", "kubeconfig", "--output", str(output), "--duration", "30 days",
+        environ={}, cluster=admin_cluster(),
+    )  # fmt: skip
+    assert code == 0, err
+    [create] = [c for c in recorder.commands if c[:3] == ("kubectl", "create", "token")]
+    assert create == (
+        "kubectl", "create", "token", "conduit-review", "--namespace", "conduit-review-access",
+        "--duration=2592000s",
+    )  # fmt: skip
+    assert output.stat().st_mode & 0o777 == 0o600
+    text = output.read_text()
+    assert config.kubeconfig(text) == text  # what REVIEW_KUBECONFIG accepts
+    document = yaml.safe_load(text)
+    assert document["clusters"][0]["cluster"] == {
+        "server": "https://203.0.113.1",
+        "certificate-authority-data": "LS0tLS1CRUdJTi1DRVJUSUZJQ0FURS0tLS0t",
+    }
+    assert document["users"] == [
+        {
+            "name": "conduit-review",
+            "user": {"token": service_account_token(datetime(2027, 1, 4, 12, 0, tzinfo=UTC))},
+        }
+    ]
+    assert "QURNSU4tS0VZ" not in text  # the admin's key stays with the admin
+    assert "expires 2027-01-04 12:00 UTC" in err
+    assert "warning" not in err
+    assert "eyJ" not in err  # the token is never printed
+
+
+def test_kubeconfig_warns_when_the_api_server_shortened_the_token(run_review, tmp_path):
+    short = service_account_token(datetime(2026, 12, 6, 12, 0, tzinfo=UTC))
+    code, _, err = run_review(
+        "review", "kubeconfig", "--output", str(tmp_path / "k"),
+        environ={}, cluster=admin_cluster(token=short),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "expires 2026-12-06 12:00 UTC" in err
+    assert "warning: the API server shortened the token" in err
+
+
+def test_kubeconfig_refuses_a_context_without_one_cluster(run_review, tmp_path):
+    view = {**ADMIN_VIEW, "clusters": []}
+    code, _, err = run_review(
+        "review", "kubeconfig", "--output", str(tmp_path / "k"),
+        environ={}, cluster=admin_cluster(view=view),
+    )  # fmt: skip
+    assert code == 1
+    assert one_line_error(err)
+    assert "select the dev cluster's context first" in err
+    assert not (tmp_path / "k").exists()
+
+
+def test_kubeconfig_dry_run_creates_no_token(run_review, recorder, tmp_path):
+    code, _, err = run_review(
+        "review", "kubeconfig", "--dry-run", "--output", str(tmp_path / "k"), environ={}
+    )
+    assert code == 0, err
+    assert recorder.calls == []
+    assert any(line.startswith("kubectl create token conduit-review") for line in recorder.planned)
+    assert not (tmp_path / "k").exists()
+
+
+def test_kubeconfig_refuses_a_duration_without_a_unit(run_review, recorder, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        run_review("review", "kubeconfig", "--duration", "30", "--output", str(tmp_path / "k"))
+    assert exited.value.code == 2
+    assert "must be a number and a unit" in capsys.readouterr().err
+    assert recorder.calls == []
