@@ -69,6 +69,18 @@ def username_field(**kwargs) -> Text:
     )
 
 
+# A profile image is shown by every client as <img src>: only web URLs, never
+# javascript:, data: or file: (issue 26). "" clears it, as the reference frontend sends.
+_WEB_URL = validate.URL(
+    schemes={"http", "https"}, require_tld=False, error="must be an http or https URL"
+)
+
+
+def image_url(value: str) -> None:
+    if value != "":
+        _WEB_URL(value)
+
+
 def email_field(**kwargs) -> Text:
     return Text(validate=[validate.Length(max=254), validate.Email()], **kwargs)
 
@@ -94,7 +106,7 @@ class UserUpdateSchema(StrictSchema):
     email = email_field()
     password = Text(validate=password_rules)
     bio = Text(allow_none=True, multiline=True, validate=validate.Length(max=10_000))
-    image = Text(allow_none=True, validate=validate.Length(max=2048))
+    image = Text(allow_none=True, validate=[validate.Length(max=2048), image_url])
 
     @validates_schema
     def at_least_one(self, data, **kwargs):

@@ -256,3 +256,30 @@ def test_a_token_that_passed_under_one_secret_fails_under_another(client, regist
         assert response.status_code == 401
     finally:
         dispose_engines(other)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "javascript:alert(1)",
+        "data:image/svg+xml,<svg onload=alert(1)>",
+        "file:///etc/passwd",
+        "ftp://example.com/a.png",
+        "//example.com/a.png",
+        "a.png",
+    ],
+)
+def test_a_profile_image_is_an_http_or_https_url(client, register, image):
+    user = register("alice")
+    response = client.put("/api/user", json={"user": {"image": image}}, headers=user.headers)
+    assert response.status_code == 422
+    assert response.get_json() == {"errors": {"image": ["must be an http or https URL"]}}
+    assert client.get("/api/user", headers=user.headers).get_json()["user"]["image"] is None
+
+
+@pytest.mark.parametrize("image", ["http://localhost:8080/a.png", "https://example.com/a.png", ""])
+def test_web_urls_and_empty_images_are_kept(client, register, image):
+    user = register("alice")
+    response = client.put("/api/user", json={"user": {"image": image}}, headers=user.headers)
+    assert response.status_code == 200
+    assert response.get_json()["user"]["image"] == image
