@@ -8,11 +8,19 @@ from functools import cache
 from flask import Blueprint, current_app
 from slugify import slugify
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 
 from ..auth import current_user, required_viewer_id, viewer_id
+from ..errors import APIError
 from ..extensions import db
-from ..models import Article, ArticleTag, Favorite, Tag, insert_ignoring_duplicates, utcnow
+from ..models import (
+    Article,
+    ArticleTag,
+    Favorite,
+    Tag,
+    insert_ignoring_duplicates,
+    insert_unless_taken,
+    utcnow,
+)
 from ..queries import ArticleFilters, get_article, list_articles
 from ..schemas import ArticleCreateSchema, ArticleUpdateSchema, dedupe, load_body
 from . import lookup, params
@@ -94,27 +102,23 @@ def create_article():
     user = current_user()
     data = load_body("article", ArticleCreateSchema())
     now = utcnow()
+    row = {
+        "title": data["title"],
+        "description": data["description"],
+        "body": data["body"],
+        "author_id": user.id,
+        "created_at": now,
+        "updated_at": now,
+    }
     for attempt in range(SLUG_ATTEMPTS):
-        article = Article(
-            slug=_unique_slug(data["title"], suffixed=attempt > 0),
-            title=data["title"],
-            description=data["description"],
-            body=data["body"],
-            author_id=user.id,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            # A savepoint: a slug taken concurrently undoes this insert only.
-            with db.session.begin_nested():
-                db.session.add(article)
-        except IntegrityError:
-            if attempt == SLUG_ATTEMPTS - 1:
-                raise
-            continue
-        break
-    _set_tags(article.id, dedupe(data["tagList"]))
-    response = _article_response(article.slug, user.id)
+        slug = _unique_slug(data["title"], suffixed=attempt > 0)
+        new_id = insert_unless_taken(Article, {**row, "slug": slug}, unique="slug")
+        if new_id is not None:
+            break
+    else:
+        raise APIError(409, {"body": ["could not choose a free slug; retry this request"]})
+    _set_tags(new_id, dedupe(data["tagList"]))
+    response = _article_response(slug, user.id)
     db.session.commit()
     return response, 201
 
