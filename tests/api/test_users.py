@@ -283,3 +283,29 @@ def test_web_urls_and_empty_images_are_kept(client, register, image):
     response = client.put("/api/user", json={"user": {"image": image}}, headers=user.headers)
     assert response.status_code == 200
     assert response.get_json()["user"]["image"] == image
+
+
+def test_an_email_differing_only_by_case_is_taken(client, register):
+    register("jake")  # jake@example.com
+    response = client.post(
+        "/api/users",
+        json={"user": {"username": "other", "email": "Jake@EXAMPLE.com", "password": "x" * 8}},
+    )
+    assert response.status_code == 422
+    assert response.get_json() == {"errors": {"email": ["has already been taken"]}}
+    other = register("other")
+    moved = client.put(
+        "/api/user", json={"user": {"email": "JAKE@example.com"}}, headers=other.headers
+    )
+    assert moved.status_code == 422
+    assert moved.get_json() == {"errors": {"email": ["has already been taken"]}}
+
+
+def test_login_matches_the_email_without_case(client, register):
+    jake = register("jake")
+    response = client.post(
+        "/api/users/login",
+        json={"user": {"email": "JAKE@Example.COM", "password": jake.password}},
+    )
+    assert response.status_code == 200
+    assert response.get_json()["user"]["username"] == "jake"
