@@ -9,6 +9,7 @@ Patterns match the whole value, never a prefix.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
@@ -59,11 +60,20 @@ def password_rules(value: str) -> None:
         raise ValidationError("must be at most 72 bytes")
 
 
+def nfkc_stable(value: str) -> None:
+    """Refuse compatibility characters (full-width letters, the Kelvin sign U+212A): under
+    NFKC they are another username's letters. Refused, not rewritten, so a user never
+    gets a name other than the one typed."""
+    if unicodedata.normalize("NFKC", value) != value:
+        raise ValidationError("must not contain full-width or compatibility characters")
+
+
 def username_field(**kwargs) -> Text:
     return Text(
         validate=[
             validate.Length(min=1, max=64),
             full_match(USERNAME_PATTERN, "may only contain letters, digits, _ . and -"),
+            nfkc_stable,
         ],
         **kwargs,
     )

@@ -36,7 +36,8 @@ def _ensure_unique(username: str | None, email: str | None, exclude_id: int | No
     """422 naming each field already taken by another user."""
     taken = {}
     if username is not None:
-        taken["username"] = User.username == username
+        # Usernames compare without case too (Jake would pass for jake).
+        taken["username"] = func.lower(User.username) == func.lower(username)
     if email is not None:
         taken["email"] = same_email(email)
     if not taken:

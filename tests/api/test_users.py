@@ -309,3 +309,32 @@ def test_login_matches_the_email_without_case(client, register):
     )
     assert response.status_code == 200
     assert response.get_json()["user"]["username"] == "jake"
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "Jake",
+        "JAKE",
+        "\uff4a\uff41\uff4b\uff45",  # "jake" in full-width letters
+    ],
+)
+def test_a_username_differing_by_case_or_width_is_refused(client, register, look_alike):
+    register("jake")
+    response = client.post(
+        "/api/users",
+        json={"user": {"username": look_alike, "email": "x@example.com", "password": "x" * 8}},
+    )
+    assert response.status_code == 422
+    assert list(response.get_json()["errors"]) == ["username"]
+
+
+def test_the_kelvin_sign_is_refused(client):
+    response = client.post(
+        "/api/users",
+        json={"user": {"username": "\u212aate", "email": "k@example.com", "password": "x" * 8}},
+    )
+    assert response.status_code == 422
+    assert response.get_json() == {
+        "errors": {"username": ["must not contain full-width or compatibility characters"]}
+    }
