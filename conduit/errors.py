@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 # PostgreSQL's codes for a statement cancelled by statement_timeout (query_canceled) or
 # by lock_timeout (lock_not_available): see settings._postgresql_limits.
 _CANCELLED_BY_LIMIT = frozenset({"57014", "55P03"})
+# Transactions PostgreSQL aborted to let a concurrent one go on: deadlock_detected and
+# serialization_failure. The database is up and nothing was written; the same request,
+# sent again, can succeed (PostgreSQL docs, "Serialization Failure Handling").
+_RETRYABLE_CONFLICT = {"40P01": "deadlock detected", "40001": "serialization failure"}
 
 
 class APIError(Exception):
@@ -107,7 +111,15 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     def database_error(error: DBAPIError):
-        if getattr(error.orig, "sqlstate", None) in _CANCELLED_BY_LIMIT:
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        if sqlstate in _RETRYABLE_CONFLICT:
+            log.warning("%s, answered 409: %s", _RETRYABLE_CONFLICT[sqlstate], error.orig)
+            return _render(
+                409,
+                {"body": ["a concurrent change to the same data won; retry this request"]},
+                {"Retry-After": "1"},
+            )
+        if sqlstate in _CANCELLED_BY_LIMIT:
             log.warning("database statement cancelled: %s", error.orig)
             return _render(
                 503, {"database": ["the request took too long, please retry"]}, {"Retry-After": "1"}

@@ -166,6 +166,15 @@ class Comment(db.Model):
     __table_args__ = (Index("ix_comments_article_id_created_at", "article_id", "created_at"),)
 
 
+def _insert(model: type[db.Model]):
+    """The dialect's INSERT, which has ON CONFLICT (PostgreSQL and SQLite alike)."""
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)
+
+
 def insert_ignoring_duplicates(model: type[db.Model], rows: list[dict]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite alike.
 
@@ -174,8 +183,14 @@ def insert_ignoring_duplicates(model: type[db.Model], rows: list[dict]) -> None:
     """
     if not rows:
         return
-    if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    db.session.execute(insert(model).on_conflict_do_nothing(), rows)
+    db.session.execute(_insert(model).on_conflict_do_nothing(), rows)
+
+
+def insert_unless_taken(model: type[db.Model], row: dict, unique: str) -> int | None:
+    """The new row's id, or None when another row (committed meanwhile too) holds its
+    `unique` column. No exception and no savepoint: the transaction goes on either way
+    (pysqlite's SAVEPOINT outside a transaction would commit on release)."""
+    statement = (
+        _insert(model).values(row).on_conflict_do_nothing(index_elements=[unique])
+    ).returning(model.id)
+    return db.session.execute(statement).scalar()

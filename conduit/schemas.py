@@ -9,6 +9,7 @@ Patterns match the whole value, never a prefix.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
@@ -59,14 +60,35 @@ def password_rules(value: str) -> None:
         raise ValidationError("must be at most 72 bytes")
 
 
+def nfkc_stable(value: str) -> None:
+    """Refuse compatibility characters (full-width letters, the Kelvin sign U+212A): under
+    NFKC they are another username's letters. Refused, not rewritten, so a user never
+    gets a name other than the one typed."""
+    if unicodedata.normalize("NFKC", value) != value:
+        raise ValidationError("must not contain full-width or compatibility characters")
+
+
 def username_field(**kwargs) -> Text:
     return Text(
         validate=[
             validate.Length(min=1, max=64),
             full_match(USERNAME_PATTERN, "may only contain letters, digits, _ . and -"),
+            nfkc_stable,
         ],
         **kwargs,
     )
+
+
+# A profile image is shown by every client as <img src>: only web URLs, never
+# javascript:, data: or file: (issue 26). "" clears it, as the reference frontend sends.
+_WEB_URL = validate.URL(
+    schemes={"http", "https"}, require_tld=False, error="must be an http or https URL"
+)
+
+
+def image_url(value: str) -> None:
+    if value != "":
+        _WEB_URL(value)
 
 
 def email_field(**kwargs) -> Text:
@@ -94,7 +116,7 @@ class UserUpdateSchema(StrictSchema):
     email = email_field()
     password = Text(validate=password_rules)
     bio = Text(allow_none=True, multiline=True, validate=validate.Length(max=10_000))
-    image = Text(allow_none=True, validate=validate.Length(max=2048))
+    image = Text(allow_none=True, validate=[validate.Length(max=2048), image_url])
 
     @validates_schema
     def at_least_one(self, data, **kwargs):

@@ -212,15 +212,24 @@ def _uwsgi():
     return uwsgi
 
 
-def _uwsgi_harakiri() -> int | None:
-    """uWSGI's harakiri in seconds when this process is a uWSGI worker with one set."""
+def _uwsgi_int_option(name: str) -> int | None:
+    """A numeric uWSGI option when this process is a uWSGI worker with it set."""
     uwsgi = _uwsgi()
     if uwsgi is None:
         return None
-    value = uwsgi.opt.get("harakiri")
+    value = uwsgi.opt.get(name)
     if isinstance(value, list):  # an option given more than once: the last one counts
         value = value[-1]
     return int(value) if value else None
+
+
+def _uwsgi_harakiri() -> int | None:
+    """uWSGI's harakiri in seconds when this process is a uWSGI worker with one set."""
+    return _uwsgi_int_option("harakiri")
+
+
+# Threads of a worker process outside uWSGI: the image's default (docker/uwsgi.ini).
+DEFAULT_THREADS = 4
 
 
 def _postgresql_limits(env: Mapping[str, str]) -> str:
@@ -297,9 +306,14 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
     else:
         # Connections the server closed are dropped at checkout without a round trip
         # (conduit/dbpool.py), not by a `SELECT 1` before every request (pool_pre_ping).
+        # By default each pool holds one connection per worker thread and no overflow: a
+        # thread uses at most one connection of a pool at a time, so it never waits, and
+        # a server opens no more than processes x threads x 2 pools (16 for the image's
+        # 2 x 4), within a small max_connections. Kubernetes sets both (k8s/base).
+        threads = _uwsgi_int_option("threads") or DEFAULT_THREADS
         engine_options.update(
-            pool_size=_int(env, "DB_POOL_SIZE", 5, minimum=1),
-            max_overflow=_int(env, "DB_MAX_OVERFLOW", 5),
+            pool_size=_int(env, "DB_POOL_SIZE", threads, minimum=1),
+            max_overflow=_int(env, "DB_MAX_OVERFLOW", 0),
             pool_recycle=_int(env, "DB_POOL_RECYCLE", 1800, minimum=1),
             pool_timeout=_int(env, "DB_POOL_TIMEOUT", 10, minimum=1),
             connect_args={"options": _postgresql_limits(env)},

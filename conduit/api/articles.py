@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import secrets
+from functools import cache
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 from slugify import slugify
 from sqlalchemy import delete, select
 
 from ..auth import current_user, required_viewer_id, viewer_id
+from ..errors import APIError
 from ..extensions import db
-from ..models import Article, ArticleTag, Favorite, Tag, insert_ignoring_duplicates, utcnow
+from ..models import (
+    Article,
+    ArticleTag,
+    Favorite,
+    Tag,
+    insert_ignoring_duplicates,
+    insert_unless_taken,
+    utcnow,
+)
 from ..queries import ArticleFilters, get_article, list_articles
 from ..schemas import ArticleCreateSchema, ArticleUpdateSchema, dedupe, load_body
 from . import lookup, params
@@ -38,15 +48,37 @@ def feed():
     return {"articles": page, "articlesCount": total}
 
 
-def _unique_slug(title: str, article_id: int | None = None) -> str:
-    """The title's slug, or the slug with a random suffix when another article has it."""
+ARTICLES_PREFIX = "/api/articles/"
+# A slug taken between our check and our insert (a concurrent create of the same title)
+# is retried with a random suffix; 2**32 suffixes make a third collision implausible.
+SLUG_ATTEMPTS = 3
+
+
+@cache
+def _route_words(rules: tuple[str, ...]) -> frozenset[str]:
+    """The fixed path segments right under /api/articles/ ("feed"): no slug may be one."""
+    segments = (rule.removeprefix(ARTICLES_PREFIX).split("/")[0] for rule in rules)
+    return frozenset(s for s in segments if s and not s.startswith("<"))
+
+
+def _is_free(candidate: str, article_id: int | None) -> bool:
+    rules = tuple(
+        r.rule for r in current_app.url_map.iter_rules() if r.rule.startswith(ARTICLES_PREFIX)
+    )
+    if candidate in _route_words(rules):
+        return False
+    owner = db.session.execute(select(Article.id).where(Article.slug == candidate)).scalar()
+    return owner is None or owner == article_id
+
+
+def _unique_slug(title: str, article_id: int | None = None, suffixed: bool = False) -> str:
+    """The title's slug, or the slug with a random suffix when another article or a route
+    has it (or when `suffixed`: the plain one was just taken concurrently)."""
     base = slugify(title, max_length=200, word_boundary=True) or "article"
-    candidate = base
-    while True:
-        owner = db.session.execute(select(Article.id).where(Article.slug == candidate)).scalar()
-        if owner is None or owner == article_id:
-            return candidate
+    candidate = f"{base}-{secrets.token_hex(4)}" if suffixed else base
+    while not _is_free(candidate, article_id):
         candidate = f"{base}-{secrets.token_hex(4)}"
+    return candidate
 
 
 def _set_tags(article_id: int, tags: list[str]) -> None:
@@ -70,19 +102,23 @@ def create_article():
     user = current_user()
     data = load_body("article", ArticleCreateSchema())
     now = utcnow()
-    article = Article(
-        slug=_unique_slug(data["title"]),
-        title=data["title"],
-        description=data["description"],
-        body=data["body"],
-        author_id=user.id,
-        created_at=now,
-        updated_at=now,
-    )
-    db.session.add(article)
-    db.session.flush()
-    _set_tags(article.id, dedupe(data["tagList"]))
-    response = _article_response(article.slug, user.id)
+    row = {
+        "title": data["title"],
+        "description": data["description"],
+        "body": data["body"],
+        "author_id": user.id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    for attempt in range(SLUG_ATTEMPTS):
+        slug = _unique_slug(data["title"], suffixed=attempt > 0)
+        new_id = insert_unless_taken(Article, {**row, "slug": slug}, unique="slug")
+        if new_id is not None:
+            break
+    else:
+        raise APIError(409, {"body": ["could not choose a free slug; retry this request"]})
+    _set_tags(new_id, dedupe(data["tagList"]))
+    response = _article_response(slug, user.id)
     db.session.commit()
     return response, 201
 
@@ -122,7 +158,7 @@ def delete_article(slug: str):
 @blueprint.post("/articles/<slug>/favorite")
 def favorite(slug: str):
     user = current_user()
-    article_id = lookup.article_id(slug)
+    article_id = lookup.article_id(slug, lookup.NO_KEY_UPDATE)
     insert_ignoring_duplicates(Favorite, [{"user_id": user.id, "article_id": article_id}])
     response = _article_response(slug, user.id)
     db.session.commit()
@@ -132,7 +168,7 @@ def favorite(slug: str):
 @blueprint.delete("/articles/<slug>/favorite")
 def unfavorite(slug: str):
     user = current_user()
-    article_id = lookup.article_id(slug)
+    article_id = lookup.article_id(slug, lookup.NO_KEY_UPDATE)
     db.session.execute(
         delete(Favorite).where(Favorite.user_id == user.id, Favorite.article_id == article_id)
     )

@@ -24,8 +24,8 @@ def comments(slug: str):
 @blueprint.post("/articles/<slug>/comments")
 def add_comment(slug: str):
     user = current_user()
-    article_id = lookup.article_id(slug)
     data = load_body("comment", CommentSchema())
+    article_id = lookup.article_id(slug, lookup.KEY_SHARE)
     now = utcnow()
     comment = Comment(
         body=data["body"], article_id=article_id, author_id=user.id, created_at=now, updated_at=now

@@ -9,8 +9,9 @@ from ..models import MAX_ROW_ID
 from ..validation import has_control_characters, parse_integer
 
 MAX_LIMIT = 100
-# PostgreSQL takes a bigint OFFSET; past any real table, a page is empty all the same.
-MAX_OFFSET = 2**63 - 1
+# The documented bound (conduit/README.md): a 32-bit signed integer, which every client
+# library can send; past any real table, a page is empty all the same.
+MAX_OFFSET = 2**31 - 1
 # Longer than any slug or username the tables can hold (String(300), String(64)).
 MAX_KEY_LENGTH = 300
 

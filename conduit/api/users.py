@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, g
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from ..auth import check_password, create_token, current_user, hash_password
 from ..errors import invalid, unauthorized
@@ -26,24 +26,32 @@ def user_response(user: User, token: str | None = None) -> dict:
     }
 
 
+def same_email(email: str):
+    """Emails compare without case (Jake@Example.com is jake@example.com), by the
+    database's lower() on both sides, so PostgreSQL and SQLite each agree with themselves."""
+    return func.lower(User.email) == func.lower(email)
+
+
 def _ensure_unique(username: str | None, email: str | None, exclude_id: int | None = None):
     """422 naming each field already taken by another user."""
-    clauses = []
+    taken = {}
     if username is not None:
-        clauses.append(User.username == username)
+        # Usernames compare without case too (Jake would pass for jake).
+        taken["username"] = func.lower(User.username) == func.lower(username)
     if email is not None:
-        clauses.append(User.email == email)
-    if not clauses:
+        taken["email"] = same_email(email)
+    if not taken:
         return
-    query = select(User.username, User.email).where(or_(*clauses))
+    query = select(*(clause.label(field) for field, clause in taken.items())).where(
+        or_(*taken.values())
+    )
     if exclude_id is not None:
         query = query.where(User.id != exclude_id)
     errors: dict[str, list[str]] = {}
-    for taken_username, taken_email in db.session.execute(query):
-        if username is not None and taken_username == username:
-            errors["username"] = ["has already been taken"]
-        if email is not None and taken_email == email:
-            errors["email"] = ["has already been taken"]
+    for row in db.session.execute(query).mappings():
+        for field in taken:
+            if row[field]:
+                errors[field] = ["has already been taken"]
     if errors:
         raise invalid(errors)
 
@@ -65,7 +73,14 @@ def register():
 @blueprint.post("/users/login")
 def login():
     data = load_body("user", LoginSchema())
-    user = db.session.execute(select(User).where(User.email == data["email"])).scalar()
+    # Accounts made before emails compared without case may differ only by case: the
+    # exact spelling wins, then the oldest account.
+    user = db.session.execute(
+        select(User)
+        .where(same_email(data["email"]))
+        .order_by((User.email == data["email"]).desc(), User.id)
+        .limit(1)
+    ).scalar()
     if not check_password(data["password"], user.password_hash if user else None):
         raise unauthorized("is invalid", field="email or password")
     return user_response(user)

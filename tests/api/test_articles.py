@@ -275,6 +275,7 @@ def test_delete_article_removes_it_with_its_comments_and_favorites(
         "limit=1.5",
         "offset=-1",
         "offset=99999999999999999999999",
+        "offset=2147483648",  # one past the documented bound, 2**31 - 1
         "limit=99999999999999999999999",
         "offset=%EF%BC%91",  # a full-width digit
         "tag=a%00b",

@@ -1,5 +1,7 @@
 """Settings from the environment, and refusing unsafe production settings."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from conduit import create_app
@@ -100,3 +102,27 @@ def test_log_level_from_environment(tmp_path):
     assert load_settings(tmp_path, {**env, "LOG_LEVEL": "warning"})["LOG_LEVEL"] == "WARNING"
     with pytest.raises(ConfigError, match="LOG_LEVEL"):
         load_settings(tmp_path, {**env, "LOG_LEVEL": "loud"})
+
+
+POSTGRES = {"CONDUIT_ENV": "development", "DATABASE_URL": "postgresql://u:p@db:5432/conduit"}
+
+
+def test_default_pools_hold_one_connection_per_thread(tmp_path):
+    """2 uWSGI processes x 4 threads x 2 pools (conduit/reads.py) = 16 connections at most,
+    within a small max_connections (20) with room for migrations and psql."""
+    options = load_settings(tmp_path, POSTGRES)["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (4, 0)
+    processes, pools = 2, 2
+    assert processes * pools * (options["pool_size"] + options["max_overflow"]) <= 20
+
+
+def test_under_uwsgi_the_pools_follow_its_threads(tmp_path, monkeypatch):
+    from conduit import settings
+
+    # uwsgi.opt holds options as bytes (uWSGI's Python plugin)
+    monkeypatch.setattr(settings, "_uwsgi", lambda: SimpleNamespace(opt={"threads": b"8"}))
+    options = load_settings(tmp_path, POSTGRES)["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (8, 0)
+    explicit = load_settings(tmp_path, {**POSTGRES, "DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "2"})
+    options = explicit["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (3, 2)

@@ -256,3 +256,85 @@ def test_a_token_that_passed_under_one_secret_fails_under_another(client, regist
         assert response.status_code == 401
     finally:
         dispose_engines(other)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "javascript:alert(1)",
+        "data:image/svg+xml,<svg onload=alert(1)>",
+        "file:///etc/passwd",
+        "ftp://example.com/a.png",
+        "//example.com/a.png",
+        "a.png",
+    ],
+)
+def test_a_profile_image_is_an_http_or_https_url(client, register, image):
+    user = register("alice")
+    response = client.put("/api/user", json={"user": {"image": image}}, headers=user.headers)
+    assert response.status_code == 422
+    assert response.get_json() == {"errors": {"image": ["must be an http or https URL"]}}
+    assert client.get("/api/user", headers=user.headers).get_json()["user"]["image"] is None
+
+
+@pytest.mark.parametrize("image", ["http://localhost:8080/a.png", "https://example.com/a.png", ""])
+def test_web_urls_and_empty_images_are_kept(client, register, image):
+    user = register("alice")
+    response = client.put("/api/user", json={"user": {"image": image}}, headers=user.headers)
+    assert response.status_code == 200
+    assert response.get_json()["user"]["image"] == image
+
+
+def test_an_email_differing_only_by_case_is_taken(client, register):
+    register("jake")  # jake@example.com
+    response = client.post(
+        "/api/users",
+        json={"user": {"username": "other", "email": "Jake@EXAMPLE.com", "password": "x" * 8}},
+    )
+    assert response.status_code == 422
+    assert response.get_json() == {"errors": {"email": ["has already been taken"]}}
+    other = register("other")
+    moved = client.put(
+        "/api/user", json={"user": {"email": "JAKE@example.com"}}, headers=other.headers
+    )
+    assert moved.status_code == 422
+    assert moved.get_json() == {"errors": {"email": ["has already been taken"]}}
+
+
+def test_login_matches_the_email_without_case(client, register):
+    jake = register("jake")
+    response = client.post(
+        "/api/users/login",
+        json={"user": {"email": "JAKE@Example.COM", "password": jake.password}},
+    )
+    assert response.status_code == 200
+    assert response.get_json()["user"]["username"] == "jake"
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "Jake",
+        "JAKE",
+        "\uff4a\uff41\uff4b\uff45",  # "jake" in full-width letters
+    ],
+)
+def test_a_username_differing_by_case_or_width_is_refused(client, register, look_alike):
+    register("jake")
+    response = client.post(
+        "/api/users",
+        json={"user": {"username": look_alike, "email": "x@example.com", "password": "x" * 8}},
+    )
+    assert response.status_code == 422
+    assert list(response.get_json()["errors"]) == ["username"]
+
+
+def test_the_kelvin_sign_is_refused(client):
+    response = client.post(
+        "/api/users",
+        json={"user": {"username": "\u212aate", "email": "k@example.com", "password": "x" * 8}},
+    )
+    assert response.status_code == 422
+    assert response.get_json() == {
+        "errors": {"username": ["must not contain full-width or compatibility characters"]}
+    }
