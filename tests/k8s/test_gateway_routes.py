@@ -260,6 +260,22 @@ def test_bodies_above_the_limit_are_refused_at_the_gateway(edge):
     assert (status, echoed["body_bytes"]) == (200, 1024 * 1024)
 
 
+def test_a_chunked_body_reaches_the_app_whole_with_its_length(edge):
+    # The buffer filter receives the chunked body whole and forwards it with a
+    # Content-Length, which uWSGI's router needs (it passes no chunked body to a WSGI app).
+    status, echoed, _ = edge.send(
+        "/flask/api/articles", method="POST", body=iter([b"x" * 1000, b"y" * 24])
+    )
+    assert (status, echoed["body_bytes"]) == (200, 1024)
+
+
+def test_an_oversized_request_head_gets_431_at_the_gateway(edge):
+    # Envoy's max_request_headers_kb, 60 KiB by default (Envoy Gateway v1.9.0 never sets
+    # it): uWSGI's router would close a head over its 32 KiB buffer unanswered.
+    status, _, _ = edge.send("/flask/api/user", headers={"Authorization": "Token " + "x" * 70000})
+    assert status == 431
+
+
 def test_a_request_head_that_never_ends_gets_408_at_the_gateway(edge):
     # requestHeadersReceivedTimeout (5 s, k8s/base/clienttrafficpolicy.yaml): a slow
     # client's connection is answered and closed by Envoy instead of staying open; the
