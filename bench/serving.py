@@ -8,6 +8,14 @@ SQLite database, 2 processes x 4 threads or the nearest equivalent) on a free po
 can be compared (docs/decisions/0008-serving-hostile-clients.md records them). Every
 probe is bounded in connections and seconds; an outcome that hit its bound says so.
 The registrations that keep threads busy use BCRYPT_LOG_ROUNDS=14 (about a second each).
+
+The servers other than uWSGI are not the project's dependencies: make a virtualenv with
+the app and the versions the decision record names, e.g.
+
+    python3 -m venv /tmp/servers
+    /tmp/servers/bin/pip install -c requirements.lock '.[server]' \
+        granian==2.8.7 gunicorn==27.0.1 waitress==3.0.2
+    python -m bench.serving --server-venv /tmp/servers
 """
 
 from __future__ import annotations
@@ -376,6 +384,9 @@ def warm(port: int, count: int) -> float:
 
 
 def run(arrangement: Arrangement, bindir: Path, workdir: Path) -> dict[str, object]:
+    for program in (bindir / "flask", Path(arrangement.command(bindir, 0)[0])):
+        if not program.exists():
+            raise SystemExit(f"{arrangement.name}: {program} is not installed (see --help)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UWSGI_", "GRANIAN_"))}
     env.update(
         FLASK_APP="conduit",
@@ -448,7 +459,9 @@ def run(arrangement: Arrangement, bindir: Path, workdir: Path) -> dict[str, obje
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "arrangements", nargs="*", metavar="ARRANGEMENT", help=", ".join(ARRANGEMENTS)
     )
