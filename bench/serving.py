@@ -31,7 +31,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,76 +225,72 @@ def register_body(name: str) -> bytes:
 # --- the probes ------------------------------------------------------------------
 
 
-def busy_threads(port: int, count: int, stop: threading.Event) -> list[threading.Thread]:
-    """`count` clients registering in a loop (bcrypt at 2^14: about a second each)."""
+@contextmanager
+def clients(count: int, client: Callable[[int, threading.Event], None]) -> Iterator[None]:
+    """`count` threads running client(number, stop) until the block ends (joined, bounded)."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=client, args=(number, stop), daemon=True) for number in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(20)
 
-    def client(number: int) -> None:
+
+def registering(port: int, rounds: int = 10) -> Callable[[int, threading.Event], None]:
+    """A client registering up to `rounds` times (bcrypt at 2^14 here: about a second each)."""
+
+    def client(number: int, stop: threading.Event) -> None:
         round_ = 0
-        while not stop.is_set() and round_ < 10:
+        while not stop.is_set() and round_ < rounds:
+            name = f"b{number}r{round_}{secrets.token_hex(3)}"
             try:
                 with connect(port, 15) as sock:
-                    sock.sendall(
-                        request(
-                            "POST",
-                            "/api/users",
-                            register_body(f"b{number}r{round_}{secrets.token_hex(3)}"),
-                        )
-                    )
+                    sock.sendall(request("POST", "/api/users", register_body(name)))
                     read_status(sock)
             except OSError:
                 time.sleep(0.1)
             round_ += 1
 
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    return threads
+    return client
+
+
+def trickling(
+    port: int, declared: int, sent: bytes, per_byte: float
+) -> Callable[[int, threading.Event], None]:
+    """A client declaring `declared` body bytes and sending `sent`, a byte per `per_byte` s."""
+
+    def client(_number: int, stop: threading.Event) -> None:
+        headers = {"Content-Length": str(declared), "Content-Type": "application/json"}
+        try:
+            with connect(port, 15) as sock:
+                sock.sendall(request("POST", "/api/users/login", b"", headers))
+                for byte in sent:
+                    if stop.wait(per_byte):
+                        return
+                    sock.sendall(bytes([byte]))
+                stop.wait(12)
+        except OSError:
+            pass
+
+    return client
 
 
 def probe_healthz_while_busy(port: int) -> str:
-    stop = threading.Event()
-    threads = busy_threads(port, THREADS * 2, stop)
-    time.sleep(0.5)
-    outcome = timed_get(port, "/healthz", 10)
-    stop.set()
-    for thread in threads:
-        thread.join(20)
-    return outcome
-
-
-def trickle(port: int, declared: int, sent: bytes, per_byte: float, stop: threading.Event) -> None:
-    try:
-        with connect(port, 15) as sock:
-            head = request(
-                "POST",
-                "/api/users/login",
-                b"",
-                {"Content-Length": str(declared), "Content-Type": "application/json"},
-            )
-            sock.sendall(head)
-            for byte in sent:
-                if stop.wait(per_byte):
-                    return
-                sock.sendall(bytes([byte]))
-            stop.wait(12)
-    except OSError:
-        pass
+    with clients(THREADS * 2, registering(port)):
+        time.sleep(0.5)
+        return timed_get(port, "/healthz", 10)
 
 
 def probe_slow_bodies(port: int, declared: int, sent: bytes, per_byte: float) -> str:
-    stop = threading.Event()
-    threads = [
-        threading.Thread(target=trickle, args=(port, declared, sent, per_byte, stop), daemon=True)
-        for _ in range(THREADS)
-    ]
-    for thread in threads:
-        thread.start()
-    time.sleep(1)
-    outcome = timed_get(port, "/api/tags", 10)
-    stop.set()
-    for thread in threads:
-        thread.join(15)
-    return outcome
+    with clients(THREADS, trickling(port, declared, sent, per_byte)):
+        time.sleep(1)
+        return timed_get(port, "/api/tags", 10)
 
 
 def probe_over_limit(port: int) -> str:
