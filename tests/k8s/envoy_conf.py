@@ -11,6 +11,8 @@ testdata/out/xds-ir/http-route-rewrite-url-prefix*.yaml and http-route-redirect.
 * each listener: an HTTP connection manager with normalize_path always on,
   merge_slashes and path_with_escaped_slashes_action from the ClientTrafficPolicy's
   `path` (defaults: merge, UNESCAPE_AND_REDIRECT; listener.go, gatewayapi/listener.go),
+  request_timeout and request_headers_timeout from its `timeout.http`
+  requestReceivedTimeout and requestHeadersReceivedTimeout (listener.go),
   use_remote_address, headers_with_underscores_action REJECT_REQUEST, the router
   with suppress_envoy_headers; an HTTPS listener terminates TLS in a filter chain
   matching its hostname by SNI (the tls_inspector listener filter reads it;
@@ -142,6 +144,20 @@ def _one(objects: list[dict], kind: str) -> dict:
     return found[0]
 
 
+# ClientTrafficPolicy timeout.http fields -> the connection manager's (listener.go).
+CLIENT_TIMEOUTS = {
+    "requestReceivedTimeout": "request_timeout",
+    "requestHeadersReceivedTimeout": "request_headers_timeout",
+}
+
+
+def _seconds(duration: str) -> str:
+    """A Gateway API duration of whole seconds ("15s") as protobuf JSON's "15s"."""
+    if not re.fullmatch(r"[0-9]+s", duration):
+        raise EnvoyConfError(f"duration {duration!r} is not translated")
+    return duration
+
+
 def path_settings(objects: list[dict], gateway: dict) -> dict:
     """merge_slashes and the escaped-slashes action of the Gateway's listeners."""
     settings = {"merge_slashes": True, "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT"}
@@ -154,7 +170,10 @@ def path_settings(objects: list[dict], gateway: dict) -> dict:
             for t in targets
         ):
             continue
-        unknown = set(policy["spec"]) - {"targetRefs", "path"}
+        unknown = set(policy["spec"]) - {"targetRefs", "path", "timeout"}
+        timeouts = (policy["spec"].get("timeout") or {}).get("http") or {}
+        unknown |= set(policy["spec"].get("timeout") or {}) - {"http"}
+        unknown |= {f"timeout.http.{name}" for name in set(timeouts) - set(CLIENT_TIMEOUTS)}
         if unknown:
             raise EnvoyConfError(f"ClientTrafficPolicy fields not translated: {sorted(unknown)}")
         path = policy["spec"].get("path") or {}
@@ -164,6 +183,9 @@ def path_settings(objects: list[dict], gateway: dict) -> dict:
             settings["path_with_escaped_slashes_action"] = ESCAPED_SLASHES[
                 path["escapedSlashesAction"]
             ]
+        for name, field in CLIENT_TIMEOUTS.items():
+            if name in timeouts:
+                settings[field] = _seconds(timeouts[name])
     return settings
 
 

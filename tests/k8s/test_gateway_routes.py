@@ -10,6 +10,7 @@ each case shows what the app would see. prod is reached over HTTPS with its host
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.client
 import json
@@ -257,6 +258,39 @@ def test_bodies_above_the_limit_are_refused_at_the_gateway(edge):
     assert (status, echoed) == (413, None)
     status, echoed, _ = edge.send("/flask/api/articles", method="POST", body=b"x" * (1024 * 1024))
     assert (status, echoed["body_bytes"]) == (200, 1024 * 1024)
+
+
+def test_a_chunked_body_reaches_the_app_whole_with_its_length(edge):
+    # The buffer filter receives the chunked body whole and forwards it with a
+    # Content-Length, which uWSGI's router needs (it passes no chunked body to a WSGI app).
+    status, echoed, _ = edge.send(
+        "/flask/api/articles", method="POST", body=iter([b"x" * 1000, b"y" * 24])
+    )
+    assert (status, echoed["body_bytes"]) == (200, 1024)
+
+
+def test_an_oversized_request_head_gets_431_at_the_gateway(edge):
+    # Envoy's max_request_headers_kb, 60 KiB by default (Envoy Gateway v1.9.0 never sets
+    # it): uWSGI's router would close a head over its 32 KiB buffer unanswered.
+    status, _, _ = edge.send("/flask/api/user", headers={"Authorization": "Token " + "x" * 70000})
+    assert status == 431
+
+
+def test_a_request_head_that_never_ends_gets_408_at_the_gateway(edge):
+    # requestHeadersReceivedTimeout (5 s, k8s/base/clienttrafficpolicy.yaml): a slow
+    # client's connection is answered and closed by Envoy instead of staying open; the
+    # client waits at most 12 s here (without the timeout: until Envoy's 1 h idle limit).
+    connection = edge.connection()
+    if connection.sock is None:  # plain HTTP; HTTPS comes connected
+        connection.connect()
+    connection.sock.settimeout(12)
+    connection.sock.sendall(b"GET /flask/api/tags HTTP/1.1\r\nHost: example.com\r\nX-Slow: ")
+    answer = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := connection.sock.recv(4096):
+            answer += chunk
+    connection.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
 
 
 # --- prod: HTTPS on its host name ---------------------------------------------------
