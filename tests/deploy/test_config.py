@@ -62,7 +62,7 @@ def test_nothing_set_names_all_deploy_variables():
         "CONDUIT_SECRET",
         "K8S_CLUSTER_NAME",
         "KOPS_STATE_STORE",
-        "GCP_CREDENTIAL_FILE",
+        "KOPS_API_ACCESS_CIDRS",
         # deploy checks the registry in its preflight and renders the image pull Secret
         "DOCKER_REGISTRY_USER",
         "DOCKER_REGISTRY_PASSWORD",
@@ -70,6 +70,7 @@ def test_nothing_set_names_all_deploy_variables():
         "BACKUP_GCP_CREDENTIAL_FILE",
         "GCP_PROJECT (or GCP_CREDENTIAL_FILE)",
         "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER)",
+        "GCP_WORKLOAD_IDENTITY_PROVIDER and GCP_SERVICE_ACCOUNT (or the key, GCP_CREDENTIAL_FILE)",
     )
 
 
@@ -164,7 +165,9 @@ def test_render_needs_only_a_project_not_the_key():
     assert settings.get(config.GCP_CREDENTIAL_FILE) is None
     with pytest.raises(VariableErrors) as caught:
         load(environ, "deploy")
-    assert caught.value.missing == ("GCP_CREDENTIAL_FILE",)
+    assert caught.value.missing == (
+        "GCP_WORKLOAD_IDENTITY_PROVIDER and GCP_SERVICE_ACCOUNT (or the key, GCP_CREDENTIAL_FILE)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -295,6 +298,9 @@ def test_per_environment_variables_are_the_ones_that_differ_between_dev_and_prod
         # Each environment's backups in its own bucket, written by its own key.
         "BACKUP_BUCKET",
         "BACKUP_GCP_CREDENTIAL_FILE",
+        # Prod's provider accepts protected tags only; dev's, the protected default branch.
+        "GCP_WORKLOAD_IDENTITY_PROVIDER",
+        "GCP_SERVICE_ACCOUNT",
     }
 
 
@@ -303,7 +309,9 @@ def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
     assert rows[0] == (
         "| Variable | Type | Scope | Protect | Mask | Needed by | Read by | What it is |"
     )
-    assert len(rows) == 2 + len(config.VARIABLES)
+    # Every variable a project sets; not the job's own ID token.
+    assert len(rows) == 2 + len(config.VARIABLES) - 1
+    assert not [row for row in rows if "GCP_ID_TOKEN`" in row.split(" | ")[0]]
     cluster = next(row for row in rows if row.startswith("| `K8S_CLUSTER_NAME`"))
     assert cluster.startswith(
         "| `K8S_CLUSTER_NAME` (or `K8S_CLUSTER_NAEM`) | Variable | dev, prod | yes | no "
@@ -313,7 +321,7 @@ def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
 
 def test_gitlab_settings_say_protect_mask_and_type_once_per_variable():
     rows = {row.split(" | ")[0]: row for row in config.settings_table().splitlines()[2:]}
-    assert len(rows) == len(config.VARIABLES)
+    assert len(rows) == len(config.DOCUMENTED) == len(config.VARIABLES) - 1
     # Secrets GitLab can mask are masked; the JSON keys cannot be, and are File variables.
     assert rows["| `DB_PASSWORD`"].endswith("| yes | yes |")
     assert rows["| `DOCKER_REGISTRY_PASSWORD`"].endswith("| `*` | yes | yes |")
@@ -343,6 +351,7 @@ def test_what_the_table_calls_maskable_gitlab_can_mask():
         "REVIEW_KUBECONFIG": "apiVersion: v1\nclusters: []\nusers: []\n",
         "REVIEW_SECRET": CONDUIT_SECRET,
         "REVIEW_SWEEP_TOKEN": "glpat-0123456789abcdefABCD",
+        "GCP_ID_TOKEN": "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJl",
     }
     for variable in config.VARIABLES:
         if variable.name in samples:
