@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+import yaml
 from conduit_deploy import config
 from conduit_deploy.errors import VariableErrors
 
@@ -510,3 +511,47 @@ def test_the_registry_password_hint_is_portable_shell():
         load(ci_environ(DOCKER_REGISTRY_PASSWORD="not base64!"), "pack")
     assert "| base64 | tr -d '\\n'`" in str(caught.value)
     assert "-w0" not in config.markdown_table()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("203.0.113.0/24", ("203.0.113.0/24",)),
+        (" 203.0.113.7/32 , 2001:db8::/32 ", ("203.0.113.7/32", "2001:db8::/32")),
+        ("0.0.0.0/0", ("0.0.0.0/0",)),
+    ],
+)
+def test_api_access_cidrs_are_a_comma_separated_list(value, expected):
+    settings = load(ci_environ(KOPS_API_ACCESS_CIDRS=value), "cluster")
+    assert settings.get(config.KOPS_API_ACCESS_CIDRS) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("203.0.113.7", "must be CIDRs separated by commas (203.0.113.0/24), got '203.0.113.7'"),
+        ("203.0.113.7/24", "has host bits set in '203.0.113.7/24': did you mean '203.0.113.0/24'?"),
+        ("10.0.0.0/8,,10.1.0.0/16", "must be CIDRs separated by commas, got an empty one"),
+        ("office", "must be CIDRs separated by commas (203.0.113.0/24), got 'office'"),
+    ],
+)
+def test_api_access_cidrs_that_kops_would_refuse_are_one_line_errors(value, message):
+    with pytest.raises(VariableErrors) as caught:
+        load(ci_environ(KOPS_API_ACCESS_CIDRS=value), "cluster")
+    assert f"KOPS_API_ACCESS_CIDRS {message}" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_kops_spec_takes_the_api_access_cidrs_from_the_variable(tmp_path):
+    from conduit_deploy.errors import RenderError
+    from conduit_deploy.render import render
+
+    from tests.k8s.support import sample_values
+
+    rendered = render(sample_values("dev", api_access_cidrs=("198.51.100.0/24",)), tmp_path)
+    cluster = next(
+        d for d in yaml.safe_load_all(rendered.kops_file.read_text()) if d["kind"] == "Cluster"
+    )
+    assert cluster["spec"]["kubernetesApiAccess"] == ["198.51.100.0/24"]
+    with pytest.raises(RenderError, match="set KOPS_API_ACCESS_CIDRS"):
+        render(sample_values("dev", api_access_cidrs=()), tmp_path / "none")
