@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from . import canary, images
+from . import canary, images, workload_identity
 from .errors import VariableErrors
 from .versioning import ENVIRONMENTS
 
@@ -249,6 +249,28 @@ def gcp_key(value: str) -> GcpKey:
     return GcpKey(content, field("project_id"), field("client_email"), field("private_key_id"))
 
 
+def access_cidrs(value: str) -> tuple[str, ...]:
+    """`203.0.113.0/24, 2001:db8::/32`: each a network address and its prefix length,
+    no host bits set (kops refuses those: pkg/apis/kops/validation/validation.go
+    parseCIDR, v1.35.2)."""
+    found = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            raise ValueError(f"must be CIDRs separated by commas, got an empty one in {value!r}")
+        try:
+            if "/" not in item:
+                raise ValueError
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"must be CIDRs separated by commas (203.0.113.0/24), got {item!r}"
+            ) from None
+        if str(network) != item and network.network_address != ipaddress.ip_interface(item).ip:
+            raise ValueError(f"has host bits set in {item!r}: did you mean {str(network)!r}?")
+        found.append(item)
+    return tuple(dict.fromkeys(found))
+
+
 def kubeconfig(value: str) -> str:
     """A path (GitLab file variable) or the kubeconfig's YAML itself; returns the YAML."""
     content = value
@@ -424,20 +446,57 @@ KOPS_STATE_STORE = Variable(
 KOPS_FEATURE_FLAGS = Variable(
     "KOPS_FEATURE_FLAGS", "optional kops feature flags", text, read_by=CLOUD
 )
+KOPS_API_ACCESS_CIDRS = Variable(
+    "KOPS_API_ACCESS_CIDRS",
+    "the address ranges (CIDRs, comma-separated) that may reach the Kubernetes API: the "
+    "runners' egress and the operators'. No default: `0.0.0.0/0` opens it to every "
+    "address, which GitLab.com's shared runners need (deploy/google-cloud.md, "
+    '"Who may reach the Kubernetes API")',
+    access_cidrs,
+    needed_by=RENDERING,
+)
 GCP_CREDENTIAL_FILE = Variable(
     "GCP_CREDENTIAL_FILE",
-    "the CI service account's key (JSON), best as a File variable; "
-    "its `project_id` is the GCP project",
+    "the CI service account's key (JSON), best as a File variable; its `project_id` is "
+    "the GCP project. The fallback of Workload Identity Federation, which wins when both "
+    "are set (deploy/google-cloud.md)",
     gcp_key,
-    needed_by=CLOUD,
-    read_by=(RENDER,),
+    # Needed unless Workload Identity Federation is configured (_credential_problems).
+    read_by=(*CLOUD, RENDER),
     secret=True,
     maskable=False,
     kind=Kind.FILE,
 )
+GCP_WORKLOAD_IDENTITY_PROVIDER = Variable(
+    "GCP_WORKLOAD_IDENTITY_PROVIDER",
+    "Workload Identity Federation: the pool provider that trusts this project's jobs, "
+    "`projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER`; "
+    "with `GCP_SERVICE_ACCOUNT`, no key is needed (deploy/google-cloud.md)",
+    workload_identity.provider_name,
+    read_by=CLOUD,
+    scope=Scope.ENVIRONMENT,
+)
+GCP_SERVICE_ACCOUNT = Variable(
+    "GCP_SERVICE_ACCOUNT",
+    "Workload Identity Federation: the email of the CI service account the job impersonates",
+    workload_identity.service_account,
+    read_by=CLOUD,
+    scope=Scope.ENVIRONMENT,
+)
+# Set by the job itself (.gitlab-ci.yml's id_tokens), never in Settings > CI/CD: left
+# out of the variable tables.
+GCP_ID_TOKEN = Variable(
+    workload_identity.ID_TOKEN_VARIABLE,
+    "the job's OIDC ID token for the pool provider (id_tokens)",
+    workload_identity.id_token,
+    read_by=CLOUD,
+    secret=True,
+    protected=False,
+)
 GCP_PROJECT = Variable(
     "GCP_PROJECT",
-    "the GCP project id; unset: the `project_id` of `GCP_CREDENTIAL_FILE`",
+    "the GCP project id; unset: the `project_id` of `GCP_CREDENTIAL_FILE` (so set it "
+    "when the jobs use Workload Identity Federation)",
     gcp_project,
     needed_by=(*RENDERING, PREFLIGHT),
     fallback=GCP_CREDENTIAL_FILE.name,
@@ -629,7 +688,11 @@ VARIABLES: tuple[Variable[Any], ...] = (
     K8S_CLUSTER_NAME_CONFIRMED,
     KOPS_STATE_STORE,
     KOPS_FEATURE_FLAGS,
+    KOPS_API_ACCESS_CIDRS,
+    GCP_WORKLOAD_IDENTITY_PROVIDER,
+    GCP_SERVICE_ACCOUNT,
     GCP_CREDENTIAL_FILE,
+    GCP_ID_TOKEN,
     GCP_PROJECT,
     DOCKER_REGISTRY_USER,
     DOCKER_REGISTRY_PASSWORD,
@@ -654,6 +717,9 @@ VARIABLES: tuple[Variable[Any], ...] = (
     REVIEW_SWEEP_TOKEN,
 )
 
+# The ones a project sets (the tables of the docs): all but those the job sets itself.
+DOCUMENTED = tuple(variable for variable in VARIABLES if variable is not GCP_ID_TOKEN)
+
 
 # --- settings -------------------------------------------------------------------------
 
@@ -673,6 +739,25 @@ class Settings:
         if value is None:  # a programming error: the table does not say it is needed
             raise AssertionError(f"{variable.name} is not declared as needed by this command")
         return value
+
+    @property
+    def gcp_credential(self) -> workload_identity.WorkloadIdentity | GcpKey:
+        """What the cloud commands authenticate to Google Cloud with: Workload Identity
+        Federation when it is configured (load_settings checked it is whole), else the
+        key. Only for the commands that need one (CLOUD)."""
+        provider = self.get(GCP_WORKLOAD_IDENTITY_PROVIDER)
+        if provider is not None:
+            return workload_identity.WorkloadIdentity(
+                provider, self.require(GCP_SERVICE_ACCOUNT), self.require(GCP_ID_TOKEN)
+            )
+        return self.require(GCP_CREDENTIAL_FILE)
+
+    @property
+    def unused_key(self) -> bool:
+        """GCP_CREDENTIAL_FILE is set but Workload Identity Federation is used instead."""
+        return self.get(GCP_WORKLOAD_IDENTITY_PROVIDER) is not None and bool(
+            self.get(GCP_CREDENTIAL_FILE)
+        )
 
     @property
     def image_repository(self) -> str:
@@ -725,6 +810,13 @@ def _backup_problems(parsed: Mapping[str, Any]) -> list[str]:
                 f"BACKUP_GCP_CREDENTIAL_FILE {same}: give backups their own service account "
                 '(deploy/google-cloud.md, "The backup bucket")'
             )
+    impersonated = parsed.get(GCP_SERVICE_ACCOUNT.name)
+    if impersonated and backup_key is not None and backup_key.client_email == impersonated:
+        problems.append(
+            f"BACKUP_GCP_CREDENTIAL_FILE is a key of the CI's own service account {impersonated} "
+            '(GCP_SERVICE_ACCOUNT): give backups their own (deploy/google-cloud.md, "The backup '
+            'bucket")'
+        )
     state_store, backup_bucket = parsed.get(KOPS_STATE_STORE.name), parsed.get(BACKUP_BUCKET.name)
     if state_store and backup_bucket and bucket_of(state_store) == backup_bucket:
         problems.append(
@@ -732,6 +824,45 @@ def _backup_problems(parsed: Mapping[str, Any]) -> list[str]:
             "of their own, so the backup key cannot read the cluster's secrets"
         )
     return problems
+
+
+WIF_GUIDE = 'deploy/google-cloud.md, "Workload Identity Federation"'
+
+
+def _credential_problems(
+    parsed: Mapping[str, Any], raw: Mapping[str, str | None]
+) -> tuple[list[str], list[str]]:
+    """(missing, invalid) of the cloud commands' credential: Workload Identity Federation
+    (provider, service account and the job's token, all three) or the key.
+
+    A half-configured federation is an error, never a silent fall back to the key: the
+    key would hide it until the day the key is deleted.
+    """
+    provider, account = GCP_WORKLOAD_IDENTITY_PROVIDER.name, GCP_SERVICE_ACCOUNT.name
+    if raw[provider] is None and raw[account] is None:
+        if raw[GCP_CREDENTIAL_FILE.name] is None:
+            return [f"{provider} and {account} (or the key, {GCP_CREDENTIAL_FILE.name})"], []
+        return [], []
+    for name, other in ((provider, account), (account, provider)):
+        if raw[name] is None:
+            return [], [
+                f"{other} is set but {name} is not: Workload Identity Federation needs both "
+                f"({WIF_GUIDE})"
+            ]
+    token = parsed.get(GCP_ID_TOKEN.name)
+    if raw[GCP_ID_TOKEN.name] is None:
+        return [], [
+            f"{GCP_ID_TOKEN.name} is not set: a job that uses Workload Identity Federation "
+            "needs `id_tokens: GCP_ID_TOKEN: aud: https://iam.googleapis.com/"
+            "$GCP_WORKLOAD_IDENTITY_PROVIDER` (.gitlab-ci.yml); elsewhere, use the key"
+        ]
+    name = parsed.get(provider)
+    if token is not None and name is not None and parsed.get(account) is not None:
+        identity = workload_identity.WorkloadIdentity(name, parsed[account], token)
+        problem = identity.audience_problem()
+        if problem:
+            return [], [problem]
+    return [], []
 
 
 def load_settings(
@@ -774,6 +905,21 @@ def load_settings(
             # (a fallback that is set but invalid is already reported as invalid)
             missing.append(variable.describe())
 
+    if command in CLOUD:
+        credential_missing, credential_invalid = _credential_problems(
+            parsed,
+            {
+                v.name: v.lookup(environ)
+                for v in (
+                    GCP_WORKLOAD_IDENTITY_PROVIDER,
+                    GCP_SERVICE_ACCOUNT,
+                    GCP_CREDENTIAL_FILE,
+                    GCP_ID_TOKEN,
+                )
+            },
+        )
+        missing.extend(credential_missing)
+        invalid.extend(credential_invalid)
     invalid.extend(_backup_problems(parsed))
     cluster = parsed.get(K8S_CLUSTER_NAME.name)
     if environment and cluster:
@@ -817,7 +963,7 @@ def markdown_table() -> str:
         "| Variable | Type | Scope | Protect | Mask | Needed by | Read by | What it is |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for variable in VARIABLES:
+    for variable in DOCUMENTED:
         read_only = tuple(c for c in variable.read_by if c not in variable.needed_by)
         meaning = variable.meaning.replace("|", "\\|")
         rows.append(
@@ -834,7 +980,7 @@ def settings_table() -> str:
         "| Variable | Type | Environment scope | Protect | Mask |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for variable in VARIABLES:
+    for variable in DOCUMENTED:
         scope = {
             Scope.ENVIRONMENT: "`dev` and `prod`, a value each",
             Scope.PROD: "`prod`",

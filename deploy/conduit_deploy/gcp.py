@@ -1,8 +1,11 @@
-"""The Google Cloud REST calls of the preflight, authorised by the service-account key.
+"""The Google Cloud REST calls of the preflight, authorised by the key or by Workload
+Identity Federation.
 
-google-auth turns the key into an OAuth access token (a JWT signed with the key,
-exchanged at the key's token_uri); each call then sends it as a Bearer token. The base
-URLs are parameters so that tests can serve them from 127.0.0.1.
+google-auth turns the credential into an OAuth access token: a key signs a JWT that it
+exchanges at the key's token_uri; an external-account configuration (workload_identity.py)
+exchanges the job's ID token at STS, then impersonates the service account. Each call
+sends the access token as a Bearer token. The base URLs are parameters so that tests can
+serve them from 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import google.auth.credentials
 import google.auth.exceptions
 import google.auth.transport.requests
 import requests
+from google.auth import identity_pool
 from google.oauth2 import service_account
 
 from . import network
@@ -30,6 +35,9 @@ class Endpoints:
     resource_manager: str = "https://cloudresourcemanager.googleapis.com"
     service_usage: str = "https://serviceusage.googleapis.com"
     storage: str = "https://storage.googleapis.com"
+    # Workload Identity Federation's token exchange and impersonation.
+    sts_token: str = "https://sts.googleapis.com/v1/token"  # noqa: S105 - a URL
+    iam_credentials: str = "https://iamcredentials.googleapis.com"
 
 
 def _api_error(response: requests.Response) -> str:
@@ -59,7 +67,7 @@ class GcpClient:
         self.session = session or requests.Session()
         self.timeout = timeout
         self._key = key
-        self._credentials: service_account.Credentials | None = None
+        self._credentials: google.auth.credentials.Credentials | None = None
         # An endpoint that could not be reached is not tried again: every later call to
         # it fails at once with the same error, which the preflight reports once.
         # Clients of the same run share this record.
@@ -77,21 +85,41 @@ class GcpClient:
 
     @property
     def email(self) -> str:
+        """The service account the calls run as (the key's, or the impersonated one)."""
+        if self._key.get("type") == "external_account":
+            url = str(self._key.get("service_account_impersonation_url") or "")
+            return url.rpartition("/serviceAccounts/")[2].removesuffix(":generateAccessToken")
         return str(self._key.get("client_email", ""))
 
-    def authorize(self) -> None:
-        """Exchange the key for an access token; GcpError says why that failed."""
-        if self._key.get("type") != "service_account":
-            raise GcpError(
-                "the key", 'is not a service-account key (its "type" is not "service_account")'
-            )
+    @property
+    def _what(self) -> str:
+        federated = self._key.get("type") == "external_account"
+        return "the job's ID token" if federated else "the key"
+
+    def _credentials_from_info(self) -> google.auth.credentials.Credentials:
+        kind = self._key.get("type")
         try:
-            credentials = service_account.Credentials.from_service_account_info(
-                self._key, scopes=[SCOPE]
-            )
+            if kind == "service_account":
+                return service_account.Credentials.from_service_account_info(
+                    self._key, scopes=[SCOPE]
+                )
+            if kind == "external_account":
+                return identity_pool.Credentials.from_info(self._key, scopes=[SCOPE])
         except (ValueError, KeyError) as error:
-            raise GcpError("the key", f"cannot be used: {error}") from None
-        token_uri = str(self._key.get("token_uri") or "https://oauth2.googleapis.com/token")
+            raise GcpError(self._what, f"cannot be used: {error}") from None
+        raise GcpError(
+            "the key",
+            'is not a service-account key (its "type" is not "service_account")',
+        )
+
+    def authorize(self) -> None:
+        """Exchange the credential for an access token; GcpError says why that failed."""
+        credentials = self._credentials_from_info()
+        token_uri = str(
+            self._key.get("token_uri")
+            or self._key.get("token_url")
+            or "https://oauth2.googleapis.com/token"
+        )
         self._reach(token_uri)
         # The transport's own default waits 120 s for an answer: bound it like every call.
         request = functools.partial(
@@ -99,10 +127,11 @@ class GcpClient:
         )
         try:
             credentials.refresh(request)
-        except google.auth.exceptions.RefreshError as error:
+        except (google.auth.exceptions.RefreshError, google.auth.exceptions.OAuthError) as error:
             # args[0] is Google's "error: description" (e.g. invalid_grant: Invalid JWT
-            # Signature for a deleted key); never the key itself.
-            raise GcpError("the key was refused", str(error.args[0])[:300]) from None
+            # Signature for a deleted key; STS's refusals are OAuthErrors); never the
+            # credential itself.
+            raise GcpError(f"{self._what} was refused", str(error.args[0])[:300]) from None
         except google.auth.exceptions.TransportError as error:
             cause = error.__cause__ or error
             if network.is_network_failure(cause):

@@ -32,11 +32,14 @@ which holds the cluster's secrets.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from . import config
+from .cloud import describe_credential, write_credentials
 from .config import Settings
 from .console import log
 from .errors import CheckFailed, DeployError, GcpError, PreflightFailed, Unreachable
@@ -132,6 +135,8 @@ class Target:
     cluster_name: str
     cluster_name_confirmed: str | None = None  # K8S_CLUSTER_NAME_CONFIRMED
     key_project: str | None = None  # project_id inside the key
+    # Which credential is in use (cloud.describe_credential).
+    credential: str = "the service-account key"
     backup_bucket: str | None = None  # BACKUP_BUCKET; None: no backup checks
 
     @property
@@ -151,9 +156,9 @@ def checks(target: Target, gcp: GcpClient, backup: GcpClient | None = None) -> l
     """The checks of the cluster name and of Google Cloud, in the order they print;
     `backup` is the client of the backup key, for the backup bucket's checks."""
 
-    def key() -> str:
+    def credential() -> str:
         gcp.authorize()
-        return f"service account {gcp.email}"
+        return f"{target.credential}: authorized as {gcp.email}"
 
     def project() -> str:
         found = gcp.project(target.project)
@@ -211,7 +216,7 @@ def checks(target: Target, gcp: GcpClient, backup: GcpClient | None = None) -> l
 
     found = [
         Check("cluster name", name),
-        Check("service-account key", key),
+        Check("GCP credentials", credential),
         Check("project", project),
         Check("APIs enabled", apis),
         Check("state bucket", bucket),
@@ -314,7 +319,7 @@ def run_preflight(
 ) -> None:
     """Every check of `environment`, from the parsed CI variables; registry=False leaves
     the registry out (the cluster stage pulls no image)."""
-    key = settings.require(config.GCP_CREDENTIAL_FILE)
+    credential = settings.gcp_credential
     backup_key = settings.get(config.BACKUP_GCP_CREDENTIAL_FILE)
     target = Target(
         environment=environment,
@@ -322,24 +327,36 @@ def run_preflight(
         state_store=settings.require(config.KOPS_STATE_STORE),
         cluster_name=settings.require(config.K8S_CLUSTER_NAME),
         cluster_name_confirmed=settings.get(config.K8S_CLUSTER_NAME_CONFIRMED),
-        key_project=key.project_id,
+        key_project=credential.project_id if isinstance(credential, config.GcpKey) else None,
         backup_bucket=settings.get(config.BACKUP_BUCKET),
+        credential=describe_credential(settings),
     )
     unreachable: dict[str, Unreachable] = {}  # shared: one report per endpoint
 
-    def client(text: str) -> GcpClient:
-        return GcpClient(json.loads(text), endpoints=endpoints, unreachable=unreachable)
+    def client(info: dict) -> GcpClient:
+        return GcpClient(info, endpoints=endpoints, unreachable=unreachable)
 
-    found = checks(target, client(key.text), client(backup_key.text) if backup_key else None)
-    if registry:
-        user = settings.require(config.DOCKER_REGISTRY_USER)
-        password = settings.require(config.DOCKER_REGISTRY_PASSWORD)
-        repository = Repository.parse(settings.require(config.CONDUIT_IMAGE_REPOSITORY))
-        found.append(
-            Check(
-                "registry credentials",
-                lambda: check_push_access(repository, user, password, api_url=registry_api),
+    federation = {}
+    if endpoints is not None:
+        federation = {
+            "token_url": endpoints.sts_token,
+            "iam_credentials": endpoints.iam_credentials,
+        }
+    # Google's libraries read Workload Identity Federation's token from a file: the same
+    # files as the cloud commands', in a private folder removed after the checks.
+    with tempfile.TemporaryDirectory(prefix="conduit-preflight-") as folder:
+        path = write_credentials(Path(folder), credential, **federation)
+        ci = client(json.loads(path.read_text(encoding="utf-8")))
+        found = checks(target, ci, client(json.loads(backup_key.text)) if backup_key else None)
+        if registry:
+            user = settings.require(config.DOCKER_REGISTRY_USER)
+            password = settings.require(config.DOCKER_REGISTRY_PASSWORD)
+            repository = Repository.parse(settings.require(config.CONDUIT_IMAGE_REPOSITORY))
+            found.append(
+                Check(
+                    "registry credentials",
+                    lambda: check_push_access(repository, user, password, api_url=registry_api),
+                )
             )
-        )
-    log(f"==> preflight: {environment}")
-    run_checks(found)
+        log(f"==> preflight: {environment}")
+        run_checks(found)

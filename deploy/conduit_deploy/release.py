@@ -77,6 +77,7 @@ def render_values(settings: Settings, info: BuildInfo, environment: str) -> Rend
         backup_key=settings.require(config.BACKUP_GCP_CREDENTIAL_FILE).text,
         registry_user=settings.get(config.DOCKER_REGISTRY_USER),
         registry_password=settings.get(config.DOCKER_REGISTRY_PASSWORD),
+        api_access_cidrs=settings.require(config.KOPS_API_ACCESS_CIDRS),
         # prod only: dev answers on the Gateway's bare address (k8s/README.md).
         public_host=settings.get(config.PROD_HOST) if environment == "prod" else None,
     )

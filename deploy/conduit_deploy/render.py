@@ -138,6 +138,9 @@ class RenderValues:
     # The registry account the nodes pull the image with; None: anonymous pulls.
     registry_user: str | None = None
     registry_password: str | None = None
+    # Who may reach the Kubernetes API (KOPS_API_ACCESS_CIDRS): the kops spec's
+    # kubernetesApiAccess. Empty only where no kops spec is rendered (review apps).
+    api_access_cidrs: tuple[str, ...] = ()
     # The DNS name an environment serves HTTPS on (PROD_HOST), where its overlay asks
     # for one; None: the overlay must not ask (dev answers on the bare address).
     public_host: str | None = None
@@ -214,8 +217,14 @@ def render(values: RenderValues, out_dir: Path, runner: Runner | None = None) ->
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    if not values.api_access_cidrs:
+        raise RenderError(
+            "the kops spec needs the address ranges that may reach the Kubernetes API: "
+            "set KOPS_API_ACCESS_CIDRS"
+        )
     kops_context = {
         **load_yaml_mapping(k8s / "kops" / "values" / f"{values.environment}.yaml"),
+        "api_access_cidrs": list(values.api_access_cidrs),
         "cluster_name": values.cluster_name,
         "kops_state_store": values.kops_state_store,
         "gcp_project": values.gcp_project,

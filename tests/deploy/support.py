@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from conduit_deploy.cloud import PLAN_SETUP
+from conduit_deploy.cloud import PLAN_KEY, PLAN_SETUP, PLAN_WIF_COMMENT
 from conduit_deploy.runner import Result, find_program
 from conduit_deploy.waiting import Clock
 
@@ -24,6 +24,70 @@ GCP_KEY = {
     "client_email": "deployer@conduit-dev-123.iam.gserviceaccount.com",
     "private_key": "-----BEGIN PRIVATE KEY-----\nnot-a-real-key\n-----END PRIVATE KEY-----\n",
 }
+# Workload Identity Federation: dev's pool provider and the service account it may
+# impersonate (deploy/google-cloud.md).
+WIF_PROVIDER = (
+    "projects/123456789012/locations/global/workloadIdentityPools/gitlab/providers/conduit-dev"
+)
+WIF_ACCOUNT = "deployer@conduit-dev-123.iam.gserviceaccount.com"
+
+
+def gitlab_id_token(**claims: object) -> str:
+    """A GitLab CI ID token's shape: a JWT with GitLab's claims (docs.gitlab.com/ci/secrets/
+    id_token_authentication, "Token payload"), for a push to the protected default branch;
+    claims override any. Unsigned: STS, not the deploy tool, checks signatures."""
+    now = 1_796_000_000
+    payload = {
+        "namespace_id": "72",
+        "namespace_path": "team",
+        "project_id": "20",
+        "project_path": "team/conduit",
+        "user_id": "1",
+        "user_login": "alice",
+        "user_email": "alice@example.com",
+        "pipeline_id": "1574",
+        "pipeline_source": "push",
+        "job_id": "302",
+        "ref": "main",
+        "ref_type": "branch",
+        "ref_path": "refs/heads/main",
+        "ref_protected": "true",
+        "environment": "dev",
+        "environment_protected": "false",
+        "deployment_tier": "development",
+        "runner_id": 1,
+        "runner_environment": "gitlab-hosted",
+        "sha": "0123456789abcdef0123456789abcdef01234567",
+        "jti": "235b3a54-b797-45c7-ae9a-f72d7bc6ef5b",
+        "iss": "https://gitlab.example.com",
+        "iat": now,
+        "nbf": now - 5,
+        "exp": now + 3600,
+        "sub": "project_path:team/conduit:ref_type:branch:ref:main",
+        "aud": f"https://iam.googleapis.com/{WIF_PROVIDER}",
+        **claims,
+    }
+
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'kid': 'gitlab'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+def wif_environ(**overrides: str | None) -> dict[str, str]:
+    """ci_environ() with Workload Identity Federation in place of the key."""
+    return ci_environ(
+        **{
+            "GCP_CREDENTIAL_FILE": None,
+            "GCP_PROJECT": "conduit-dev-123",
+            "GCP_WORKLOAD_IDENTITY_PROVIDER": WIF_PROVIDER,
+            "GCP_SERVICE_ACCOUNT": WIF_ACCOUNT,
+            "GCP_ID_TOKEN": gitlab_id_token(),
+            **overrides,
+        }
+    )
+
+
 DB_PASSWORD = "db-password-0123456789"
 CONDUIT_SECRET = "conduit-secret-0123456789abcdef0123456789"
 BACKUP_KEY = {
@@ -51,6 +115,7 @@ def ci_environ(**overrides: str | None) -> dict[str, str]:
         "DOCKER_REGISTRY_PASSWORD": base64.b64encode(REGISTRY_PASSWORD.encode()).decode(),
         "K8S_CLUSTER_NAME": "dev.conduit.k8s.local",
         "KOPS_STATE_STORE": "gs://conduit-kops-state",
+        "KOPS_API_ACCESS_CIDRS": "203.0.113.0/24",
         "GCP_CREDENTIAL_FILE": json.dumps(GCP_KEY),
         "DB_USER": "conduit",
         "DB_PASSWORD": DB_PASSWORD,
@@ -104,8 +169,13 @@ class FakeClock(Clock):
 
 def plan_steps(planned: list[str]) -> list[str]:
     """A dry run's plan without its environment: the exports, and the lines that create
-    the private folder and the key file the exports name."""
-    return [line for line in planned if not line.startswith("export ") and line not in PLAN_SETUP]
+    the private folder and the credential files the exports name."""
+    setup = (*PLAN_SETUP, *PLAN_KEY, PLAN_WIF_COMMENT)
+    return [
+        line
+        for line in planned
+        if not line.startswith(("export ", "(umask 077; ")) and line not in setup
+    ]
 
 
 # --- a cluster to restore from -------------------------------------------------------

@@ -384,7 +384,8 @@ def test_missing_variables_fail_before_rendering(run_cluster, recorder, fake_ren
     )
     assert (code, recorder.calls, fake_render.received) == (1, [], [])
     assert (
-        "not set: KOPS_STATE_STORE, GCP_CREDENTIAL_FILE, GCP_PROJECT (or GCP_CREDENTIAL_FILE)"
+        "not set: KOPS_STATE_STORE, GCP_PROJECT (or GCP_CREDENTIAL_FILE), "
+        "GCP_WORKLOAD_IDENTITY_PROVIDER and GCP_SERVICE_ACCOUNT (or the key, GCP_CREDENTIAL_FILE)"
         in err
     )
 

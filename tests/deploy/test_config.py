@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+import yaml
 from conduit_deploy import config
 from conduit_deploy.errors import VariableErrors
 
@@ -62,7 +63,7 @@ def test_nothing_set_names_all_deploy_variables():
         "CONDUIT_SECRET",
         "K8S_CLUSTER_NAME",
         "KOPS_STATE_STORE",
-        "GCP_CREDENTIAL_FILE",
+        "KOPS_API_ACCESS_CIDRS",
         # deploy checks the registry in its preflight and renders the image pull Secret
         "DOCKER_REGISTRY_USER",
         "DOCKER_REGISTRY_PASSWORD",
@@ -70,6 +71,7 @@ def test_nothing_set_names_all_deploy_variables():
         "BACKUP_GCP_CREDENTIAL_FILE",
         "GCP_PROJECT (or GCP_CREDENTIAL_FILE)",
         "CONDUIT_IMAGE_REPOSITORY (or DOCKER_REGISTRY_USER)",
+        "GCP_WORKLOAD_IDENTITY_PROVIDER and GCP_SERVICE_ACCOUNT (or the key, GCP_CREDENTIAL_FILE)",
     )
 
 
@@ -164,7 +166,9 @@ def test_render_needs_only_a_project_not_the_key():
     assert settings.get(config.GCP_CREDENTIAL_FILE) is None
     with pytest.raises(VariableErrors) as caught:
         load(environ, "deploy")
-    assert caught.value.missing == ("GCP_CREDENTIAL_FILE",)
+    assert caught.value.missing == (
+        "GCP_WORKLOAD_IDENTITY_PROVIDER and GCP_SERVICE_ACCOUNT (or the key, GCP_CREDENTIAL_FILE)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -295,6 +299,9 @@ def test_per_environment_variables_are_the_ones_that_differ_between_dev_and_prod
         # Each environment's backups in its own bucket, written by its own key.
         "BACKUP_BUCKET",
         "BACKUP_GCP_CREDENTIAL_FILE",
+        # Prod's provider accepts protected tags only; dev's, the protected default branch.
+        "GCP_WORKLOAD_IDENTITY_PROVIDER",
+        "GCP_SERVICE_ACCOUNT",
     }
 
 
@@ -303,7 +310,9 @@ def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
     assert rows[0] == (
         "| Variable | Type | Scope | Protect | Mask | Needed by | Read by | What it is |"
     )
-    assert len(rows) == 2 + len(config.VARIABLES)
+    # Every variable a project sets; not the job's own ID token.
+    assert len(rows) == 2 + len(config.VARIABLES) - 1
+    assert not [row for row in rows if "GCP_ID_TOKEN`" in row.split(" | ")[0]]
     cluster = next(row for row in rows if row.startswith("| `K8S_CLUSTER_NAME`"))
     assert cluster.startswith(
         "| `K8S_CLUSTER_NAME` (or `K8S_CLUSTER_NAEM`) | Variable | dev, prod | yes | no "
@@ -313,7 +322,7 @@ def test_the_markdown_table_has_a_row_per_variable_with_its_scope():
 
 def test_gitlab_settings_say_protect_mask_and_type_once_per_variable():
     rows = {row.split(" | ")[0]: row for row in config.settings_table().splitlines()[2:]}
-    assert len(rows) == len(config.VARIABLES)
+    assert len(rows) == len(config.DOCUMENTED) == len(config.VARIABLES) - 1
     # Secrets GitLab can mask are masked; the JSON keys cannot be, and are File variables.
     assert rows["| `DB_PASSWORD`"].endswith("| yes | yes |")
     assert rows["| `DOCKER_REGISTRY_PASSWORD`"].endswith("| `*` | yes | yes |")
@@ -343,6 +352,7 @@ def test_what_the_table_calls_maskable_gitlab_can_mask():
         "REVIEW_KUBECONFIG": "apiVersion: v1\nclusters: []\nusers: []\n",
         "REVIEW_SECRET": CONDUIT_SECRET,
         "REVIEW_SWEEP_TOKEN": "glpat-0123456789abcdefABCD",
+        "GCP_ID_TOKEN": "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJl",
     }
     for variable in config.VARIABLES:
         if variable.name in samples:
@@ -501,3 +511,47 @@ def test_the_registry_password_hint_is_portable_shell():
         load(ci_environ(DOCKER_REGISTRY_PASSWORD="not base64!"), "pack")
     assert "| base64 | tr -d '\\n'`" in str(caught.value)
     assert "-w0" not in config.markdown_table()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("203.0.113.0/24", ("203.0.113.0/24",)),
+        (" 203.0.113.7/32 , 2001:db8::/32 ", ("203.0.113.7/32", "2001:db8::/32")),
+        ("0.0.0.0/0", ("0.0.0.0/0",)),
+    ],
+)
+def test_api_access_cidrs_are_a_comma_separated_list(value, expected):
+    settings = load(ci_environ(KOPS_API_ACCESS_CIDRS=value), "cluster")
+    assert settings.get(config.KOPS_API_ACCESS_CIDRS) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("203.0.113.7", "must be CIDRs separated by commas (203.0.113.0/24), got '203.0.113.7'"),
+        ("203.0.113.7/24", "has host bits set in '203.0.113.7/24': did you mean '203.0.113.0/24'?"),
+        ("10.0.0.0/8,,10.1.0.0/16", "must be CIDRs separated by commas, got an empty one"),
+        ("office", "must be CIDRs separated by commas (203.0.113.0/24), got 'office'"),
+    ],
+)
+def test_api_access_cidrs_that_kops_would_refuse_are_one_line_errors(value, message):
+    with pytest.raises(VariableErrors) as caught:
+        load(ci_environ(KOPS_API_ACCESS_CIDRS=value), "cluster")
+    assert f"KOPS_API_ACCESS_CIDRS {message}" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_kops_spec_takes_the_api_access_cidrs_from_the_variable(tmp_path):
+    from conduit_deploy.errors import RenderError
+    from conduit_deploy.render import render
+
+    from tests.k8s.support import sample_values
+
+    rendered = render(sample_values("dev", api_access_cidrs=("198.51.100.0/24",)), tmp_path)
+    cluster = next(
+        d for d in yaml.safe_load_all(rendered.kops_file.read_text()) if d["kind"] == "Cluster"
+    )
+    assert cluster["spec"]["kubernetesApiAccess"] == ["198.51.100.0/24"]
+    with pytest.raises(RenderError, match="set KOPS_API_ACCESS_CIDRS"):
+        render(sample_values("dev", api_access_cidrs=()), tmp_path / "none")

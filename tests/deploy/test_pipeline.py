@@ -469,3 +469,15 @@ def test_review_jobs(jobs):
     assert sweep["environment"]["name"].startswith("review/")
     # One lock for every review job: REVIEW_APPS_MAX holds with deploys in parallel.
     assert {jobs[n]["resource_group"] for n in REVIEW_JOBS} == {"review"}
+
+
+def test_only_the_jobs_that_reach_google_cloud_get_its_id_token(jobs):
+    # The audience is the pool provider's default one (deploy/google-cloud.md); the
+    # review jobs and the builds of merge requests never hold a token Google would take.
+    aud = "https://iam.googleapis.com/$GCP_WORKLOAD_IDENTITY_PROVIDER"
+    holders = {name for name, job in jobs.items() if "id_tokens" in job}
+    for name in holders:
+        assert jobs[name]["id_tokens"] == {"GCP_ID_TOKEN": {"aud": aud}}, name
+    assert holders == {
+        "cluster:dev", "cluster:prod", "deploy:dev", "deploy:prod", "promote:prod", "abort:prod",
+    }  # fmt: skip

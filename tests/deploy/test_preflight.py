@@ -283,11 +283,15 @@ def test_everything_in_place_passes_every_check(cloud, private_key, capsys):
     code, output, _ = preflight(cloud, private_key, capsys)
     assert code == 0, output
     assert lines(output, "ok") == [
-        "cluster name", "service-account key", "project", "APIs enabled", "state bucket",
+        "cluster name", "GCP credentials", "project", "APIs enabled", "state bucket",
         "IAM permissions", "backup key", "backup bucket", "registry credentials",
     ]  # fmt: skip
     assert lines(output, "FAIL") == []
-    assert "service account deployer@conduit-dev-123.iam.gserviceaccount.com" in output
+    assert (
+        "ok    GCP credentials: the service-account key GCP_CREDENTIAL_FILE of "
+        "deployer@conduit-dev-123.iam.gserviceaccount.com: authorized as "
+        "deployer@conduit-dev-123.iam.gserviceaccount.com"
+    ) in output
     assert f"all {len(PROJECT_PERMISSIONS)} permissions kops needs" in output
     assert (
         f"ok    backup key: service account {BACKUP_ACCOUNT}, not the CI's, no access to the "
@@ -311,7 +315,7 @@ def test_every_failure_is_reported_at_once(cloud, private_key, capsys):
     assert lines(output, "FAIL") == [
         "cluster name", "APIs enabled", "state bucket", "IAM permissions", "registry credentials",
     ]  # fmt: skip
-    assert lines(output, "ok") == ["service-account key", "project", "backup key", "backup bucket"]
+    assert lines(output, "ok") == ["GCP credentials", "project", "backup key", "backup bucket"]
     assert "gcloud services enable iam.googleapis.com --project conduit-dev-123" in output
     assert "grant roles/iam.serviceAccountUser (iam.serviceAccounts.actAs)" in output
     assert "grant roles/compute.admin (compute.instances.create)" in output
@@ -335,12 +339,12 @@ def test_a_refused_key_says_why(cloud, private_key, capsys):
     code, output, _ = preflight(cloud, private_key, capsys)
     assert code == 1
     assert (
-        "FAIL  service-account key: the key was refused: invalid_grant: Invalid JWT Signature."
+        "FAIL  GCP credentials: the key was refused: invalid_grant: Invalid JWT Signature."
         in output
     )
     # The checks that need a token fail too, each saying so, instead of being skipped.
     assert lines(output, "FAIL")[:4] == [
-        "service-account key",
+        "GCP credentials",
         "project",
         "APIs enabled",
         "state bucket",
@@ -417,7 +421,7 @@ def test_no_route_to_google_is_one_failure_naming_the_endpoint(
     # The reason, the endpoint and the proxy settings: once.
     assert output.count("cannot reach http://127.0.0.1:9: ") == 1
     assert (
-        "FAIL  service-account key: cannot reach http://127.0.0.1:9: Failed to establish a new "
+        "FAIL  GCP credentials: cannot reach http://127.0.0.1:9: Failed to establish a new "
         "connection: [Errno 111] Connection refused; sent directly: no proxy variable is set "
         "(HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY)" in output
     )
@@ -430,7 +434,7 @@ def test_no_route_to_google_is_one_failure_naming_the_endpoint(
     assert output.rstrip().splitlines()[-1] == (
         "conduit-deploy: error: preflight: cannot reach http://127.0.0.1:9 (the network, or "
         "the proxy variables HTTPS_PROXY, HTTP_PROXY, NO_PROXY), so 7 of 9 checks could not "
-        "run (service-account key, project, APIs enabled, state bucket, IAM permissions, backup "
+        "run (GCP credentials, project, APIs enabled, state bucket, IAM permissions, backup "
         "key, backup bucket); fix them and run again (deploy/google-cloud.md explains each)"
     )
     assert cloud.requests == []

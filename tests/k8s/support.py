@@ -26,6 +26,8 @@ SAMPLE_IMAGE = f"registry.gitlab.com/conduit/conduit:{SAMPLE_VERSION}"
 
 
 SAMPLE_PROD_HOST = "conduit.example.org"
+# KOPS_API_ACCESS_CIDRS: a runner's and an office's (documentation ranges, RFC 5737/3849).
+SAMPLE_API_ACCESS_CIDRS = ("203.0.113.0/24", "2001:db8::/32")
 
 
 def sample_values(environment: str = "dev", **overrides: str) -> RenderValues:
@@ -50,6 +52,7 @@ def sample_values(environment: str = "dev", **overrides: str) -> RenderValues:
         ),
         registry_user="conduit-ci",
         registry_password="rp-" + secrets.token_urlsafe(24),
+        api_access_cidrs=SAMPLE_API_ACCESS_CIDRS,
         public_host=SAMPLE_PROD_HOST if environment == "prod" else None,
     )
     return replace(values, **overrides)

@@ -64,6 +64,7 @@ def render_mistake(mistake: Mistake, tmp_path) -> KopsSpec:
     values = K8S / "kops" / "values" / f"{mistake.environment}.yaml"
     context = {
         **load_yaml_mapping(values),
+        "api_access_cidrs": list(sample.api_access_cidrs),
         **mistake.values,
         "cluster_name": sample.cluster_name,
         "kops_state_store": sample.kops_state_store,

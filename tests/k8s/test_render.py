@@ -226,6 +226,7 @@ def test_every_kops_variable_is_required(environment):
         "cluster_name": "c.k8s.local",
         "kops_state_store": "gs://b",
         "gcp_project": "project-1",
+        "api_access_cidrs": ["203.0.113.0/24"],
     }
     assert "kind: Cluster" in render_kops(template, context)
     for name in context:
