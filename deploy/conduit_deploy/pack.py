@@ -57,6 +57,7 @@ PROOF_LOG_LINES = 40
 _PUSHED_DIGEST = re.compile(r"^(?P<tag>\S+): digest: (?P<digest>\S+) size: \d+$", re.MULTILINE)
 # The dotenv report pack writes by default (the pack job's artifacts:reports:dotenv).
 ENV_FILE = Path("pack.env")
+IMAGE_BY_DIGEST = "CONDUIT_IMAGE_BY_DIGEST"
 # Run by the image's own interpreter (it has no pip): `name==version` of every Python
 # distribution in the virtualenv and in the base interpreter's site-packages (pip and
 # setuptools of python:*-slim), from their metadata. Left out: the app itself (installed
@@ -449,12 +450,13 @@ def push_release(plan: PackPlan, runner: Runner) -> str:
 
 
 def write_env_file(path: Path, digest: str, plan: PackPlan, runner: Runner) -> None:
-    """The dotenv report the jobs that need pack read the digest from."""
-    line = f"{IMAGE_DIGEST}={digest}\n"
+    """The dotenv report the jobs that need pack read the digest from; the whole reference
+    too, for the jobs without the deploy tool (container_scanning's trivy)."""
+    line = f"{IMAGE_DIGEST}={digest}\n{IMAGE_BY_DIGEST}={plan.repository}@{digest}\n"
 
     def write() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(line, encoding="utf-8")
 
-    runner.step(f"write {path}: {line.strip()}", write, planned=None)
+    runner.step(f"write {path}: {line.splitlines()[0]}", write, planned=None)
     runner.outcome(f"==> pack: {plan.repository}@{digest} is {', '.join(plan.tags)}")
