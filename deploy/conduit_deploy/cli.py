@@ -107,7 +107,7 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
         push=not args.no_push,
         source_url=ctx.environ.get("CI_PROJECT_URL") or None,
     )
-    run_pack(plan, settings, runner, proof, ctx.smoke, args.env_file, audit)
+    run_pack(plan, settings, runner, proof, ctx.smoke, args.env_file, audit, args.save_image)
     return 0
 
 
@@ -440,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="dotenv file that receives the pushed image's CONDUIT_IMAGE_DIGEST "
         "(default: %(default)s)",
     )
+    pack.add_argument(
+        "--save-image", type=Path, metavar="TAR",
+        help="once proven (and audited), save the image to this archive (docker save), "
+        "for a scanner in another job",
+    )  # fmt: skip
     audit = pack.add_argument_group(
         "image audit",
         "after the proof and before any push: pip-audit over the Python packages the image "

@@ -374,6 +374,7 @@ def run_pack(
     smoke: Callable[[str, SmokeOptions], object],
     env_file: Path = ENV_FILE,
     audit: ImageAudit | None = None,
+    save_to: Path | None = None,
 ) -> None:
     target = "push to " + plan.registry if plan.push else "no push"
     log(f"==> pack: building {plan.image} (version {plan.version}, {target})")
@@ -409,6 +410,10 @@ def run_pack(
     prove(plan, proof, runner, smoke)
     if audit:
         audit_image(plan, audit, runner)
+    if save_to:
+        # For a scanner in another job: a merge request's image is in no registry.
+        log(f"==> pack: saving {plan.image} to {save_to} (docker save)")
+        runner.run(["docker", "save", "--output", save_to, plan.image])
 
     if not plan.push:
         runner.outcome(f"==> pack: built and proved {', '.join(plan.tags)}; not pushed (--no-push)")

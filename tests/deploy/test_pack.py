@@ -459,8 +459,7 @@ def test_the_pushed_digest_goes_into_the_dotenv_report(recorder, capsys, tmp_pat
     code, _, err = pack([], ci_environ(), recorder, capsys)
     assert code == 0, err
     assert (tmp_path / "pack.env").read_text() == (
-        f"CONDUIT_IMAGE_DIGEST={DIGEST}\n"
-        f"CONDUIT_IMAGE_BY_DIGEST=docker.io/team/conduit@{DIGEST}\n"
+        f"CONDUIT_IMAGE_DIGEST={DIGEST}\nCONDUIT_IMAGE_BY_DIGEST=docker.io/team/conduit@{DIGEST}\n"
     )
     assert (
         f"==> pack: docker.io/team/conduit@{DIGEST} is "
@@ -619,3 +618,21 @@ def test_the_audit_needs_the_kev_catalogue_before_any_command(recorder, capsys, 
     assert code == 1
     assert recorder.commands == []
     assert "no file missing.json (--kev)" in err
+
+
+def test_a_proven_and_audited_image_can_be_saved_for_a_scanner(recorder, capsys, tmp_path):
+    code, _, err = audit_pack(recorder, capsys, tmp_path, "--save-image", "image.tar", no_push=True)
+    assert code == 0, err
+    kinds = [c[0] if c[0] in ("pip-audit", "python3") else c[1] for c in recorder.commands]
+    assert kinds[-3:] == ["pip-audit", "python3", "save"]
+    assert recorder.commands[-1] == (
+        "docker", "save", "--output", "image.tar", "docker.io/team/conduit:01234567"
+    )  # fmt: skip
+
+
+def test_an_image_the_policy_fails_is_not_saved(recorder, capsys, tmp_path):
+    code, _, _ = audit_pack(
+        recorder, capsys, tmp_path, "--save-image", "image.tar", respond=audited(gate_exit=1)
+    )
+    assert code == 1
+    assert not [c for c in recorder.commands if c[1] == "save"]
