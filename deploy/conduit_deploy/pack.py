@@ -324,12 +324,12 @@ def prove(
     runner.outcome(f"==> pack: {plan.image} passed its proof")
 
 
-def audit_image(plan: PackPlan, audit: ImageAudit, runner: Runner) -> None:
+def audit_image(image: str, audit: ImageAudit, runner: Runner) -> None:
     """List the image's Python distributions, audit them, apply the policy; ImageAuditFailed
     when it blocks. The gate writes GitLab's dependency_scanning and code-quality reports."""
-    log(f"==> pack: auditing the Python packages {plan.image} holds (pip-audit, security policy)")
+    log(f"==> auditing the Python packages {image} holds (pip-audit, security policy)")
     listed = runner.run(
-        ["docker", "run", "--rm", plan.image, "python", "-c", IMAGE_INVENTORY], capture=True
+        ["docker", "run", "--rm", image, "python", "-c", IMAGE_INVENTORY], capture=True
     )
 
     def write() -> None:
@@ -338,7 +338,7 @@ def audit_image(plan: PackPlan, audit: ImageAudit, runner: Runner) -> None:
 
     runner.step(f"write {audit.inventory}", write, planned=None)
     if not runner.dry_run and not listed.stdout.strip():
-        raise DeployError(f"{plan.image} lists no Python distribution: nothing to audit")
+        raise DeployError(f"{image} lists no Python distribution: nothing to audit")
     # pip-audit exits 1 when it finds a vulnerability: the gate decides what that means.
     audited = runner.run(
         ["pip-audit", "--requirement", audit.inventory, "--no-deps", "--disable-pip",
@@ -348,7 +348,7 @@ def audit_image(plan: PackPlan, audit: ImageAudit, runner: Runner) -> None:
     )  # fmt: skip
     if audited.returncode not in (0, 1) or not (runner.dry_run or audit.audit_report.is_file()):
         raise DeployError(
-            f"pip-audit could not audit {plan.image}'s packages (exit {audited.returncode})"
+            f"pip-audit could not audit {image}'s packages (exit {audited.returncode})"
         )
     judged = runner.run(
         ["python3", audit.gate, "--reports", audit.reports, "dependencies",
@@ -358,12 +358,12 @@ def audit_image(plan: PackPlan, audit: ImageAudit, runner: Runner) -> None:
     )  # fmt: skip
     if judged.returncode == 1:
         raise ImageAuditFailed(
-            f"{plan.image} fails the security policy, nothing pushed: a Python package it "
-            "holds has a blocking advisory (listed above)"
+            f"{image} fails the security policy: a Python package it holds has a blocking "
+            "advisory (listed above)"
         )
     if judged.returncode != 0:
-        raise DeployError(f"the security gate could not judge {plan.image}'s packages")
-    runner.outcome(f"==> pack: {plan.image}'s Python packages pass the security policy")
+        raise DeployError(f"the security gate could not judge {image}'s packages")
+    runner.outcome(f"==> {image}'s Python packages pass the security policy")
 
 
 def run_pack(
@@ -409,7 +409,10 @@ def run_pack(
     runner.run(build_command(plan, cache_from=final_cache))
     prove(plan, proof, runner, smoke)
     if audit:
-        audit_image(plan, audit, runner)
+        try:
+            audit_image(plan.image, audit, runner)
+        except ImageAuditFailed as error:
+            raise ImageAuditFailed(f"{error}; nothing pushed") from None
     if save_to:
         # For a scanner in another job: a merge request's image is in no registry.
         log(f"==> pack: saving {plan.image} to {save_to} (docker save)")

@@ -562,7 +562,7 @@ def test_the_image_is_audited_after_its_proof_and_before_any_push(recorder, caps
     # Read by the image's own interpreter: the image has no pip.
     assert inventory[:5] == ("docker", "run", "--rm", image, "python")
     assert (tmp_path / "reports/image/image-requirements.txt").read_text() == INVENTORY
-    assert "docker.io/team/conduit:01234567's Python packages pass the security policy" in err
+    assert "==> docker.io/team/conduit:01234567's Python packages pass the security policy" in err
 
 
 def test_the_audit_reads_the_inventory_and_the_gate_judges_it(recorder, capsys, tmp_path):
@@ -584,8 +584,8 @@ def test_an_image_the_policy_fails_is_never_pushed(recorder, capsys, tmp_path):
     assert code == 1
     assert not [c for c in recorder.commands if c[1] == "push"]
     assert err.strip().splitlines()[-1] == (
-        "conduit-deploy: error: docker.io/team/conduit:01234567 fails the security policy, "
-        "nothing pushed: a Python package it holds has a blocking advisory (listed above)"
+        "conduit-deploy: error: docker.io/team/conduit:01234567 fails the security policy: "
+        "a Python package it holds has a blocking advisory (listed above); nothing pushed"
     )
 
 
@@ -636,3 +636,17 @@ def test_an_image_the_policy_fails_is_not_saved(recorder, capsys, tmp_path):
     )
     assert code == 1
     assert not [c for c in recorder.commands if c[1] == "save"]
+
+
+def test_any_local_image_can_be_audited_alone(recorder, capsys, tmp_path):
+    """`conduit-deploy audit-image`: the same audit, outside pack."""
+    (tmp_path / "kev.json").write_text('{"vulnerabilities": []}')
+    recorder.respond = audited(gate_exit=1)
+    code = main(["audit-image", "localhost/conduit:dev"], Context(runner_factory=recorder.runner))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "conduit-deploy: error: localhost/conduit:dev fails the security policy: a Python "
+        "package it holds has a blocking advisory (listed above)"
+    )
+    assert [c[0] for c in recorder.commands] == ["docker", "pip-audit", "python3"]
