@@ -61,17 +61,17 @@ IMAGE_BY_DIGEST = "CONDUIT_IMAGE_BY_DIGEST"
 # Run by the image's own interpreter (it has no pip): `name==version` of every Python
 # distribution in the virtualenv and in the base interpreter's site-packages (pip and
 # setuptools of python:*-slim), from their metadata. Left out: the app itself (installed
-# from the build's local folder, PEP 610 direct_url.json "file://": no index release of
-# that name is ours) and Debian's dist-packages (OS packages, which the container scan
-# judges with Debian's own advisories).
+# from the build's source folder: PEP 610 direct_url.json with dir_info; no index release
+# of that name is ours) and Debian's dist-packages (OS packages, which the container scan
+# judges with Debian's own advisories). A wheel installed from a file is audited.
 IMAGE_INVENTORY = """
-import importlib.metadata as metadata, re, site, sys
+import importlib.metadata as metadata, json, re, site, sys
 folders = [f for f in site.getsitepackages() + site.getsitepackages([sys.base_prefix])
            if f.endswith("site-packages")]
 pins = {}
 for dist in metadata.distributions(path=folders):
-    name, origin = dist.metadata["Name"], dist.read_text("direct_url.json") or ""
-    if name and '"file://' not in origin:
+    name, origin = dist.metadata["Name"], json.loads(dist.read_text("direct_url.json") or "{}")
+    if name and "dir_info" not in origin:
         pins.setdefault(re.sub(r"[-_.]+", "-", name).lower(), f"{name}=={dist.version}")
 print("\\n".join(sorted(pins.values(), key=str.lower)))
 """

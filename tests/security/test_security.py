@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.security.osv import kev_catalogue, osv_record, serve_osv
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # Built at run time, so the tree itself holds no string a scanner takes for a key.
@@ -41,20 +43,6 @@ def tool(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.Co
         text=True,
         env={**os.environ, **(env or {})},
     )
-
-
-def kev_catalogue(path: Path, *cves: str) -> Path:
-    # CISA's KEV JSON feed: catalogVersion, dateReleased, count, vulnerabilities[] of
-    # cveID, vendorProject, product, ... (known_exploited_vulnerabilities_schema.json).
-    entries = [{"cveID": cve, "vendorProject": "Example", "product": "example"} for cve in cves]
-    catalogue = {
-        "catalogVersion": "2026.12.04",
-        "dateReleased": "2026-12-04T17:00:00.0000Z",
-        "count": len(entries),
-        "vulnerabilities": entries,
-    }
-    path.write_text(json.dumps(catalogue))
-    return path
 
 
 # --- SAST ---------------------------------------------------------------------------
@@ -171,50 +159,10 @@ def test_a_secret_deleted_later_is_still_found_in_the_history(repository_with_a_
 # --- dependencies (pip-audit against a local OSV service) -----------------------------
 
 
-# OSV's record shape (ossf/osv-schema docs/schema.md): id, aliases, summary, affected[] of
-# package{ecosystem,name} and ranges[] of type ECOSYSTEM and events introduced/fixed;
-# GitHub's advisories add database_specific.severity.
-def osv_record(vuln_id, package, fixed, severity, cve):
-    events = [{"introduced": "0"}, *([{"fixed": fixed}] if fixed else [])]
-    return {
-        "schema_version": "1.6.0",
-        "id": vuln_id,
-        "aliases": [cve],
-        "summary": f"fixture advisory for {package}",
-        "affected": [
-            {
-                "package": {"ecosystem": "PyPI", "name": package},
-                "ranges": [{"type": "ECOSYSTEM", "events": events}],
-            }
-        ],
-        "database_specific": {"severity": severity},
-    }
-
-
 @pytest.fixture
 def osv(httpserver):
-    """A local OSV API: POST /v1/query (what pip-audit asks), GET /v1/vulns/<id>."""
-
-    def serve(records):
-        by_package = {}
-        for record in records:
-            by_package.setdefault(record["affected"][0]["package"]["name"], []).append(record)
-
-        def query(request):
-            from werkzeug import Response
-
-            asked = json.loads(request.data)
-            vulns = by_package.get(asked["package"]["name"], [])
-            return Response(
-                json.dumps({"vulns": vulns} if vulns else {}), content_type="application/json"
-            )
-
-        httpserver.expect_request("/v1/query", method="POST").respond_with_handler(query)
-        for record in records:
-            httpserver.expect_request(f"/v1/vulns/{record['id']}").respond_with_json(record)
-        return httpserver.url_for("/").rstrip("/")
-
-    return serve
+    """A local OSV API (tests/security/osv.py) serving the given records."""
+    return lambda records: serve_osv(httpserver, records)
 
 
 def audit(tmp_path, api, requirements: Path, *policy_args: str, kev=()):
