@@ -359,6 +359,59 @@ def test_an_image_with_a_vulnerable_package(tmp_path, severity, fixed, blocks):
     assert quality[0]["severity"] == ("critical" if severity == "CRITICAL" else "major")
 
 
+def judge_trivy(tmp_path, report) -> subprocess.CompletedProcess:
+    (tmp_path / "trivy.json").write_text(json.dumps(report))
+    return gate(
+        "--reports", str(tmp_path), "container", "--trivy", str(tmp_path / "trivy.json"),
+        "--image", "docker.io/example/conduit@sha256:" + "b" * 64,
+        "--kev", str(kev_catalogue(tmp_path / "kev.json", "CVE-2022-29217")),
+    )  # fmt: skip
+
+
+# trivy v0.74.0 (pkg/types/report.go Result, pkg/fanal/types/const.go PythonPkg): the
+# image's Python packages are a "lang-pkgs" result of Type "python-pkg", each finding
+# with the PkgPath of its METADATA; the report names trivy's version (Trivy.Version).
+PYTHON_RESULT = {
+    "Target": "Python",
+    "Class": "lang-pkgs",
+    "Type": "python-pkg",
+    "Vulnerabilities": [
+        {
+            "VulnerabilityID": "CVE-2022-29217",
+            "VendorIDs": ["GHSA-ffqj-6fqr-9h24"],
+            "PkgName": "PyJWT",
+            "PkgPath": "opt/venv/lib/python3.11/site-packages/PyJWT-2.3.0.dist-info/METADATA",
+            "InstalledVersion": "2.3.0",
+            "Status": "affected",
+            "Severity": "MEDIUM",
+        }
+    ],
+}
+
+
+def test_a_known_exploited_python_package_in_the_image_fails_without_a_fix(tmp_path):
+    report = {**trivy_report("LOW", None), "Trivy": {"Version": "0.74.0"}}
+    report["Results"] = [*report["Results"], PYTHON_RESULT]
+    result = judge_trivy(tmp_path, report)
+    assert result.returncode == 1, result.stdout
+    assert "BLOCKS: CVE-2022-29217 PyJWT 2.3.0 (Python): known to be exploited" in result.stdout
+    gitlab = json.loads((tmp_path / "gl-container-scanning-report.json").read_text())
+    assert gitlab["scan"]["scanner"]["version"] == "0.74.0"
+    assert {v["identifiers"][0]["value"] for v in gitlab["vulnerabilities"]} == {
+        "CVE-2026-30001",
+        "CVE-2022-29217",
+    }
+
+
+def test_an_image_without_findings_passes(tmp_path):
+    # trivy leaves Vulnerabilities out of a result that has none (json:",omitempty").
+    report = trivy_report("LOW", None)
+    del report["Results"][0]["Vulnerabilities"]
+    result = judge_trivy(tmp_path, report)
+    assert result.returncode == 0, result.stdout
+    assert "0 finding(s)" in result.stdout
+
+
 def test_a_report_in_another_shape_is_a_clear_error(tmp_path):
     (tmp_path / "trivy.json").write_text(json.dumps({"Results": [{"Vulnerabilities": [{}]}]}))
     result = gate(
