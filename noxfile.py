@@ -54,7 +54,7 @@ GITLAB_TEST_JOB_TIERS = ["python", "postgres", "postman", "security"]
 # The tests that tiers other than python run; the python tier runs tests/ without them.
 OWN_TESTS = {
     "postman": ["tests/postman"],
-    "image": ["tests/image/test_image.py"],
+    "image": ["tests/image/test_image.py", "tests/image/test_image_audit.py"],
     "rehearsal": ["ci/rehearsal"],
     "freshmachine": ["tests/freshmachine"],
     "drill": ["tests/drill"],

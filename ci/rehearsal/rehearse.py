@@ -124,6 +124,13 @@ TEST_JOB_SELECTION = {
 # registry); prod deploys only an image pinned by digest, and dev and review apps run it
 # when it is set.
 PACK_DOTENV = {"CONDUIT_IMAGE_DIGEST": "sha256:" + "0" * 64}
+# The advisory services the image audit asks (.gitlab-ci.yml's OSV_API and KEV_URL):
+# the dind stand-in's empty stand-in (images/docker-dind/advisories.py), as a project
+# would point them at a mirror. Set for every pipeline, like a project's variables.
+ADVISORY_VARIABLES = {
+    "OSV_API": "http://docker:8070",
+    "KEV_URL": "http://docker:8070/kev.json",
+}
 PROJECT_VARIABLES = {
     # The review/*-scoped variables (deploy/gitlab.md, "Review apps").
     "review_app": {
@@ -290,6 +297,7 @@ def runner_options(
         # may choose with this optional variable.
         "BASE_IMAGE": "python:3.11.13-slim-bookworm",
         **PIPELINES[pipeline],
+        **ADVISORY_VARIABLES,
         **PROJECT_VARIABLES.get(pipeline, {}),
         **(extra or {}),
     }

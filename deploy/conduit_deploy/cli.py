@@ -23,7 +23,7 @@ from .config import Settings
 from .console import log
 from .deploy import Deployer, DeployOptions
 from .errors import ConfigError, DeployError
-from .pack import ENV_FILE, plan_pack, plan_proof, run_pack
+from .pack import ENV_FILE, ImageAudit, audit_image, plan_pack, plan_proof, run_pack
 from .preflight import PreflightFunction, run_preflight
 from .release import (
     RenderFunction,
@@ -94,6 +94,7 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
     )
     # Checked before any command runs, like the variables.
     proof = plan_proof(args.proof_database_url, ctx.environ.get("DOCKER_HOST"), resolve=ctx.resolve)
+    audit = image_audit(args) if args.audit_image else None
     runner = ctx.runner(args)
     info = build_info(ctx.environ, runner)
     if args.review:
@@ -106,8 +107,42 @@ def cmd_pack(args: argparse.Namespace, ctx: Context) -> int:
         push=not args.no_push,
         source_url=ctx.environ.get("CI_PROJECT_URL") or None,
     )
-    run_pack(plan, settings, runner, proof, ctx.smoke, args.env_file)
+    run_pack(plan, settings, runner, proof, ctx.smoke, args.env_file, audit, args.save_image)
     return 0
+
+
+def cmd_audit_image(args: argparse.Namespace, ctx: Context) -> int:
+    audit = image_audit(args)
+    audit_image(args.image, audit, ctx.runner(args))
+    return 0
+
+
+def audit_options(group) -> None:
+    """The image audit's inputs (pack --audit-image, audit-image)."""
+    group.add_argument(
+        "--kev", type=Path, default=Path("kev.json"),
+        help="CISA's Known Exploited Vulnerabilities catalogue (default: %(default)s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--osv-api", default="https://api.osv.dev", metavar="URL",
+        help="OSV's API, or a mirror of it (default: %(default)s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--audit-reports", type=Path, default=Path("reports/image"), metavar="DIR",
+        help="folder for the inventory and the reports (default: %(default)s)",
+    )  # fmt: skip
+
+
+def image_audit(args: argparse.Namespace) -> ImageAudit:
+    """The image audit's inputs, checked before any command runs."""
+    gate = render.repo_root() / "security" / "gate.py"
+    if not gate.is_file():
+        raise ConfigError(f"the image audit needs the security gate {gate} (set CONDUIT_REPO_ROOT)")
+    if not args.kev.is_file():
+        raise ConfigError(
+            f"the image audit needs CISA's known-exploited catalogue: no file {args.kev} (--kev)"
+        )
+    return ImageAudit(gate=gate, kev=args.kev, reports=args.audit_reports, osv_api=args.osv_api)
 
 
 def _prepare(args: argparse.Namespace, ctx: Context, command: str) -> Prepared:
@@ -439,7 +474,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="dotenv file that receives the pushed image's CONDUIT_IMAGE_DIGEST "
         "(default: %(default)s)",
     )
+    pack.add_argument(
+        "--save-image", type=Path, metavar="TAR",
+        help="once proven (and audited), save the image to this archive (docker save), "
+        "for a scanner in another job",
+    )  # fmt: skip
+    audit_options(
+        pack.add_argument_group(
+            "image audit",
+            "after the proof and before any push: pip-audit over the Python packages the "
+            "image holds, judged by security/policy.toml (needs pip-audit on PATH)",
+        )
+    )
+    pack.add_argument("--audit-image", action="store_true", help="audit the built image")
     pack.set_defaults(handler=cmd_pack)
+
+    audit = commands.add_parser(
+        "audit-image",
+        parents=[dry_run],
+        help="pip-audit over the Python packages an image holds, judged by "
+        "security/policy.toml (what pack --audit-image does before a push)",
+    )
+    audit.add_argument("image", help="a local image: name:tag or name@digest")
+    audit_options(audit)
+    audit.set_defaults(handler=cmd_audit_image)
 
     render_command = commands.add_parser(
         "render", parents=[environment], help="write the kops and Kubernetes files of ENV"

@@ -10,6 +10,10 @@ image alone would leave the expensive build stage (the uWSGI compile) uncached. 
 build stage is therefore built and pushed as its own image, `:buildcache`, and the next
 pipeline pulls both.
 
+With --audit-image, the Python distributions the proven image holds are audited by
+pip-audit and judged by the security policy (security/gate.py) before any push: an
+image that fails the policy is never pushed.
+
 The registry's answer to the push, the image's manifest digest, goes into a dotenv
 report (CONDUIT_IMAGE_DIGEST): the deploy jobs that need pack run the image by that
 digest, so a tag pushed again later cannot change what they deploy.
@@ -53,10 +57,32 @@ PROOF_LOG_LINES = 40
 _PUSHED_DIGEST = re.compile(r"^(?P<tag>\S+): digest: (?P<digest>\S+) size: \d+$", re.MULTILINE)
 # The dotenv report pack writes by default (the pack job's artifacts:reports:dotenv).
 ENV_FILE = Path("pack.env")
+IMAGE_BY_DIGEST = "CONDUIT_IMAGE_BY_DIGEST"
+# Run by the image's own interpreter (it has no pip): `name==version` of every Python
+# distribution in the virtualenv and in the base interpreter's site-packages (pip and
+# setuptools of python:*-slim), from their metadata. Left out: the app itself (installed
+# from the build's source folder: PEP 610 direct_url.json with dir_info; no index release
+# of that name is ours) and Debian's dist-packages (OS packages, which the container scan
+# judges with Debian's own advisories). A wheel installed from a file is audited.
+IMAGE_INVENTORY = """
+import importlib.metadata as metadata, json, re, site, sys
+folders = [f for f in site.getsitepackages() + site.getsitepackages([sys.base_prefix])
+           if f.endswith("site-packages")]
+pins = {}
+for dist in metadata.distributions(path=folders):
+    name, origin = dist.metadata["Name"], json.loads(dist.read_text("direct_url.json") or "{}")
+    if name and "dir_info" not in origin:
+        pins.setdefault(re.sub(r"[-_.]+", "-", name).lower(), f"{name}=={dist.version}")
+print("\\n".join(sorted(pins.values(), key=str.lower)))
+"""
 
 
 class ProofFailed(DeployError):
     """The built image did not pass its proof; nothing was pushed."""
+
+
+class ImageAuditFailed(DeployError):
+    """The built image holds a Python package the security policy fails; nothing was pushed."""
 
 
 class PushUnverified(DeployError):
@@ -105,6 +131,24 @@ class PackPlan:
     @property
     def image(self) -> str:
         return self.tags[0]
+
+
+@dataclass(frozen=True)
+class ImageAudit:
+    """pip-audit over the built image's Python distributions, judged by the security gate."""
+
+    gate: Path  # security/gate.py of the checkout (standard library only)
+    kev: Path  # CISA's Known Exploited Vulnerabilities catalogue (JSON feed)
+    reports: Path  # folder: the inventory, pip-audit's JSON, GitLab's reports
+    osv_api: str  # OSV's API (https://api.osv.dev), or a mirror
+
+    @property
+    def inventory(self) -> Path:
+        return self.reports / "image-requirements.txt"
+
+    @property
+    def audit_report(self) -> Path:
+        return self.reports / "image-pip-audit.json"
 
 
 def plan_pack(
@@ -280,6 +324,48 @@ def prove(
     runner.outcome(f"==> pack: {plan.image} passed its proof")
 
 
+def audit_image(image: str, audit: ImageAudit, runner: Runner) -> None:
+    """List the image's Python distributions, audit them, apply the policy; ImageAuditFailed
+    when it blocks. The gate writes GitLab's dependency_scanning and code-quality reports."""
+    log(f"==> auditing the Python packages {image} holds (pip-audit, security policy)")
+    listed = runner.run(
+        ["docker", "run", "--rm", image, "python", "-c", IMAGE_INVENTORY], capture=True
+    )
+
+    def write() -> None:
+        audit.reports.mkdir(parents=True, exist_ok=True)
+        audit.inventory.write_text(listed.stdout, encoding="utf-8")
+
+    runner.step(f"write {audit.inventory}", write, planned=None)
+    if not runner.dry_run and not listed.stdout.strip():
+        raise DeployError(f"{image} lists no Python distribution: nothing to audit")
+    # pip-audit exits 1 when it finds a vulnerability: the gate decides what that means.
+    audited = runner.run(
+        ["pip-audit", "--requirement", audit.inventory, "--no-deps", "--disable-pip",
+         "--vulnerability-service", "osv", "--osv-url", f"{audit.osv_api.rstrip('/')}/v1/query",
+         "--format", "json", "--output", audit.audit_report, "--progress-spinner", "off"],
+        check=False,
+    )  # fmt: skip
+    if audited.returncode not in (0, 1) or not (runner.dry_run or audit.audit_report.is_file()):
+        raise DeployError(
+            f"pip-audit could not audit {image}'s packages (exit {audited.returncode})"
+        )
+    judged = runner.run(
+        ["python3", audit.gate, "--reports", audit.reports, "dependencies",
+         "--pip-audit", audit.audit_report, "--file", audit.inventory.name,
+         "--osv-api", audit.osv_api, "--kev", audit.kev],
+        check=False,
+    )  # fmt: skip
+    if judged.returncode == 1:
+        raise ImageAuditFailed(
+            f"{image} fails the security policy: a Python package it holds has a blocking "
+            "advisory (listed above)"
+        )
+    if judged.returncode != 0:
+        raise DeployError(f"the security gate could not judge {image}'s packages")
+    runner.outcome(f"==> {image}'s Python packages pass the security policy")
+
+
 def run_pack(
     plan: PackPlan,
     settings: Settings,
@@ -287,6 +373,8 @@ def run_pack(
     proof: Proof,
     smoke: Callable[[str, SmokeOptions], object],
     env_file: Path = ENV_FILE,
+    audit: ImageAudit | None = None,
+    save_to: Path | None = None,
 ) -> None:
     target = "push to " + plan.registry if plan.push else "no push"
     log(f"==> pack: building {plan.image} (version {plan.version}, {target})")
@@ -320,6 +408,15 @@ def run_pack(
         final_cache = (plan.build_cache, *(i for i in pulled if i == plan.cache_image))
     runner.run(build_command(plan, cache_from=final_cache))
     prove(plan, proof, runner, smoke)
+    if audit:
+        try:
+            audit_image(plan.image, audit, runner)
+        except ImageAuditFailed as error:
+            raise ImageAuditFailed(f"{error}; nothing pushed") from None
+    if save_to:
+        # For a scanner in another job: a merge request's image is in no registry.
+        log(f"==> pack: saving {plan.image} to {save_to} (docker save)")
+        runner.run(["docker", "save", "--output", save_to, plan.image])
 
     if not plan.push:
         runner.outcome(f"==> pack: built and proved {', '.join(plan.tags)}; not pushed (--no-push)")
@@ -361,12 +458,13 @@ def push_release(plan: PackPlan, runner: Runner) -> str:
 
 
 def write_env_file(path: Path, digest: str, plan: PackPlan, runner: Runner) -> None:
-    """The dotenv report the jobs that need pack read the digest from."""
-    line = f"{IMAGE_DIGEST}={digest}\n"
+    """The dotenv report the jobs that need pack read the digest from; the whole reference
+    too, for the jobs without the deploy tool (container_scanning's trivy)."""
+    line = f"{IMAGE_DIGEST}={digest}\n{IMAGE_BY_DIGEST}={plan.repository}@{digest}\n"
 
     def write() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(line, encoding="utf-8")
 
-    runner.step(f"write {path}: {line.strip()}", write, planned=None)
+    runner.step(f"write {path}: {line.splitlines()[0]}", write, planned=None)
     runner.outcome(f"==> pack: {plan.repository}@{digest} is {', '.join(plan.tags)}")

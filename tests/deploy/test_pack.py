@@ -458,7 +458,9 @@ def test_the_smoke_test_reaches_the_engines_host(docker_host, host):
 def test_the_pushed_digest_goes_into_the_dotenv_report(recorder, capsys, tmp_path):
     code, _, err = pack([], ci_environ(), recorder, capsys)
     assert code == 0, err
-    assert (tmp_path / "pack.env").read_text() == f"CONDUIT_IMAGE_DIGEST={DIGEST}\n"
+    assert (tmp_path / "pack.env").read_text() == (
+        f"CONDUIT_IMAGE_DIGEST={DIGEST}\nCONDUIT_IMAGE_BY_DIGEST=docker.io/team/conduit@{DIGEST}\n"
+    )
     assert (
         f"==> pack: docker.io/team/conduit@{DIGEST} is "
         "docker.io/team/conduit:01234567, docker.io/team/conduit:latest" in err
@@ -468,7 +470,7 @@ def test_the_pushed_digest_goes_into_the_dotenv_report(recorder, capsys, tmp_pat
 def test_a_release_tag_records_its_digest(recorder, capsys, tmp_path):
     code, _, err = pack([], tag_environ("v1.2.3"), recorder, capsys)
     assert code == 0, err
-    assert (tmp_path / "pack.env").read_text() == f"CONDUIT_IMAGE_DIGEST={DIGEST}\n"
+    assert (tmp_path / "pack.env").read_text().startswith(f"CONDUIT_IMAGE_DIGEST={DIGEST}\n")
 
 
 def test_a_push_that_names_no_digest_fails_the_job(recorder, capsys, tmp_path):
@@ -511,3 +513,140 @@ def test_only_the_pushed_tags_digest_line_counts():
     assert pushed_digest(output, "latest") is None
     assert pushed_digest("01234567: digest: md5:0123 size: 1\n", "01234567") is None
     assert pushed_digest(f"note 01234567: digest: {DIGEST} size: 1\n", "01234567") is None
+
+
+# --- the image audit (--audit-image) ------------------------------------------------
+
+INVENTORY = "Flask==3.1.3\nPyJWT==2.15.1\n"
+
+
+def audited(respond_audit=None, gate_exit=0, listed=INVENTORY):
+    """The engine lists `listed` from the image; pip-audit writes its report (or answers
+    as respond_audit says); the gate exits gate_exit."""
+
+    def respond(args):
+        if args[:2] == ("docker", "run") and "-c" in args:
+            return Result(args, 0, listed)
+        if args[0] == "pip-audit":
+            if respond_audit:
+                return respond_audit(args)
+            output = args[args.index("--output") + 1]
+            with open(output, "w") as report:
+                report.write('{"dependencies": [], "fixes": []}')
+            return None
+        if args[0] == "python3" and args[1].endswith("gate.py"):
+            return Result(args, gate_exit, "pip-audit: 0 finding(s)", "")
+        return None
+
+    return respond
+
+
+def audit_pack(recorder, capsys, tmp_path, *extra, respond=None, no_push=False):
+    (tmp_path / "kev.json").write_text('{"vulnerabilities": []}')
+    recorder.respond = respond or audited()
+    argv = [*(["--no-push"] if no_push else []), "--audit-image", *extra]
+    return pack(argv, ci_environ(), recorder, capsys)
+
+
+def test_the_image_is_audited_after_its_proof_and_before_any_push(recorder, capsys, tmp_path):
+    code, _, err = audit_pack(recorder, capsys, tmp_path)
+    assert code == 0, err
+    kinds = [c[0] if c[0] in ("smoke", "pip-audit", "python3") else c[1] for c in recorder.commands]
+    assert kinds[kinds.index("smoke") :] == [
+        *("smoke", "rm"),
+        *("run", "pip-audit", "python3"),  # the inventory, the audit, the policy
+        *("push", "push", "push"),
+    ]
+    image = "docker.io/team/conduit:01234567"
+    [inventory] = [c for c in recorder.commands if c[1] == "run" and "-c" in c]
+    # Read by the image's own interpreter: the image has no pip.
+    assert inventory[:5] == ("docker", "run", "--rm", image, "python")
+    assert (tmp_path / "reports/image/image-requirements.txt").read_text() == INVENTORY
+    assert "==> docker.io/team/conduit:01234567's Python packages pass the security policy" in err
+
+
+def test_the_audit_reads_the_inventory_and_the_gate_judges_it(recorder, capsys, tmp_path):
+    audit_pack(recorder, capsys, tmp_path, "--osv-api", "http://127.0.0.1:9/")
+    [audit] = [c for c in recorder.commands if c[0] == "pip-audit"]
+    assert audit[1:3] == ("--requirement", "reports/image/image-requirements.txt")
+    # Pinned requirements, no resolution: exactly what the image holds is audited.
+    assert {"--no-deps", "--disable-pip"} <= set(audit)
+    assert audit[audit.index("--osv-url") + 1] == "http://127.0.0.1:9/v1/query"
+    [judge] = [c for c in recorder.commands if c[0] == "python3"]
+    assert judge[1].endswith("security/gate.py")
+    assert judge[2:6] == ("--reports", "reports/image", "dependencies", "--pip-audit")
+    assert judge[judge.index("--kev") + 1] == "kev.json"
+    assert judge[judge.index("--osv-api") + 1] == "http://127.0.0.1:9/"
+
+
+def test_an_image_the_policy_fails_is_never_pushed(recorder, capsys, tmp_path):
+    code, _, err = audit_pack(recorder, capsys, tmp_path, respond=audited(gate_exit=1))
+    assert code == 1
+    assert not [c for c in recorder.commands if c[1] == "push"]
+    assert err.strip().splitlines()[-1] == (
+        "conduit-deploy: error: docker.io/team/conduit:01234567 fails the security policy: "
+        "a Python package it holds has a blocking advisory (listed above); nothing pushed"
+    )
+
+
+def test_a_merge_request_image_is_audited_too(recorder, capsys, tmp_path):
+    code, _, err = audit_pack(
+        recorder, capsys, tmp_path, no_push=True, respond=audited(gate_exit=1)
+    )
+    assert code == 1
+    assert "fails the security policy" in err
+
+
+@pytest.mark.parametrize(
+    ("respond", "message"),
+    [
+        (audited(lambda args: Result(args, 2, "", "bad")), "pip-audit could not audit"),
+        (audited(listed=""), "lists no Python distribution: nothing to audit"),
+        (audited(gate_exit=2), "the security gate could not judge"),
+    ],
+    ids=["pip-audit-fails", "nothing-listed", "gate-error"],
+)
+def test_an_audit_that_cannot_run_pushes_nothing(recorder, capsys, tmp_path, respond, message):
+    code, _, err = audit_pack(recorder, capsys, tmp_path, respond=respond)
+    assert code == 1
+    assert message in err
+    assert not [c for c in recorder.commands if c[1] == "push"]
+
+
+def test_the_audit_needs_the_kev_catalogue_before_any_command(recorder, capsys, tmp_path):
+    code, _, err = audit_pack(recorder, capsys, tmp_path, "--kev", "missing.json")
+    assert code == 1
+    assert recorder.commands == []
+    assert "no file missing.json (--kev)" in err
+
+
+def test_a_proven_and_audited_image_can_be_saved_for_a_scanner(recorder, capsys, tmp_path):
+    code, _, err = audit_pack(recorder, capsys, tmp_path, "--save-image", "image.tar", no_push=True)
+    assert code == 0, err
+    kinds = [c[0] if c[0] in ("pip-audit", "python3") else c[1] for c in recorder.commands]
+    assert kinds[-3:] == ["pip-audit", "python3", "save"]
+    assert recorder.commands[-1] == (
+        "docker", "save", "--output", "image.tar", "docker.io/team/conduit:01234567"
+    )  # fmt: skip
+
+
+def test_an_image_the_policy_fails_is_not_saved(recorder, capsys, tmp_path):
+    code, _, _ = audit_pack(
+        recorder, capsys, tmp_path, "--save-image", "image.tar", respond=audited(gate_exit=1)
+    )
+    assert code == 1
+    assert not [c for c in recorder.commands if c[1] == "save"]
+
+
+def test_any_local_image_can_be_audited_alone(recorder, capsys, tmp_path):
+    """`conduit-deploy audit-image`: the same audit, outside pack."""
+    (tmp_path / "kev.json").write_text('{"vulnerabilities": []}')
+    recorder.respond = audited(gate_exit=1)
+    code = main(["audit-image", "localhost/conduit:dev"], Context(runner_factory=recorder.runner))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "conduit-deploy: error: localhost/conduit:dev fails the security policy: a Python "
+        "package it holds has a blocking advisory (listed above)"
+    )
+    assert [c[0] for c in recorder.commands] == ["docker", "pip-audit", "python3"]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.security.osv import kev_catalogue, osv_record, serve_osv
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # Built at run time, so the tree itself holds no string a scanner takes for a key.
@@ -41,20 +43,6 @@ def tool(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.Co
         text=True,
         env={**os.environ, **(env or {})},
     )
-
-
-def kev_catalogue(path: Path, *cves: str) -> Path:
-    # CISA's KEV JSON feed: catalogVersion, dateReleased, count, vulnerabilities[] of
-    # cveID, vendorProject, product, ... (known_exploited_vulnerabilities_schema.json).
-    entries = [{"cveID": cve, "vendorProject": "Example", "product": "example"} for cve in cves]
-    catalogue = {
-        "catalogVersion": "2026.12.04",
-        "dateReleased": "2026-12-04T17:00:00.0000Z",
-        "count": len(entries),
-        "vulnerabilities": entries,
-    }
-    path.write_text(json.dumps(catalogue))
-    return path
 
 
 # --- SAST ---------------------------------------------------------------------------
@@ -171,50 +159,10 @@ def test_a_secret_deleted_later_is_still_found_in_the_history(repository_with_a_
 # --- dependencies (pip-audit against a local OSV service) -----------------------------
 
 
-# OSV's record shape (ossf/osv-schema docs/schema.md): id, aliases, summary, affected[] of
-# package{ecosystem,name} and ranges[] of type ECOSYSTEM and events introduced/fixed;
-# GitHub's advisories add database_specific.severity.
-def osv_record(vuln_id, package, fixed, severity, cve):
-    events = [{"introduced": "0"}, *([{"fixed": fixed}] if fixed else [])]
-    return {
-        "schema_version": "1.6.0",
-        "id": vuln_id,
-        "aliases": [cve],
-        "summary": f"fixture advisory for {package}",
-        "affected": [
-            {
-                "package": {"ecosystem": "PyPI", "name": package},
-                "ranges": [{"type": "ECOSYSTEM", "events": events}],
-            }
-        ],
-        "database_specific": {"severity": severity},
-    }
-
-
 @pytest.fixture
 def osv(httpserver):
-    """A local OSV API: POST /v1/query (what pip-audit asks), GET /v1/vulns/<id>."""
-
-    def serve(records):
-        by_package = {}
-        for record in records:
-            by_package.setdefault(record["affected"][0]["package"]["name"], []).append(record)
-
-        def query(request):
-            from werkzeug import Response
-
-            asked = json.loads(request.data)
-            vulns = by_package.get(asked["package"]["name"], [])
-            return Response(
-                json.dumps({"vulns": vulns} if vulns else {}), content_type="application/json"
-            )
-
-        httpserver.expect_request("/v1/query", method="POST").respond_with_handler(query)
-        for record in records:
-            httpserver.expect_request(f"/v1/vulns/{record['id']}").respond_with_json(record)
-        return httpserver.url_for("/").rstrip("/")
-
-    return serve
+    """A local OSV API (tests/security/osv.py) serving the given records."""
+    return lambda records: serve_osv(httpserver, records)
 
 
 def audit(tmp_path, api, requirements: Path, *policy_args: str, kev=()):
@@ -409,6 +357,59 @@ def test_an_image_with_a_vulnerable_package(tmp_path, severity, fixed, blocks):
     assert vulnerability["location"]["image"] == image
     quality = json.loads((tmp_path / "gl-code-quality-container.json").read_text())
     assert quality[0]["severity"] == ("critical" if severity == "CRITICAL" else "major")
+
+
+def judge_trivy(tmp_path, report) -> subprocess.CompletedProcess:
+    (tmp_path / "trivy.json").write_text(json.dumps(report))
+    return gate(
+        "--reports", str(tmp_path), "container", "--trivy", str(tmp_path / "trivy.json"),
+        "--image", "docker.io/example/conduit@sha256:" + "b" * 64,
+        "--kev", str(kev_catalogue(tmp_path / "kev.json", "CVE-2022-29217")),
+    )  # fmt: skip
+
+
+# trivy v0.74.0 (pkg/types/report.go Result, pkg/fanal/types/const.go PythonPkg): the
+# image's Python packages are a "lang-pkgs" result of Type "python-pkg", each finding
+# with the PkgPath of its METADATA; the report names trivy's version (Trivy.Version).
+PYTHON_RESULT = {
+    "Target": "Python",
+    "Class": "lang-pkgs",
+    "Type": "python-pkg",
+    "Vulnerabilities": [
+        {
+            "VulnerabilityID": "CVE-2022-29217",
+            "VendorIDs": ["GHSA-ffqj-6fqr-9h24"],
+            "PkgName": "PyJWT",
+            "PkgPath": "opt/venv/lib/python3.11/site-packages/PyJWT-2.3.0.dist-info/METADATA",
+            "InstalledVersion": "2.3.0",
+            "Status": "affected",
+            "Severity": "MEDIUM",
+        }
+    ],
+}
+
+
+def test_a_known_exploited_python_package_in_the_image_fails_without_a_fix(tmp_path):
+    report = {**trivy_report("LOW", None), "Trivy": {"Version": "0.74.0"}}
+    report["Results"] = [*report["Results"], PYTHON_RESULT]
+    result = judge_trivy(tmp_path, report)
+    assert result.returncode == 1, result.stdout
+    assert "BLOCKS: CVE-2022-29217 PyJWT 2.3.0 (Python): known to be exploited" in result.stdout
+    gitlab = json.loads((tmp_path / "gl-container-scanning-report.json").read_text())
+    assert gitlab["scan"]["scanner"]["version"] == "0.74.0"
+    assert {v["identifiers"][0]["value"] for v in gitlab["vulnerabilities"]} == {
+        "CVE-2026-30001",
+        "CVE-2022-29217",
+    }
+
+
+def test_an_image_without_findings_passes(tmp_path):
+    # trivy leaves Vulnerabilities out of a result that has none (json:",omitempty").
+    report = trivy_report("LOW", None)
+    del report["Results"][0]["Vulnerabilities"]
+    result = judge_trivy(tmp_path, report)
+    assert result.returncode == 0, result.stdout
+    assert "0 finding(s)" in result.stdout
 
 
 def test_a_report_in_another_shape_is_a_clear_error(tmp_path):
