@@ -30,17 +30,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .console import log
 from .config import signer_project
+from .console import log
 from .errors import ConfigError, DeployError
 from .images import DOCKER_HUB_HOSTS
 from .registry import Repository as RegistryRepository
 from .runner import Runner
-from .versioning import DEV, PROD, PROD_TAG
+from .versioning import PROD, PROD_TAG
 
 # The GitLab job's OIDC token for Sigstore (`id_tokens: SIGSTORE_ID_TOKEN: aud: sigstore`);
 # Fulcio's client id for GitLab is `sigstore` (sigstore/fulcio config/identity/config.yaml).
-ID_TOKEN = "SIGSTORE_ID_TOKEN"
+ID_TOKEN = "SIGSTORE_ID_TOKEN"  # noqa: S105 - the variable's name, not a token
 # Where the sign job writes the image's SBOM (its artifacts:reports:cyclonedx).
 SBOM_FILE = Path("reports/sbom-image.cdx.json")
 
@@ -155,8 +155,9 @@ class Registry(Protocol):
     def blob(self, digest: str) -> bytes: ...
 
 
-def attach(registry: Registry, subject: Descriptor, bundle: bytes, predicate_type: str,
-           created: datetime) -> str:
+def attach(
+    registry: Registry, subject: Descriptor, bundle: bytes, predicate_type: str, created: datetime
+) -> str:
     """Push the bundle and its referrer manifest; the manifest's digest."""
     manifest = referrer_manifest(bundle, subject, predicate_type, created)
     registry.push_blob(EMPTY_CONFIG)
@@ -375,8 +376,7 @@ def verify_image(
         m
         for m in index.get("manifests", [])
         if m.get("artifactType") == BUNDLE_MEDIA_TYPE
-        and (m.get("annotations") or {}).get(PREDICATE_ANNOTATION, predicate_type)
-        == predicate_type
+        and (m.get("annotations") or {}).get(PREDICATE_ANNOTATION, predicate_type) == predicate_type
     ]
     if not candidates:
         raise ImageNotTrusted(f"no Sigstore signature is attached to {digest}")

@@ -209,13 +209,18 @@ class FakeRegistry:
 
 
 def signed_by(
-    registry: FakeRegistry, certificate: x509.Certificate, digest: str = IMAGE_DIGEST,
+    registry: FakeRegistry,
+    certificate: x509.Certificate,
+    digest: str = IMAGE_DIGEST,
     predicate_type: str = signing.SIGN_PREDICATE,
 ) -> None:
     """Attach a bundle signed with `certificate` to `digest`, as `sign` does."""
     body = signing.statement(digest, predicate_type, {})
     signing.attach(
-        registry, registry.images[digest], fake_bundle(certificate, body), predicate_type,
+        registry,
+        registry.images[digest],
+        fake_bundle(certificate, body),
+        predicate_type,
         datetime(2026, 12, 5, tzinfo=UTC),
     )
 
