@@ -40,7 +40,7 @@ $(VENV)/.runtime: pyproject.toml requirements.lock
 
 $(VENV)/.test: $(VENV)/.runtime deploy/pyproject.toml
 	$(call say,adding the test tools$(,) uWSGI$(,) Node and the deploy tool to $(VENV) (first run: a few minutes))
-	$(PIP) --editable '.[server,test,bench,security]' --editable './deploy[ci,sign]'
+	$(PIP) --editable '.[server,test,bench,security]' --editable './deploy[ci]'
 	touch $@
 
 , := ,

@@ -66,7 +66,7 @@ def gitlab_extensions(
         BUILD_SIGNER_URI: config_uri,
         RUNNER_ENVIRONMENT: "gitlab-hosted",
         SOURCE_REPOSITORY_URI: f"{server}/{project}",
-        SOURCE_REPOSITORY_DIGEST: "0123456789abcdef0123456789abcdef01234567",
+        SOURCE_REPOSITORY_DIGEST: "ab" * 20,  # the commit SHA
         SOURCE_REPOSITORY_REF: ref,
         SOURCE_REPOSITORY_IDENTIFIER: project_id,
         BUILD_CONFIG_URI: config_uri,
