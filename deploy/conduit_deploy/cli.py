@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from . import canary, config, render, review, tools
+from . import canary, config, images, render, review, signing, tools
 from .analysis import Thresholds
 from .cloud import cloud_session, export_kubeconfig
 from .cluster import ClusterOptions, run_cluster
@@ -38,7 +38,15 @@ from .render import Rendered
 from .restore import RestoreOptions, Restorer, parse_target_time
 from .runner import Runner
 from .smoke import SmokeOptions, run_smoke, smoke_user
-from .versioning import ENVIRONMENTS, BuildInfo, build_info, dotenv, revision
+from .versioning import (
+    ENVIRONMENTS,
+    IMAGE_DIGEST,
+    BuildInfo,
+    build_info,
+    dotenv,
+    image_digest,
+    revision,
+)
 from .waiting import Clock
 
 PROG = "conduit-deploy"
@@ -61,6 +69,8 @@ class Context:
     utc_now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # GitLab's REST API for the review sweep: (url, headers) -> (status, JSON object).
     http_get_json: Callable[[str, Mapping[str, str]], tuple[int, dict]] = review.http_get_json
+    # The registry, Fulcio/Rekor and Sigstore's verification, for sign and deploy.
+    sigstore: signing.Sigstore = field(default_factory=signing.Sigstore)
 
     def runner(self, args: argparse.Namespace) -> Runner:
         return self.runner_factory(getattr(args, "dry_run", False), self.clock)
@@ -145,6 +155,31 @@ def image_audit(args: argparse.Namespace) -> ImageAudit:
     return ImageAudit(gate=gate, kev=args.kev, reports=args.audit_reports, osv_api=args.osv_api)
 
 
+def cmd_sign(args: argparse.Namespace, ctx: Context) -> int:
+    settings = config.load_settings(ctx.environ, config.SIGN)
+    digest = image_digest(ctx.environ)
+    if digest is None:
+        raise ConfigError(
+            f"{IMAGE_DIGEST} is not set: sign signs the digest pack pushed (the pack job's "
+            "dotenv report; at a terminal, export it)"
+        )
+    # A dry run prints the plan without the job's token.
+    token = "" if args.dry_run else signing.id_token(ctx.environ)
+    repository = settings.require(config.CONDUIT_IMAGE_REPOSITORY)
+    user = settings.require(config.DOCKER_REGISTRY_USER)
+    password = settings.require(config.DOCKER_REGISTRY_PASSWORD)
+    plan = signing.SignPlan(repository, digest, args.sbom)
+    credentials = signing.registry_config(images.registry_of(repository), user, password)
+    signing.run_sign(
+        plan,
+        ctx.runner(args),
+        lambda: ctx.sigstore.registry(repository, user, password),
+        lambda: ctx.sigstore.signer(token),
+        docker_config=(args.docker_config, credentials),
+    )
+    return 0
+
+
 def _prepare(args: argparse.Namespace, ctx: Context, command: str) -> Prepared:
     """Checks shared by render, cluster and deploy, all before any command runs."""
     environment = check_environment(args.environment)
@@ -210,6 +245,7 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     image_repository = prepared.settings.require(config.CONDUIT_IMAGE_REPOSITORY)
     check_pinned(prepared.info, image_repository, prepared.environment)
     _preflight(prepared, ctx, registry=True)
+    _check_signature(prepared, ctx, image_repository)
     options = DeployOptions(
         rollout_timeout=args.rollout_timeout,
         controller_timeout=args.rollout_timeout,
@@ -235,6 +271,28 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     with cloud_session(prepared.settings, prepared.runner) as session:
         deployer.run(session)
     return 0
+
+
+def _check_signature(prepared: Prepared, ctx: Context, repository: str) -> None:
+    settings = prepared.settings
+    signing.check_signature(
+        prepared.environment,
+        prepared.info.image(repository),
+        prepared.info.digest,
+        identity=lambda: signing.signer_identity(
+            prepared.environment,
+            prepared.info.version,
+            ctx.environ,
+            settings.get(config.CONDUIT_SIGNER_PROJECT),
+        ),
+        registry=lambda: ctx.sigstore.registry(
+            repository,
+            settings.require(config.DOCKER_REGISTRY_USER),
+            settings.require(config.DOCKER_REGISTRY_PASSWORD),
+        ),
+        verifier=ctx.sigstore.verifier,
+        runner=prepared.runner,
+    )
 
 
 def _canary_options(prepared: Prepared, rollout_timeout: float) -> canary.CanaryOptions | None:
@@ -498,6 +556,25 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("image", help="a local image: name:tag or name@digest")
     audit_options(audit)
     audit.set_defaults(handler=cmd_audit_image)
+    sign = commands.add_parser(
+        "sign",
+        parents=[dry_run],
+        help="describe the pushed image (CycloneDX SBOM, syft), sign it and attest the SBOM "
+        "keylessly with the job's OIDC token ($SIGSTORE_ID_TOKEN), attached as OCI referrers",
+    )
+    sign.add_argument(
+        "--sbom",
+        type=Path,
+        default=signing.SBOM_FILE,
+        help="where the image's SBOM is written (default: %(default)s)",
+    )
+    sign.add_argument(
+        "--docker-config",
+        type=Path,
+        default=Path("build/sign/docker"),
+        help="folder for the registry credentials syft reads (default: %(default)s)",
+    )
+    sign.set_defaults(handler=cmd_sign)
 
     render_command = commands.add_parser(
         "render", parents=[environment], help="write the kops and Kubernetes files of ENV"

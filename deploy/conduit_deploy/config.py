@@ -42,6 +42,7 @@ DEPLOY = "deploy"
 RESTORE = "restore"
 INSTALL_TOOLS = "install-tools"
 PREFLIGHT = "preflight"
+SIGN = "sign"  # the image's SBOM and keyless signatures (conduit_deploy.signing)
 # Review apps (conduit_deploy.review): per merge request, on the dev cluster.
 REVIEW_DEPLOY = "review deploy"
 REVIEW_STOP = "review stop"
@@ -49,7 +50,7 @@ REVIEW_SWEEP = "review sweep"
 REVIEW = (REVIEW_DEPLOY, REVIEW_STOP, REVIEW_SWEEP)
 COMMANDS = (
     VERSION, PACK, PACK_NO_PUSH, RENDER, CLUSTER, DEPLOY, RESTORE, INSTALL_TOOLS, PREFLIGHT,
-    *REVIEW,
+    SIGN, *REVIEW,
 )  # fmt: skip
 # render writes the manifests; cluster, deploy and restore render first.
 RENDERING = (RENDER, CLUSTER, DEPLOY, RESTORE)
@@ -118,6 +119,15 @@ class GcpKey:
 
 # --- parsers: each returns the value or raises ValueError with what is wrong ----------
 # Messages follow the variable's name ("DB_PASSWORD must be ...") and never quote a secret.
+
+
+_GITLAB_PROJECT = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
+
+
+def signer_project(value: str) -> str:
+    if not _GITLAB_PROJECT.match(value):
+        raise ValueError("must be a GitLab project path, group/project")
+    return value
 
 
 def text(value: str) -> str:
@@ -507,14 +517,14 @@ DOCKER_REGISTRY_USER = Variable(
     "registry user",
     registry_user,
     # deploy and restore render and apply the image pull Secret the API pods use.
-    needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
+    needed_by=(PACK, SIGN, DEPLOY, RESTORE, PREFLIGHT),
     read_by=(VERSION, PACK_NO_PUSH, RENDER, CLUSTER, REVIEW_DEPLOY),
 )
 DOCKER_REGISTRY_PASSWORD = Variable(
     "DOCKER_REGISTRY_PASSWORD",
     f"registry password or token, **base64-encoded** (`{BASE64_COMMAND.format(value='$TOKEN')}`)",
     base64_password,
-    needed_by=(PACK, DEPLOY, RESTORE, PREFLIGHT),
+    needed_by=(PACK, SIGN, DEPLOY, RESTORE, PREFLIGHT),
     read_by=(PACK_NO_PUSH, RENDER, CLUSTER, REVIEW_DEPLOY),
     secret=True,
 )
@@ -523,10 +533,17 @@ CONDUIT_IMAGE_REPOSITORY = Variable(
     "image repository; unset: `docker.io/$DOCKER_REGISTRY_USER/conduit`, or the local "
     f"name `{LOCAL_REPOSITORY}` when no registry is needed (`version`, `pack --no-push`)",
     images.check_repository,
-    needed_by=(PACK, *RENDERING, PREFLIGHT, REVIEW_DEPLOY),
+    needed_by=(PACK, SIGN, *RENDERING, PREFLIGHT, REVIEW_DEPLOY),
     read_by=(VERSION, PACK_NO_PUSH),
     fallback=DOCKER_REGISTRY_USER.name,
     derive=_docker_hub_repository,
+)
+CONDUIT_SIGNER_PROJECT = Variable(
+    "CONDUIT_SIGNER_PROJECT",
+    "optional: the GitLab project (`group/project`) whose pipeline must have signed the "
+    "image deploy runs; unset: this project (`CI_PROJECT_PATH`)",
+    signer_project,
+    read_by=(DEPLOY,),
 )
 BASE_IMAGE = Variable(
     "BASE_IMAGE",
@@ -697,6 +714,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
     DOCKER_REGISTRY_USER,
     DOCKER_REGISTRY_PASSWORD,
     CONDUIT_IMAGE_REPOSITORY,
+    CONDUIT_SIGNER_PROJECT,
     BASE_IMAGE,
     BACKUP_BUCKET,
     BACKUP_GCP_CREDENTIAL_FILE,

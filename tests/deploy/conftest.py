@@ -14,6 +14,7 @@ from conduit_deploy.cli import Context, main
 from conduit_deploy.runner import Invocation, Result, Runner
 from conduit_deploy.waiting import Clock
 
+from .signatures import signed_world
 from .support import RENDERED_SECRETS, FakeClock, ci_environ
 
 
@@ -63,9 +64,11 @@ def run_command(recorder, clock, capsys, tmp_path):
     """run_command("deploy", "dev", ..., **context) -> (exit code, stdout, stderr): the
     command line with the recording runner, the fake clock, the CI variables of
     ci_environ() (or `environ`) and its files under tmp_path/out; `context` sets the
-    Context's other stand-ins (render, smoke, preflight, utc_now)."""
+    Context's other stand-ins (render, smoke, preflight, utc_now, sigstore: by default
+    an image the tests' pipelines signed, tests/deploy/signatures.py)."""
 
     def run(*argv: str, environ=None, **context) -> tuple[int, str, str]:
+        context.setdefault("sigstore", signed_world())
         ctx = Context(
             environ=environ or ci_environ(),
             runner_factory=recorder.runner,

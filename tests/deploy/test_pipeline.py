@@ -529,9 +529,11 @@ def test_only_the_jobs_that_reach_google_cloud_get_its_id_token(jobs):
     # The audience is the pool provider's default one (deploy/google-cloud.md); the
     # review jobs and the builds of merge requests never hold a token Google would take.
     aud = "https://iam.googleapis.com/$GCP_WORKLOAD_IDENTITY_PROVIDER"
-    holders = {name for name, job in jobs.items() if "id_tokens" in job}
+    holders = {name for name, job in jobs.items() if "GCP_ID_TOKEN" in job.get("id_tokens", {})}
     for name in holders:
         assert jobs[name]["id_tokens"] == {"GCP_ID_TOKEN": {"aud": aud}}, name
+    # The signing job holds Sigstore's token only.
+    assert jobs["sign"]["id_tokens"] == {"SIGSTORE_ID_TOKEN": {"aud": "sigstore"}}
     assert holders == {
         "cluster:dev", "cluster:prod", "deploy:dev", "deploy:prod", "promote:prod", "abort:prod",
     }  # fmt: skip
