@@ -50,6 +50,7 @@ SCENARIOS = {
         {
             **ALWAYS,
             "pack": "on_success",
+            "sign": "on_success",
             "container_scanning": "on_success",
             "cluster:dev": "on_success",
             "deploy:dev": "on_success",
@@ -60,6 +61,7 @@ SCENARIOS = {
         {
             **ALWAYS,
             "pack": "on_success",
+            "sign": "on_success",
             "container_scanning": "on_success",
             "cluster:prod": "manual",
             "deploy:prod": "on_success",
@@ -69,11 +71,11 @@ SCENARIOS = {
     ),
     "tag nightly": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "nightly"},
-        {**ALWAYS, "pack": "on_success", "container_scanning": "on_success"},
+        {**ALWAYS, "pack": "on_success", "sign": "on_success", "container_scanning": "on_success"},
     ),
     "tag v1.2.3-rc1": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "v1.2.3-rc1"},
-        {**ALWAYS, "pack": "on_success", "container_scanning": "on_success"},
+        {**ALWAYS, "pack": "on_success", "sign": "on_success", "container_scanning": "on_success"},
     ),
     "merge request": (
         {
@@ -92,6 +94,7 @@ SCENARIOS = {
         {
             **ALWAYS,
             "pack": "on_success",
+            "sign": "on_success",
             "container_scanning": "on_success",
             "cluster:dev": "on_success",
             "deploy:dev": "on_success",
@@ -99,15 +102,15 @@ SCENARIOS = {
     ),
     "deploys disabled": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CONDUIT_DEPLOY_DISABLED": "1"},
-        {**ALWAYS, "pack": "on_success", "container_scanning": "on_success"},
+        {**ALWAYS, "pack": "on_success", "sign": "on_success", "container_scanning": "on_success"},
     ),
     "deploy freeze on a release tag": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "v1.2.3", "CI_DEPLOY_FREEZE": "true"},
-        {**ALWAYS, "pack": "on_success", "container_scanning": "on_success"},
+        {**ALWAYS, "pack": "on_success", "sign": "on_success", "container_scanning": "on_success"},
     ),
     "deploy freeze on the default branch": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_DEPLOY_FREEZE": "true"},
-        {**ALWAYS, "pack": "on_success", "container_scanning": "on_success"},
+        {**ALWAYS, "pack": "on_success", "sign": "on_success", "container_scanning": "on_success"},
     ),
     "push to another branch": (
         {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "feature"},
@@ -155,6 +158,7 @@ SCENARIOS = {
         {
             **ALWAYS,
             "pack": "on_success",
+            "sign": "on_success",
             "container_scanning": "on_success",
             "cluster:prod": "manual",
             "deploy:prod": "on_success",
@@ -167,6 +171,7 @@ SCENARIOS = {
         {
             **ALWAYS,
             "pack": "on_success",
+            "sign": "on_success",
             "container_scanning": "on_success",
             "cluster:dev": "on_success",
             "deploy:dev": "on_success",
@@ -417,6 +422,7 @@ def test_deploy_jobs(jobs, environment):
     # The image by its digest (pack's dotenv report), once its scan passed the policy.
     assert [need["job"] for need in deploy["needs"]] == [
         "pack",
+        "sign",
         "container_scanning",
         f"cluster:{environment}",
     ]
@@ -517,7 +523,7 @@ def test_review_jobs(jobs):
     assert "pack --review" in " ".join(pack["script"])
     # The pushed review image's digest reaches the review job (it needs pack:review).
     assert "--env-file pack.env" in " ".join(pack["script"])
-    assert pack["artifacts"] == {"reports": {"dotenv": "pack.env"}}
+    assert pack["artifacts"]["reports"]["dotenv"] == "pack.env"
     sweep = jobs["review:sweep"]
     assert sweep["environment"]["action"] == "access"
     assert sweep["environment"]["name"].startswith("review/")
