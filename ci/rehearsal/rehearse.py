@@ -91,6 +91,8 @@ DEPLOY_VARIABLES = {
     "DB_PASSWORD": "rehearsal-password-0123456789",
     "CONDUIT_SECRET": "rehearsal-secret-0123456789abcdef0123456789abcdef",
     "KOPS_STATE_STORE": "gs://rehearsal-kops-state",
+    # Documentation addresses (RFC 5737): the cluster's API is open to no real network.
+    "KOPS_API_ACCESS_CIDRS": "192.0.2.0/24,198.51.100.7/32",
     "GCP_CREDENTIAL_FILE": (
         '{"type": "service_account", "project_id": "rehearsal", '
         '"client_email": "deployer@rehearsal.iam.gserviceaccount.com"}'
