@@ -552,6 +552,15 @@ BASE_IMAGE = Variable(
     read_by=(PACK, PACK_NO_PUSH),
     protected=False,  # merge-request builds (pack --no-push) use the same base
 )
+DOCKER_HUB_PREFIX = Variable(
+    "DOCKER_HUB_PREFIX",
+    "optional: where Docker Hub's images are pulled from, the jobs' and the Dockerfile's "
+    "(`DOCKER_HUB_PREFIX` build argument); `.gitlab-ci.yml` sets `docker.io`, a group's "
+    "project may set `$CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX` (deploy/gitlab.md)",
+    images.check_prefix,
+    read_by=(PACK, PACK_NO_PUSH),
+    protected=False,  # merge-request builds (pack --no-push) pull the same bases
+)
 BACKUP_BUCKET = Variable(
     "BACKUP_BUCKET",
     "Cloud Storage bucket (name only) for the database's WAL archive and base backups; "
@@ -716,6 +725,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
     CONDUIT_IMAGE_REPOSITORY,
     CONDUIT_SIGNER_PROJECT,
     BASE_IMAGE,
+    DOCKER_HUB_PREFIX,
     BACKUP_BUCKET,
     BACKUP_GCP_CREDENTIAL_FILE,
     KOPS_SHA256,

@@ -76,6 +76,21 @@ def check_image(text: str) -> str:
     return text
 
 
+def check_prefix(text: str) -> str:
+    """A registry host with an optional path, under which image names go: docker.io, or a
+    dependency proxy's gitlab.example.com:443/group/dependency_proxy/containers."""
+    try:
+        reference = parse(f"{text}/image")
+    except ValueError:
+        reference = None
+    if reference is None or reference.tag or registry_host(reference.repository) is None:
+        raise ValueError(
+            "is not a registry prefix (a host, then path components, no tag, e.g. "
+            f"docker.io or gitlab.example.com:443/group/dependency_proxy/containers): {text!r}"
+        )
+    return text
+
+
 def check_tag(text: str) -> str:
     if not TAG.match(text):
         raise ValueError(

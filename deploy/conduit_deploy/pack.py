@@ -163,6 +163,10 @@ def plan_pack(
     base_image = settings.get(config.BASE_IMAGE)
     if base_image:
         build_args.append(("BASE_IMAGE", base_image))
+    # Where the Dockerfile's default base comes from (a dependency proxy, or Docker Hub).
+    docker_hub_prefix = settings.get(config.DOCKER_HUB_PREFIX)
+    if docker_hub_prefix:
+        build_args.append(("DOCKER_HUB_PREFIX", docker_hub_prefix))
     build_args += [("VERSION", info.version), ("REVISION", revision)]
     if source_url:
         build_args.append(("SOURCE", source_url))

@@ -245,6 +245,31 @@ def test_base_image_is_passed_when_set(recorder, capsys):
         )
 
 
+def test_docker_hub_prefix_is_passed_to_the_build_when_set(recorder, capsys):
+    # .gitlab-ci.yml's DOCKER_HUB_PREFIX: the Dockerfile's base comes through the proxy.
+    prefix = "gitlab.example.com:443/team/dependency_proxy/containers"
+    pack(["--no-push"], ci_environ(DOCKER_HUB_PREFIX=prefix), recorder, capsys)
+    builds = [c for c in recorder.commands if c[1] == "build"]
+    assert builds
+    for build in builds:
+        assert f"DOCKER_HUB_PREFIX={prefix}" in build
+
+
+def test_without_docker_hub_prefix_the_dockerfile_default_is_used(recorder, capsys):
+    pack(["--no-push"], ci_environ(), recorder, capsys)
+    for build in (c for c in recorder.commands if c[1] == "build"):
+        assert not any(str(arg).startswith("DOCKER_HUB_PREFIX=") for arg in build)
+
+
+def test_a_docker_hub_prefix_that_is_no_registry_fails_before_any_command(recorder, capsys):
+    environ = ci_environ(DOCKER_HUB_PREFIX="dependency_proxy/containers")
+    code, _, err = pack(["--no-push"], environ, recorder, capsys)
+    assert code == 1
+    assert recorder.calls == []
+    assert "DOCKER_HUB_PREFIX" in err
+    assert "is not a registry prefix" in err
+
+
 def test_a_failed_push_fails_the_job_with_its_exit_code(recorder, capsys):
     def respond(args):
         if args[1] == "push":

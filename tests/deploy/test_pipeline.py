@@ -380,13 +380,16 @@ def images(jobs):
 
 # A tool's own image, published by its maintainers, pinned by tag and digest.
 VENDOR_IMAGES = {"aquasec/trivy"}  # aquasecurity/trivy's release image
+# Every image comes from Docker Hub through this prefix (deploy/gitlab.md, "Registry pulls").
+PREFIX = "$DOCKER_HUB_PREFIX/"
 
 
 def test_every_image_is_official_and_pinned(jobs):
     found = list(images(jobs))
     assert {job for job, _ in found} == set(jobs)
     for job, image in found:
-        repository, _, tag = image.partition(":")
+        assert image.startswith(PREFIX), f"{job}: {image} is not pulled through the prefix"
+        repository, _, tag = image.removeprefix(PREFIX).partition(":")
         if repository in VENDOR_IMAGES:
             assert re.search(r"@sha256:[0-9a-f]{64}$", tag), f"{job}: {image} has no digest"
             continue
@@ -398,8 +401,8 @@ def test_every_image_is_official_and_pinned(jobs):
 def test_dind_service_matches_the_docker_client(jobs):
     for name in ("pack", "pack:check"):
         client = jobs[name]["image"]["name"].split(":")[1].removesuffix("-cli")
-        docker = [s["name"] for s in jobs[name]["services"] if s["name"].startswith("docker:")]
-        assert docker == [f"docker:{client}-dind"]
+        services = [s["name"].removeprefix(PREFIX) for s in jobs[name]["services"]]
+        assert [s for s in services if s.startswith("docker:")] == [f"docker:{client}-dind"]
 
 
 @pytest.mark.parametrize("environment", ["dev", "prod"])
@@ -460,7 +463,7 @@ def test_pack_jobs(jobs):
         # The image proves itself against the job's own PostgreSQL service.
         job = jobs[name]
         aliases = {service["alias"]: service["name"] for service in job["services"]}
-        assert aliases["postgres"].startswith("postgres:")
+        assert aliases["postgres"].startswith(f"{PREFIX}postgres:")
         variables = job["variables"]
         assert variables["PROOF_DATABASE_URL"] == (
             f"postgresql://{variables['POSTGRES_USER']}:{variables['POSTGRES_PASSWORD']}"
@@ -569,3 +572,148 @@ def test_container_scanning_judges_the_image_this_pipeline_built(jobs):
     for name in ("pack:check", "pack:review"):
         assert "--save-image conduit-image.tar" in " ".join(jobs[name]["script"])
         assert jobs[name]["artifacts"]["paths"] == ["conduit-image.tar"]
+
+
+# --- registry pulls (deploy/gitlab.md, "Registry pulls") --------------------------------
+
+PULLS_DOC = ROOT / "deploy" / "gitlab.md"
+PULLS_TABLE = re.compile(
+    r"<!-- registry-pulls: begin[^>]*-->\n(.*?)<!-- registry-pulls: end -->", re.DOTALL
+)
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+PROXY_SERVER = "gitlab.example.com:443"
+PROXY_PREFIX = f"{PROXY_SERVER}/team/dependency_proxy/containers"
+
+
+def runner_expand(text: str, variables: dict[str, str]) -> str:
+    """What GitLab Runner makes of an image: or services: name: Go's os.Expand, once
+    ($NAME and ${NAME}; an unknown name expands to nothing) (docs.gitlab.com/ci/variables/
+    where_variables_can_be_used, "GitLab Runner internal variable expansion mechanism")."""
+    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: variables.get(m[1] or m[2], ""), text)
+
+
+def pulled(resolved, jobs, project: dict[str, str]) -> dict[str, list[str]]:
+    """Each image the runner pulls -> the jobs that pull it. Project variables win over the
+    file's (docs.gitlab.com/ci/variables, "CI/CD variable precedence")."""
+    found: dict[str, list[str]] = {}
+    for name, image in images(jobs):
+        variables = {**resolved["variables"], **(jobs[name].get("variables") or {}), **project}
+        found.setdefault(runner_expand(image, variables), []).append(name)
+    return found
+
+
+def dockerfile_base() -> str:
+    """The Dockerfile's default base, as written under its DOCKER_HUB_PREFIX argument."""
+    [base] = re.findall(
+        r"^ARG BASE_IMAGE=\$\{DOCKER_HUB_PREFIX\}/(\S+)$", DOCKERFILE.read_text(), re.M
+    )
+    return base
+
+
+def pulls_table(resolved, jobs) -> str:
+    rows = ["| Image, under `$DOCKER_HUB_PREFIX/` | Pulled by |", "|---|---|"]
+    for image, names in pulled(resolved, jobs, {"DOCKER_HUB_PREFIX": ""}).items():
+        rows.append(f"| `{image.lstrip('/')}` | {', '.join(f'`{n}`' for n in names)} |")
+    rows.append(
+        f"| `{dockerfile_base()}` | the Docker engine of `pack`, `pack:check` and "
+        "`pack:review`: the Dockerfile's base, unless `BASE_IMAGE` names another |"
+    )
+    return "\n".join(rows) + "\n"
+
+
+def test_the_docs_list_every_image_the_jobs_pull(resolved, jobs):
+    [table] = PULLS_TABLE.findall(PULLS_DOC.read_text())
+    assert table == pulls_table(resolved, jobs)
+
+
+def test_without_the_prefix_set_every_image_comes_from_docker_hub(resolved, jobs):
+    assert resolved["variables"]["DOCKER_HUB_PREFIX"] == "docker.io"
+    for image in pulled(resolved, jobs, {}):
+        # docker.io/<name> is the same image as <name> (distribution/reference, normalize.go).
+        assert image.startswith("docker.io/"), image
+        assert "$" not in image
+    # The one variable decides: no job sets it differently.
+    for name, job in jobs.items():
+        assert "DOCKER_HUB_PREFIX" not in (job.get("variables") or {}), name
+
+
+def test_with_the_prefix_set_every_image_is_pulled_through_it(resolved, jobs):
+    default = pulled(resolved, jobs, {})
+    proxied = pulled(resolved, jobs, {"DOCKER_HUB_PREFIX": PROXY_PREFIX})
+    for (before, names), (after, proxied_names) in zip(
+        default.items(), proxied.items(), strict=True
+    ):
+        assert after == f"{PROXY_PREFIX}/{before.removeprefix('docker.io/')}"
+        assert proxied_names == names
+    # A digest stays pinned: the tag@digest reference is only moved under the prefix.
+    pinned = [image for image in proxied if "@sha256:" in image]
+    assert pinned
+    for image in pinned:
+        assert re.search(r"^[^@]+:[\w.-]+@sha256:[0-9a-f]{64}$", image), image
+
+
+def test_the_dockerfile_pulls_its_bases_through_the_prefix():
+    text = DOCKERFILE.read_text()
+    assert re.findall(r"^ARG DOCKER_HUB_PREFIX=(\S+)$", text, re.M) == ["docker.io"]
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert len(froms) == 2  # the build stage and the runtime stage
+    assert set(froms) == {"${BASE_IMAGE}"}
+    assert dockerfile_base().startswith("python:")
+
+
+def run_pull_login(tmp_path: Path, jobs, environ: dict[str, str]) -> tuple[list, str, str]:
+    """The pack jobs' login step, run by sh with a docker that records its arguments and
+    stdin: (calls, stdin given, the step's output)."""
+    [login] = {jobs[name]["before_script"][0] for name in ("pack", "pack:check", "pack:review")}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text('#!/bin/sh\nprintf "%s\\n" "$*" >> "$RECORD.args"\ncat >> "$RECORD.stdin"\n')
+    docker.chmod(0o755)
+    record = tmp_path / "docker"
+    result = subprocess.run(
+        ["sh", "-euc", login],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "RECORD": str(record), **environ},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    args = Path(f"{record}.args")
+    calls = args.read_text().splitlines() if args.exists() else []
+    stdin = Path(f"{record}.stdin")
+    return calls, stdin.read_text() if stdin.exists() else "", result.stdout + result.stderr
+
+
+JOB_TOKEN = "job-token-value"  # what GitLab puts in CI_DEPENDENCY_PROXY_PASSWORD
+PROXY_CREDENTIALS = {
+    "CI_DEPENDENCY_PROXY_SERVER": PROXY_SERVER,
+    "CI_DEPENDENCY_PROXY_USER": "gitlab-ci-token",
+    "CI_DEPENDENCY_PROXY_PASSWORD": JOB_TOKEN,
+}
+
+
+def test_pack_logs_in_to_the_dependency_proxy_it_pulls_through(tmp_path, jobs):
+    environ = {**PROXY_CREDENTIALS, "DOCKER_HUB_PREFIX": PROXY_PREFIX}
+    calls, stdin, output = run_pull_login(tmp_path, jobs, environ)
+    assert calls == [f"login --username gitlab-ci-token --password-stdin {PROXY_SERVER}"]
+    assert stdin == f"{JOB_TOKEN}\n"
+    assert JOB_TOKEN not in output
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        # Docker Hub itself: conduit-deploy pack logs in there (tests/deploy/test_pack.py).
+        {**PROXY_CREDENTIALS, "DOCKER_HUB_PREFIX": "docker.io"},
+        # Another mirror: its login is the runner's (DOCKER_AUTH_CONFIG), not the proxy's.
+        {**PROXY_CREDENTIALS, "DOCKER_HUB_PREFIX": "mirror.example.com/hub"},
+        # A prefix naming the proxy's host, but no CI_DEPENDENCY_PROXY_* in the job.
+        {"DOCKER_HUB_PREFIX": PROXY_PREFIX},
+    ],
+    ids=["docker hub", "another mirror", "no proxy variables"],
+)
+def test_pack_does_not_log_in_to_the_proxy_otherwise(tmp_path, jobs, environ):
+    calls, stdin, _ = run_pull_login(tmp_path, jobs, environ)
+    assert calls == []
+    assert stdin == ""
