@@ -29,6 +29,9 @@ from sqlalchemy.engine import Connection
 # Refused: a mix of scripts beyond UTS #39's "highly restrictive" level (one script, or
 # Latin with Han and Japanese kana or Hangul or Bopomofo), digits from more than one
 # numbering system, and invisible characters stacked on one another.
+# One checker per process, built at import (so in uWSGI's master, conduit/preload.py):
+# ICU's check and skeleton functions may be called from many threads on one configured
+# checker (the SpoofChecker user guide's "Thread Safety").
 _checker = icu.SpoofChecker()
 _checker.setRestrictionLevel(icu.URestrictionLevel.HIGHLY_RESTRICTIVE)
 _checker.setChecks(
