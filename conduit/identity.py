@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 # numbering system, and invisible characters stacked on one another.
 # One checker per process, built at import (so in uWSGI's master, conduit/preload.py):
 # ICU's check and skeleton functions may be called from many threads on one configured
-# checker (the SpoofChecker user guide's "Thread Safety").
+# checker (ICU's unicode/uspoof.h, "Thread Safety").
 _checker = icu.SpoofChecker()
 _checker.setRestrictionLevel(icu.URestrictionLevel.HIGHLY_RESTRICTIVE)
 _checker.setChecks(
