@@ -81,10 +81,12 @@ def register_extensions(app: Flask) -> None:
 def register_migrations(app: Flask) -> None:
     from flask_migrate import Migrate
 
+    from .identity import users_cli
     from .migration_lineage import schema_cli
 
     Migrate(app, db, directory=app.config["MIGRATIONS_DIR"])
     app.cli.add_command(schema_cli)
+    app.cli.add_command(users_cli)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -20,11 +20,13 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from .extensions import db
+from .identity import username_skeleton
 
 
 def utcnow() -> datetime:
@@ -48,6 +50,21 @@ class User(db.Model):
     image: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    # The username as a reader sees it (conduit/identity.py), set whenever the username
+    # is. Nullable only for the previous release's inserts during a rollout (migration
+    # f2b8d4c6a913); unique, so look-alikes lose even a race.
+    username_skeleton: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("uq_users_username_skeleton", "username_skeleton", unique=True),
+        # The database's lower(), as the app compares emails (conduit/api/users.py).
+        Index("uq_users_lower_email", func.lower(email), unique=True),
+    )
+
+    @validates("username")
+    def _keep_skeleton(self, _key: str, username: str) -> str:
+        self.username_skeleton = username_skeleton(username)
+        return username
 
 
 class Follow(db.Model):

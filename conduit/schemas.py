@@ -15,6 +15,7 @@ from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from .errors import unprocessable
+from .identity import mixes_scripts
 from .validation import has_control_characters
 
 # Usernames appear in URLs (/profiles/<username>): letters, digits, _ . and - only.
@@ -68,12 +69,21 @@ def nfkc_stable(value: str) -> None:
         raise ValidationError("must not contain full-width or compatibility characters")
 
 
+def single_script(value: str) -> None:
+    """Refuse Latin mixed with Cyrillic or Greek ("j\u0430ke" with U+0430 CYRILLIC SMALL
+    LETTER A) and the like: UTS #39's highly restrictive level (conduit/identity.py).
+    Names in one script, any script, pass."""
+    if mixes_scripts(value):
+        raise ValidationError("must not mix letters of different scripts")
+
+
 def username_field(**kwargs) -> Text:
     return Text(
         validate=[
             validate.Length(min=1, max=64),
             full_match(USERNAME_PATTERN, "may only contain letters, digits, _ . and -"),
             nfkc_stable,
+            single_script,
         ],
         **kwargs,
     )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, g
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from ..auth import check_password, create_token, current_user, hash_password
 from ..errors import invalid, unauthorized
 from ..extensions import db
+from ..identity import username_skeleton
 from ..models import User
 from ..schemas import LoginSchema, RegisterSchema, UserUpdateSchema, load_body
 
@@ -33,27 +35,47 @@ def same_email(email: str):
 
 
 def _ensure_unique(username: str | None, email: str | None, exclude_id: int | None = None):
-    """422 naming each field already taken by another user."""
+    """422 naming each field already taken by another user: the same username without
+    case, a look-alike (the same skeleton, conduit/identity.py), or the same email
+    without case."""
     taken = {}
     if username is not None:
-        # Usernames compare without case too (Jake would pass for jake).
-        taken["username"] = func.lower(User.username) == func.lower(username)
+        # lower() too: the previous release's rows may have no skeleton yet.
+        taken["username"] = or_(
+            func.lower(User.username) == func.lower(username),
+            User.username_skeleton == username_skeleton(username),
+        )
     if email is not None:
         taken["email"] = same_email(email)
     if not taken:
         return
-    query = select(*(clause.label(field) for field, clause in taken.items())).where(
-        or_(*taken.values())
-    )
+    query = select(
+        User.username.label("existing"), *(clause.label(field) for field, clause in taken.items())
+    ).where(or_(*taken.values()))
     if exclude_id is not None:
         query = query.where(User.id != exclude_id)
     errors: dict[str, list[str]] = {}
     for row in db.session.execute(query).mappings():
-        for field in taken:
-            if row[field]:
-                errors[field] = ["has already been taken"]
+        if row.get("email"):
+            errors["email"] = ["has already been taken"]
+        if row.get("username"):
+            same = row["existing"].casefold() == username.casefold()
+            message = "has already been taken" if same else "looks like an existing username"
+            errors.setdefault("username", []).append(message)
     if errors:
+        errors = {field: sorted(set(messages)) for field, messages in errors.items()}
         raise invalid(errors)
+
+
+def _commit_unless_taken(username: str | None, email: str | None, exclude_id: int | None = None):
+    """Commit; when a concurrent request took the username or email first (the unique
+    indexes refused this one), the same 422 as if it had come earlier."""
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        _ensure_unique(username, email, exclude_id)
+        raise  # not a uniqueness the users' fields explain: the 409 of conduit/errors.py
 
 
 @blueprint.post("/users")
@@ -66,7 +88,7 @@ def register():
         password_hash=hash_password(data["password"]),
     )
     db.session.add(user)
-    db.session.commit()
+    _commit_unless_taken(data["username"], data["email"])
     return user_response(user), 201
 
 
@@ -100,5 +122,5 @@ def update_current_user():
         user.password_hash = hash_password(data.pop("password"))
     for field, value in data.items():
         setattr(user, field, value)
-    db.session.commit()
+    _commit_unless_taken(data.get("username"), data.get("email"), exclude_id=user.id)
     return user_response(user)
