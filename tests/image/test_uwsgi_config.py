@@ -396,12 +396,57 @@ def test_oversized_request_heads_get_431_and_414(start):
     assert probe_head(server.port, "/api/tags?q=" + "x" * 100000, {}) == "414"
 
 
-@router_limit
 def test_a_chunked_request_body_is_accepted(start):
     from bench.serving import probe_chunked
 
     server = start()
     assert probe_chunked(server.port).startswith("201 ")
+
+
+def send_chunked(port: int, chunks: bytes) -> tuple[str, dict]:
+    from bench.serving import connect, read_answer, request
+
+    headers = {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
+    with connect(port, 15) as sock:
+        sock.sendall(request("POST", "/api/users", chunks, headers))
+        status, answer = read_answer(sock)
+    return status, json.loads(answer)
+
+
+def test_a_chunked_body_over_the_limit_gets_413(start):
+    # 64 chunks of 32 KiB: 2 MiB, twice MAX_CONTENT_LENGTH, none of them too big alone.
+    server = start()
+    piece = b"x" * 32768
+    status, answer = send_chunked(
+        server.port, b"%x\r\n%s\r\n" % (len(piece), piece) * 64 + b"0\r\n\r\n"
+    )
+    assert status == "413"
+    assert "body" in answer["errors"]
+    assert requests.get(f"{server.url}/api/tags", timeout=10).status_code == 200
+
+
+def test_a_malformed_chunked_body_gets_400(start):
+    server = start()
+    body = register_body("malformed").encode()
+    for framing in [
+        b"-%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),  # a negative size
+        b"%x 0\r\n%s\r\n0\r\n\r\n" % (len(body), body),  # a space in the size
+    ]:
+        status, answer = send_chunked(server.port, framing)
+        assert status == "400", framing
+        assert answer["errors"]["body"] == ["malformed or incomplete chunked body"]
+    assert "Traceback" not in server.output()
+    assert requests.get(f"{server.url}/api/tags", timeout=10).status_code == 200
+
+
+def test_a_chunked_body_that_stops_arriving_gets_408(start):
+    # The client sends less than the chunk's size and waits: the worker thread is
+    # released at the deadline (CHUNKED_BODY_DEADLINE_S) with an answer.
+    server = start()
+    body = register_body("stalled").encode()
+    status, answer = send_chunked(server.port, b"%x\r\n%s" % (len(body) + 50, body))
+    assert status == "408"
+    assert answer["errors"]["body"] == ["the chunked body did not arrive in time"]
 
 
 @router_limit
