@@ -30,7 +30,7 @@ from tests.support import free_port, uwsgi_binary
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # The developer's shell must not change what the server does.
-CLEARED = ("PORT", "DATABASE_URL", "CONDUIT_ENV", "PROMETHEUS_MULTIPROC_DIR")
+CLEARED = ("PORT", "HEALTH_PORT", "DATABASE_URL", "CONDUIT_ENV", "PROMETHEUS_MULTIPROC_DIR")
 CLEARED_PREFIX = "UWSGI_"
 
 
@@ -57,6 +57,7 @@ class Server:
     process: subprocess.Popen
     log: Path  # stdout
     errors: Path  # stderr
+    health_url: str  # the liveness mule's /healthz
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -74,7 +75,7 @@ class Server:
 def launch(tmp_path: Path, env: dict[str, str]) -> Server:
     """Start uWSGI with docker/uwsgi.ini on a free port (not waiting for it)."""
     port = free_port()
-    env = {**env, "PORT": str(port)}
+    env = {"HEALTH_PORT": str(free_port()), **env, "PORT": str(port)}
     log, errors = tmp_path / f"uwsgi-{port}.log", tmp_path / f"uwsgi-{port}.err"
     with log.open("wb") as out, errors.open("wb") as err:
         process = subprocess.Popen(
@@ -84,7 +85,8 @@ def launch(tmp_path: Path, env: dict[str, str]) -> Server:
             stdout=out,
             stderr=err,
         )
-    return Server(f"http://127.0.0.1:{port}", port, process, log, errors)
+    health = f"http://127.0.0.1:{env['HEALTH_PORT']}/healthz"
+    return Server(f"http://127.0.0.1:{port}", port, process, log, errors, health)
 
 
 @pytest.fixture
@@ -376,15 +378,50 @@ def test_a_body_over_the_limit_without_expect_gets_413_not_a_reset(start):
     assert probe_over_limit(server.port) == ", ".join(["413"] * 5)
 
 
-@router_limit
-def test_healthz_answers_while_every_thread_is_busy(start):
+def test_liveness_answers_while_every_thread_is_busy(start):
+    # What the image's HEALTHCHECK and the livenessProbe ask: HEALTH_PORT's /healthz,
+    # answered by the liveness mule, not by a worker thread.
     from bench.serving import clients, registering
 
     server = start(BCRYPT_LOG_ROUNDS="13")  # 16 registrations keep 8 threads busy for seconds
     with clients(16, registering(server.port, rounds=1)):
         time.sleep(0.5)
-        # The image's HEALTHCHECK gives urllib 2 s; today the probe waits behind the queue.
-        assert requests.get(f"{server.url}/healthz", timeout=2).status_code == 200
+        # The HEALTHCHECK gives urllib 2 s; /healthz on the API port waits behind the queue.
+        response = requests.get(server.health_url, timeout=2)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "workers": 2}
+
+
+def test_the_liveness_port_answers_healthz_only(start):
+    server = start()
+    base = server.health_url.removesuffix("/healthz")
+    assert requests.head(server.health_url, timeout=5).status_code == 200
+    assert requests.get(f"{base}/readyz", timeout=5).status_code == 404
+    assert requests.get(f"{base}/api/tags", timeout=5).status_code == 404
+    # A client that connects and says nothing does not hold the probe's answer.
+    from bench.serving import connect
+
+    with connect(int(base.rsplit(":", 1)[1]), 5):
+        assert requests.get(server.health_url, timeout=2).status_code == 200
+    # /healthz on the API port is still the app's.
+    assert requests.get(f"{server.url}/healthz", timeout=5).json() == {"status": "ok"}
+
+
+def test_liveness_goes_with_the_master(start):
+    # SIGKILL to the master: its mule must not go on answering for a server that is gone.
+    server = start()
+    assert requests.get(server.health_url, timeout=5).status_code == 200
+    server.process.kill()
+    server.process.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            requests.get(server.health_url, timeout=1)
+        except requests.ConnectionError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the liveness port still answers 10 s after the master died")
 
 
 @router_limit
