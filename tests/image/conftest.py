@@ -42,8 +42,9 @@ BUILD_TIMEOUT_S = 1800  # the first build compiles uWSGI; later ones reuse its l
 READY_TIMEOUT_S = 60
 METRICS: list[str] = []  # measurements, printed at the end and kept in reports/
 # Run in the server container: RSS and PSS (MiB) of each uWSGI worker, i.e. each child
-# of the master (pid 1) but the HTTP routers, whose pids (the container's) are the
-# arguments. PSS counts the pages a worker shares with the master once in the pod.
+# of the master (pid 1) but the HTTP router and the liveness mule, whose pids (the
+# container's) are the arguments. PSS counts the pages a worker shares with the master
+# once in the pod.
 WORKER_MEMORY = """
 import os, re, sys
 for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -291,7 +292,8 @@ def server(serve_image: Callable[..., Server], docker: Docker) -> Iterator[Serve
     # cannot tell a worker from the router (pyuwsgi runs under python3, which uWSGI
     # cannot rename).
     log = docker("logs", server.container.name, check=False)
-    routers = re.findall(r"spawned uWSGI http \d+ \(pid: (\d+)\)", log)
+    # Not workers: the HTTP router and the liveness mule.
+    routers = re.findall(r"spawned uWSGI (?:http|mule) \d+ \(pid: (\d+)\)", log)
     found = docker("exec", server.container.name, "python", "-c", WORKER_MEMORY, *routers,
                    check=False)  # fmt: skip
     workers = [line.split() for line in found.splitlines()]

@@ -30,7 +30,7 @@ from tests.support import free_port, uwsgi_binary
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # The developer's shell must not change what the server does.
-CLEARED = ("PORT", "DATABASE_URL", "CONDUIT_ENV", "PROMETHEUS_MULTIPROC_DIR")
+CLEARED = ("PORT", "HEALTH_PORT", "DATABASE_URL", "CONDUIT_ENV", "PROMETHEUS_MULTIPROC_DIR")
 CLEARED_PREFIX = "UWSGI_"
 
 
@@ -57,6 +57,7 @@ class Server:
     process: subprocess.Popen
     log: Path  # stdout
     errors: Path  # stderr
+    health_url: str  # the liveness mule's /healthz
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -74,7 +75,7 @@ class Server:
 def launch(tmp_path: Path, env: dict[str, str]) -> Server:
     """Start uWSGI with docker/uwsgi.ini on a free port (not waiting for it)."""
     port = free_port()
-    env = {**env, "PORT": str(port)}
+    env = {"HEALTH_PORT": str(free_port()), **env, "PORT": str(port)}
     log, errors = tmp_path / f"uwsgi-{port}.log", tmp_path / f"uwsgi-{port}.err"
     with log.open("wb") as out, errors.open("wb") as err:
         process = subprocess.Popen(
@@ -84,7 +85,8 @@ def launch(tmp_path: Path, env: dict[str, str]) -> Server:
             stdout=out,
             stderr=err,
         )
-    return Server(f"http://127.0.0.1:{port}", port, process, log, errors)
+    health = f"http://127.0.0.1:{env['HEALTH_PORT']}/healthz"
+    return Server(f"http://127.0.0.1:{port}", port, process, log, errors, health)
 
 
 @pytest.fixture
@@ -376,15 +378,50 @@ def test_a_body_over_the_limit_without_expect_gets_413_not_a_reset(start):
     assert probe_over_limit(server.port) == ", ".join(["413"] * 5)
 
 
-@router_limit
-def test_healthz_answers_while_every_thread_is_busy(start):
+def test_liveness_answers_while_every_thread_is_busy(start):
+    # What the image's HEALTHCHECK and the livenessProbe ask: HEALTH_PORT's /healthz,
+    # answered by the liveness mule, not by a worker thread.
     from bench.serving import clients, registering
 
     server = start(BCRYPT_LOG_ROUNDS="13")  # 16 registrations keep 8 threads busy for seconds
     with clients(16, registering(server.port, rounds=1)):
         time.sleep(0.5)
-        # The image's HEALTHCHECK gives urllib 2 s; today the probe waits behind the queue.
-        assert requests.get(f"{server.url}/healthz", timeout=2).status_code == 200
+        # The HEALTHCHECK gives urllib 2 s; /healthz on the API port waits behind the queue.
+        response = requests.get(server.health_url, timeout=2)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "workers": 2}
+
+
+def test_the_liveness_port_answers_healthz_only(start):
+    server = start()
+    base = server.health_url.removesuffix("/healthz")
+    assert requests.head(server.health_url, timeout=5).status_code == 200
+    assert requests.get(f"{base}/readyz", timeout=5).status_code == 404
+    assert requests.get(f"{base}/api/tags", timeout=5).status_code == 404
+    # A client that connects and says nothing does not hold the probe's answer.
+    from bench.serving import connect
+
+    with connect(int(base.rsplit(":", 1)[1]), 5):
+        assert requests.get(server.health_url, timeout=2).status_code == 200
+    # /healthz on the API port is still the app's.
+    assert requests.get(f"{server.url}/healthz", timeout=5).json() == {"status": "ok"}
+
+
+def test_liveness_goes_with_the_master(start):
+    # SIGKILL to the master: its mule must not go on answering for a server that is gone.
+    server = start()
+    assert requests.get(server.health_url, timeout=5).status_code == 200
+    server.process.kill()
+    server.process.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            requests.get(server.health_url, timeout=1)
+        except requests.ConnectionError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the liveness port still answers 10 s after the master died")
 
 
 @router_limit
@@ -396,12 +433,57 @@ def test_oversized_request_heads_get_431_and_414(start):
     assert probe_head(server.port, "/api/tags?q=" + "x" * 100000, {}) == "414"
 
 
-@router_limit
 def test_a_chunked_request_body_is_accepted(start):
     from bench.serving import probe_chunked
 
     server = start()
     assert probe_chunked(server.port).startswith("201 ")
+
+
+def send_chunked(port: int, chunks: bytes) -> tuple[str, dict]:
+    from bench.serving import connect, read_answer, request
+
+    headers = {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
+    with connect(port, 15) as sock:
+        sock.sendall(request("POST", "/api/users", chunks, headers))
+        status, answer = read_answer(sock)
+    return status, json.loads(answer)
+
+
+def test_a_chunked_body_over_the_limit_gets_413(start):
+    # 64 chunks of 32 KiB: 2 MiB, twice MAX_CONTENT_LENGTH, none of them too big alone.
+    server = start()
+    piece = b"x" * 32768
+    status, answer = send_chunked(
+        server.port, b"%x\r\n%s\r\n" % (len(piece), piece) * 64 + b"0\r\n\r\n"
+    )
+    assert status == "413"
+    assert "body" in answer["errors"]
+    assert requests.get(f"{server.url}/api/tags", timeout=10).status_code == 200
+
+
+def test_a_malformed_chunked_body_gets_400(start):
+    server = start()
+    body = register_body("malformed").encode()
+    for framing in [
+        b"-%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),  # a negative size
+        b"%x 0\r\n%s\r\n0\r\n\r\n" % (len(body), body),  # a space in the size
+    ]:
+        status, answer = send_chunked(server.port, framing)
+        assert status == "400", framing
+        assert answer["errors"]["body"] == ["malformed or incomplete chunked body"]
+    assert "Traceback" not in server.output()
+    assert requests.get(f"{server.url}/api/tags", timeout=10).status_code == 200
+
+
+def test_a_chunked_body_that_stops_arriving_gets_408(start):
+    # The client sends less than the chunk's size and waits: the worker thread is
+    # released at the deadline (CHUNKED_BODY_DEADLINE_S) with an answer.
+    server = start()
+    body = register_body("stalled").encode()
+    status, answer = send_chunked(server.port, b"%x\r\n%s" % (len(body) + 50, body))
+    assert status == "408"
+    assert answer["errors"]["body"] == ["the chunked body did not arrive in time"]
 
 
 @router_limit

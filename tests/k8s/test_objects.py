@@ -85,9 +85,11 @@ def test_serving_containers_have_probes(env):
 def test_api_probes_use_the_app_health_endpoints(env):
     template = workload(env, "api")["spec"]["template"]
     [container] = template["spec"]["containers"]
-    assert container_ports(template) == {"http": 8000}
+    assert container_ports(template) == {"http": 8000, "health": 8001}
+    # Readiness through the app (database, schema); liveness beside its threads.
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 
 
 def test_migrations_run_before_the_app_with_the_same_image(env):
@@ -102,7 +104,9 @@ def test_migrations_run_before_the_app_with_the_same_image(env):
 
 def test_api_port_is_the_configured_port(env):
     config = env.one("ConfigMap")["data"]
-    assert int(config["PORT"]) == container_ports(workload(env, "api")["spec"]["template"])["http"]
+    ports = container_ports(workload(env, "api")["spec"]["template"])
+    assert int(config["PORT"]) == ports["http"]
+    assert int(config["HEALTH_PORT"]) == ports["health"]
     assert config["CONDUIT_ENV"] == "production"
     assert "CORS_ORIGINS" in config
 
