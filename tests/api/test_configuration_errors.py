@@ -263,6 +263,9 @@ def test_make_run_names_the_database_and_serves_the_address_it_prints(tmp_path):
         process = subprocess.Popen(
             args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,  # make and the server it starts, stopped together
+            # As from a terminal: a runner that started this run in the background (no
+            # job control) passes SIGINT down ignored, and Ctrl-C would do nothing.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
     try:
         address = f"http://127.0.0.1:{port}/api"

@@ -155,8 +155,9 @@ def test_a_healthy_canary_passes(prometheus):
     verdict = judge(prometheus, "conduit-canary")
     assert verdict.outcome is Outcome.PASS, verdict.summary
     assert verdict.canary.errors == 0
-    # increase() extrapolates to the window's edges: close to, not exactly, what was sent.
-    assert 0.5 * 80 <= verdict.canary.requests <= 80 * 1.1
+    # increase() extrapolates a series sampled over a few seconds by up to about a scrape
+    # interval at each end, more when a loaded machine delays scrapes: near what was sent.
+    assert 0.5 * 80 <= verdict.canary.requests <= 80 * 1.5
     assert verdict.stable.requests > verdict.canary.requests
 
 
