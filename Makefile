@@ -107,10 +107,17 @@ $(BENCH_SERVER_VENV)/.installed: pyproject.toml requirements.lock
 rehearse: ## Run .gitlab-ci.yml's jobs here in stand-in images (Docker, root: ci/rehearsal/README.md)
 	$(MAKE) test TIERS=rehearsal
 
-lock: $(VENV)/.runtime ## Re-pin every dependency into requirements.lock (pip-tools)
+# Two outputs: requirements.lock pins the whole tree for every virtualenv; the image's
+# docker/requirements.txt is its runtime part (the dependencies and the server extra) at
+# the lock's versions (--constraint), with every wheel's SHA-256 for pip's hash-checking
+# mode. tests/image/test_image_requirements.py fails when the two disagree.
+lock: $(VENV)/.runtime ## Re-pin every dependency into requirements.lock and docker/requirements.txt (pip-tools)
 	$(BIN)/python -m pip install --quiet pip-tools==7.6.2
 	$(BIN)/pip-compile --quiet --all-extras --strip-extras --no-emit-index-url --no-emit-find-links \
 		--output-file requirements.lock pyproject.toml deploy/pyproject.toml
+	$(BIN)/pip-compile --quiet --extra server --strip-extras --no-emit-index-url --no-emit-find-links \
+		--generate-hashes --constraint requirements.lock \
+		--output-file docker/requirements.txt pyproject.toml
 
 clean: ## Remove the virtualenv, caches and local databases
 	rm -rf $(VENV) node_modules build reports instance .pytest_cache .ruff_cache .coverage coverage.xml
