@@ -6,6 +6,7 @@ trivy's JSON shape, as trivy does not install from PyPI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -154,6 +155,37 @@ def test_a_secret_deleted_later_is_still_found_in_the_history(repository_with_a_
         [*git, "rev-list", "--max-parents=0", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     assert f"settings.py:1 in commit {first[:12]}" in result.stdout
+
+
+def history_of(repo) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "security.secret_history", "HEAD"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["results"]
+
+
+def test_the_history_scan_skips_the_baseline_but_not_what_its_commit_adds(
+    repository_with_a_leak,
+):
+    repo, git = repository_with_a_leak
+    # An audit commit: the baseline gets the finding's hash (detect-secrets' own shape,
+    # which its scanners flag), and the same commit adds a real-looking key elsewhere.
+    digest = hashlib.sha1(b"an audited false positive").hexdigest()  # noqa: S324
+    audited = {"type": "Secret Keyword", "hashed_secret": digest}
+    (repo / ".secrets.baseline").write_text(json.dumps({"results": {"a.py": [audited]}}))
+    (repo / "deploy.py").write_text(f'aws_secret_access_key = "{FAKE_AWS_SECRET}"\n')
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "audit"], check=True)
+
+    results = history_of(repo)
+    assert ".secrets.baseline" not in results
+    assert "deploy.py" in results
+    assert "settings.py" in results
 
 
 # --- dependencies (pip-audit against a local OSV service) -----------------------------
