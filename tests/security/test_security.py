@@ -85,6 +85,23 @@ def test_the_tree_has_no_secret_beyond_the_audited_baseline(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_history_has_no_secret_beyond_the_audited_baseline(tmp_path):
+    # A project's first pipeline (a new ref) scans every commit the clone holds: the
+    # security job, and pack after it, must pass on the history as pushed.
+    done = subprocess.run(
+        [sys.executable, "-m", "security.secret_history", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "history.json").write_text(done.stdout)
+    result = gate(
+        "--reports", str(tmp_path), "secrets", "--detect-secrets", str(tmp_path / "history.json")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_every_baseline_entry_is_audited_as_not_a_secret():
     baseline = json.loads((ROOT / ".secrets.baseline").read_text())
     unaudited = [
