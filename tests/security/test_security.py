@@ -88,14 +88,7 @@ def test_the_tree_has_no_secret_beyond_the_audited_baseline(tmp_path):
 def test_the_history_has_no_secret_beyond_the_audited_baseline(tmp_path):
     # A project's first pipeline (a new ref) scans every commit the clone holds: the
     # security job, and pack after it, must pass on the history as pushed.
-    done = subprocess.run(
-        [sys.executable, "-m", "security.secret_history", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    (tmp_path / "history.json").write_text(done.stdout)
+    (tmp_path / "history.json").write_text(secret_history(ROOT))
     result = gate(
         "--reports", str(tmp_path), "secrets", "--detect-secrets", str(tmp_path / "history.json")
     )
@@ -152,29 +145,8 @@ def test_a_planted_secret_in_the_tree_fails(repository_with_a_leak, tmp_path):
     assert report["vulnerabilities"][0]["location"]["commit"]["sha"]
 
 
-def test_a_secret_deleted_later_is_still_found_in_the_history(repository_with_a_leak, tmp_path):
-    repo, git = repository_with_a_leak
-    (repo / "settings.py").write_text("import os\nAWS_ACCESS_KEY_ID = os.environ['KEY']\n")
-    subprocess.run([*git, "commit", "-qam", "remove the key"], check=True)
-    assert "AKIA" not in (repo / "settings.py").read_text()
-
-    history = subprocess.run(
-        [sys.executable, "-m", "security.secret_history", "HEAD"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert history.returncode == 0, history.stderr
-    result = judge_secrets(tmp_path, history.stdout)
-    assert result.returncode == 1
-    first = subprocess.run(
-        [*git, "rev-list", "--max-parents=0", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    assert f"settings.py:1 in commit {first[:12]}" in result.stdout
-
-
-def history_of(repo) -> dict:
+def secret_history(repo: Path) -> str:
+    """security.secret_history's JSON for every commit of `repo`."""
     done = subprocess.run(
         [sys.executable, "-m", "security.secret_history", "HEAD"],
         cwd=repo,
@@ -183,7 +155,21 @@ def history_of(repo) -> dict:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["results"]
+    return done.stdout
+
+
+def test_a_secret_deleted_later_is_still_found_in_the_history(repository_with_a_leak, tmp_path):
+    repo, git = repository_with_a_leak
+    (repo / "settings.py").write_text("import os\nAWS_ACCESS_KEY_ID = os.environ['KEY']\n")
+    subprocess.run([*git, "commit", "-qam", "remove the key"], check=True)
+    assert "AKIA" not in (repo / "settings.py").read_text()
+
+    result = judge_secrets(tmp_path, secret_history(repo))
+    assert result.returncode == 1
+    first = subprocess.run(
+        [*git, "rev-list", "--max-parents=0", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert f"settings.py:1 in commit {first[:12]}" in result.stdout
 
 
 def test_the_history_scan_skips_the_baseline_but_not_what_its_commit_adds(
@@ -199,7 +185,7 @@ def test_the_history_scan_skips_the_baseline_but_not_what_its_commit_adds(
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "audit"], check=True)
 
-    results = history_of(repo)
+    results = json.loads(secret_history(repo))["results"]
     assert ".secrets.baseline" not in results
     assert "deploy.py" in results
     assert "settings.py" in results
