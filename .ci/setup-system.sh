@@ -7,6 +7,7 @@ set -euo pipefail
 
 packages=(
   docker.io debootstrap docker-registry  # image build, local base image, local registry
+  nginx                         # the image's front (docker/serve.py), which the serving tests start
   prometheus                    # promtool: alert rules check and unit tests
   wrk                           # load benchmark
   rsync                         # gitlab-ci-local copies the checkout (make rehearse)

@@ -42,17 +42,25 @@ BUILD_TIMEOUT_S = 1800  # the first build compiles uWSGI; later ones reuse its l
 READY_TIMEOUT_S = 60
 METRICS: list[str] = []  # measurements, printed at the end and kept in reports/
 # Run in the server container: RSS and PSS (MiB) of each uWSGI worker, i.e. each child
-# of the master (pid 1) but the HTTP router and the liveness mule, whose pids (the
-# container's) are the arguments. PSS counts the pages a worker shares with the master
-# once in the pod.
+# of uWSGI's master (the first argument) but the liveness mule (the others), then of the
+# front: serve.py (pid 1) and nginx's processes, added up. Pids are the container's. PSS
+# counts the pages a worker shares with the master once in the pod.
 WORKER_MEMORY = """
 import os, re, sys
+master, others = sys.argv[1], sys.argv[2:]
+def memory(pid):
+    rollup = open(f"/proc/{pid}/smaps_rollup").read()
+    return {k: int(v) / 1024 for k, v in re.findall(r"^(Rss|Pss):\\s+(\\d+) kB", rollup, re.M)}
+front = {"Rss": 0, "Pss": 0}
 for pid in filter(str.isdigit, os.listdir("/proc")):
     status = open(f"/proc/{pid}/status").read()
-    if re.search(r"^PPid:\\s+1$", status, re.M) and pid not in sys.argv[1:]:
-        rollup = open(f"/proc/{pid}/smaps_rollup").read()
-        kib = dict(re.findall(r"^(Rss|Pss):\\s+(\\d+) kB", rollup, re.M))
-        print(round(int(kib["Rss"]) / 1024), round(int(kib["Pss"]) / 1024))
+    if re.search(rf"^PPid:\\s+{master}$", status, re.M) and pid not in others:
+        kib = memory(pid)
+        print("worker", round(kib["Rss"]), round(kib["Pss"]))
+    elif pid == "1" or open(f"/proc/{pid}/comm").read().strip() == "nginx":
+        for key, value in memory(pid).items():
+            front[key] += value
+print("front", round(front["Rss"]), round(front["Pss"]))
 """
 
 
@@ -285,24 +293,28 @@ def serve_image(docker: Docker, image: Image, app_settings, migrations, run_id):
 
 @pytest.fixture(scope="session")
 def server(serve_image: Callable[..., Server], docker: Docker) -> Iterator[Server]:
-    """The server container the serving tests share (uWSGI, the image's CMD)."""
+    """The server container the serving tests share (the image's CMD: nginx and uWSGI)."""
     server = serve_image("server")
     yield server
     # Read inside the container: its pids are the ones uWSGI logs, and process names
-    # cannot tell a worker from the router (pyuwsgi runs under python3, which uWSGI
-    # cannot rename).
+    # cannot tell a worker from the mule (pyuwsgi runs under python3, which uWSGI cannot
+    # rename).
     log = docker("logs", server.container.name, check=False)
-    # Not workers: the HTTP router and the liveness mule.
-    routers = re.findall(r"spawned uWSGI (?:http|mule) \d+ \(pid: (\d+)\)", log)
-    found = docker("exec", server.container.name, "python", "-c", WORKER_MEMORY, *routers,
-                   check=False)  # fmt: skip
-    workers = [line.split() for line in found.splitlines()]
+    master = re.findall(r"spawned uWSGI master process \(pid: (\d+)\)", log)
+    mules = re.findall(r"spawned uWSGI mule \d+ \(pid: (\d+)\)", log)
+    found = docker("exec", server.container.name, "python", "-c", WORKER_MEMORY, *master[:1],
+                   *mules, check=False) if master else ""  # fmt: skip
+    rows = [line.split() for line in found.splitlines()]
+    workers = [row[1:] for row in rows if row[0] == "worker"]
+    front = [row[1:] for row in rows if row[0] == "front"]
     if workers:
         METRICS.append(
             "uWSGI workers after the tier's traffic: "
             f"RSS {', '.join(rss for rss, _ in workers)} MiB, "
             f"PSS {', '.join(pss for _, pss in workers)} MiB"
         )
+    if front:
+        METRICS.append(f"front (serve.py and nginx): RSS {front[0][0]} MiB, PSS {front[0][1]} MiB")
 
 
 @pytest.fixture(scope="session")
