@@ -8,10 +8,13 @@ runner's config.toml would say it (README.md beside this file has the details):
   /certs/client volume (a GitLab runner's `volumes = ["/certs/client"]`) and local
   copies of the pinned upstream inputs (REALWORLD_DIR and the other variables of
   tests/upstream.toml), because GitHub is out of reach here;
+- OSV_API and KEV_URL point at a stand-in advisory service this script serves (a
+  project points them at a mirror), because OSV and CISA are out of reach too;
 - pipelines are simulated by the variables GitLab sets for each kind of pipeline.
 
     python ci/rehearsal/rehearse.py                     # the default plan below
     python ci/rehearsal/rehearse.py [--pipeline KIND] --job NAME [--job NAME ...]
+    python ci/rehearsal/rehearse.py --job security --advisories FIXTURE.json
 
 Prints one line per job (result and duration) and exits non-zero when a job failed that
 is not allowed to fail.
@@ -20,6 +23,8 @@ is not allowed to fail.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import re
 import shutil
@@ -27,6 +32,8 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +83,7 @@ PIPELINES: dict[str, dict[str, str | None]] = {
 # branch (dev) and of a release tag (prod; cluster:prod is manual there, a person's
 # start is this run). pack would push, and a runner here has no registry to push to.
 DEFAULT_PLAN = {
-    "merge_request": ["test", "lint", "pack:check"],
+    "merge_request": ["test", "lint", "security", "pack:check"],
     # The review app's deploy and stop, dry runs (pack:review would push).
     "review_app": ["review", "stop_review"],
     "default_branch": ["cluster:dev", "deploy:dev"],
@@ -126,13 +133,21 @@ TEST_JOB_SELECTION = {
 # registry); prod deploys only an image pinned by digest, and dev and review apps run it
 # when it is set.
 PACK_DOTENV = {"CONDUIT_IMAGE_DIGEST": "sha256:" + "0" * 64}
-# The advisory services the image audit asks (.gitlab-ci.yml's OSV_API and KEV_URL):
-# the dind stand-in's empty stand-in (images/docker-dind/advisories.py), as a project
-# would point them at a mirror. Set for every pipeline, like a project's variables.
-ADVISORY_VARIABLES = {
-    "OSV_API": "http://docker:8070",
-    "KEV_URL": "http://docker:8070/kev.json",
-}
+# The advisory services the security job and the image audit ask (.gitlab-ci.yml's
+# OSV_API and KEV_URL) point at advisory_service() below, as a project would point them
+# at a mirror: the host name every job container resolves to this machine (Docker's
+# host-gateway), on the port the service got. Set for every pipeline, like a project's
+# variables.
+ADVISORY_HOST = "advisories"
+
+
+def advisory_variables(port: int) -> dict[str, str]:
+    return {
+        "OSV_API": f"http://{ADVISORY_HOST}:{port}",
+        "KEV_URL": f"http://{ADVISORY_HOST}:{port}/kev.json",
+    }
+
+
 PROJECT_VARIABLES = {
     # The review/*-scoped variables (deploy/gitlab.md, "Review apps").
     "review_app": {
@@ -271,8 +286,68 @@ def upstream_dirs() -> dict[str, Path]:
     return folders
 
 
+def load_advisories(fixture: Path | None) -> dict[str, list]:
+    """--advisories' fixture: {"osv": [OSV records], "known_exploited": [CVE ids]}."""
+    if fixture is None:
+        return {}
+    try:
+        advisories = json.loads(fixture.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"rehearsal: cannot read the advisories {fixture}: {error}") from None
+    if not (
+        isinstance(advisories, dict)
+        and set(advisories) <= {"osv", "known_exploited"}
+        and all(isinstance(value, list) for value in advisories.values())
+    ):
+        raise SystemExit(
+            f'rehearsal: {fixture} is not {{"osv": [OSV records], "known_exploited": [CVE ids]}}'
+        )
+    return advisories
+
+
+@contextmanager
+def advisory_service(advisories: dict[str, list], log: Path) -> Iterator[int]:
+    """The stand-in for OSV's API and CISA's known-exploited catalogue, on a free port of
+    this machine: the security tier's OSV service (tests/security/osv.py: POST /v1/query
+    as pip-audit asks it, GET /v1/vulns/<id> as the gate asks it) and its KEV feed at
+    /kev.json. It serves the given advisories (load_advisories), none without them.
+    Every request it answered is written to `log`."""
+    sys.path.insert(0, str(ROOT))
+    from pytest_httpserver import HTTPServer
+
+    from tests.security.osv import kev_feed, serve_osv
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    # On every interface: the job containers come from the engine's bridges, whose
+    # addresses are the engine's to choose. It serves fixtures only, for this run.
+    server = HTTPServer(host="0.0.0.0", port=0, threaded=True)  # noqa: S104
+    serve_osv(server, advisories.get("osv", []))
+    server.expect_request("/kev.json", method="GET").respond_with_json(
+        kev_feed(*advisories.get("known_exploited", []))
+    )
+    server.start()
+    try:
+        yield server.port
+    finally:
+        server.stop()
+        lines = []
+        for request, response in server.log:
+            line = f"{request.method} {request.path} -> {response.status_code}"
+            if request.path == "/v1/query" and response.status_code == 200:
+                asked = json.loads(request.data)
+                vulns = json.loads(response.get_data()).get("vulns", [])
+                name, version = asked["package"]["name"], asked.get("version")
+                line += f": {name} {version}, advisories: {len(vulns)}"
+            lines.append(line + "\n")
+        log.write_text("".join(lines))
+
+
 def runner_options(
-    pipeline: str, *, upstream: dict[str, Path], extra: dict[str, str] | None = None
+    pipeline: str,
+    *,
+    upstream: dict[str, Path],
+    advisories_port: int,
+    extra: dict[str, str] | None = None,
 ) -> list[str]:
     options = [
         "--no-color",
@@ -286,6 +361,9 @@ def runner_options(
         f"{DOCKER_SOCKET}:/run/rehearsal/docker.sock",
         "--volume",
         f"{CERTS_VOLUME}:/certs/client",
+        # The advisory stand-in on this machine (advisory_service).
+        "--extra-host",
+        f"{ADVISORY_HOST}:host-gateway",
         "--ignore-predefined-vars",
         # (and the merge request's project and slug, which the review_app pipeline sets)
         "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH,CI_COMMIT_TAG,CI_COMMIT_REF_SLUG,CI_PROJECT_ID",
@@ -299,7 +377,7 @@ def runner_options(
         # may choose with this optional variable.
         "BASE_IMAGE": "python:3.11.13-slim-bookworm",
         **PIPELINES[pipeline],
-        **ADVISORY_VARIABLES,
+        **advisory_variables(advisories_port),
         **PROJECT_VARIABLES.get(pipeline, {}),
         **(extra or {}),
     }
@@ -361,6 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-images", action="store_true", help="use the stand-ins as built")
     parser.add_argument(
+        "--advisories",
+        type=Path,
+        metavar="FIXTURE",
+        help='the advisories the stand-in OSV and CISA serve: JSON {"osv": [OSV records],'
+        ' "known_exploited": [CVE ids]} (default: none)',
+    )
+    parser.add_argument(
         "--whole-test-job",
         action="store_true",
         help="run every test of the test job's tiers, not TEST_JOB_SELECTION",
@@ -368,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     plan = {args.pipeline: args.jobs} if args.jobs else DEFAULT_PLAN
+    advisories = load_advisories(args.advisories)
     if not GITLAB_CI_LOCAL.exists():
         print("rehearsal: gitlab-ci-local is missing (npm ci installs it)", file=sys.stderr)
         return 2
@@ -382,13 +468,14 @@ def main(argv: list[str] | None = None) -> int:
     extra.update(item.split("=", 1) for item in args.variable)
 
     results = []
-    for pipeline, jobs in plan.items():
-        print(f"rehearsal: {pipeline} pipeline", flush=True)
-        options = runner_options(pipeline, upstream=upstream, extra=extra)
-        for job in jobs:
-            result = run_job(checkout, job, options, log_dir)
-            print(result.line(), flush=True)
-            results.append(result)
+    with advisory_service(advisories, log_dir / "advisories.log") as port:
+        for pipeline, jobs in plan.items():
+            print(f"rehearsal: {pipeline} pipeline", flush=True)
+            options = runner_options(pipeline, upstream=upstream, advisories_port=port, extra=extra)
+            for job in jobs:
+                result = run_job(checkout, job, options, log_dir)
+                print(result.line(), flush=True)
+                results.append(result)
     failed = [r.name for r in results if r.blocks]
     total = sum(r.seconds for r in results) / 60
     verdict = f"{len(failed)} failed ({', '.join(failed)})" if failed else "none failed"

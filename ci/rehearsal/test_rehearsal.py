@@ -7,6 +7,7 @@ non-zero. They run after the rehearsal proper (make rehearse), on its stand-in i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,6 +22,8 @@ sys.path.insert(0, str(HERE))
 import rehearse  # noqa: E402 - the module under test sits beside this file
 
 from tests.postgres_major import rehearsal_standin  # noqa: E402
+from tests.security.osv import osv_record  # noqa: E402
+from tests.security.test_security import FAKE_AWS_KEY, FAKE_AWS_SECRET  # noqa: E402
 
 PIPELINE = ".gitlab-ci.yml"
 
@@ -197,3 +200,96 @@ def test_the_postgres_stand_in_refuses_to_start_without_a_password():
     result = docker_run(standin, env={"POSTGRES_USER": "conduit"})
     assert result.returncode != 0
     assert "POSTGRES_PASSWORD" in result.stderr
+
+
+def locked_pins() -> dict[str, str]:
+    lock = (rehearse.ROOT / "requirements.lock").read_text()
+    return dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)", lock, re.MULTILINE))
+
+
+def test_the_security_job_passed_on_this_tree_asking_the_stand_in_advisories():
+    """The rehearsal proper ran the security job unchanged (it fails the rehearsal when
+    the job fails): every scan reported, and its pip-audit asked the stand-in OSV for
+    each pin of requirements.lock, its catalogue download the stand-in CISA feed."""
+    log = rehearsed_log("security")
+    for summary in (
+        "Bandit: ",
+        "detect-secrets: 0 finding(s)",
+        "pip-audit: 0 finding(s) reported in gl-dependency-scanning-report.json",
+    ):
+        assert summary in log, summary
+    assert log.count("detect-secrets: 0 finding(s)") == 2  # the tree, then the history
+    served = (rehearse.WORK / "logs" / "advisories.log").read_text()
+    queried = dict(re.findall(r"^POST /v1/query -> 200: (\S+) (\S+), advisories: 0$", served, re.M))
+    pins = locked_pins()
+    assert len(pins) > 100
+    assert {name: queried.get(name) for name in pins} == pins
+    assert "GET /kev.json -> 200" in served
+
+
+def test_the_security_job_fails_on_a_planted_secret_and_blocking_advisories(tmp_path):
+    """The job unchanged, on a change whose commit adds a fake AWS key, with the stand-in
+    serving the security tier's fixture advisories for two pins of requirements.lock: a
+    Critical one with a fix, and one without a fix on CISA's known-exploited list. The
+    tree scan, the history scan and the dependency audit each block; the job fails."""
+    source = copy_of_this_repository(tmp_path / "repo")
+    (source / "planted_settings.py").write_text(
+        f'AWS_ACCESS_KEY_ID = "{FAKE_AWS_KEY}"\nAWS_SECRET_ACCESS_KEY = "{FAKE_AWS_SECRET}"\n'
+    )
+    advisories = tmp_path / "advisories.json"
+    fixed = osv_record("GHSA-2222-3333-4444", "flask", "9.9.9", "CRITICAL", "CVE-2026-20001")
+    exploited = osv_record("GHSA-8888-9999-aaaa", "werkzeug", None, "MODERATE", "CVE-2026-20003")
+    advisories.write_text(
+        json.dumps({"osv": [fixed, exploited], "known_exploited": ["CVE-2026-20003"]})
+    )
+
+    result = rehearse_copy(
+        source, "--job", "security", "--no-upstream", "--advisories", str(advisories)
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert job_line(result.stdout, "security").startswith("failed "), result.stdout
+    work = source.parent / "work"
+    log = (work / "logs" / "security.log").read_text()
+    commit = rehearse.sh(
+        "git", "-C", str(work / "checkout"), "rev-parse", "HEAD", capture_output=True
+    ).stdout.strip()
+    pins = locked_pins()
+    for blocked in (
+        "BLOCKS: AWS Access Key planted_settings.py:1: a secret in the repository",
+        f"BLOCKS: AWS Access Key planted_settings.py:1 in commit {commit[:12]}",
+        f"BLOCKS: CVE-2026-20001 flask {pins['flask']} (requirements.lock): "
+        "critical with a fix available (9.9.9)",
+        f"BLOCKS: CVE-2026-20003 werkzeug {pins['werkzeug']} (requirements.lock): "
+        "known to be exploited (CISA KEV)",
+    ):
+        assert blocked in log, blocked
+    assert log.count("the security policy (policy.toml) fails this pipeline") == 3
+    # The gate read both severities from the stand-in, OSV_API (not api.osv.dev).
+    served = (work / "logs" / "advisories.log").read_text()
+    for record in (fixed, exploited):
+        assert f"GET /v1/vulns/{record['id']} -> 200" in served
+    # Every scan ran before the job failed: the SBOM is the last step.
+    assert "$ cyclonedx-py requirements" in log
+
+
+def test_a_bad_advisories_fixture_is_a_one_line_error(tmp_path):
+    fixture = tmp_path / "advisories.json"
+    fixture.write_text('{"osv": {"id": "GHSA-2222-3333-4444"}}')
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "rehearse.py"),
+            "--job",
+            "security",
+            "--advisories",
+            str(fixture),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        f'rehearsal: {fixture} is not {{"osv": [OSV records], "known_exploited": [CVE ids]}}'
+    )
+    assert result.stdout == ""

@@ -489,6 +489,23 @@ def test_test_job_runs_the_tiers_with_reports(jobs):
     assert test["artifacts"]["when"] == "always"
 
 
+def test_the_security_job_asks_the_advisory_sources_its_variables_name(jobs):
+    # A project behind a mirror sets OSV_API and KEV_URL: pip-audit's query (its
+    # --osv-url is the query endpoint: pypa/pip-audit v2.10.1 pip_audit/_cli.py), the
+    # gate's severity lookup and the catalogue download all use them, none the public
+    # default. The rehearsal's security job shows it against a stand-in.
+    security = jobs["security"]
+    script = security["script"]
+    audit = [line for line in script if line.startswith("pip-audit ")]
+    assert len(audit) == 1
+    assert '--osv-url "${OSV_API%/}/v1/query"' in audit[0]
+    judge = [line for line in script if "security.gate" in line and " dependencies " in line]
+    assert len(judge) == 1
+    assert '--osv-api "$OSV_API"' in judge[0]
+    assert not any("osv.dev" in line or "cisa.gov" in line for line in script)
+    assert any("os.environ['KEV_URL']" in line for line in security["before_script"])
+
+
 def test_lint_reports_code_quality_without_blocking(jobs):
     lint = jobs["lint"]
     assert lint["allow_failure"] is True

@@ -1,5 +1,6 @@
 """A local OSV service for pip-audit (its --osv-url) and the security gate: the tests'
-advisory fixture, since this machine reaches no advisory service."""
+advisory fixture, since this machine reaches no advisory service. The pipeline
+rehearsal (ci/rehearsal/rehearse.py) serves the same, with CISA's feed, to its jobs."""
 
 from __future__ import annotations
 
@@ -66,15 +67,18 @@ def serve_osv(httpserver, records) -> str:
     return httpserver.url_for("/").rstrip("/")
 
 
-def kev_catalogue(path, *cves: str):
+def kev_feed(*cves: str) -> dict:
     # CISA's KEV JSON feed: catalogVersion, dateReleased, count, vulnerabilities[] of
     # cveID, vendorProject, product, ... (known_exploited_vulnerabilities_schema.json).
     entries = [{"cveID": cve, "vendorProject": "Example", "product": "example"} for cve in cves]
-    catalogue = {
+    return {
         "catalogVersion": "2026.12.04",
         "dateReleased": "2026-12-04T17:00:00.0000Z",
         "count": len(entries),
         "vulnerabilities": entries,
     }
-    path.write_text(json.dumps(catalogue))
+
+
+def kev_catalogue(path, *cves: str):
+    path.write_text(json.dumps(kev_feed(*cves)))
     return path

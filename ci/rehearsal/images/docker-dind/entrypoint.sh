@@ -16,8 +16,6 @@ gateway="$(byte 7-8).$(byte 5-6).$(byte 3-4).$(byte 1-2)"
 for port in $forwarded_ports; do
   socat "TCP-LISTEN:$port,reuseaddr,fork" "TCP:$gateway:$port" &
 done
-# The stand-in advisory service (OSV's query API, CISA's catalogue), empty.
-python3 /usr/local/lib/rehearsal/advisories.py &
 certs=${DOCKER_TLS_CERTDIR:-}
 if [ -z "$certs" ]; then
   exec socat TCP-LISTEN:2375,reuseaddr,fork "UNIX-CONNECT:$socket"
