@@ -269,7 +269,11 @@ def serve_image(docker: Docker, image: Image, app_settings, migrations, run_id):
 
     def serve(role: str, image_ref: str | None = None, **env: str) -> Server:
         port = free_port()
-        options = (*app_settings, "--env", f"PORT={port}")
+        # As the Deployment runs it: a read-only root with /tmp writable (an emptyDir
+        # there), no capabilities, no privilege escalation.
+        confined = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+                    "--security-opt", "no-new-privileges")  # fmt: skip
+        options = (*app_settings, *confined, "--env", f"PORT={port}")
         options += tuple(item for k, v in env.items() for item in ("--env", f"{k}={v}"))
         name = f"{run_id}-{role}-{next(counter)}"
         started = time.monotonic()
