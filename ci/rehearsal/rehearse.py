@@ -120,13 +120,15 @@ DEPLOY_VARIABLES = {
 # PostgreSQL service (test_health on the postgres tier), Envoy from the job's pip install
 # (test_api_under_flask_reaches_the_app_without_the_prefix),
 # promtool (test_alert_rules), wrk (test_lua), git (test_versioning), uWSGI and newman
-# (test_postman), the security tier's policy gate (one test: a tier that selects none
-# exits 5 and fails). pytest reads PYTEST_ADDOPTS itself; the job's script is GitLab's.
-# --whole-test-job runs every test instead.
+# (test_postman), nginx and docker/serve.py (test_the_body_bound_...), the security
+# tier's policy gate (one test: a tier that selects none exits 5 and fails). pytest
+# reads PYTEST_ADDOPTS itself; the job's script is GitLab's. --whole-test-job runs every
+# test instead.
 TEST_JOB_SELECTION = {
     "PYTEST_ADDOPTS": "-k 'test_health or test_api_under_flask_reaches_the_app_without_the_prefix"
     " or test_alert_rules"
     " or test_lua or test_versioning or test_postman"
+    " or test_the_body_bound_is_the_apps_max_content_length"
     " or test_an_allow_list_entry_without_a_reason_is_refused'",
 }
 # What the pack job's dotenv report hands the deploy jobs (pack does not run here: no
