@@ -106,6 +106,12 @@ def on_stop(signum: int, _frame: object) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
+def ignore_stop_signals() -> None:
+    # Once a stop has begun, another signal must not interrupt it.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def wait_any(children: dict[int, str], until: float | None = None) -> tuple[int, int] | None:
     """(pid, exit status) of the first of `children` to end, reaping any other child
     (as process 1 a container's orphans are ours); None at `until`."""
@@ -156,8 +162,12 @@ def serve() -> int:
     try:
         config = render(runtime)
         nginx = nginx_command(runtime, config)
+        # Each server in a process group of its own: a terminal's Ctrl-C reaches this
+        # process only, which stops them in order.
         uwsgi = subprocess.Popen(  # noqa: S603 - our own command line
-            uwsgi_command(), env={**os.environ, "UPSTREAM_SOCKET": str(runtime / "uwsgi.sock")}
+            uwsgi_command(),
+            env={**os.environ, "UPSTREAM_SOCKET": str(runtime / "uwsgi.sock")},
+            process_group=0,
         )
         children[uwsgi.pid] = "uWSGI"
         # nginx listens only once uWSGI's socket exists: until then a client is refused
@@ -165,14 +175,15 @@ def serve() -> int:
         wait_for_socket(runtime / "uwsgi.sock", uwsgi)
         # nginx takes listening sockets named in NGINX (its binary upgrade): never ours.
         front_env = {k: v for k, v in os.environ.items() if k != "NGINX"}
-        # A group of its own: if its master dies, its worker (which keeps the port open)
-        # is ended with it.
+        # If nginx's master dies, its worker (which keeps the port open) is ended with
+        # it, through the group.
         front = subprocess.Popen(nginx, env=front_env, process_group=0)  # noqa: S603
         children[front.pid] = "nginx"
         ended = wait_any(children)
         if ended is None:
             raise Failure("no server is running")
         name = children.pop(ended[0])
+        ignore_stop_signals()
         log(f"{name} exited with status {ended[1]}; stopping the other")
         if name == "nginx":
             with contextlib.suppress(ProcessLookupError):
@@ -182,10 +193,8 @@ def serve() -> int:
             stop(front.pid, "nginx", signal.SIGQUIT, children)
         return 1
     except Stop as signal_name:
+        ignore_stop_signals()
         log(f"{signal_name}: stopping nginx, then uWSGI")
-        # Further signals must not interrupt the ordered stop.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, signal.SIG_IGN)
         status = 0
         for pid, name in list(children.items()):
             if name == "nginx":
@@ -196,7 +205,8 @@ def serve() -> int:
         return 1 if status is None else status
     finally:
         for pid in children:  # only after a failure to start
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         shutil.rmtree(runtime, ignore_errors=True)
 
 

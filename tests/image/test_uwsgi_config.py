@@ -9,6 +9,7 @@ inside a container; these run without Docker, in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -90,13 +91,23 @@ class Server:
         try:
             return self.process.wait(timeout=40)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # nginx and uWSGI with it
+            for pid in [*descendants(self.process.pid), self.process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             return self.process.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        if _parent(child) == pid:
+            found += [child, *descendants(child)]
+    return found
 
 
 def launch(tmp_path: Path, env: dict[str, str], front: bool = True) -> Server:
     """Start the image's server (serve.py), or uWSGI alone with docker/uwsgi.ini, on a
-    free port (not waiting for it). Its own session: a stop that fails kills it all."""
+    free port (not waiting for it)."""
     port = free_port()
     env = {"HEALTH_PORT": str(free_port()), **env, "PORT": str(port)}
     if front:
@@ -108,7 +119,7 @@ def launch(tmp_path: Path, env: dict[str, str], front: bool = True) -> Server:
     with log.open("wb") as out, errors.open("wb") as err:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True
-        )
+        )  # a session of its own, as a container's process 1
     health = f"http://127.0.0.1:{env['HEALTH_PORT']}/healthz"
     return Server(f"http://127.0.0.1:{port}", port, process, log, errors, health)
 
@@ -201,6 +212,17 @@ def test_sigterm_when_idle_exits_0_promptly(start):
     started = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - started < 5
+
+
+def test_ctrl_c_in_a_terminal_stops_nginx_then_uwsgi_gracefully(start):
+    # A terminal sends SIGINT to its whole foreground process group; the servers are in
+    # groups of their own, so serve.py alone gets it and stops them in order.
+    server = start()
+    os.killpg(server.process.pid, signal.SIGINT)
+    assert server.process.wait(40) == 0, server.output()
+    output = server.output()
+    assert "serve: SIGINT: stopping nginx, then uWSGI" in output
+    assert "graceful shutdown" in output
 
 
 def test_production_without_a_secret_exits_instead_of_serving(tmp_path):
