@@ -169,6 +169,27 @@ def test_pack_check_fails_when_the_image_cannot_prove_itself(tmp_path):
     assert "conduit-proof-" not in log  # no server was started
 
 
+def test_pack_check_fails_on_an_image_holding_a_package_with_a_blocking_advisory(tmp_path):
+    """The job unchanged, with the stand-in serving a Critical advisory with a fix for the
+    Flask version the image holds: the image's audit blocks it after its proof, and the
+    job fails with nothing pushed (the image tier plants an old PyJWT for the same rule)."""
+    source = copy_of_this_repository(tmp_path / "repo")
+    advisories = tmp_path / "advisories.json"
+    fixed = osv_record("GHSA-2222-3333-4444", "flask", "9.9.9", "CRITICAL", "CVE-2026-20001")
+    advisories.write_text(json.dumps({"osv": [fixed], "known_exploited": []}))
+
+    result = rehearse_copy(
+        source, "--job", "pack:check", "--no-upstream", "--advisories", str(advisories)
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert job_line(result.stdout, "pack:check").startswith("failed "), result.stdout
+    log = (source.parent / "work" / "logs" / "pack-check.log").read_text()
+    pins = locked_pins()
+    assert f"BLOCKS: CVE-2026-20001 flask {pins['flask']}" in log
+    assert "fails the security policy: a Python package it holds has a blocking advisory" in log
+    assert "passes the security policy" not in log
+
+
 @pytest.mark.parametrize("status", ["passed", "failed (allowed)"])
 def test_a_job_that_may_fail_does_not_fail_the_rehearsal(status):
     assert not rehearse.JobResult("lint", status, 1.0).blocks
