@@ -23,8 +23,13 @@ NPM ?= npm
 # docker/requirements.txt), which `make lock` writes from requirements.lock with every
 # file's SHA-256, installed with --require-hashes (pip refuses a file whose digest is not
 # listed, and any dependency the file lacks). The projects themselves come after, with
-# --no-deps --no-build-isolation: pip hashes no local directory, and the build backend
-# (setuptools, in each of those files) is the venv's own instead of one fetched unchecked.
+# --no-deps --no-build-isolation: in hash-checking mode pip refuses a local directory
+# and an editable (pip 26.3, src/pip/_internal/operations/prepare.py:
+# DirectoryUrlHashUnsupported, "no single file to hash"), and build isolation would
+# fetch the build backend without hashes (build_env/installer.py: require_hashes=False,
+# "TODO: hash-checking should be extended to build deps"); so setuptools comes in each
+# of those files and builds from the venv. (A constraints file's hashes are not
+# checked: pypa/pip#8792, #12956.)
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 HASHED := $(PIP) --require-hashes --requirement
 LOCAL := $(PIP) --no-deps --no-build-isolation
