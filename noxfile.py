@@ -342,13 +342,18 @@ def freshmachine(session: nox.Session) -> None:
 
 
 def barman_virtualenv(session: nox.Session) -> Path:
-    """Barman Cloud and the GCS emulator, pinned by requirements.lock, in build/barman."""
+    """Barman Cloud and the GCS emulator, pinned by requirements.lock, in build/barman:
+    requirements/drill.txt, hash-checked (Makefile, `lock`). psycopg2 has no wheel, so
+    pip and setuptools (requirements/build.txt) come first and build it, instead of a
+    setuptools that build isolation would fetch unchecked."""
     stamp = BARMAN_VENV / ".installed"
-    lock = ROOT / "requirements.lock"
-    if not stamp.is_file() or stamp.stat().st_mtime < lock.stat().st_mtime:
+    build, drill = ROOT / "requirements/build.txt", ROOT / "requirements/drill.txt"
+    if not stamp.is_file() or stamp.stat().st_mtime < drill.stat().st_mtime:
         run(session, BARMAN_PYTHON, "-m", "venv", "--clear", str(BARMAN_VENV))
-        pip = [str(BARMAN_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        run(session, *pip, "-c", str(lock), "barman[cloud,google]", "gcp-storage-emulator")
+        python = str(BARMAN_VENV / "bin" / "python")
+        pip = [python, "-m", "pip", "install", "--quiet", "--require-hashes"]
+        run(session, *pip, "-r", str(build))
+        run(session, *pip, "--no-build-isolation", "-r", str(drill))
         stamp.touch()
     return BARMAN_VENV
 

